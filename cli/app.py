@@ -1,0 +1,47 @@
+"""The ``entangle`` command: a thin typer front end over the public API.
+
+Each sub-command lives in its own module and registers itself on ``app``; errors from
+entangle (``EntangleError``) print one line without a traceback and exit with code 2.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+from entangle.errors import EntangleError
+
+app = typer.Typer(
+    name="entangle",
+    help="Diagnose gradient entanglement in GCD training and apply the EAGC correction.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+err_console = Console(stderr=True)
+
+
+def _register_commands() -> None:
+    # importing each module runs its @app.command decorators
+    import importlib
+
+    for name in ("bench", "demo", "train", "report", "analyze", "ablate"):
+        try:
+            importlib.import_module(f"entangle_cli.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"entangle_cli.{name}":
+                raise
+
+
+_register_commands()
+
+
+def main() -> None:
+    """Console-script entry point: run the app, turning EntangleError into exit code 2."""
+    try:
+        app()
+    except EntangleError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        sys.exit(2)

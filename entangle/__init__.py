@@ -1,0 +1,42 @@
+"""entangle: diagnose gradient entanglement in Generalized Category Discovery and apply EAGC.
+
+Importing entangle needs only torch and numpy; plotting, t-SNE and timm load inside the
+functions that use them.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it; loaded on first access so `import entangle` stays light
+_EXPORTS = {
+    "Probe": "entangle.probe",
+    "ProbeSet": "entangle.probeset",
+    "last_block": "entangle.params",
+    "EAGC": "entangle.eagc",
+    "SharedPrefix": "entangle.prefix",
+    "train_reference": "entangle.reference",
+    "RunWriter": "entangle.runs",
+    "RunReader": "entangle.runs",
+    "EntangleError": "entangle.errors",
+    "EntangleWarning": "entangle.errors",
+    "metrics": "entangle.metrics",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'entangle' has no attribute {name!r}")
+    mod = importlib.import_module(module)
+    value = mod if module.endswith(name) else getattr(mod, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return __all__

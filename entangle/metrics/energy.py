@@ -1,0 +1,131 @@
+"""Known-class subspace energy: the conceptor, energy ratios, and logit free energy."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from entangle.errors import EntangleValueError, warn_degenerate
+from entangle.metrics._tensors import as_matrix, compute_dtype
+
+
+def conceptor(features: torch.Tensor, aperture: float = 2.0) -> torch.Tensor:
+    """Conceptor C = R (R + a^-2 I)^-1 of the known-class features, R = Z^T Z / N.
+
+    Computed through a symmetric eigendecomposition of R (in float64 for stability, returned
+    in the features' compute dtype): C = U diag(s / (s + a^-2)) U^T.
+
+    Args:
+        features: ``[N, D]`` labeled features, rows are samples (not centred, as in the paper).
+        aperture: a > 0; larger apertures push C towards the identity.
+
+    Returns:
+        ``[D, D]`` symmetric, eigenvalues in [0, 1), on the features' device.
+    """
+    z = as_matrix(features, "features")
+    if not aperture > 0:
+        raise EntangleValueError(f"aperture must be > 0, got {aperture}")
+    if z.shape[0] == 0:
+        raise EntangleValueError("conceptor: no features given; pass at least one labeled row")
+    z64 = z.to(torch.float64)
+    corr = z64.T @ z64 / z64.shape[0]
+    evals, evecs = torch.linalg.eigh(corr)
+    evals = evals.clamp_min(0.0)
+    gains = evals / (evals + aperture ** -2)
+    c = (evecs * gains) @ evecs.T
+    return ((c + c.T) / 2).to(z.dtype)
+
+
+def conceptor_spectrum(c: torch.Tensor) -> dict:
+    """Eigenvalues and size summaries of a conceptor, to see when the known subspace is degenerate.
+
+    Args:
+        c: ``[D, D]`` conceptor.
+
+    Returns:
+        dict with ``eigenvalues`` ``[D]`` (descending, tensor), ``quota`` trace(C)/D in [0, 1]
+        (1 means C is the identity and energy ratios carry no information) and
+        ``effective_rank`` exp(entropy of the normalised eigenvalues).
+    """
+    _check_square(c)
+    evals = torch.linalg.eigvalsh(c.to(torch.float64)).clamp(0.0, 1.0).flip(0)
+    total = evals.sum()
+    p = evals / total if total > 0 else evals
+    entropy = -(p[p > 0] * p[p > 0].log()).sum()
+    return {
+        "eigenvalues": evals.to(compute_dtype(c.dtype)),
+        "quota": float(total / c.shape[0]),
+        "effective_rank": float(entropy.exp()) if total > 0 else 0.0,
+    }
+
+
+def _check_square(c: torch.Tensor) -> None:
+    if c.ndim != 2 or c.shape[0] != c.shape[1]:
+        raise EntangleValueError(f"conceptor must be a square [D, D] tensor, got {tuple(c.shape)}")
+
+
+def energy_ratio(features: torch.Tensor, conceptor: torch.Tensor, *, warn: bool = True):
+    """Share of each row's energy inside the known-class subspace: clip(z^T C z / ||z||^2, 0, 1).
+
+    Args:
+        features: ``[n, D]``.
+        conceptor: ``[D, D]`` from :func:`conceptor`.
+
+    Returns:
+        ``[n]`` in [0, 1]; NaN for zero rows.
+    """
+    z = as_matrix(features, "features")
+    _check_square(conceptor)
+    if conceptor.shape[0] != z.shape[1]:
+        raise EntangleValueError(
+            f"energy_ratio: conceptor is {tuple(conceptor.shape)} but features are "
+            f"{tuple(z.shape)}; fit the conceptor on features of the same layer"
+        )
+    c = conceptor.to(device=z.device, dtype=z.dtype)
+    quad = ((z @ c) * z).sum(dim=1)
+    sq = z.pow(2).sum(dim=1)
+    ratio = torch.where(sq > 0, quad / torch.where(sq > 0, sq, 1.0), float("nan"))
+    ratio = ratio.clamp(0.0, 1.0)
+    if warn:
+        n_nan = int(torch.isnan(ratio).sum())
+        if n_nan:
+            warn_degenerate(f"energy_ratio: {n_nan} rows are all zero; their ratio is NaN")
+    return ratio
+
+
+def free_energy(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """Logit free energy F(x) = -T logsumexp(logits / T); lower means more confident.
+
+    Args:
+        logits: ``[n, K]``.
+        temperature: T > 0.
+
+    Returns:
+        ``[n]``.
+    """
+    if logits.ndim != 2:
+        raise EntangleValueError(f"free_energy: expected logits [n, K], got {tuple(logits.shape)}")
+    if not temperature > 0 or math.isinf(temperature):
+        raise EntangleValueError(f"temperature must be a positive finite number, got {temperature}")
+    x = logits.to(compute_dtype(logits.dtype))
+    return -temperature * torch.logsumexp(x / temperature, dim=1)
+
+
+def check_energy_inputs(features_dim: int, conceptor: torch.Tensor) -> None:
+    """Raise if a conceptor does not fit features of width ``features_dim``."""
+    _check_square(conceptor)
+    if conceptor.shape[0] != features_dim:
+        raise EntangleValueError(
+            f"conceptor is {tuple(conceptor.shape)} but features have {features_dim} dims"
+        )
+
+
+def warn_if_identity_like(c: torch.Tensor, threshold: float = 0.9) -> None:
+    """Warn when a conceptor is close to the identity (energy ratios near 1 for every row)."""
+    quota = conceptor_spectrum(c)["quota"]
+    if quota > threshold:
+        warn_degenerate(
+            f"conceptor quota is {quota:.2f} (close to the identity): energy ratios will be "
+            "near 1 for every row and EEP will barely act; try a smaller aperture"
+        )

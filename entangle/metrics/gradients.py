@@ -1,0 +1,130 @@
+"""Gradient conflict between the supervised and unsupervised parts of a GCD objective.
+
+All functions compute on the inputs' device and return 0-dim or 1-D tensors there, so a
+training loop can batch many metrics into one host sync. A zero norm gives NaN (never a
+crash); with ``warn=True`` a warning says why (checking costs a host sync on CUDA, so hot
+loops pass ``warn=False`` and read NaN reasons after their own sync).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from entangle.errors import EntangleValueError, warn_degenerate
+from entangle.metrics._tensors import GradLike, compute_dtype, pair_flat
+
+CONFLICT_KEYS = ("cos", "gdc", "norm_sup", "norm_unsup", "norm_ratio", "gms", "conflict")
+
+
+def _safe_div(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
+    nan = torch.full_like(num, float("nan"))
+    return torch.where(den > 0, num / torch.where(den > 0, den, torch.ones_like(den)), nan)
+
+
+def _cos(a: torch.Tensor, b: torch.Tensor, na: torch.Tensor, nb: torch.Tensor) -> torch.Tensor:
+    # clamp: rounding can push |cos| a hair past 1, which would put GDC outside [0, 2]
+    return _safe_div(torch.dot(a, b), na * nb).clamp(-1.0, 1.0)
+
+
+def gradient_conflict(g_sup: GradLike, g_unsup: GradLike, *, warn: bool = True) -> dict:
+    """Conflict statistics between a supervised and an unsupervised gradient.
+
+    Args:
+        g_sup: gradient of L_sup, a tensor of any shape or a sequence of per-parameter
+            tensors (``None`` entries skipped, as in ``[p.grad for p in params]``).
+        g_unsup: gradient of L_unsup, laid out like ``g_sup``.
+        warn: warn when a norm is zero (the affected values are NaN).
+
+    Returns:
+        dict of 0-dim tensors on the inputs' device:
+        ``cos`` cos(g_S, g_U); ``gdc`` 1 - cos(g_S, g_S + g_U) in [0, 2]; ``norm_sup`` and
+        ``norm_unsup``; ``norm_ratio`` ||g_U|| / ||g_S||; ``gms`` gradient magnitude
+        similarity 2||g_S|| ||g_U|| / (||g_S||^2 + ||g_U||^2); ``conflict`` (bool) cos < 0.
+
+    Example:
+        >>> stats = gradient_conflict(torch.tensor([1.0, 0.0]), torch.tensor([-1.0, 1.0]))
+        >>> round(stats["cos"].item(), 4)
+        -0.7071
+    """
+    s, u = pair_flat(g_sup, g_unsup)
+    dtype = compute_dtype(torch.promote_types(s.dtype, u.dtype))
+    s, u = s.to(dtype), u.to(dtype)
+    ns, nu = torch.linalg.vector_norm(s), torch.linalg.vector_norm(u)
+    total = s + u
+    nt = torch.linalg.vector_norm(total)
+    cos = _cos(s, u, ns, nu)
+    stats = {
+        "cos": cos,
+        "gdc": 1.0 - _cos(s, total, ns, nt),
+        "norm_sup": ns,
+        "norm_unsup": nu,
+        "norm_ratio": _safe_div(nu, ns),
+        "gms": _safe_div(2.0 * ns * nu, ns * ns + nu * nu),
+        "conflict": cos < 0,
+    }
+    if warn:
+        reason = conflict_nan_reason(float(ns), float(nu), float(nt), s.numel())
+        if reason:
+            warn_degenerate(f"gradient_conflict: {reason}")
+    return stats
+
+
+def conflict_nan_reason(norm_sup: float, norm_unsup: float, norm_total: float, size: int) -> str:
+    """Explain, from host-side norms, why some of ``gradient_conflict``'s values are NaN.
+
+    Returns an empty string when every value is finite.
+    """
+    if size == 0:
+        return "no gradient entries (the parameter group received no gradient from either loss)"
+    bad = [name for name, v in (("g_sup", norm_sup), ("g_unsup", norm_unsup)) if not v > 0]
+    nonfinite = [
+        name
+        for name, v in (("g_sup", norm_sup), ("g_unsup", norm_unsup))
+        if v != v or v in (float("inf"), float("-inf"))
+    ]
+    if nonfinite:
+        return f"{' and '.join(nonfinite)} not finite (NaN or inf loss?); values are NaN"
+    if bad:
+        return f"{' and '.join(bad)} has zero norm; cos, GDC and the ratios are NaN"
+    if not norm_total > 0:
+        return "g_sup + g_unsup is zero (the losses cancel exactly); GDC is NaN"
+    return ""
+
+
+def gdc(g_sup: GradLike, g_unsup: GradLike, *, warn: bool = True) -> torch.Tensor:
+    """Gradient Deviation Coefficient 1 - cos(g_S, g_S + g_U), in [0, 2].
+
+    Args:
+        g_sup, g_unsup: gradients as in :func:`gradient_conflict`.
+
+    Returns:
+        0-dim tensor; NaN when ||g_S|| or ||g_S + g_U|| is zero.
+    """
+    return gradient_conflict(g_sup, g_unsup, warn=warn)["gdc"]
+
+
+def rowwise_cosine(a: torch.Tensor, b: torch.Tensor, *, warn: bool = True) -> torch.Tensor:
+    """Cosine between matching rows, e.g. per-sample feature gradients dL_sup/dz and dL_unsup/dz.
+
+    Args:
+        a: ``[n, D]``.
+        b: ``[n, D]``.
+
+    Returns:
+        ``[n]``; NaN for rows where either side has zero norm (e.g. an unlabeled row receives
+        no supervised gradient).
+    """
+    if a.shape != b.shape or a.ndim != 2:
+        raise EntangleValueError(
+            f"rowwise_cosine: expected two [n, D] tensors of the same shape, got "
+            f"{tuple(a.shape)} and {tuple(b.shape)}"
+        )
+    dtype = compute_dtype(torch.promote_types(a.dtype, b.dtype))
+    a, b = a.to(dtype), b.to(dtype)
+    na, nb = torch.linalg.vector_norm(a, dim=1), torch.linalg.vector_norm(b, dim=1)
+    cos = _safe_div((a * b).sum(dim=1), na * nb).clamp(-1.0, 1.0)
+    if warn:
+        n_nan = int(torch.isnan(cos).sum())
+        if n_nan:
+            warn_degenerate(f"rowwise_cosine: {n_nan} of {cos.numel()} rows have a zero norm (NaN)")
+    return cos
