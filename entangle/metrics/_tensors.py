@@ -48,7 +48,7 @@ def as_mask(x, n: int, name: str) -> torch.Tensor:
     t = as_tensor(x, name)
     if t.ndim != 1 or t.shape[0] != n:
         raise EntangleValueError(
-            f"{name}: expected a 1-D mask with {n} entries (one per row), got shape {tuple(t.shape)}"
+            f"{name}: expected a 1-D mask with {n} entries (one per row), got {tuple(t.shape)}"
         )
     return t.bool()
 

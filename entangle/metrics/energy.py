@@ -32,7 +32,7 @@ def conceptor(features: torch.Tensor, aperture: float = 2.0) -> torch.Tensor:
     corr = z64.T @ z64 / z64.shape[0]
     evals, evecs = torch.linalg.eigh(corr)
     evals = evals.clamp_min(0.0)
-    gains = evals / (evals + aperture ** -2)
+    gains = evals / (evals + aperture**-2)
     c = (evecs * gains) @ evecs.T
     return ((c + c.T) / 2).to(z.dtype)
 
