@@ -1,0 +1,593 @@
+"""The run directory: an append-only, crash-safe writer and a tolerant reader (DESIGN.md §5).
+
+Layout::
+
+    RUN/
+      run.json        {"schema", "name", "config", "seed", "versions", "git_sha", "device",
+                       "start_time", "host"} (+ "resumed_at" after a resume)
+      steps.jsonl     one JSON object per probed step
+      epochs.jsonl    one JSON object per evaluation
+      features/       epoch_NNN.npz: features, labels, labeled, novel[, logits, extras]
+      checkpoints/    state dicts, loadable with torch.load(weights_only=True)
+      DONE            {"end_time", "summary"}, written last; absent = incomplete run
+
+JSON lines are standard JSON: NaN and +-inf are written as ``null`` (JSON has no NaN), so a
+reader sees ``None`` where a metric was NaN; :meth:`RunReader.column` turns them back into
+NaN. Each record is written with one ``write`` and then flushed and fsynced, so a killed
+process loses at most the record it was writing, which the reader reports as a torn last line.
+
+Only one process may write a run (under DDP, rank 0).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import json
+import math
+import os
+import platform
+import re
+import socket
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from entangle.errors import EntangleRuntimeError, EntangleTypeError, EntangleValueError
+
+SCHEMA_VERSION = 1
+
+_OWNED = ("steps.jsonl", "epochs.jsonl", "features", "checkpoints", "DONE")
+_FEATURE_FILE = re.compile(r"^epoch_(\d+)\.npz$")
+_TMP_SUFFIX = ".tmp"
+
+
+# ---------------------------------------------------------------- JSON values
+
+
+def to_jsonable(value, where: str = "record"):
+    """Convert a record to plain JSON values: tensors and arrays to (nested) lists, NaN/inf to None.
+
+    Args:
+        value: dict / list / tuple / scalar; numpy scalars and arrays, torch tensors of any
+            shape (moved to the CPU), ``pathlib.Path`` and dataclasses are accepted.
+        where: the key path, for the error message.
+
+    Returns:
+        the same structure built from dict, list, str, int, float, bool and None only.
+    """
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, torch.Tensor):
+        t = value.detach().cpu()
+        if t.dtype == torch.bfloat16:  # .tolist() of bf16 is fine, but keep float32 precision
+            t = t.float()
+        return to_jsonable(t.tolist(), where)
+    if isinstance(value, np.ndarray):
+        return to_jsonable(value.tolist(), where)
+    if isinstance(value, np.generic):
+        return to_jsonable(value.item(), where)
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return to_jsonable(dataclasses.asdict(value), where)
+    raise EntangleTypeError(
+        f"{where}: cannot store a {type(value).__name__} in a JSON record; use numbers, "
+        "strings, bools, None, lists, dicts, numpy arrays or tensors"
+    )
+
+
+def _dumps(record: dict) -> str:
+    # allow_nan=False: to_jsonable already mapped NaN/inf to None, so this only guards bugs
+    return json.dumps(to_jsonable(record), allow_nan=False, separators=(",", ":"))
+
+
+def read_jsonl(path) -> tuple[list[dict], list[str]]:
+    """Read a JSON-lines file written by :class:`RunWriter`.
+
+    A last line that does not parse (the process was killed while writing it) is dropped and
+    reported; a bad line anywhere else raises, naming the file and the line number.
+
+    Args:
+        path: the ``.jsonl`` file; a missing file reads as no records.
+
+    Returns:
+        ``(records, warnings)``: a list of dicts and a list of human-readable strings.
+    """
+    path = Path(path)
+    if not path.exists():
+        return [], []
+    lines = path.read_bytes().split(b"\n")
+    last = max((i for i, line in enumerate(lines) if line.strip()), default=-1)
+    records, warnings = [], []
+    for i, raw in enumerate(lines):
+        if not raw.strip():
+            continue
+        try:
+            record = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            if i == last:
+                warnings.append(
+                    f"{path.name}: last line is torn (process killed while writing?); ignored"
+                )
+                break
+            raise EntangleValueError(
+                f"{path}: line {i + 1} is not valid JSON ({exc}); the file is corrupt beyond a "
+                "torn last line, so it was not written by entangle alone"
+            ) from exc
+        if not isinstance(record, dict):
+            raise EntangleValueError(
+                f"{path}: line {i + 1} holds a {type(record).__name__}, expected a JSON object"
+            )
+        records.append(record)
+    return records, warnings
+
+
+# ---------------------------------------------------------------- atomic files
+
+
+def _fsync_dir(path: Path) -> None:
+    # makes the rename itself durable; not possible on every platform, and not essential
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _atomic_write(path: Path, write) -> None:
+    """Write ``path`` through a temporary sibling and ``os.replace``: readers see old or new."""
+    tmp = path.with_name(path.name + _TMP_SUFFIX)
+    try:
+        with open(tmp, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    _fsync_dir(path.parent)
+
+
+def _atomic_json(path: Path, obj: dict) -> None:
+    text = json.dumps(to_jsonable(obj), allow_nan=False, indent=2) + "\n"
+    _atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _git_sha() -> str | None:
+    """HEAD of the git repository around the working directory, or None (never raises)."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    sha = out.stdout.strip()
+    return sha if out.returncode == 0 and re.fullmatch(r"[0-9a-f]{7,64}", sha) else None
+
+
+def _versions() -> dict:
+    from entangle import __version__
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "entangle": __version__,
+    }
+
+
+def _as_array(x, name: str) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu()
+        if x.dtype == torch.bfloat16:  # numpy has no bfloat16
+            x = x.float()
+        return x.numpy()
+    try:
+        return np.asarray(x)
+    except (TypeError, ValueError) as exc:
+        raise EntangleTypeError(
+            f"{name}: expected a tensor or array, got {type(x).__name__}"
+        ) from exc
+
+
+_CKPT_TYPES = (torch.Tensor, int, float, bool, str, type(None), torch.dtype, torch.Size)
+
+
+def _check_weights_only(value, where: str) -> None:
+    """Refuse values that ``torch.load(weights_only=True)`` would later refuse to load."""
+    if isinstance(value, _CKPT_TYPES):
+        return
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _check_weights_only(k, f"{where} key")
+            _check_weights_only(v, f"{where}[{k!r}]")
+        return
+    if isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            _check_weights_only(v, f"{where}[{i}]")
+        return
+    raise EntangleTypeError(
+        f"checkpoint {where}: a {type(value).__name__} would not load with weights_only=True; "
+        "store tensors and plain values only (use .state_dict(), torch.from_numpy, .item())"
+    )
+
+
+# ---------------------------------------------------------------- writer
+
+
+class RunWriter:
+    """Write one run directory; append-only and safe against a kill at any point.
+
+    Args:
+        path: the run directory (created with its parents).
+        config: the run's configuration, stored in ``run.json`` (dict or dataclass).
+        seed: the random seed.
+        device: the device the run uses, e.g. ``"cuda:0"``.
+        name: a display name (defaults to the directory name when read).
+        resume: reopen an existing, unfinished run and append to it. Without it an existing
+            run is never touched.
+
+    Example:
+        >>> with RunWriter(tmp / "run", config={"lr": 0.1}, seed=0) as run:  # doctest: +SKIP
+        ...     run.write_step({"step": 0, "cos": -0.2})
+        ...     run.finish({"acc_all": 0.61})
+    """
+
+    def __init__(
+        self,
+        path,
+        *,
+        config: dict | None = None,
+        seed: int | None = None,
+        device: str | None = None,
+        name: str | None = None,
+        resume: bool = False,
+    ):
+        self.path = Path(path)
+        self._finished = False
+        self._closed = False
+        meta_path = self.path / "run.json"
+        if meta_path.exists():
+            if not resume:
+                raise EntangleValueError(
+                    f"{self.path} already holds a run (run.json exists) and runs are never "
+                    "overwritten; pass resume=True to append to it, or choose another path"
+                )
+            self._reopen(meta_path)
+        else:
+            taken = [n for n in _OWNED if (self.path / n).exists()]
+            if taken:
+                raise EntangleValueError(
+                    f"{self.path} has no run.json but already contains {', '.join(taken)}; "
+                    "refusing to mix runs: choose an empty or new directory"
+                )
+            self.path.mkdir(parents=True, exist_ok=True)
+            self.meta = {
+                "schema": SCHEMA_VERSION,
+                "name": name,
+                "config": config,
+                "seed": seed,
+                "versions": _versions(),
+                "git_sha": _git_sha(),
+                "device": None if device is None else str(device),
+                "start_time": _now(),
+                "host": socket.gethostname(),
+            }
+            _atomic_json(meta_path, self.meta)
+        (self.path / "features").mkdir(exist_ok=True)
+        (self.path / "checkpoints").mkdir(exist_ok=True)
+        self._files = {n: open(self.path / n, "ab") for n in ("steps.jsonl", "epochs.jsonl")}
+
+    def _reopen(self, meta_path: Path) -> None:
+        if (self.path / "DONE").exists():
+            raise EntangleValueError(
+                f"{self.path} is a finished run (DONE exists); resuming would append after its "
+                "end: start a new run directory instead"
+            )
+        self.meta = RunReader(self.path).meta
+        entry = {"time": _now()}
+        for fname in ("steps.jsonl", "epochs.jsonl"):
+            dropped = _drop_torn_tail(self.path / fname)
+            if dropped:
+                # appending after a torn fragment would glue two records into one bad line
+                entry.setdefault("dropped_torn_bytes", {})[fname] = dropped
+        self.meta.setdefault("resumed_at", []).append(entry)
+        _atomic_json(meta_path, self.meta)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            state = "finished" if self._finished else "closed"
+            raise EntangleRuntimeError(f"RunWriter for {self.path} is {state}; open a new one")
+
+    def _append(self, fname: str, record: dict) -> None:
+        self._check_open()
+        if not isinstance(record, dict):
+            raise EntangleTypeError(
+                f"{fname}: a record must be a dict, got {type(record).__name__}"
+            )
+        # one write per record, so a kill leaves at most one torn last line
+        fh = self._files[fname]
+        fh.write((_dumps(record) + "\n").encode("utf-8"))
+        fh.flush()
+        os.fsync(fh.fileno())
+
+    def write_step(self, record: dict) -> None:
+        """Append one probed step's record to ``steps.jsonl`` (NaN/inf are stored as null)."""
+        self._append("steps.jsonl", record)
+
+    def write_epoch(self, record: dict) -> None:
+        """Append one evaluation's record to ``epochs.jsonl`` (NaN/inf are stored as null)."""
+        self._append("epochs.jsonl", record)
+
+    def save_features(
+        self, epoch: int, *, features, labels, labeled, novel, logits=None, **extra_arrays
+    ) -> Path:
+        """Save one evaluation's per-sample arrays to ``features/epoch_{epoch:03d}.npz``.
+
+        Args:
+            epoch: non-negative epoch number.
+            features: ``[n, D]`` features.
+            labels: ``[n]`` integer ground-truth classes.
+            labeled: ``[n]`` bool, True for labeled rows.
+            novel: ``[n]`` bool, True for rows of novel classes.
+            logits: optional ``[n, K]``.
+            **extra_arrays: more arrays stored under their keyword (e.g. ``tsne=[n, 2]``).
+
+        Returns:
+            the path written. Saving the same epoch again (after a resume) replaces the file
+            atomically.
+        """
+        self._check_open()
+        if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)) or epoch < 0:
+            raise EntangleValueError(f"epoch must be a non-negative int, got {epoch!r}")
+        arrays = {
+            "features": _as_array(features, "features"),
+            "labels": _as_array(labels, "labels").astype(np.int64),
+            "labeled": _as_array(labeled, "labeled").astype(bool),
+            "novel": _as_array(novel, "novel").astype(bool),
+        }
+        if logits is not None:
+            arrays["logits"] = _as_array(logits, "logits")
+        want = {"features": 2, "labels": 1, "labeled": 1, "novel": 1, "logits": 2}
+        for key, ndim in want.items():
+            if key in arrays and arrays[key].ndim != ndim:
+                raise EntangleValueError(
+                    f"save_features: {key} must be {ndim}-D, got shape {arrays[key].shape}"
+                )
+        n = arrays["features"].shape[0]
+        lengths = {k: a.shape[0] for k, a in arrays.items()}
+        if any(m != n for m in lengths.values()):
+            raise EntangleValueError(
+                f"save_features: every array needs one row per sample, got lengths {lengths}"
+            )
+        for key, value in extra_arrays.items():
+            arrays[key] = _as_array(value, key)
+        target = self.path / "features" / f"epoch_{int(epoch):03d}.npz"
+        _atomic_write(target, lambda fh: np.savez(fh, **arrays))
+        return target
+
+    def checkpoint_path(self, name: str) -> Path:
+        """Path of checkpoint ``name`` under ``checkpoints/`` (``.pt`` added without a suffix)."""
+        if not name or Path(name).name != name or name in (".", ".."):
+            raise EntangleValueError(
+                f"checkpoint name must be a plain file name like 'epoch_010', got {name!r}"
+            )
+        if not name.endswith((".pt", ".pth")):
+            name += ".pt"
+        return self.path / "checkpoints" / name
+
+    def save_checkpoint(self, name: str, state: dict) -> Path:
+        """Save a dict of tensors and plain values atomically; it loads with weights_only=True.
+
+        Args:
+            name: file name under ``checkpoints/``, see :meth:`checkpoint_path`.
+            state: e.g. ``{"model": model.state_dict(), "epoch": 3}``.
+
+        Returns:
+            the path written.
+        """
+        self._check_open()
+        if not isinstance(state, dict):
+            raise EntangleTypeError(f"checkpoint state must be a dict, got {type(state).__name__}")
+        _check_weights_only(state, "state")
+        target = self.checkpoint_path(name)
+        _atomic_write(target, lambda fh: torch.save(state, fh))
+        return target
+
+    def finish(self, summary: dict | None = None) -> None:
+        """Close the record files and write ``DONE`` with ``summary``; the run is then complete."""
+        self._check_open()
+        self.close()
+        self._finished = True
+        _atomic_json(self.path / "DONE", {"end_time": _now(), "summary": summary or {}})
+
+    def close(self) -> None:
+        """Close the record files (idempotent). Does not mark the run complete."""
+        if self._closed:
+            return
+        self._closed = True
+        for fh in self._files.values():
+            fh.close()
+
+    def __enter__(self) -> RunWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _drop_torn_tail(path: Path) -> int:
+    """Cut an unterminated last line off ``path``; return the number of bytes removed."""
+    if not path.exists():
+        return 0
+    data = path.read_bytes()
+    if not data or data.endswith(b"\n"):
+        return 0
+    keep = data.rfind(b"\n") + 1
+    with open(path, "r+b") as fh:
+        fh.truncate(keep)
+        fh.flush()
+        os.fsync(fh.fileno())
+    return len(data) - keep
+
+
+# ---------------------------------------------------------------- reader
+
+
+class RunReader:
+    """Read a run directory written by :class:`RunWriter`, complete or not.
+
+    Args:
+        path: the run directory.
+
+    Attributes:
+        meta: the ``run.json`` dict; ``steps`` / ``epochs``: lists of record dicts (NaN was
+        stored as None); ``warnings``: strings describing torn lines and a missing DONE.
+    """
+
+    def __init__(self, path):
+        self.path = Path(path)
+        meta_path = self.path / "run.json"
+        if not meta_path.is_file():
+            raise EntangleValueError(
+                f"not a run directory: {self.path}; expected run.json written by entangle"
+            )
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise EntangleValueError(f"{meta_path} is not valid JSON: {exc}") from exc
+        if not isinstance(meta, dict):
+            raise EntangleValueError(f"{meta_path}: expected a JSON object")
+        major = _schema_major(meta.get("schema"), meta_path)
+        if major > SCHEMA_VERSION:
+            raise EntangleValueError(
+                f"{self.path} was written by a newer entangle (schema {meta['schema']}); "
+                f"this entangle reads schema {SCHEMA_VERSION}: upgrade entangle"
+            )
+        if major < 1:
+            raise EntangleValueError(
+                f"{meta_path}: unknown schema {meta['schema']!r}; expected {SCHEMA_VERSION}"
+            )
+        self.meta = meta
+        self.steps, step_warnings = read_jsonl(self.path / "steps.jsonl")
+        self.epochs, epoch_warnings = read_jsonl(self.path / "epochs.jsonl")
+        self.warnings = step_warnings + epoch_warnings
+        self._done = None
+        done_path = self.path / "DONE"
+        if done_path.is_file():
+            try:
+                self._done = json.loads(done_path.read_text(encoding="utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                raise EntangleValueError(f"{done_path} is not valid JSON: {exc}") from exc
+        else:
+            self.warnings.append(
+                "run is incomplete: no DONE file (still running or killed; resume it with "
+                "RunWriter(path, resume=True))"
+            )
+
+    @property
+    def config(self) -> dict | None:
+        return self.meta.get("config")
+
+    @property
+    def name(self) -> str:
+        return self.meta.get("name") or self.path.resolve().name
+
+    @property
+    def complete(self) -> bool:
+        """True when the run wrote DONE (finished normally)."""
+        return self._done is not None
+
+    @property
+    def summary(self) -> dict | None:
+        """The summary passed to :meth:`RunWriter.finish`, or None for an incomplete run."""
+        return None if self._done is None else self._done.get("summary", {})
+
+    @property
+    def end_time(self) -> str | None:
+        return None if self._done is None else self._done.get("end_time")
+
+    def column(self, key: str, table: str = "steps") -> np.ndarray:
+        """One value per record as float64, NaN where the value is null or missing.
+
+        Args:
+            key: record key; dots reach into nested dicts (``"raw.cos"``).
+            table: ``"steps"`` or ``"epochs"``.
+
+        Returns:
+            ``[n_records]`` float64 array.
+        """
+        if table not in ("steps", "epochs"):
+            raise EntangleValueError(f"table must be 'steps' or 'epochs', got {table!r}")
+        out = []
+        for record in getattr(self, table):
+            value = record
+            for part in key.split("."):
+                value = value.get(part) if isinstance(value, dict) else None
+            out.append(np.nan if value is None or isinstance(value, (dict, list, str)) else value)
+        return np.asarray(out, dtype=np.float64)
+
+    def feature_epochs(self) -> list[int]:
+        """Epochs with a saved ``features/epoch_NNN.npz``, ascending."""
+        folder = self.path / "features"
+        if not folder.is_dir():
+            return []
+        found = (_FEATURE_FILE.match(p.name) for p in folder.iterdir())
+        return sorted(int(m.group(1)) for m in found if m)
+
+    def features(self, epoch: int | None = None) -> dict[str, np.ndarray]:
+        """The arrays saved for ``epoch`` (the latest when None), loaded into memory."""
+        epochs = self.feature_epochs()
+        if not epochs:
+            raise EntangleValueError(f"{self.path} has no saved features (features/epoch_*.npz)")
+        if epoch is None:
+            epoch = epochs[-1]
+        if epoch not in epochs:
+            raise EntangleValueError(
+                f"{self.path} has no features for epoch {epoch}; saved epochs: {epochs}"
+            )
+        with np.load(self.path / "features" / f"epoch_{epoch:03d}.npz", allow_pickle=False) as f:
+            return {k: f[k] for k in f.files}
+
+    def checkpoints(self) -> list[Path]:
+        """Checkpoint files under ``checkpoints/``, sorted by name."""
+        folder = self.path / "checkpoints"
+        if not folder.is_dir():
+            return []
+        return sorted(
+            p for p in folder.iterdir() if p.is_file() and not p.name.endswith(_TMP_SUFFIX)
+        )
+
+
+def _schema_major(schema, meta_path: Path) -> int:
+    try:
+        return int(str(schema).split(".")[0])
+    except ValueError:
+        raise EntangleValueError(
+            f"{meta_path}: missing or malformed 'schema' ({schema!r}); expected {SCHEMA_VERSION}"
+        ) from None
