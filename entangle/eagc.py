@@ -1,0 +1,379 @@
+"""EAGC: Anchor-based Gradient Alignment (AGA) + Energy-aware Elastic Projection (EEP).
+
+Applied to the gradient of the hooked feature tensor z, per row, in one backward
+(DESIGN.md §3)::
+
+    g_i <- g_i - w_i C g_i + c m_i (z_i - z_i^ref)
+
+Every ``coordinate`` call computes its own weights and AGA term in the forward pass and keeps
+them in the autograd graph, so gradient accumulation, two forwards per step and DDP are exact:
+nothing is read from shared state at backward time.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Iterable
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import torch
+
+from entangle.distributed import global_sum, world_size
+from entangle.errors import EntangleRuntimeError, EntangleValueError
+from entangle.metrics import conceptor as fit_conceptor
+from entangle.metrics import energy_ratio
+
+EPS = 1e-6
+
+
+@dataclass
+class CoordinationState:
+    """What one ``coordinate`` call decided: the per-row EEP weights and the AGA term.
+
+    Attributes:
+        weights: ``[n]`` EEP coefficients w_i (0 for labeled rows), float32.
+        aga: ``[n, D]`` AGA term c m_i (z_i - z_i^ref) in unscaled units, or None.
+        energy: ``[n]`` energy ratios of this call's features (None when EEP is off).
+        scale: loss scale the AGA term is multiplied by (GradScaler), a 0-dim tensor or 1.0.
+        mode: ``"full"`` (P(g) + AGA, training), ``"linear"`` (P(g) only) or ``"identity"``;
+            the Probe switches it to measure raw and corrected per-loss gradients.
+    """
+
+    weights: torch.Tensor | None
+    aga: torch.Tensor | None
+    conceptor: torch.Tensor
+    energy: torch.Tensor | None = None
+    scale: torch.Tensor | float = 1.0
+    mode: str = "full"
+    fired: int = field(default=0)
+
+    def transform(self, grad: torch.Tensor, mode: str | None = None) -> torch.Tensor:
+        """Apply the correction to a feature gradient ``[n, D]`` (any float dtype)."""
+        mode = mode or self.mode
+        if mode == "identity":
+            return grad
+        g = grad.float()
+        out = g
+        if self.weights is not None:
+            # C is symmetric, so (C g_i) for every row is g @ C
+            out = out - self.weights[:, None] * (g @ self.conceptor)
+        if mode == "full" and self.aga is not None:
+            out = out + self.aga * self.scale
+        return out.to(grad.dtype)
+
+
+class _Coordinate(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, features, state):
+        ctx.state = state
+        return features.view_as(features)
+
+    @staticmethod
+    def backward(ctx, grad):
+        ctx.state.fired += 1
+        return ctx.state.transform(grad), None
+
+
+class EAGC:
+    """Energy-Aware Gradient Coordinator.
+
+    Args:
+        conceptor: ``[D, D]`` known-subspace conceptor (see :meth:`fit`).
+        labeled_energy: initial mu, the mean energy ratio of labeled reference features.
+        aga_weight: lambda_AGA; c = lambda_AGA / (N D), N the labeled rows of the call.
+        eep_weight: beta, the projection strength.
+        momentum: EMA momentum of mu over batches' labeled energy.
+        aga, eep: switch either part off (ablations).
+        adaptive: energy-adaptive coefficient (True) or the fixed w_i = beta (False).
+
+    Example:
+        >>> eagc = EAGC.fit(reference_backbone, labeled_loader)          # doctest: +SKIP
+        >>> z = eagc.coordinate(backbone(x), labeled, reference=z_ref)   # doctest: +SKIP
+        >>> (sup + unsup).backward()                                     # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        conceptor: torch.Tensor,
+        labeled_energy: float | torch.Tensor,
+        *,
+        aga_weight: float = 0.7,
+        eep_weight: float = 0.5,
+        momentum: float = 0.95,
+        aga: bool = True,
+        eep: bool = True,
+        adaptive: bool = True,
+    ) -> None:
+        if conceptor.ndim != 2 or conceptor.shape[0] != conceptor.shape[1]:
+            raise EntangleValueError(
+                f"conceptor must be a square [D, D] tensor, got {tuple(conceptor.shape)}"
+            )
+        if not 0 <= momentum < 1:
+            raise EntangleValueError(f"momentum must be in [0, 1), got {momentum}")
+        self.conceptor = conceptor.detach().float()
+        self.mu = torch.as_tensor(labeled_energy, dtype=torch.float32, device=conceptor.device)
+        self.mu = self.mu.detach().clone().reshape(())
+        self.aga_weight = float(aga_weight)
+        self.eep_weight = float(eep_weight)
+        self.momentum = float(momentum)
+        self.aga = aga
+        self.eep = eep
+        self.adaptive = adaptive
+        self._recent: list[tuple[weakref.ref, CoordinationState]] = []
+        self._hooks: list = []
+        self._pending: tuple | None = None
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def fit(
+        cls,
+        reference: torch.nn.Module,
+        labeled_loader: Iterable,
+        *,
+        aperture: float = 2.0,
+        feature_fn=None,
+        device: torch.device | str | None = None,
+        **kwargs,
+    ) -> EAGC:
+        """Build the conceptor and the initial mu from a reference model's labeled features.
+
+        Args:
+            reference: frozen reference model (labeled-only training, like the paper).
+            labeled_loader: iterable of batches; a batch is an input tensor or a tuple whose
+                first item is the input.
+            aperture: conceptor aperture a (paper scripts: 2.0).
+            feature_fn: ``feature_fn(reference, x) -> [n, D]``; default ``reference(x)``.
+            device: where to run the reference (default: its parameters' device).
+            **kwargs: forwarded to :class:`EAGC` (weights, switches).
+        """
+        features = reference_features(reference, labeled_loader, feature_fn, device)
+        c = fit_conceptor(features, aperture)
+        mu = energy_ratio(features, c).nanmean()
+        return cls(c, mu, **kwargs)
+
+    # ------------------------------------------------------------------ the correction
+    def _check(self, features, labeled, reference) -> torch.Tensor:
+        if features.ndim != 2:
+            raise EntangleValueError(
+                f"EAGC: features must be [n, D], got shape {tuple(features.shape)}"
+            )
+        d = self.conceptor.shape[0]
+        if features.shape[1] != d:
+            raise EntangleValueError(
+                f"EAGC: conceptor is [{d}, {d}] but features are {tuple(features.shape)}; fit "
+                "the conceptor on features of the layer you coordinate"
+            )
+        labeled = torch.as_tensor(labeled, device=features.device)
+        if labeled.ndim != 1 or labeled.shape[0] != features.shape[0]:
+            raise EntangleValueError(
+                f"EAGC: labeled mask has shape {tuple(labeled.shape)} but features are "
+                f"{tuple(features.shape)}; pass one entry per row (stack the mask for two views)"
+            )
+        if reference is not None and reference.shape != features.shape:
+            raise EntangleValueError(
+                f"EAGC: reference features have shape {tuple(reference.shape)} but features "
+                f"are {tuple(features.shape)}; run the reference model on the same inputs"
+            )
+        return labeled.bool()
+
+    def _state(self, features, labeled, reference, *, update: bool, scale) -> CoordinationState:
+        m = self._check(features, labeled, reference)
+        conceptor = self.conceptor.to(features.device)
+        with torch.no_grad():
+            z = features.detach().float()
+            weights = energy = aga = None
+            if self.eep:
+                energy = energy_ratio(z, conceptor, warn=False)
+                if update:
+                    self._update_mu(energy, m)
+                if self.adaptive:
+                    gate = (1.0 - energy / (self.mu.to(z.device) + EPS)).clamp(0.0, 1.0)
+                    gate = torch.nan_to_num(gate, nan=0.0)
+                    weights = self.eep_weight * gate
+                else:
+                    weights = torch.full_like(energy, self.eep_weight)
+                weights = weights * (~m).float()
+            if self.aga and reference is not None:
+                n_labeled = global_sum(m.sum().float())
+                # DDP averages parameter gradients over ranks; the AGA loss is a sum over the
+                # global batch, so each rank's share is multiplied back by the world size
+                c = self.aga_weight * world_size() / (n_labeled.clamp_min(1.0) * z.shape[1])
+                aga = c * m[:, None].float() * (z - reference.detach().float())
+        return CoordinationState(weights, aga, conceptor, energy, scale)
+
+    def _update_mu(self, energy: torch.Tensor, labeled: torch.Tensor) -> None:
+        e = torch.nan_to_num(energy[labeled], nan=0.0)
+        total = global_sum(torch.stack([e.sum(), labeled.sum().float()]))
+        batch_mean = total[0] / total[1].clamp_min(1.0)
+        mu = self.mu.to(energy.device)
+        updated = self.momentum * mu + (1.0 - self.momentum) * batch_mean
+        # no labeled rows in this call: keep mu (branch-free, no host sync)
+        self.mu = torch.where(total[1] > 0, updated, mu)
+
+    def coordinate(
+        self,
+        features: torch.Tensor,
+        labeled: torch.Tensor,
+        reference: torch.Tensor | None = None,
+        *,
+        scaler=None,
+    ) -> torch.Tensor:
+        """Identity in forward; in backward, correct each row's gradient (DESIGN.md §3).
+
+        Args:
+            features: ``[n, D]`` the feature tensor (backbone output) the losses use.
+            labeled: ``[n]`` bool, True for labeled rows.
+            reference: ``[n, D]`` frozen reference-model features of the same inputs; AGA is
+                skipped without it.
+            scaler: a ``torch.amp.GradScaler`` when the loss will be scaled, so the AGA term
+                is added in the units of the incoming (scaled) gradient.
+
+        Returns:
+            ``[n, D]`` tensor equal to ``features``; mu is updated by this call's labeled rows.
+        """
+        if not features.requires_grad:
+            return features
+        scale = _scale_of(scaler, features.device)
+        state = self._state(features, labeled, reference, update=True, scale=scale)
+        out = _Coordinate.apply(features, state)
+        self._remember(out, state)
+        return out
+
+    def correct(
+        self,
+        grad: torch.Tensor,
+        features: torch.Tensor,
+        labeled: torch.Tensor,
+        reference: torch.Tensor | None = None,
+        *,
+        mode: str = "full",
+    ) -> torch.Tensor:
+        """The same transform as a pure function, with the current mu (not updated).
+
+        Args:
+            grad: ``[n, D]`` gradient of the loss with respect to ``features``.
+            features, labeled, reference: as in :meth:`coordinate`.
+            mode: ``"full"`` P(g) + AGA, ``"linear"`` P(g) only.
+
+        Returns:
+            ``[n, D]`` corrected gradient, in ``grad``'s dtype.
+        """
+        if grad.shape != features.shape:
+            raise EntangleValueError(
+                f"EAGC.correct: grad has shape {tuple(grad.shape)} but features "
+                f"{tuple(features.shape)}"
+            )
+        return self._state(features, labeled, reference, update=False, scale=1.0).transform(
+            grad, mode
+        )
+
+    def state_for(self, output: torch.Tensor) -> CoordinationState | None:
+        """The state of the ``coordinate`` call that returned ``output`` (None if unknown)."""
+        for ref, state in self._recent:
+            if ref() is output:
+                return state
+        return None
+
+    def _remember(self, out: torch.Tensor, state: CoordinationState) -> None:
+        self._recent = [(r, s) for r, s in self._recent if r() is not None][-7:]
+        self._recent.append((weakref.ref(out), state))
+
+    # ------------------------------------------------------------------ hook form
+    def attach(self, module: torch.nn.Module) -> EAGC:
+        """Coordinate ``module``'s output inside ``with eagc.batch(...)`` blocks.
+
+        For loops that cannot call :meth:`coordinate`. Refuses to attach twice; nothing is
+        stored on the module; use ``detach()`` or ``with eagc.attach(module):``.
+        """
+        if self._hooks:
+            raise EntangleRuntimeError("EAGC is already attached to a module; call detach() first")
+        self._hooks.append(module.register_forward_hook(self._forward_hook))
+        return self
+
+    def detach(self) -> None:
+        """Remove the forward hook (idempotent)."""
+        for handle in self._hooks:
+            handle.remove()
+        self._hooks.clear()
+
+    def __enter__(self) -> EAGC:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.detach()
+
+    @contextmanager
+    def batch(self, labeled: torch.Tensor, reference: torch.Tensor | None = None, *, scaler=None):
+        """Give the attached hook this batch's labeled mask and reference features."""
+        previous = self._pending
+        self._pending = (labeled, reference, scaler)
+        try:
+            yield self
+        finally:
+            self._pending = previous
+
+    def _forward_hook(self, module, inputs, output):
+        # a removed hook can still fire on a graph being built; outside a batch: identity
+        if not self._hooks or self._pending is None or not torch.is_grad_enabled():
+            return None
+        labeled, reference, scaler = self._pending
+        return self.coordinate(output, labeled, reference, scaler=scaler)
+
+    # ------------------------------------------------------------------ persistence
+    def state_dict(self) -> dict:
+        """mu, the conceptor and the settings, so a resumed run continues identically."""
+        return {
+            "conceptor": self.conceptor.cpu(),
+            "mu": self.mu.detach().cpu(),
+            "aga_weight": self.aga_weight,
+            "eep_weight": self.eep_weight,
+            "momentum": self.momentum,
+            "aga": self.aga,
+            "eep": self.eep,
+            "adaptive": self.adaptive,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict` (tensors keep this object's device)."""
+        device = self.conceptor.device
+        self.conceptor = state["conceptor"].to(device).float()
+        self.mu = state["mu"].to(device).float().reshape(())
+        for key in ("aga_weight", "eep_weight", "momentum", "aga", "eep", "adaptive"):
+            setattr(self, key, state[key])
+
+    def __repr__(self) -> str:
+        parts = [f"D={self.conceptor.shape[0]}", f"mu={float(self.mu):.4f}"]
+        parts.append(f"aga={self.aga_weight if self.aga else 'off'}")
+        eep = f"{self.eep_weight}{'' if self.adaptive else ' fixed'}" if self.eep else "off"
+        parts.append(f"eep={eep}")
+        return f"EAGC({', '.join(parts)})"
+
+
+def _scale_of(scaler, device) -> torch.Tensor | float:
+    if scaler is None or not scaler.is_enabled():
+        return 1.0
+    # scaling a one gives the current scale as a device tensor without a host sync
+    return scaler.scale(torch.ones((), device=device))
+
+
+def reference_features(model, loader, feature_fn=None, device=None) -> torch.Tensor:
+    """Features ``[N, D]`` of every batch of ``loader`` under ``model`` (inference mode)."""
+    if device is None:
+        param = next(model.parameters(), None)
+        device = param.device if param is not None else torch.device("cpu")
+    was_training = model.training
+    model.eval()
+    chunks = []
+    try:
+        with torch.inference_mode():
+            for batch in loader:
+                x = batch[0] if isinstance(batch, list | tuple) else batch
+                x = x.to(device)
+                z = feature_fn(model, x) if feature_fn is not None else model(x)
+                chunks.append(z.float())
+    finally:
+        model.train(was_training)
+    if not chunks:
+        raise EntangleValueError("the labeled loader yielded no batches; cannot fit a conceptor")
+    return torch.cat(chunks)

@@ -1,0 +1,407 @@
+"""Probe: per-step labeled/unlabeled gradient diagnostics inside any training loop.
+
+``probe.backward(sup, unsup, ...)`` replaces ``(sup + unsup).backward()``. It fills ``.grad``
+with the training gradient exactly as a plain backward would (the EAGC-corrected one when
+EAGC coordinates the features) and, on probed steps, measures:
+
+- raw g_S / g_U on each parameter group from ONE extra backward of the supervised loss; the
+  unsupervised part is the training gradient minus g_S, captured by temporary hooks during
+  the training backward (never recomputed);
+- with EAGC, the same step's corrected per-loss gradients, switching this call's own
+  coordination state between identity / corrected modes, so raw and corrected terms never mix
+  and the current batch's EEP weights are used (DESIGN.md §3, defect 1);
+- per-row feature-gradient conflict and known-subspace energy summaries.
+
+All metrics stay on the device; the record reaches the host in one sync.
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+
+from entangle.distributed import is_main_process, world_size
+from entangle.eagc import EAGC, CoordinationState
+from entangle.errors import EntangleRuntimeError, EntangleValueError
+from entangle.metrics import energy_ratio, free_energy, gradient_conflict, rowwise_cosine
+from entangle.metrics.gradients import CONFLICT_KEYS
+from entangle.params import parameter_groups
+from entangle.summaries import conflict_summary, masked_summary, to_host
+
+
+@contextmanager
+def _mode(state: CoordinationState | None, mode: str):
+    if state is None:
+        yield
+        return
+    previous = state.mode
+    state.mode = mode
+    try:
+        yield
+    finally:
+        state.mode = previous
+
+
+class Probe:
+    """Measure gradient entanglement at every ``every``-th backward call.
+
+    Args:
+        params: a module (its trainable parameters), a list of parameters, or a dict of named
+            groups such as ``{"last_block": last_block(backbone), "all": model}``.
+        every: probe one backward call in ``every``; the others are plain backwards.
+        run: a :class:`~entangle.runs.RunWriter` or a path for one; records are appended
+            there (rank 0 only under DDP). Without a run, records are kept in ``records``.
+        eagc: the :class:`~entangle.eagc.EAGC` coordinating ``features``; its corrected
+            per-loss gradients are measured too.
+        known_subspace: ``[D, D]`` conceptor for energy summaries when no EAGC is given.
+        distributed: average per-loss gradients over processes before measuring (default:
+            when torch.distributed is initialised with more than one process).
+
+    Example:
+        >>> probe = Probe({"last_block": last_block(backbone)}, every=10)  # doctest: +SKIP
+        >>> record = probe.backward(sup, unsup, features=z, labeled=m)    # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        params,
+        *,
+        every: int = 1,
+        run=None,
+        eagc: EAGC | None = None,
+        known_subspace: torch.Tensor | None = None,
+        distributed: bool | None = None,
+    ) -> None:
+        if int(every) < 1:
+            raise EntangleValueError(f"every must be a positive integer, got {every}")
+        self.groups, self._named = parameter_groups(params)
+        seen: dict[int, torch.Tensor] = {}
+        for group in self.groups.values():
+            for p in group:
+                seen.setdefault(id(p), p)
+        self._params = list(seen.values())
+        self._index = {id(p): i for i, p in enumerate(self._params)}
+        self.every = int(every)
+        self.eagc = eagc
+        self.known_subspace = known_subspace
+        self.distributed = world_size() > 1 if distributed is None else distributed
+        self.calls = 0
+        self.epoch: int | None = None
+        self.records: list[dict] = []
+        self.last: dict | None = None
+        self._own_run = False
+        self.run = None
+        if run is not None and is_main_process():
+            if isinstance(run, str | Path):
+                from entangle.runs import RunWriter
+
+                run = RunWriter(run, resume=Path(run, "run.json").exists())
+                self._own_run = True
+            self.run = run
+        self._closed = False
+
+    # ------------------------------------------------------------------ lifecycle
+    def close(self) -> None:
+        """Close a run the probe opened itself (idempotent). The probe keeps no hooks."""
+        if self._own_run and self.run is not None:
+            self.run.close()
+        self._closed = True
+
+    def __enter__(self) -> Probe:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def is_due(self) -> bool:
+        """Whether the next ``backward`` call will be probed."""
+        return self.calls % self.every == 0
+
+    # ------------------------------------------------------------------ the backward
+    def backward(
+        self,
+        sup: torch.Tensor,
+        unsup: torch.Tensor,
+        *,
+        features: torch.Tensor | None = None,
+        labeled: torch.Tensor | None = None,
+        novel: torch.Tensor | None = None,
+        logits: torch.Tensor | None = None,
+        scaler=None,
+    ) -> dict | None:
+        """Backward of ``sup + unsup`` (scaled by ``scaler`` if given), probing on due steps.
+
+        Args:
+            sup: scalar supervised loss L_sup.
+            unsup: scalar unsupervised loss L_unsup.
+            features: ``[n, D]`` the feature tensor the losses were computed from (the output
+                of ``eagc.coordinate`` when EAGC is on); enables per-row diagnostics.
+            labeled: ``[n]`` bool, labeled rows.
+            novel: ``[n]`` bool, rows whose true class is novel (known in diagnostics only).
+            logits: ``[n, K]`` classifier logits, for free-energy summaries.
+            scaler: ``torch.amp.GradScaler``; losses are scaled, metrics use unscaled values.
+
+        Returns:
+            the step record (see DESIGN.md §5) on probed steps, else None.
+        """
+        if self._closed:
+            raise EntangleRuntimeError("this Probe was closed; create a new one")
+        step = self.calls
+        self.calls += 1
+        if step % self.every:
+            _scaled(sup + unsup, scaler).backward()
+            return None
+        record = self._probed_backward(step, sup, unsup, features, labeled, novel, logits, scaler)
+        self.last = record
+        if self.run is not None:
+            self.run.write_step(record)
+        else:
+            self.records.append(record)
+        return record
+
+    def _check_features(self, features, labeled, novel, logits):
+        if features is None:
+            if self.eagc is not None:
+                raise EntangleValueError(
+                    "Probe with eagc needs features=: pass the tensor eagc.coordinate returned"
+                )
+            return None, None, None
+        if features.ndim != 2:
+            raise EntangleValueError(f"features must be [n, D], got shape {tuple(features.shape)}")
+        if not features.requires_grad:
+            raise EntangleValueError(
+                "features does not require grad: pass the tensor the losses were computed from "
+                "(z = backbone(x); loss = f(head(z))), not a detached copy"
+            )
+        n = features.shape[0]
+        masks = []
+        for name, mask in (("labeled", labeled), ("novel", novel)):
+            if mask is None:
+                masks.append(None)
+                continue
+            mask = torch.as_tensor(mask, device=features.device)
+            if mask.ndim != 1 or mask.shape[0] != n:
+                raise EntangleValueError(
+                    f"{name} has shape {tuple(mask.shape)} but features have {n} rows; pass "
+                    "one entry per row (for two views, repeat the mask for both)"
+                )
+            masks.append(mask.bool())
+        if logits is not None and logits.shape[0] != n:
+            raise EntangleValueError(
+                f"logits have {logits.shape[0]} rows but features {n}; pass matching rows"
+            )
+        state = None
+        if self.eagc is not None:
+            state = self.eagc.state_for(features)
+            if state is None:
+                raise EntangleValueError(
+                    "features was not returned by eagc.coordinate (or by the EAGC given to this "
+                    "Probe): pass the coordinated tensor to probe.backward"
+                )
+        return masks[0], masks[1], state
+
+    def _probed_backward(self, step, sup, unsup, features, labeled, novel, logits, scaler):
+        labeled, novel, state = self._check_features(features, labeled, novel, logits)
+        params = self._params
+        inputs = params + ([features] if features is not None else [])
+        scale = _scale_tensor(scaler, sup.device)
+
+        with _mode(state, "identity"):
+            raw_sup = _grads(_scaled(sup, scaler), inputs)
+            if features is not None and raw_sup[-1] is None:
+                feat_unsup = _grads(_scaled(unsup, scaler), [features])[0]
+                if feat_unsup is None:
+                    raise EntangleValueError(
+                        "features is not in the graph of the losses: pass the tensor the losses "
+                        "were computed from (the same forward), not a recomputed one"
+                    )
+            raw_unsup = _grads(_scaled(unsup, scaler), inputs) if state is not None else None
+        corrected_sup = None
+        if state is not None:
+            with _mode(state, "full"):
+                corrected_sup = _grads(_scaled(sup, scaler), params)
+
+        total, feature_total = self._training_backward(sup + unsup, scaler, params, features)
+
+        record: dict = {"step": step}
+        if self.epoch is not None:
+            record["epoch"] = self.epoch
+        record["losses"] = {"sup": sup.detach(), "unsup": unsup.detach()}
+        raw_u = raw_unsup[: len(params)] if raw_unsup is not None else _minus(total, raw_sup)
+        record["raw"] = self._group_metrics(raw_sup, raw_u, scale)
+        if state is not None:
+            record["eagc"] = self._group_metrics(corrected_sup, _minus(total, corrected_sup), scale)
+        if features is not None:
+            g_s = _or_zeros(raw_sup[-1], features)
+            g_u = raw_unsup[-1] if raw_unsup is not None else feature_total - g_s
+            g_u = _or_zeros(g_u, features)
+            record["feature"] = _feature_conflict(g_s, g_u, labeled, novel)
+            if state is not None:
+                c_s = state.transform(g_s, "full")
+                c_u = state.transform(g_u, "linear")
+                record["feature_eagc"] = _feature_conflict(c_s, c_u, labeled, novel)
+            energy = self._energy(features, labeled, novel, logits, state)
+            if energy:
+                record["energy"] = energy
+        if labeled is not None:
+            record["n_labeled"] = labeled.sum()
+        record = to_host(record)
+        record["nan"] = _nan_reasons(record)
+        return record
+
+    def _training_backward(self, total_loss, scaler, params, features):
+        """The one training backward; hooks capture this call's gradient of every probed leaf."""
+        captured: list[torch.Tensor | None] = [None] * len(params)
+        feature_total: list[torch.Tensor | None] = [None]
+        handles = []
+
+        def keep(i):
+            def hook(grad):
+                captured[i] = grad
+
+            return hook
+
+        def keep_feature(grad):
+            feature_total[0] = grad
+
+        try:
+            for i, p in enumerate(params):
+                handles.append(p.register_hook(keep(i)))
+            if features is not None and self.eagc is None:
+                handles.append(features.register_hook(keep_feature))
+            _scaled(total_loss, scaler).backward()
+        finally:
+            for h in handles:
+                h.remove()
+        return captured, feature_total[0]
+
+    def _group_metrics(self, sup_grads, unsup_grads, scale) -> dict:
+        out = {}
+        for name, group in self.groups.items():
+            idx = [self._index[id(p)] for p in group]
+            s = _flat([sup_grads[i] for i in idx], group)
+            u = _flat([unsup_grads[i] for i in idx], group)
+            if self.distributed and world_size() > 1:
+                both = torch.stack([s, u])
+                torch.distributed.all_reduce(both)
+                s, u = both[0] / world_size(), both[1] / world_size()
+            if scale is not None:
+                s, u = s / scale, u / scale
+            out[name] = gradient_conflict(s, u, warn=False)
+        return out if self._named else out["params"]
+
+    def _energy(self, features, labeled, novel, logits, state) -> dict:
+        conceptor = self.eagc.conceptor if self.eagc is not None else self.known_subspace
+        groups = _row_groups(labeled, novel)
+        out: dict = {}
+        if conceptor is not None:
+            if state is not None and state.energy is not None:
+                ratio = state.energy
+            else:
+                ratio = energy_ratio(features.detach(), conceptor.to(features.device), warn=False)
+            out["ratio"] = {k: masked_summary(ratio, m) for k, m in groups.items()}
+        if state is not None and state.weights is not None:
+            unl = ~labeled if labeled is not None else None
+            out["eep_weight"] = masked_summary(state.weights, unl)
+            out["eep_weight"]["frac_zero"] = _share(state.weights == 0, unl)
+        if logits is not None:
+            fe = free_energy(logits.detach())
+            out["free_energy"] = {k: masked_summary(fe, m) for k, m in groups.items()}
+        return out
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _scaled(loss: torch.Tensor, scaler):
+    return scaler.scale(loss) if scaler is not None else loss
+
+
+def _scale_tensor(scaler, device):
+    if scaler is None or not scaler.is_enabled():
+        return None
+    return scaler.scale(torch.ones((), device=device))
+
+
+def _grads(loss: torch.Tensor, inputs: list) -> list:
+    if not loss.requires_grad:
+        return [None] * len(inputs)
+    return list(torch.autograd.grad(loss, inputs, retain_graph=True, allow_unused=True))
+
+
+def _minus(total: list, part: list) -> list:
+    out = []
+    for t, s in zip(total, part, strict=False):
+        if t is None:
+            out.append(None if s is None else -s)
+        else:
+            out.append(t if s is None else t - s)
+    return out
+
+
+def _flat(grads: list, params: list) -> torch.Tensor:
+    pairs = zip(grads, params, strict=True)
+    parts = [g if g is not None else torch.zeros_like(p) for g, p in pairs]
+    return torch.cat([part.reshape(-1) for part in parts])
+
+
+def _or_zeros(g, like):
+    return torch.zeros_like(like) if g is None else g
+
+
+def _row_groups(labeled, novel) -> dict:
+    if labeled is None:
+        return {"all": None}
+    groups = {"labeled": labeled, "unlabeled": ~labeled}
+    if novel is not None:
+        groups["unlabeled_old"] = ~labeled & ~novel
+        groups["unlabeled_new"] = ~labeled & novel
+    return groups
+
+
+def _feature_conflict(g_s, g_u, labeled, novel) -> dict:
+    cos = rowwise_cosine(g_s, g_u, warn=False)
+    return {k: conflict_summary(cos, m) for k, m in _row_groups(labeled, novel).items()}
+
+
+def _share(flags: torch.Tensor, mask) -> torch.Tensor:
+    if mask is None:
+        return flags.float().mean()
+    return (flags & mask).sum() / mask.sum().clamp_min(1)
+
+
+def _nan_reasons(record: dict) -> dict:
+    """Why a probed value is NaN, from host-side values: one reason per affected group."""
+    reasons = {}
+    losses = record.get("losses", {})
+    bad_loss = [k for k, v in losses.items() if not math.isfinite(v)]
+    no_labeled = record.get("n_labeled") == 0
+    for kind in ("raw", "eagc"):
+        stats = record.get(kind)
+        if stats is None:
+            continue
+        groups = {"": stats} if "cos" in stats else stats
+        for name, s in groups.items():
+            if not any(_is_nan(s[k]) for k in CONFLICT_KEYS if k != "conflict"):
+                continue
+            key = f"{kind}.{name}".rstrip(".")
+            if bad_loss:
+                reasons[key] = f"loss {' and '.join(bad_loss)} is not finite"
+            elif not (math.isfinite(s["norm_sup"]) and math.isfinite(s["norm_unsup"])):
+                reasons[key] = "gradient not finite (AMP overflow? the scaler skips this step)"
+            elif no_labeled and not s["norm_sup"] > 0:
+                reasons[key] = "no labeled rows in this batch: the supervised gradient is zero"
+            elif not s["norm_sup"] > 0:
+                reasons[key] = "supervised gradient is zero on this group"
+            elif not s["norm_unsup"] > 0:
+                reasons[key] = "unsupervised gradient is zero on this group"
+            else:
+                reasons[key] = "g_sup + g_unsup is zero (the losses cancel exactly)"
+    return reasons
+
+
+def _is_nan(v) -> bool:
+    return isinstance(v, float) and math.isnan(v)

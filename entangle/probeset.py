@@ -1,0 +1,164 @@
+"""ProbeSet: SOC and known-subspace energy over a fixed set of samples, cheaply and exactly.
+
+The paper's diagnostics re-embed the whole training set whenever SOC is due. A ProbeSet runs
+the frozen prefix (stem + frozen leading blocks) once, caches its output, and re-runs only the
+trainable suffix when asked; the numbers equal a full re-embedding of the same set because the
+prefix cannot change (its weights are verified unchanged before each use).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from entangle.errors import EntangleValueError
+from entangle.metrics import conceptor, conceptor_spectrum, energy_ratio, principal_angles, soc
+from entangle.prefix import first_trainable_block, prefix_parameters, run_prefix, run_suffix
+from entangle.summaries import masked_summary, to_host
+
+
+class ProbeSet:
+    """A fixed probe set whose SOC and energies are evaluated every ``every`` steps.
+
+    Args:
+        backbone: a backbone following the protocol (``embed``, ``blocks``, ``pool``).
+        inputs: ``[N, ...]`` probe-set inputs (labeled and unlabeled samples).
+        labeled: ``[N]`` bool, labeled (known-class) samples: Z_old.
+        novel: ``[N]`` bool, unlabeled samples whose true class is novel: Z_new.
+        split_at: first block to re-run; default: the backbone's first trainable block.
+        exact: re-embed from the raw inputs every time (no cache), e.g. for a trainable stem.
+        every: evaluation cadence in steps for :meth:`is_due`.
+        k: SOC subspace dimension.
+        aperture: conceptor aperture for energy ratios.
+        batch_size: rows per suffix forward.
+    """
+
+    def __init__(
+        self,
+        backbone: torch.nn.Module,
+        inputs: torch.Tensor,
+        labeled: torch.Tensor,
+        novel: torch.Tensor,
+        *,
+        split_at: int | None = None,
+        exact: bool = False,
+        every: int = 100,
+        k: int = 16,
+        aperture: float = 2.0,
+        batch_size: int = 256,
+    ) -> None:
+        n = inputs.shape[0]
+        for name, mask in (("labeled", labeled), ("novel", novel)):
+            if mask.ndim != 1 or mask.shape[0] != n:
+                raise EntangleValueError(
+                    f"ProbeSet: {name} has shape {tuple(mask.shape)} but inputs have {n} rows"
+                )
+        self.labeled = labeled.bool().cpu()
+        self.novel = novel.bool().cpu() & ~self.labeled
+        if not self.labeled.any() or not self.novel.any():
+            raise EntangleValueError(
+                "ProbeSet needs labeled samples and unlabeled novel-class samples; got "
+                f"{int(self.labeled.sum())} labeled and {int(self.novel.sum())} novel"
+            )
+        self.every, self.k, self.aperture, self.batch_size = every, k, aperture, batch_size
+        self.exact = exact
+        self.split_at = (
+            0 if exact else (first_trainable_block(backbone) if split_at is None else int(split_at))
+        )
+        self.inputs = inputs
+        self._prefix_params = prefix_parameters(backbone, self.split_at)
+        self._fingerprint = None
+        self._cache = None if exact else self._embed_prefix(backbone)
+
+    def _embed_prefix(self, backbone) -> torch.Tensor:
+        device = _device_of(backbone)
+        chunks = []
+        with _eval(backbone), torch.inference_mode():
+            for start in range(0, self.inputs.shape[0], self.batch_size):
+                x = self.inputs[start : start + self.batch_size].to(device)
+                chunks.append(run_prefix(backbone, x, self.split_at))
+        self._fingerprint = self._current_fingerprint()
+        return torch.cat(chunks)
+
+    def _current_fingerprint(self):
+        return [(p.data_ptr(), p._version) for p in self._prefix_params]
+
+    def is_due(self, step: int) -> bool:
+        """Whether ``evaluate`` should run at ``step``."""
+        return step % self.every == 0
+
+    def features(self, backbone: torch.nn.Module) -> torch.Tensor:
+        """Current features ``[N, D]`` of the probe set (cached prefix + live suffix)."""
+        if self.exact:
+            return full_embedding(backbone, self.inputs, self.batch_size)
+        if self._current_fingerprint() != self._fingerprint:
+            # the prefix was modified in place (or replaced): the cache is stale
+            self._cache = self._embed_prefix(backbone)
+        chunks = []
+        with _eval(backbone), torch.inference_mode():
+            for start in range(0, self._cache.shape[0], self.batch_size):
+                h = self._cache[start : start + self.batch_size]
+                chunks.append(run_suffix(backbone, h, self.split_at))
+        return torch.cat(chunks)
+
+    def evaluate(self, backbone: torch.nn.Module) -> dict:
+        """SOC, principal angles and energy summaries of the probe set under ``backbone``.
+
+        Returns:
+            dict of Python values: ``soc``, ``principal_angles`` (radians, k values),
+            ``energy`` {labeled, unlabeled_old, unlabeled_new: summary},
+            ``conceptor`` {quota, effective_rank}.
+        """
+        z = self.features(backbone).float()
+        return summarize_subspace(
+            z, self.labeled.to(z.device), self.novel.to(z.device), self.k, self.aperture
+        )
+
+
+def summarize_subspace(z, labeled, novel, k: int = 16, aperture: float = 2.0) -> dict:
+    """SOC / principal angles / energy of features ``[N, D]`` with labeled and novel masks."""
+    old, new = z[labeled], z[novel]
+    c = conceptor(old, aperture)
+    ratio = energy_ratio(z, c, warn=False)
+    unlabeled_old = ~labeled & ~novel
+    out = {
+        "soc": soc(old, new, k),
+        "principal_angles": principal_angles(old, new, k),
+        "energy": {
+            "labeled": masked_summary(ratio, labeled),
+            "unlabeled_old": masked_summary(ratio, unlabeled_old),
+            "unlabeled_new": masked_summary(ratio, novel),
+        },
+    }
+    spectrum = conceptor_spectrum(c)
+    out = to_host(out)
+    out["conceptor"] = {"quota": spectrum["quota"], "effective_rank": spectrum["effective_rank"]}
+    return out
+
+
+def full_embedding(backbone, inputs: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """Features ``[N, D]`` of ``inputs`` by a full forward of ``backbone`` (eval, no grad)."""
+    device = _device_of(backbone)
+    chunks = []
+    with _eval(backbone), torch.inference_mode():
+        for start in range(0, inputs.shape[0], batch_size):
+            chunks.append(backbone(inputs[start : start + batch_size].to(device)))
+    return torch.cat(chunks)
+
+
+def _device_of(module) -> torch.device:
+    param = next(module.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")
+
+
+class _eval:
+    """Put a module in eval mode for a block and restore its previous mode, also on error."""
+
+    def __init__(self, module):
+        self.module = module
+
+    def __enter__(self):
+        self.was_training = self.module.training
+        self.module.eval()
+
+    def __exit__(self, *exc):
+        self.module.train(self.was_training)

@@ -1,0 +1,94 @@
+"""Device-side summaries of per-row quantities and the one host sync per probed step."""
+
+from __future__ import annotations
+
+import torch
+
+QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
+
+
+def masked_summary(values: torch.Tensor, mask: torch.Tensor | None = None) -> dict:
+    """Mean, std, quantiles and count of ``values[mask]``, computed without a host sync.
+
+    Args:
+        values: ``[n]`` per-row values (NaN rows are ignored).
+        mask: ``[n]`` bool, or None for all rows.
+
+    Returns:
+        dict of 0-dim tensors ``mean, std, q10, q25, q50, q75, q90, n``; NaN when no row counts.
+    """
+    x = values.float()
+    if mask is not None:
+        x = torch.where(mask.to(x.device), x, float("nan"))
+    valid = ~torch.isnan(x)
+    n = valid.sum()
+    mean = torch.nansum(x) / n.clamp_min(1)
+    mean = torch.where(n > 0, mean, float("nan"))
+    var = torch.nansum((x - mean).pow(2)) / n.clamp_min(1)
+    out = {"mean": mean, "std": var.sqrt()}
+    qs = torch.nanquantile(x, torch.tensor(QUANTILES, device=x.device, dtype=x.dtype))
+    for q, v in zip(QUANTILES, qs, strict=True):
+        out[f"q{round(q * 100)}"] = v
+    out["n"] = n
+    return out
+
+
+def conflict_summary(cos: torch.Tensor, mask: torch.Tensor | None = None) -> dict:
+    """Mean per-row cosine and share of rows in conflict (cos < 0) among ``mask`` rows."""
+    x = cos.float()
+    if mask is not None:
+        x = torch.where(mask.to(x.device), x, float("nan"))
+    valid = ~torch.isnan(x)
+    n = valid.sum()
+    denom = n.clamp_min(1)
+    return {
+        "cos_mean": torch.where(n > 0, torch.nansum(x) / denom, float("nan")),
+        "conflict_frac": torch.where(n > 0, ((x < 0) & valid).sum() / denom, float("nan")),
+        "n": n,
+    }
+
+
+def to_host(tree):
+    """Replace every tensor in a nested dict/list by a Python value, in one device sync.
+
+    0-dim tensors become floats (bools and integer counts keep their type); larger tensors
+    become lists.
+    """
+    leaves: list[torch.Tensor] = []
+
+    def collect(node):
+        if isinstance(node, torch.Tensor):
+            leaves.append(node)
+        elif isinstance(node, dict):
+            for v in node.values():
+                collect(v)
+        elif isinstance(node, list | tuple):
+            for v in node:
+                collect(v)
+
+    collect(tree)
+    if not leaves:
+        return tree
+    device = leaves[0].device
+    flat = torch.cat([t.detach().reshape(-1).to(device, torch.float64) for t in leaves])
+    values = flat.cpu().tolist()  # note: the single CPU-GPU sync point of a probed step
+    cursor = 0
+
+    def rebuild(node):
+        nonlocal cursor
+        if isinstance(node, torch.Tensor):
+            size = node.numel()
+            chunk = values[cursor : cursor + size]
+            cursor += size
+            if node.dtype == torch.bool:
+                chunk = [bool(v) for v in chunk]
+            elif not node.dtype.is_floating_point:
+                chunk = [int(v) for v in chunk]
+            return chunk[0] if node.ndim == 0 else chunk
+        if isinstance(node, dict):
+            return {k: rebuild(v) for k, v in node.items()}
+        if isinstance(node, list | tuple):
+            return [rebuild(v) for v in node]
+        return node
+
+    return rebuild(tree)
