@@ -84,8 +84,12 @@ def conflict_nan_reason(norm_sup: float, norm_unsup: float, norm_total: float, s
     ]
     if nonfinite:
         return f"{' and '.join(nonfinite)} not finite (NaN or inf loss?); values are NaN"
+    if len(bad) == 2:
+        return "g_sup and g_unsup have zero norm; cos, GDC, norm_ratio and gms are NaN"
+    if bad == ["g_sup"]:
+        return "g_sup has zero norm; cos, GDC and norm_ratio are NaN"
     if bad:
-        return f"{' and '.join(bad)} has zero norm; cos, GDC and the ratios are NaN"
+        return "g_unsup has zero norm; cos is NaN (GDC, norm_ratio and gms are 0)"
     if not norm_total > 0:
         return "g_sup + g_unsup is zero (the losses cancel exactly); GDC is NaN"
     return ""
