@@ -7,7 +7,7 @@ import math
 import torch
 
 from entangle.errors import EntangleValueError, warn_degenerate
-from entangle.metrics._tensors import as_matrix, compute_dtype
+from entangle.metrics._tensors import as_matrix, as_tensor, compute_dtype
 
 
 def conceptor(features: torch.Tensor, aperture: float = 2.0) -> torch.Tensor:
@@ -48,6 +48,7 @@ def conceptor_spectrum(c: torch.Tensor) -> dict:
         (1 means C is the identity and energy ratios carry no information) and
         ``effective_rank`` exp(entropy of the normalised eigenvalues).
     """
+    c = as_tensor(c, "conceptor")
     _check_square(c)
     evals = torch.linalg.eigvalsh(c.to(torch.float64)).clamp(0.0, 1.0).flip(0)
     total = evals.sum()
@@ -76,6 +77,7 @@ def energy_ratio(features: torch.Tensor, conceptor: torch.Tensor, *, warn: bool 
         ``[n]`` in [0, 1]; NaN for zero rows.
     """
     z = as_matrix(features, "features")
+    conceptor = as_tensor(conceptor, "conceptor")
     _check_square(conceptor)
     if conceptor.shape[0] != z.shape[1]:
         raise EntangleValueError(
@@ -104,6 +106,7 @@ def free_energy(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     Returns:
         ``[n]``.
     """
+    logits = as_tensor(logits, "logits")
     if logits.ndim != 2:
         raise EntangleValueError(f"free_energy: expected logits [n, K], got {tuple(logits.shape)}")
     if not temperature > 0 or math.isinf(temperature):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from entangle.errors import EntangleValueError, warn_degenerate
-from entangle.metrics._tensors import GradLike, compute_dtype, pair_flat
+from entangle.metrics._tensors import GradLike, as_tensor, compute_dtype, pair_flat
 
 CONFLICT_KEYS = ("cos", "gdc", "norm_sup", "norm_unsup", "norm_ratio", "gms", "conflict")
 
@@ -118,6 +118,7 @@ def rowwise_cosine(a: torch.Tensor, b: torch.Tensor, *, warn: bool = True) -> to
         ``[n]``; NaN for rows where either side has zero norm (e.g. an unlabeled row receives
         no supervised gradient).
     """
+    a, b = as_tensor(a, "a"), as_tensor(b, "b")
     if a.shape != b.shape or a.ndim != 2:
         raise EntangleValueError(
             f"rowwise_cosine: expected two [n, D] tensors of the same shape, got "

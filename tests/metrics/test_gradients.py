@@ -135,6 +135,7 @@ def test_rowwise_cosine_matches_numpy_and_flags_zero_rows():
     want = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
     got = rowwise_cosine(torch.from_numpy(a), torch.from_numpy(b))
     np.testing.assert_allclose(got.numpy(), want, rtol=1e-12)
+    np.testing.assert_allclose(rowwise_cosine(a, b).numpy(), want, rtol=1e-12)  # numpy in
     a[2] = 0.0
     with pytest.warns(EntangleWarning, match="1 of 6 rows"):
         got = rowwise_cosine(torch.from_numpy(a), torch.from_numpy(b))
