@@ -23,6 +23,7 @@ from entangle.distributed import global_sum, world_size
 from entangle.errors import EntangleRuntimeError, EntangleValueError
 from entangle.metrics import conceptor as fit_conceptor
 from entangle.metrics import energy_ratio
+from entangle.metrics._tensors import compute_dtype
 
 EPS = 1e-6
 
@@ -53,7 +54,7 @@ class CoordinationState:
         mode = mode or self.mode
         if mode == "identity":
             return grad
-        g = grad.float()
+        g = grad.to(self.conceptor.dtype)
         out = g
         if self.weights is not None:
             # C is symmetric, so (C g_i) for every row is g @ C
@@ -111,8 +112,9 @@ class EAGC:
             )
         if not 0 <= momentum < 1:
             raise EntangleValueError(f"momentum must be in [0, 1), got {momentum}")
-        self.conceptor = conceptor.detach().float()
-        self.mu = torch.as_tensor(labeled_energy, dtype=torch.float32, device=conceptor.device)
+        self.conceptor = conceptor.detach().to(compute_dtype(conceptor.dtype))
+        # mu is one number: keep it in float64 so long EMA chains do not drift
+        self.mu = torch.as_tensor(labeled_energy, dtype=torch.float64, device=conceptor.device)
         self.mu = self.mu.detach().clone().reshape(())
         self.aga_weight = float(aga_weight)
         self.eep_weight = float(eep_weight)
@@ -121,6 +123,7 @@ class EAGC:
         self.eep = eep
         self.adaptive = adaptive
         self._recent: list[tuple[weakref.ref, CoordinationState]] = []
+        self._accumulation: _Accumulation | None = None
         self._hooks: list = []
         self._pending: tuple | None = None
 
@@ -179,34 +182,46 @@ class EAGC:
 
     def _state(self, features, labeled, reference, *, update: bool, scale) -> CoordinationState:
         m = self._check(features, labeled, reference)
-        conceptor = self.conceptor.to(features.device)
+        dtype = compute_dtype(features.dtype)
+        conceptor = self.conceptor.to(features.device, dtype)
         with torch.no_grad():
-            z = features.detach().float()
+            z = features.detach().to(dtype)
             weights = energy = aga = None
             if self.eep:
                 energy = energy_ratio(z, conceptor, warn=False)
                 if update:
                     self._update_mu(energy, m)
                 if self.adaptive:
-                    gate = (1.0 - energy / (self.mu.to(z.device) + EPS)).clamp(0.0, 1.0)
+                    mu = self.mu.to(z.device, dtype)
+                    gate = (1.0 - energy / (mu + EPS)).clamp(0.0, 1.0)
                     gate = torch.nan_to_num(gate, nan=0.0)
                     weights = self.eep_weight * gate
                 else:
                     weights = torch.full_like(energy, self.eep_weight)
-                weights = weights * (~m).float()
+                weights = weights * (~m).to(dtype)
             if self.aga and reference is not None:
-                n_labeled = global_sum(m.sum().float())
+                n_labeled = global_sum(m.sum().to(dtype))
                 # DDP averages parameter gradients over ranks; the AGA loss is a sum over the
                 # global batch, so each rank's share is multiplied back by the world size
-                c = self.aga_weight * world_size() / (n_labeled.clamp_min(1.0) * z.shape[1])
-                aga = c * m[:, None].float() * (z - reference.detach().float())
+                # under accumulate(k), each of k equal micro-batches carries 1/k of the step
+                k = self._accumulation.micro_batches if self._accumulation else 1
+                c = self.aga_weight * world_size() / (k * n_labeled.clamp_min(1.0) * z.shape[1])
+                aga = c * m[:, None].to(dtype) * (z - reference.detach().to(dtype))
         return CoordinationState(weights, aga, conceptor, energy, scale)
 
     def _update_mu(self, energy: torch.Tensor, labeled: torch.Tensor) -> None:
         e = torch.nan_to_num(energy[labeled], nan=0.0)
-        total = global_sum(torch.stack([e.sum(), labeled.sum().float()]))
+        total = global_sum(torch.stack([e.sum(), labeled.sum().to(e.dtype)]).double())
+        if self._accumulation is not None:
+            # one EMA move per optimiser step, applied when accumulate() exits
+            self._accumulation.add(total)
+            return
+        self._apply_ema(total)
+
+    def _apply_ema(self, total: torch.Tensor) -> None:
+        """Move mu towards ``total[0] / total[1]`` (labeled energy sum / count), if any."""
         batch_mean = total[0] / total[1].clamp_min(1.0)
-        mu = self.mu.to(energy.device)
+        mu = self.mu.to(total.device)
         updated = self.momentum * mu + (1.0 - self.momentum) * batch_mean
         # no labeled rows in this call: keep mu (branch-free, no host sync)
         self.mu = torch.where(total[1] > 0, updated, mu)
@@ -279,6 +294,30 @@ class EAGC:
         self._recent = [(r, s) for r, s in self._recent if r() is not None][-7:]
         self._recent.append((weakref.ref(out), state))
 
+    @contextmanager
+    def accumulate(self, micro_batches: int):
+        """Treat the ``coordinate`` calls inside as micro-batches of one optimiser step.
+
+        Inside, every call's EEP weights use the mu carried into the step, mu moves once on
+        exit with the step's labeled energy mean, and the AGA coefficient is divided by
+        ``micro_batches`` (as the losses are) — so k equal micro-batches give exactly the
+        gradient of one ``accumulate(1)`` call on the whole batch.
+
+        Args:
+            micro_batches: number of backward calls accumulated before the optimiser step.
+        """
+        if self._accumulation is not None:
+            raise EntangleRuntimeError("EAGC.accumulate() blocks cannot be nested")
+        if int(micro_batches) < 1:
+            raise EntangleValueError(f"micro_batches must be >= 1, got {micro_batches}")
+        self._accumulation = _Accumulation(int(micro_batches))
+        try:
+            yield self
+        finally:
+            pending, self._accumulation = self._accumulation, None
+            if pending.total is not None:
+                self._apply_ema(pending.total)
+
     # ------------------------------------------------------------------ hook form
     def attach(self, module: torch.nn.Module) -> EAGC:
         """Coordinate ``module``'s output inside ``with eagc.batch(...)`` blocks.
@@ -337,8 +376,9 @@ class EAGC:
     def load_state_dict(self, state: dict) -> None:
         """Restore :meth:`state_dict` (tensors keep this object's device)."""
         device = self.conceptor.device
-        self.conceptor = state["conceptor"].to(device).float()
-        self.mu = state["mu"].to(device).float().reshape(())
+        self.conceptor = state["conceptor"].to(device)
+        self.conceptor = self.conceptor.to(compute_dtype(self.conceptor.dtype))
+        self.mu = state["mu"].to(device, torch.float64).reshape(())
         for key in ("aga_weight", "eep_weight", "momentum", "aga", "eep", "adaptive"):
             setattr(self, key, state[key])
 
@@ -348,6 +388,15 @@ class EAGC:
         eep = f"{self.eep_weight}{'' if self.adaptive else ' fixed'}" if self.eep else "off"
         parts.append(f"eep={eep}")
         return f"EAGC({', '.join(parts)})"
+
+
+class _Accumulation:
+    def __init__(self, micro_batches: int):
+        self.micro_batches = micro_batches
+        self.total: torch.Tensor | None = None
+
+    def add(self, total: torch.Tensor) -> None:
+        self.total = total if self.total is None else self.total + total
 
 
 def _scale_of(scaler, device) -> torch.Tensor | float:
