@@ -25,15 +25,18 @@ def hungarian_mapping(y_true: np.ndarray, y_pred: np.ndarray) -> dict[int, int]:
         y_pred: ``[n]`` non-negative integer cluster ids.
 
     Returns:
-        dict cluster id -> class id (clusters left unmatched are absent).
+        dict cluster id -> class id for the clusters that occur in ``y_pred`` (clusters left
+        unmatched, when there are more clusters than classes, are absent).
     """
     from scipy.optimize import linear_sum_assignment
 
-    size = int(max(y_pred.max(), y_true.max())) + 1
-    counts = np.zeros((size, size), dtype=np.int64)
-    np.add.at(counts, (y_pred, y_true), 1)
+    # index the ids that occur, not 0..max id: ids can be large (hashes, sparse cluster labels)
+    clusters, pred_idx = np.unique(y_pred, return_inverse=True)
+    classes, true_idx = np.unique(y_true, return_inverse=True)
+    counts = np.zeros((len(clusters), len(classes)), dtype=np.int64)
+    np.add.at(counts, (pred_idx, true_idx), 1)
     rows, cols = linear_sum_assignment(counts, maximize=True)
-    return {int(r): int(c) for r, c in zip(rows, cols, strict=True)}
+    return {int(clusters[r]): int(classes[c]) for r, c in zip(rows, cols, strict=True)}
 
 
 def cluster_accuracy(y_true, y_pred, old_mask) -> tuple[float, float, float]:
