@@ -131,6 +131,7 @@ class Probe:
         novel: torch.Tensor | None = None,
         logits: torch.Tensor | None = None,
         scaler=None,
+        extra: dict | None = None,
     ) -> dict | None:
         """Backward of ``sup + unsup`` (scaled by ``scaler`` if given), probing on due steps.
 
@@ -143,6 +144,8 @@ class Probe:
             novel: ``[n]`` bool, rows whose true class is novel (known in diagnostics only).
             logits: ``[n, K]`` classifier logits, for free-energy summaries.
             scaler: ``torch.amp.GradScaler``; losses are scaled, metrics use unscaled values.
+            extra: more entries for this step's record (e.g. ProbeSet results); probed steps
+                only.
 
         Returns:
             the step record (see DESIGN.md §5) on probed steps, else None.
@@ -155,6 +158,8 @@ class Probe:
             _scaled(sup + unsup, scaler).backward()
             return None
         record = self._probed_backward(step, sup, unsup, features, labeled, novel, logits, scaler)
+        if extra:
+            record.update(extra)
         self.last = record
         if self.run is not None:
             self.run.write_step(record)
