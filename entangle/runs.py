@@ -4,7 +4,7 @@ Layout::
 
     RUN/
       run.json        {"schema", "name", "config", "seed", "versions", "git_sha", "device",
-                       "start_time", "host"} (+ "resumed_at" after a resume)
+                       "start_time", "host"} (+ "resumed_at": [{"time", ...}] per resume)
       steps.jsonl     one JSON object per probed step
       epochs.jsonl    one JSON object per evaluation
       features/       epoch_NNN.npz: features, labels, labeled, novel[, logits, extras]
@@ -65,10 +65,7 @@ def to_jsonable(value, where: str = "record"):
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, torch.Tensor):
-        t = value.detach().cpu()
-        if t.dtype == torch.bfloat16:  # .tolist() of bf16 is fine, but keep float32 precision
-            t = t.float()
-        return to_jsonable(t.tolist(), where)
+        return to_jsonable(value.detach().cpu().tolist(), where)
     if isinstance(value, np.ndarray):
         return to_jsonable(value.tolist(), where)
     if isinstance(value, np.generic):
@@ -420,8 +417,12 @@ class RunWriter:
         return target
 
     def finish(self, summary: dict | None = None) -> None:
-        """Close the record files and write ``DONE`` with ``summary``; the run is then complete."""
-        self._check_open()
+        """Close the record files and write ``DONE`` with ``summary``; the run is then complete.
+
+        Allowed after :meth:`close` (e.g. after a ``with`` block), but only once.
+        """
+        if self._finished:
+            raise EntangleRuntimeError(f"the run in {self.path} is already finished (DONE exists)")
         self.close()
         self._finished = True
         _atomic_json(self.path / "DONE", {"end_time": _now(), "summary": summary or {}})

@@ -153,7 +153,7 @@ def test_writer_lifecycle(tmp_path):
     run.close()  # idempotent
     with pytest.raises(EntangleRuntimeError, match="finished"):
         run.write_step({"step": 1})
-    with pytest.raises(EntangleRuntimeError):
+    with pytest.raises(EntangleRuntimeError, match="already finished"):
         run.finish()
     with RunWriter(tmp_path / "run2") as other:
         other.write_step({"step": 0})
@@ -161,6 +161,8 @@ def test_writer_lifecycle(tmp_path):
     assert not (tmp_path / "run2" / "DONE").exists()
     with pytest.raises(EntangleRuntimeError, match="closed"):
         other.write_epoch({})
+    other.finish({"late": True})  # finishing after the with block is fine
+    assert RunReader(tmp_path / "run2").summary == {"late": True}
 
 
 def test_exception_in_with_block_leaves_an_incomplete_readable_run(tmp_path):
