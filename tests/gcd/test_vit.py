@@ -311,3 +311,13 @@ def test_configs_are_consistent():
         assert isinstance(cfg, ViTConfig)
         assert cfg.img_size % cfg.patch_size == 0, name
         assert cfg.embed_dim % cfg.num_heads == 0, name
+
+
+@pytest.mark.gpu
+def test_runs_on_cuda_like_on_cpu():
+    model = tiny().eval()
+    x = torch.randn(4, 3, 32, 32)
+    expected = model(x)
+    got = model.to("cuda")(x.to("cuda")).cpu()
+    # cuDNN may run the patch convolution in TF32: compare loosely
+    torch.testing.assert_close(got, expected, rtol=1e-2, atol=1e-2)
