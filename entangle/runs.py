@@ -498,6 +498,8 @@ class RunReader:
         self.steps, step_warnings = read_jsonl(self.path / "steps.jsonl")
         self.epochs, epoch_warnings = read_jsonl(self.path / "epochs.jsonl")
         self.warnings = step_warnings + epoch_warnings
+        self.steps = _latest_per_key(self.steps, "step", "steps.jsonl", self.warnings)
+        self.epochs = _latest_per_key(self.epochs, "epoch", "epochs.jsonl", self.warnings)
         self._done = None
         done_path = self.path / "DONE"
         if done_path.is_file():
@@ -583,6 +585,24 @@ class RunReader:
         return sorted(
             p for p in folder.iterdir() if p.is_file() and not p.name.endswith(_TMP_SUFFIX)
         )
+
+
+def _latest_per_key(records: list[dict], key: str, fname: str, warnings: list[str]) -> list[dict]:
+    """Keep the last record of each ``key`` value, in order of that value.
+
+    A run resumed from a checkpoint re-writes the steps after it; the records of the abandoned
+    tail are superseded, not deleted (files are append-only).
+    """
+    if not records or any(key not in r for r in records):
+        return records
+    latest = {r[key]: r for r in records}
+    if len(latest) == len(records):
+        return records
+    warnings.append(
+        f"{fname}: {len(records) - len(latest)} records superseded by a resume (the later "
+        f"record of each {key} is used)"
+    )
+    return [latest[k] for k in sorted(latest)]
 
 
 def _schema_major(schema, meta_path: Path) -> int:

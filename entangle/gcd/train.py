@@ -268,18 +268,23 @@ def train(
         the summary written to DONE (last epoch's accuracies, mean conflict, GDC, SOC).
     """
     setup = setup or prepare(config)
-    device, data = setup.device, setup.data
-    backbone, head = copy.deepcopy(setup.backbone), copy.deepcopy(setup.head)
     run_dir = Path(run_dir)
     resume = (run_dir / "run.json").exists()
     run = RunWriter(
         run_dir,
-        config=dataclasses.asdict(config) | {"class_names": data.class_names},
+        config=dataclasses.asdict(config) | {"class_names": setup.data.class_names},
         seed=config.seed,
-        device=str(device),
+        device=str(setup.device),
         name=name,
         resume=resume,
     )
+    with run:  # closes the record files if training raises; DONE only on success
+        return _train_loop(config, setup, run, run_dir, resume, on_epoch, on_step)
+
+
+def _train_loop(config, setup, run, run_dir, resume, on_epoch, on_step) -> dict:
+    device, data = setup.device, setup.data
+    backbone, head = copy.deepcopy(setup.backbone), copy.deepcopy(setup.head)
     eagc = reference = shared = None
     if config.eagc:
         reference = ensure_reference(config, setup)

@@ -1,0 +1,92 @@
+"""`entangle train`: one GCD run with the probe (and optionally EAGC) into a run directory."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from entangle_cli.app import app
+from entangle_cli.common import console, stage_progress
+
+
+@app.command("train")
+def train_command(
+    out: Annotated[Path, typer.Argument(help="Run directory (an unfinished one is resumed).")],
+    data: Annotated[
+        str,
+        typer.Option(help="digits | synthetic | imagefolder:PATH | cifar10:PATH | cifar100:PATH"),
+    ] = "digits",
+    old_classes: Annotated[
+        str | None, typer.Option(help="Known classes: a count, a comma list, or a file.")
+    ] = None,
+    labeled_fraction: Annotated[float, typer.Option(help="Labeled share of old classes.")] = 0.5,
+    model: Annotated[str, typer.Option(help="digits-mlp | vit-s16 | vit-b16 | vit-tiny-test")] = (
+        "digits-mlp"
+    ),
+    pretrained: Annotated[
+        str | None, typer.Option(help="Local DINO/DINOv2 weights (ViT) or backbone state dict.")
+    ] = None,
+    epochs: Annotated[int | None, typer.Option(help="Epochs (ViT default 200, digits 12).")] = None,
+    batch_size: Annotated[int, typer.Option(help="Batch size.")] = 128,
+    lr: Annotated[float, typer.Option(help="SGD learning rate (cosine schedule).")] = 0.1,
+    eagc: Annotated[bool, typer.Option("--eagc/--no-eagc", help="Apply EAGC.")] = False,
+    aga: Annotated[bool, typer.Option("--aga/--no-aga", help="EAGC's AGA part.")] = True,
+    eep: Annotated[bool, typer.Option("--eep/--no-eep", help="EAGC's EEP part.")] = True,
+    adaptive: Annotated[
+        bool, typer.Option("--adaptive/--fixed", help="Energy-adaptive or fixed EEP weight.")
+    ] = True,
+    aga_weight: Annotated[float, typer.Option(help="lambda_AGA.")] = 0.7,
+    eep_weight: Annotated[float, typer.Option(help="beta (EEP strength).")] = 0.5,
+    aperture: Annotated[float, typer.Option(help="Conceptor aperture.")] = 2.0,
+    reference: Annotated[
+        str | None,
+        typer.Option(help="Reference model checkpoint; trained on labeled data if unset."),
+    ] = None,
+    probe_every: Annotated[int, typer.Option(help="Probe one step in N.")] = 1,
+    device: Annotated[str, typer.Option(help="'auto', 'cpu', 'cuda:0'.")] = "auto",
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """Train a GCD model with the probe, writing steps, epochs, features and checkpoints."""
+    from entangle.gcd.train import TrainConfig, prepare, train
+
+    vit = model.startswith("vit-")
+    config = TrainConfig(
+        data=data,
+        old_classes=old_classes,
+        labeled_fraction=labeled_fraction,
+        model=model,
+        pretrained=pretrained,
+        epochs=epochs or (200 if vit else 12),
+        batch_size=batch_size,
+        lr=lr,
+        eagc=eagc,
+        aga=aga,
+        eep=eep,
+        adaptive=adaptive,
+        aga_weight=aga_weight,
+        eep_weight=eep_weight,
+        aperture=aperture,
+        reference=reference,
+        probe_every=probe_every,
+        device=device,
+        seed=seed,
+        warmup_teacher_epochs=30 if vit else 5,
+    )
+    with stage_progress() as progress:
+        setup = prepare(
+            config,
+            progress=lambda stage, e, loss: progress(
+                stage, e + 1, config.pretrain_epochs, f"{loss:.3f}"
+            ),
+        )
+        summary = train(
+            config,
+            out,
+            setup,
+            on_step=lambda s, total: progress(f"train {config.variant()}", s, total, ""),
+        )
+    console.print_json(data={k: v for k, v in summary.items() if v == v})
+    console.print(f"run written to [bold]{out}[/] ({dataclasses.asdict(config)['data']})")

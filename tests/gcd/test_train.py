@@ -1,0 +1,124 @@
+"""The training loop: determinism, resume after a crash, planted overlap, bad input."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+
+import pytest
+
+from entangle.errors import EntangleValueError
+from entangle.gcd.train import TrainConfig, prepare, train
+from entangle.runs import RunReader
+
+TINY = TrainConfig(
+    data="synthetic",
+    epochs=2,
+    batch_size=64,
+    pretrain_epochs=0,
+    reference_epochs=2,
+    probeset_every=3,
+    probeset_size=200,
+    soc_k=4,
+    device="cpu",
+    save_features=True,
+)
+
+
+@pytest.fixture(scope="module")
+def setup():
+    return prepare(TINY)
+
+
+def _numbers(records):
+    """The records without wall-clock-dependent fields."""
+    return [{k: v for k, v in r.items() if k not in ("time",)} for r in records]
+
+
+def test_same_seed_same_records(setup, tmp_path):
+    a = train(TINY, tmp_path / "a", setup)
+    b = train(TINY, tmp_path / "b", setup)
+    ra, rb = RunReader(tmp_path / "a"), RunReader(tmp_path / "b")
+    assert _numbers(ra.steps) == _numbers(rb.steps)
+    assert _numbers(ra.epochs) == _numbers(rb.epochs)
+    assert a == b
+    assert ra.complete and len(ra.epochs) == 2
+    assert {"raw", "feature", "energy"} <= set(ra.steps[0]) or "raw" in ra.steps[0]
+    assert any("probeset" in s for s in ra.steps)
+
+
+def test_eagc_run_records_corrected_metrics(setup, tmp_path):
+    cfg = dataclasses.replace(TINY, eagc=True, epochs=1)
+    summary = train(cfg, tmp_path / "e", setup)
+    steps = RunReader(tmp_path / "e").steps
+    assert all("eagc" in s and "last_block" in s["eagc"] for s in steps)
+    assert "eep_weight" in steps[0]["energy"]
+    assert "cos_mean_eagc" in summary
+
+
+class Crash(Exception):
+    pass
+
+
+def test_resume_after_crash_matches_uninterrupted(setup, tmp_path):
+    train(TINY, tmp_path / "whole", setup)
+
+    def crash(step, total):
+        if step == total - 3:  # mid second epoch, after the first epoch's checkpoint
+            raise Crash
+
+    with pytest.raises(Crash):
+        train(TINY, tmp_path / "cut", setup, on_step=crash)
+    assert not RunReader(tmp_path / "cut").complete
+    train(TINY, tmp_path / "cut", setup)
+    whole, cut = RunReader(tmp_path / "whole"), RunReader(tmp_path / "cut")
+    assert cut.complete
+    assert _numbers(cut.steps) == _numbers(whole.steps)
+    assert _numbers(cut.epochs) == _numbers(whole.epochs)
+
+
+def test_probe_soc_follows_planted_overlap(tmp_path):
+    socs = {}
+    for overlap in (0.0, 1.0):
+        cfg = dataclasses.replace(TINY, synthetic_overlap=overlap, epochs=1)
+        train(cfg, tmp_path / f"o{overlap}", prepare(cfg))
+        first = next(s for s in RunReader(tmp_path / f"o{overlap}").steps if "probeset" in s)
+        socs[overlap] = first["probeset"]["soc"]
+    assert socs[0.0] < 0.5 < socs[1.0]
+
+
+def test_bad_config_values():
+    with pytest.raises(EntangleValueError, match=r"\(0, 1\]"):
+        TrainConfig(labeled_fraction=0.0)
+    with pytest.raises(EntangleValueError, match="unknown data source"):
+        prepare(dataclasses.replace(TINY, data="mnist"))
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--data", "nope"], "unknown data source"),
+        (["--labeled-fraction", "1.5"], "labeled_fraction"),
+        (["--data", "digits", "--old-classes", "3,42"], "42"),
+        (["--data", "imagefolder:{tmp}"], "image"),
+    ],
+)
+def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from entangle_cli.app import main; main()",
+            "train",
+            str(tmp_path / "run"),
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
