@@ -1,0 +1,112 @@
+"""Shared figure plumbing: seaborn style, colour-blind palette, safe text, smoothing, saving.
+
+Figures are built on ``matplotlib.figure.Figure`` with an Agg canvas, never through pyplot,
+so reports touch no global figure state and need no display.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+DPI = 150
+PALETTE = "colorblind"
+# matplotlib titles get long run names cut to this many characters
+MAX_LABEL = 40
+
+
+@dataclass
+class RenderedFigure:
+    """A figure written to disk: file stem, title and caption for the HTML, PNG bytes."""
+
+    name: str
+    title: str
+    caption: str
+    png: bytes
+
+
+def colors(n: int) -> list:
+    """``n`` colours from seaborn's colour-blind-safe palette (husl beyond its 10 colours)."""
+    import seaborn as sns
+
+    return sns.color_palette(PALETTE if n <= 10 else "husl", n)
+
+
+@contextlib.contextmanager
+def style():
+    """Seaborn's whitegrid look for the figures made inside, restored afterwards."""
+    import matplotlib
+    import seaborn as sns
+
+    rc = {**sns.axes_style("whitegrid"), **sns.plotting_context("notebook", font_scale=0.85)}
+    rc["axes.prop_cycle"] = matplotlib.cycler(color=colors(10))
+    with matplotlib.rc_context(rc):
+        yield
+
+
+def new_figure(nrows: int, ncols: int, *, panel=(4.6, 3.2), **subplot_kw):
+    """A ``Figure`` with an Agg canvas and a 2-D array of axes ``[nrows, ncols]``."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(panel[0] * ncols, panel[1] * nrows), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(nrows, ncols, squeeze=False, **subplot_kw)
+    return fig, axes
+
+
+def text(value, limit: int = MAX_LABEL) -> str:
+    """A user string safe for matplotlib: ``$`` escaped (no mathtext), long names shortened."""
+    s = str(value)
+    if len(s) > limit:
+        s = s[: limit - 3] + "..."
+    return s.replace("\\", "\\\\").replace("$", r"\$")
+
+
+def save(fig, name: str, title: str, caption: str, out_dir: Path, pdf: bool) -> RenderedFigure:
+    """Write ``name.png`` (150 dpi) and, with ``pdf``, ``name.pdf`` to ``out_dir``."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI)
+    png = buf.getvalue()
+    (out_dir / f"{name}.png").write_bytes(png)
+    if pdf:
+        fig.savefig(out_dir / f"{name}.pdf", format="pdf")
+    return RenderedFigure(name=name, title=title, caption=caption, png=png)
+
+
+def smooth(values: np.ndarray, window: int | None = None) -> np.ndarray:
+    """Centred moving average that skips NaN (a window of only NaN stays NaN).
+
+    Args:
+        values: ``[n]``.
+        window: points per window; default n / 20 (at least 1), made odd.
+
+    Returns:
+        ``[n]``.
+    """
+    n = values.shape[0]
+    if n == 0:
+        return values
+    if window is None:
+        window = max(1, n // 20)
+    window = window + 1 - window % 2
+    half = window // 2
+    ok = np.isfinite(values)
+    filled = np.where(ok, values, 0.0)
+    csum = np.concatenate([[0.0], np.cumsum(filled)])
+    ccount = np.concatenate([[0], np.cumsum(ok)])
+    lo = np.clip(np.arange(n) - half, 0, n)
+    hi = np.clip(np.arange(n) + half + 1, 0, n)
+    count = ccount[hi] - ccount[lo]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, (csum[hi] - csum[lo]) / np.maximum(count, 1), np.nan)
+
+
+def no_data(ax, message: str) -> None:
+    """Mark a panel that has nothing to show, saying why."""
+    # ticks stay: the axis may be shared with panels that do have data
+    ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes, color="0.35")

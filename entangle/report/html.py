@@ -1,0 +1,192 @@
+"""Render the report page with jinja2 (autoescape on: every user string is HTML-escaped)."""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import math
+
+from entangle.report.energy import IDENTITY_QUOTA
+from entangle.report.figures import RenderedFigure
+from entangle.report.load import RunData
+from entangle.report.records import flatten_config, nan_reasons
+from entangle.report.summary import format_delta, format_value, summary_metrics
+
+
+def figure_context(fig: RenderedFigure) -> dict:
+    """What the template needs of a figure: names, caption and the PNG as base64."""
+    return {
+        "name": fig.name,
+        "title": fig.title,
+        "caption": fig.caption,
+        "data": base64.b64encode(fig.png).decode("ascii"),
+    }
+
+
+def now_text() -> str:
+    return _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+
+
+def run_details(run: RunData) -> dict:
+    """Run-detail rows for the template (plain strings; the template escapes them)."""
+    meta = run.meta
+    versions = meta.get("versions") if isinstance(meta.get("versions"), dict) else {}
+    return {
+        "name": run.name,
+        "path": str(run.path),
+        "complete": run.complete,
+        "group": run.group,
+        "device": str(meta.get("device") or "-"),
+        "seed": str(meta.get("seed") if meta.get("seed") is not None else "-"),
+        "start_time": str(meta.get("start_time") or "-"),
+        "git_sha": str(meta.get("git_sha") or "-"),
+        "versions": [(str(k), str(v)) for k, v in versions.items()],
+        "config": flatten_config(run.config),
+        "nan_reasons": list(nan_reasons(run.steps).items()),
+    }
+
+
+def summary_rows(summaries: list[dict], has_eagc: bool) -> list[dict]:
+    """Summary-table rows: one per metric, one formatted value per run."""
+    return [
+        {"label": m.label, "cells": [format_value(s.get(m.key), m.integer) for s in summaries]}
+        for m in summary_metrics(has_eagc)
+    ]
+
+
+def delta_table(runs: list[RunData], summaries: list[dict], has_eagc: bool) -> dict:
+    """Differences of every run to the first one, per summary metric."""
+    ref = runs[0].name
+    header = ["Metric", f"{ref} (reference)"] + [f"{r.name} - {ref}" for r in runs[1:]]
+    rows = []
+    for m in summary_metrics(has_eagc):
+        base = summaries[0].get(m.key)
+        rows.append(
+            [m.label, format_value(base, m.integer)]
+            + [format_delta(s.get(m.key), base, m.integer) for s in summaries[1:]]
+        )
+    return {"header": header, "rows": rows}
+
+
+def environment():
+    """A jinja2 environment over the packaged templates, escaping every substitution."""
+    import jinja2
+
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("entangle.report", "templates"),
+        autoescape=True,  # also for strings: user names and configs go into every table
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def _num(v) -> str:
+    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"
+
+
+def _knn_table(runs, overlaps) -> dict:
+    header = [
+        "Run", "Epoch", "Samples in map", "new->old (features)", "old->new (features)",
+        "new->old (map)", "old->new (map)", "new->old if mixed", "old->new if mixed",
+    ]  # fmt: skip
+    rows = []
+    for run, o in zip(runs, overlaps, strict=True):
+        if o is None or o.coords is None:
+            rows.append([run.name, "-", "0", "-", "-", "-", "-", "-", "-"])
+            continue
+        f, m = o.knn_feature, o.knn_map
+        shown = f"{o.n_shown} of {o.n_total}" if o.n_shown < o.n_total else str(o.n_total)
+        rows.append(
+            [run.name, str(o.epoch), shown]
+            + [_num(f.get("new_to_old")), _num(f.get("old_to_new"))]
+            + [_num(m.get("new_to_old")), _num(m.get("old_to_new"))]
+            + [_num(f.get("new_to_old_chance")), _num(f.get("old_to_new_chance"))]
+        )
+    return {"header": header, "rows": rows}
+
+
+def _section(id_, heading, figures, intro="", notes=(), table=None) -> dict:
+    return {
+        "id": id_,
+        "heading": heading,
+        "intro": intro,
+        "notes": list(notes),
+        "table": table,
+        "figures": [figure_context(f) for f in figures if f is not None],
+    }
+
+
+def render_html(runs, *, sections, summaries, energies, overlaps) -> str:
+    """The complete ``index.html`` text.
+
+    Args:
+        runs: list of :class:`entangle.report.load.RunData`.
+        sections: ``{"curves" | "energy" | "overlap" | "comparison": [RenderedFigure | None]}``.
+        summaries: one :func:`entangle.report.summary.run_summary` dict per run.
+        energies: run name -> list of :class:`entangle.report.energy.EpochEnergy`.
+        overlaps: one :class:`entangle.report.plot_overlap.Overlap` (or None) per run.
+    """
+    from entangle import __version__
+
+    has_eagc = any(r.has_eagc for r in runs)
+    energy_notes = [
+        f"{name}, epoch {e.epoch}: {e.note}" for name, es in energies.items() for e in es if e.note
+    ]
+    overlap_notes = [
+        f"{r.name}: {o.note}" for r, o in zip(runs, overlaps, strict=True) if o and o.note
+    ]
+    page = [
+        _section("curves", "2. Curves over training", sections["curves"]),
+        _section(
+            "energy",
+            "3. Energy",
+            sections["energy"],
+            intro=(
+                "Energies are computed from the saved features of the first and the last saved "
+                "epoch; the conceptor is fitted on that epoch's labeled rows "
+                f"(aperture from the run config, default 2.0; quota above {IDENTITY_QUOTA} "
+                "flags a near-identity conceptor)."
+            ),
+            notes=energy_notes,
+        ),
+        _section(
+            "overlap",
+            "4. Feature overlap",
+            sections["overlap"],
+            notes=overlap_notes,
+            table=_knn_table(runs, overlaps),
+        ),
+    ]
+    if len(runs) > 1:
+        page.append(
+            _section(
+                "comparison",
+                "5. Comparison",
+                sections["comparison"],
+                intro=(
+                    "Every figure above shows the runs side by side (one column each, shared "
+                    f"axes). The table gives each run's difference to {runs[0].name}."
+                ),
+                table=delta_table(runs, summaries, has_eagc),
+            )
+        )
+    banners = [
+        {"name": r.name, "warnings": r.warnings or ["no DONE file: the run did not finish"]}
+        for r in runs
+        if r.warnings or not r.complete
+    ]
+    title = "entangle report: " + ", ".join(r.name for r in runs)
+    return (
+        environment()
+        .get_template("report.html")
+        .render(
+            title=title,
+            version=__version__,
+            generated=now_text(),
+            runs=[run_details(r) for r in runs],
+            banners=banners,
+            summary_rows=summary_rows(summaries, has_eagc),
+            sections=page,
+        )
+    )

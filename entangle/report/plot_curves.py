@@ -1,0 +1,142 @@
+"""Curves over training: gradient conflict, GDC, norm ratio, ProbeSet SOC and accuracy."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from entangle.report.figures import colors, new_figure, no_data, smooth, style, text
+from entangle.report.records import gradient_series, path_series
+
+KINDS = (("raw", "raw"), ("eagc", "EAGC-corrected"))
+
+
+def _smoothed_points(ax, x, y, color, label, *, positive=False) -> bool:
+    """Raw points faint, smoothed line solid; False when there is nothing to draw."""
+    ok = np.isfinite(y) & (y > 0 if positive else True)
+    if not ok.any():
+        return False
+    ax.scatter(x[ok], y[ok], s=6, color=color, alpha=0.25, linewidths=0)
+    ys = smooth(np.where(ok, y, np.nan))
+    ax.plot(x, ys, color=color, lw=1.8, label=f"{label} (smoothed)")
+    return True
+
+
+def _gradient_panel(ax, run, metric: str, *, positive=False) -> bool:
+    drawn = False
+    palette = colors(2)
+    for (kind, label), color in zip(KINDS, palette, strict=True):
+        x, y = gradient_series(run.steps, kind, metric, run.group)
+        drawn |= _smoothed_points(ax, x, y, color, label, positive=positive)
+    return drawn
+
+
+def conflict_figure(runs: Sequence):
+    """Cosine conflict and GDC over probed steps, raw vs EAGC-corrected, one column per run."""
+    with style():
+        fig, axes = new_figure(2, len(runs), sharey="row")
+        rows = (
+            ("cos", "cos(g_S, g_U)", "cosine conflict"),
+            ("gdc", "GDC = 1 - cos(g_S, g_S + g_U)", "GDC"),
+        )
+        for j, run in enumerate(runs):
+            group = f" [{text(run.group)}]" if run.group else ""
+            for i, (metric, ylabel, what) in enumerate(rows):
+                ax = axes[i, j]
+                if _gradient_panel(ax, run, metric):
+                    if metric == "cos":
+                        ax.axhline(0.0, color="0.3", lw=0.8, ls="--")
+                    ax.legend(loc="best", fontsize="small")
+                else:
+                    no_data(ax, f"no {metric} recorded")
+                ax.set_title(f"{text(run.name)}{group}: {what}", fontsize="medium")
+                ax.set_xlabel("training step")
+                ax.set_ylabel(ylabel)
+        fig.suptitle("Gradient conflict over training: raw vs EAGC-corrected")
+        return fig
+
+
+def training_figure(runs: Sequence):
+    """Norm ratio, ProbeSet SOC and per-epoch accuracy, one column per run."""
+    with style():
+        fig, axes = new_figure(3, len(runs), sharey="row")
+        acc_colors = colors(3)
+        for j, run in enumerate(runs):
+            name = text(run.name)
+            ax = axes[0, j]
+            if _gradient_panel(ax, run, "norm_ratio", positive=True):
+                ax.set_yscale("log")
+                ax.axhline(1.0, color="0.3", lw=0.8, ls="--")
+                ax.legend(loc="best", fontsize="small")
+            else:
+                no_data(ax, "no norm ratio recorded")
+            ax.set_title(f"{name}: gradient norm ratio", fontsize="medium")
+            ax.set_xlabel("training step")
+            ax.set_ylabel("||g_U|| / ||g_S|| (log scale)")
+
+            ax = axes[1, j]
+            x, soc = path_series(run.steps, "probeset", "soc")
+            ok = np.isfinite(soc)
+            if ok.any():
+                ax.plot(x[ok], soc[ok], marker="o", ms=3, lw=1.4, color=acc_colors[0])
+            else:
+                no_data(ax, "no ProbeSet SOC recorded")
+            ax.set_title(f"{name}: novel features in the known subspace", fontsize="medium")
+            ax.set_xlabel("training step")
+            ax.set_ylabel("ProbeSet SOC (0 to 1)")
+
+            ax = axes[2, j]
+            drawn = False
+            for key, color in zip(("all", "old", "new"), acc_colors, strict=True):
+                ep, acc = path_series(run.epochs, f"acc_{key}", x_key="epoch")
+                ok = np.isfinite(acc)
+                if ok.any():
+                    ax.plot(ep[ok], acc[ok], marker="o", ms=3, color=color, label=key.title())
+                    drawn = True
+            if drawn:
+                ax.legend(loc="best", fontsize="small", title="classes")
+            else:
+                no_data(ax, "no evaluations recorded")
+            ax.set_title(f"{name}: clustering accuracy", fontsize="medium")
+            ax.set_xlabel("epoch")
+            ax.set_ylabel("accuracy")
+        fig.suptitle("Gradient norms, subspace overlap and accuracy over training")
+        return fig
+
+
+def comparison_figure(runs: Sequence):
+    """Smoothed raw (solid) and EAGC (dashed) cosine and GDC, and All accuracy, runs overlaid."""
+    palette = colors(len(runs))
+    with style():
+        fig, axes = new_figure(1, 3)
+        for run, color in zip(runs, palette, strict=True):
+            name = text(run.name, 30)
+            for k, metric in enumerate(("cos", "gdc")):
+                for kind, ls in (("raw", "-"), ("eagc", "--")):
+                    x, y = gradient_series(run.steps, kind, metric, run.group)
+                    if np.isfinite(y).any():
+                        label = f"{name}, {'raw' if kind == 'raw' else 'EAGC'}"
+                        axes[0, k].plot(x, smooth(y), color=color, ls=ls, lw=1.6, label=label)
+            ep, acc = path_series(run.epochs, "acc_all", x_key="epoch")
+            ok = np.isfinite(acc)
+            if ok.any():
+                axes[0, 2].plot(ep[ok], acc[ok], color=color, marker="o", ms=3, label=name)
+        titles = (
+            ("cos(g_S, g_U), smoothed", "training step"),
+            ("GDC, smoothed", "training step"),
+            ("All accuracy", "epoch"),
+        )
+        for ax, (ylabel, xlabel) in zip(axes[0], titles, strict=True):
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel(ylabel)
+            if ax.has_data():
+                ax.legend(loc="best", fontsize="x-small")
+            else:
+                no_data(ax, "nothing recorded")
+        axes[0, 0].axhline(0.0, color="0.3", lw=0.8, ls=":")
+        axes[0, 0].set_title("Gradient cosine per run", fontsize="medium")
+        axes[0, 1].set_title("GDC per run", fontsize="medium")
+        axes[0, 2].set_title("All accuracy per run", fontsize="medium")
+        fig.suptitle("Runs compared on shared axes (solid: raw, dashed: EAGC-corrected)")
+        return fig

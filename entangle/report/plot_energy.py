@@ -1,0 +1,151 @@
+"""Energy figures: per-group distributions early vs late, conceptor spectrum, EEP weights."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from entangle.report.energy import GROUP_LABELS, GROUPS, EpochEnergy
+from entangle.report.figures import colors, new_figure, no_data, style, text
+from entangle.report.records import summary_series
+
+ENERGY_KINDS = {
+    "ratio": ("energy ratio z^T C z / ||z||^2", "Known-subspace energy ratio"),
+    "free": ("free energy -logsumexp(logits)", "Logit free energy"),
+}
+
+
+def _bins(per_run: Mapping[str, Sequence[EpochEnergy]], kind: str) -> np.ndarray:
+    if kind == "ratio":
+        return np.linspace(0.0, 1.0, 41)
+    values = [
+        v
+        for energies in per_run.values()
+        for e in energies
+        for v in getattr(e, kind).values()
+        if v.size
+    ]
+    if not values:
+        return np.linspace(0.0, 1.0, 41)
+    lo = min(float(v.min()) for v in values)
+    hi = max(float(v.max()) for v in values)
+    if hi - lo < 1e-9:
+        lo, hi = lo - 0.5, hi + 0.5
+    return np.linspace(lo, hi, 41)
+
+
+def _density(ax, values: np.ndarray, bins: np.ndarray, color, label: str, clip) -> None:
+    import seaborn as sns
+
+    # a KDE needs spread; seaborn would warn and skip it on constant data
+    kde = values.size >= 2 and float(np.ptp(values)) > 1e-9
+    sns.histplot(
+        x=values,
+        bins=bins,
+        stat="density",
+        element="step",
+        alpha=0.25,
+        color=color,
+        kde=kde,
+        kde_kws={"cut": 0, "clip": clip} if kde else None,
+        label=f"{label} (n={values.size})",
+        ax=ax,
+    )
+
+
+def energy_figure(runs: Sequence, per_run: Mapping[str, Sequence[EpochEnergy]], kind: str):
+    """Histogram + KDE of one energy (``"ratio"`` or ``"free"``) per sample group.
+
+    Rows are the early and the late saved epoch, columns the runs (shared x axis).
+
+    Args:
+        runs: the report's runs (for names and order).
+        per_run: run name -> ``[early, late]`` (or one) :class:`EpochEnergy`.
+        kind: ``"ratio"`` or ``"free"``.
+    """
+    xlabel, title = ENERGY_KINDS[kind]
+    n_rows = max((len(per_run.get(r.name, ())) for r in runs), default=1) or 1
+    bins = _bins(per_run, kind)
+    clip = (0.0, 1.0) if kind == "ratio" else (None, None)
+    palette = colors(len(GROUPS))
+    with style():
+        fig, axes = new_figure(n_rows, len(runs), sharex=True)
+        for j, run in enumerate(runs):
+            energies = list(per_run.get(run.name, ()))
+            for i in range(n_rows):
+                ax = axes[i, j]
+                if i >= len(energies):
+                    no_data(ax, "no saved features")
+                    continue
+                e = energies[i]
+                stage = "early" if i == 0 and n_rows > 1 else "late"
+                values = getattr(e, kind)
+                drawn = False
+                for group, color in zip(GROUPS, palette, strict=True):
+                    v = values.get(group, np.empty(0))
+                    if v.size:
+                        _density(ax, v, bins, color, GROUP_LABELS[group], clip)
+                        drawn = True
+                if drawn:
+                    ax.legend(loc="best", fontsize="small")
+                else:
+                    no_data(ax, "not computable for this epoch")
+                ax.set_title(f"{text(run.name)}: {stage}, epoch {e.epoch}", fontsize="medium")
+                ax.set_xlabel(xlabel)
+                ax.set_ylabel("density")
+        fig.suptitle(f"{title}: labeled vs unlabeled old vs unlabeled new, early vs late")
+        return fig
+
+
+def spectrum_figure(runs: Sequence, per_run: Mapping[str, Sequence[EpochEnergy]]):
+    """Eigenvalues of the labeled-feature conceptor per run, early and late epoch."""
+    with style():
+        fig, axes = new_figure(1, len(runs), sharey=True)
+        for j, run in enumerate(runs):
+            ax = axes[0, j]
+            drawn = False
+            for e, color in zip(per_run.get(run.name, ()), colors(2), strict=False):
+                if e.eigenvalues is None:
+                    continue
+                ev = e.eigenvalues
+                label = f"epoch {e.epoch}: quota {e.quota:.2f}, eff. rank {e.effective_rank:.1f}"
+                ax.plot(np.arange(1, ev.size + 1), ev, color=color, lw=1.6, label=label)
+                drawn = True
+            if drawn:
+                ax.set_ylim(-0.02, 1.02)
+                ax.legend(loc="best", fontsize="small")
+            else:
+                no_data(ax, "no labeled features saved")
+            ax.set_title(f"{text(run.name)}: conceptor spectrum", fontsize="medium")
+            ax.set_xlabel("eigenvalue index (descending)")
+            ax.set_ylabel("eigenvalue of C (0 to 1)")
+        fig.suptitle("Known-class conceptor spectrum (all eigenvalues near 1 = degenerate)")
+        return fig
+
+
+def eep_weight_figure(runs: Sequence):
+    """EEP coefficient distribution over steps (median, quartile and decile bands).
+
+    Returns:
+        the figure, or None when no run recorded EEP weights.
+    """
+    series = [(run, *summary_series(run.steps, "energy", "eep_weight")) for run in runs]
+    series = [s for s in series if s[1].size]
+    if not series:
+        return None
+    color = colors(1)[0]
+    with style():
+        fig, axes = new_figure(1, len(series), sharey=True)
+        for j, (run, x, stats) in enumerate(series):
+            ax = axes[0, j]
+            ax.fill_between(x, stats["q10"], stats["q90"], color=color, alpha=0.15, label="q10-q90")
+            ax.fill_between(x, stats["q25"], stats["q75"], color=color, alpha=0.3, label="q25-q75")
+            ax.plot(x, stats["q50"], color=color, lw=1.6, label="median")
+            ax.plot(x, stats["mean"], color="0.2", lw=1.0, ls="--", label="mean")
+            ax.legend(loc="best", fontsize="small")
+            ax.set_title(f"{text(run.name)}: EEP weight w_i", fontsize="medium")
+            ax.set_xlabel("training step")
+            ax.set_ylabel("EEP coefficient (unlabeled rows)")
+        fig.suptitle("Energy-aware elastic projection: distribution of per-row weights")
+        return fig

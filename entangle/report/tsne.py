@@ -1,0 +1,174 @@
+"""t-SNE maps of saved features: PCA to 50 dims, then openTSNE (FFT) or scikit-learn.
+
+openTSNE and scikit-learn are imported inside the functions so that importing the report
+package stays cheap.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from entangle.errors import EntangleValueError
+
+PCA_DIMS = 50
+# below this many points openTSNE's Barnes-Hut gradient is faster than its FFT grid, whose
+# cost per iteration is nearly fixed (seconds for a few hundred points)
+FFT_MIN_POINTS = 1000
+# below this many points threads cost more than they save (their barriers spin, and on a
+# shared machine a small map took 20 s with 2 threads against 0.5 s with one)
+THREADED_MIN_POINTS = 1000
+BACKENDS = ("auto", "opentsne", "sklearn")
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (respects taskset / cgroup affinity)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def stratified_subsample(labels: np.ndarray, max_points: int, seed: int) -> np.ndarray:
+    """Indices of at most ``max_points`` rows, each class keeping its share of the rows.
+
+    Args:
+        labels: ``[n]`` class of each row.
+        max_points: cap on the number of rows returned.
+        seed: seeds the choice inside each class.
+
+    Returns:
+        ``[m]`` sorted row indices, m = min(n, max_points); every class keeps at least one
+        row while the cap allows it.
+    """
+    n = labels.shape[0]
+    if n <= max_points:
+        return np.arange(n)
+    rng = np.random.default_rng(seed)
+    classes, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    exact = counts * (max_points / n)
+    quota = np.floor(exact).astype(np.int64)
+    # rows lost to rounding go to the classes with the largest remainders
+    spare = max_points - int(quota.sum())
+    quota[np.argsort(-(exact - quota), kind="stable")[:spare]] += 1
+    # small classes get at least one row, taken from the largest quotas
+    for c in np.flatnonzero(quota == 0):
+        donor = int(np.argmax(quota))
+        if quota[donor] <= 1:
+            break
+        quota[donor] -= 1
+        quota[c] = 1
+    kept = [
+        rng.choice(np.flatnonzero(inverse == c), size=int(q), replace=False)
+        for c, q in enumerate(quota)
+        if q > 0
+    ]
+    return np.sort(np.concatenate(kept))
+
+
+def pca_reduce(x: np.ndarray, dims: int, seed: int) -> np.ndarray:
+    """``[n, D]`` -> ``[n, min(dims, D, n)]`` by PCA (centred, exact SVD for small inputs)."""
+    if x.shape[1] <= dims:
+        return x
+    from sklearn.decomposition import PCA
+
+    k = min(dims, x.shape[0])
+    return PCA(n_components=k, random_state=seed).fit_transform(x)
+
+
+def tsne_embed(
+    features,
+    *,
+    seed: int,
+    max_points: int,
+    labels=None,
+    backend: str = "auto",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Two-dimensional t-SNE map of (a class-stratified subsample of) the features.
+
+    Args:
+        features: ``[n, D]`` array.
+        seed: seeds subsampling, PCA and the t-SNE optimiser.
+        max_points: cap on the rows embedded; larger sets are subsampled by class.
+        labels: ``[n]`` classes for the stratified cap (None: one class).
+        backend: ``"opentsne"`` (FFT-accelerated from ``FFT_MIN_POINTS`` rows on, Barnes-Hut
+            below; ``n_jobs`` = available cores from ``THREADED_MIN_POINTS`` rows on),
+            ``"sklearn"`` (Barnes-Hut), or ``"auto"`` (openTSNE when installed).
+
+    Returns:
+        ``(coords [m, 2] float64, kept_indices [m])``; ``kept_indices`` index ``features``.
+    """
+    if backend not in BACKENDS:
+        raise EntangleValueError(f"tsne backend must be one of {BACKENDS}, got {backend!r}")
+    x = np.asarray(features, dtype=np.float64)
+    if x.ndim != 2:
+        raise EntangleValueError(f"tsne_embed: expected features [n, D], got shape {x.shape}")
+    if max_points < 5:
+        raise EntangleValueError(f"max_points must be at least 5, got {max_points}")
+    lab = np.zeros(x.shape[0], dtype=np.int64) if labels is None else np.asarray(labels)
+    if lab.shape != (x.shape[0],):
+        raise EntangleValueError(
+            f"tsne_embed: labels must have one entry per row ({x.shape[0]}), got {lab.shape}"
+        )
+    kept = stratified_subsample(lab, max_points, seed)
+    x = x[kept]
+    if x.shape[0] < 5:
+        raise EntangleValueError(
+            f"tsne_embed: need at least 5 rows for a t-SNE map, got {x.shape[0]}"
+        )
+    if not np.isfinite(x).all():
+        raise EntangleValueError(
+            "tsne_embed: features contain NaN or inf; drop those rows before embedding"
+        )
+    x = pca_reduce(x, PCA_DIMS, seed)
+    # perplexity must stay well below the number of points
+    perplexity = float(min(30.0, (x.shape[0] - 1) / 3.0))
+    if backend == "auto":
+        backend = "opentsne" if _has_opentsne() else "sklearn"
+    threads = available_cores() if x.shape[0] >= THREADED_MIN_POINTS else 1
+    if backend == "opentsne":
+        coords = _opentsne(x, perplexity, seed, threads)
+    else:
+        coords = _sklearn_tsne(x, perplexity, seed, threads)
+    return np.asarray(coords, dtype=np.float64), kept
+
+
+def _has_opentsne() -> bool:
+    try:
+        import openTSNE  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _opentsne(x: np.ndarray, perplexity: float, seed: int, threads: int) -> np.ndarray:
+    from openTSNE import TSNE
+
+    tsne = TSNE(
+        n_components=2,
+        perplexity=perplexity,
+        negative_gradient_method="fft" if x.shape[0] >= FFT_MIN_POINTS else "bh",
+        initialization="pca",
+        random_state=seed,
+        n_jobs=threads,
+        verbose=False,
+    )
+    return np.asarray(tsne.fit(x))
+
+
+def _sklearn_tsne(x: np.ndarray, perplexity: float, seed: int, threads: int) -> np.ndarray:
+    from sklearn.manifold import TSNE
+    from threadpoolctl import threadpool_limits
+
+    tsne = TSNE(
+        n_components=2,
+        perplexity=perplexity,
+        init="pca",
+        learning_rate="auto",
+        random_state=seed,
+        n_jobs=threads,
+    )
+    # the Barnes-Hut gradient runs on OpenMP threads, which n_jobs does not cap
+    with threadpool_limits(limits=threads, user_api="openmp"):
+        return tsne.fit_transform(x)

@@ -1,0 +1,57 @@
+"""Report energies agree with a direct numpy computation of the conceptor formulas."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from entangle.report.energy import aperture_of, epoch_energy
+from entangle.report.figures import smooth
+
+
+def test_epoch_energy_matches_numpy_conceptor():
+    rng = np.random.default_rng(0)
+    n, d, a = 80, 6, 1.5
+    z = rng.normal(size=(n, d)) * np.array([3, 2, 1, 0.1, 0.1, 0.1])
+    labeled = np.arange(n) < 30
+    novel = np.arange(n) >= 55
+    logits = rng.normal(size=(n, 4))
+    e = epoch_energy(
+        {"features": z, "labeled": labeled, "novel": novel, "logits": logits}, 3, aperture=a
+    )
+    zl = z[labeled]
+    r = zl.T @ zl / zl.shape[0]
+    c = r @ np.linalg.inv(r + a**-2 * np.eye(d))
+    ratio = np.clip(np.einsum("nd,de,ne->n", z, c, z) / (z**2).sum(1), 0, 1)
+    np.testing.assert_allclose(e.ratio["labeled"], ratio[labeled], atol=1e-5)
+    np.testing.assert_allclose(e.ratio["unlabeled_new"], ratio[novel], atol=1e-5)
+    np.testing.assert_allclose(e.ratio["unlabeled_old"], ratio[~labeled & ~novel], atol=1e-5)
+    free = -np.log(np.exp(logits).sum(1))
+    np.testing.assert_allclose(e.free["unlabeled_new"], free[novel], atol=1e-5)
+    np.testing.assert_allclose(np.sort(e.eigenvalues), np.sort(np.linalg.eigvalsh(c)), atol=1e-5)
+    assert e.quota == pytest.approx(np.trace(c) / d, abs=1e-6) and e.note == ""
+
+
+def test_near_identity_conceptor_is_flagged_and_missing_labels_explained():
+    rng = np.random.default_rng(1)
+    z = rng.normal(size=(50, 4)) * 10
+    flags = {"labeled": np.ones(50, bool), "novel": np.zeros(50, bool)}
+    assert "close to the identity" in epoch_energy({"features": z, **flags}, 0, 2.0).note
+    none = epoch_energy(
+        {"features": z, "labeled": np.zeros(50, bool), "novel": flags["novel"]}, 0, 2.0
+    )
+    assert "no labeled rows" in none.note and none.ratio == {} and none.free == {}
+
+
+def test_aperture_from_config():
+    assert aperture_of({"aperture": 1.0}) == 1.0
+    assert aperture_of({"eagc": {"aperture": 3}}) == 3.0
+    assert aperture_of({"eagc": True}) == 2.0 and aperture_of(None) == 2.0
+
+
+def test_smooth_is_a_nan_aware_centred_mean():
+    x = np.array([1.0, np.nan, 3.0, 5.0, np.nan, np.nan, np.nan, 8.0])
+    got = smooth(x, window=3)
+    want = [np.nanmean(x[max(0, i - 1) : i + 2]) if np.isfinite(x[max(0, i - 1) : i + 2]).any()
+            else np.nan for i in range(x.size)]  # fmt: skip
+    np.testing.assert_allclose(got, want)
