@@ -298,3 +298,20 @@ def test_correct_is_pure(setup):
     assert float(eagc.mu) == pytest.approx(0.6)
     assert out.shape == g.shape and not torch.equal(out, g)
     torch.testing.assert_close(eagc.correct(g, z, labeled, ref, mode="linear")[labeled], g[labeled])
+
+
+@pytest.mark.gpu
+def test_runs_on_cuda_and_matches_cpu(setup):
+    backbone, head, batches, c = setup
+    x, y, labeled, ref = batches[0]
+    want = eagc_grads(EAGC(c, 0.6), backbone, head, [batches[0]])[0]
+    cuda = torch.device("cuda")
+    backbone_c, head_c = copy.deepcopy(backbone).to(cuda), copy.deepcopy(head).to(cuda)
+    eagc = EAGC(c.to(cuda), 0.6)
+    got = eagc_grads(
+        eagc, backbone_c, head_c, [(x.to(cuda), y.to(cuda), labeled.to(cuda), ref.to(cuda))]
+    )[0]
+    assert eagc.mu.device.type == "cuda"
+    for a, b in zip(got, want, strict=True):
+        assert a.device.type == "cuda"
+        torch.testing.assert_close(a.cpu(), b, rtol=1e-6, atol=1e-9)

@@ -317,3 +317,25 @@ def test_records_go_to_the_run(models, tmp_path):
     steps = RunReader(tmp_path / "run").steps
     assert [s["step"] for s in steps] == [0, 1]
     assert steps[0]["energy"]["ratio"]["labeled"]["mean"] == pytest.approx(0.5)
+
+
+@pytest.mark.gpu
+def test_probe_on_cuda_matches_cpu(models):
+    import copy
+
+    backbone, head = models
+    x, y, labeled, novel = toy_batch()
+    want = probed(Probe(backbone), backbone, head, x, y, labeled, novel)
+    cuda = torch.device("cuda")
+    backbone_c, head_c = copy.deepcopy(backbone).to(cuda), copy.deepcopy(head).to(cuda)
+    got = probed(
+        Probe(backbone_c),
+        backbone_c,
+        head_c,
+        x.to(cuda),
+        y.to(cuda),
+        labeled.to(cuda),
+        novel.to(cuda),
+    )
+    for key in ("cos", "gdc", "norm_sup", "norm_unsup"):
+        assert got["raw"][key] == pytest.approx(want["raw"][key], rel=1e-6)
