@@ -1,0 +1,165 @@
+"""``entangle analyze``: diagnose saved GCD checkpoints into run directories and a report."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from entangle_cli.app import app
+from entangle_cli.common import console, stage_progress
+
+_COLUMNS = (
+    ("format", "format", "{}"),
+    ("num_classes", "head classes K", "{}"),
+    ("acc_all", "head acc All", "{:.3f}"),
+    ("acc_old", "head acc Old", "{:.3f}"),
+    ("acc_new", "head acc New", "{:.3f}"),
+    ("kmeans_all", "k-means All", "{:.3f}"),
+    ("kmeans_new", "k-means New", "{:.3f}"),
+    ("soc", "SOC", "{:.3f}"),
+    ("energy_labeled", "energy ratio labeled", "{:.3f}"),
+    ("energy_unlabeled_new", "energy ratio new", "{:.3f}"),
+    ("knn_new_to_old", "kNN new->old", "{:.3f}"),
+    ("cos_raw", "cos(g_S, g_U) raw", "{:+.3f}"),
+    ("conflict_rate_raw", "conflict rate raw", "{:.2f}"),
+    ("cos_eagc", "cos EAGC", "{:+.3f}"),
+    ("gdc_raw", "GDC raw", "{:.3f}"),
+    ("gdc_eagc", "GDC EAGC", "{:.3f}"),
+)
+
+
+def _cell(value, fmt: str) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return fmt.format(value)
+
+
+def summary_table(result) -> Table:
+    """One column per analysed checkpoint, one row per number (narrow terminals fit)."""
+    table = Table(title="entangle analyze")
+    table.add_column("")
+    for a in result.analyses:
+        table.add_column(a.run_dir.name, justify="right")
+    for key, title, fmt in _COLUMNS:
+        table.add_row(title, *(_cell(a.summary.get(key), fmt) for a in result.analyses))
+    return table
+
+
+def _jsonable(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+@app.command("analyze")
+def analyze_command(
+    out: Annotated[Path, typer.Option(help="Output folder: one run per checkpoint + report/.")],
+    checkpoints: Annotated[
+        list[Path] | None,
+        typer.Argument(help="Checkpoint files (entangle, SimGCD, EAGC, SelEx, plain ViT)."),
+    ] = None,
+    data: Annotated[
+        str,
+        typer.Option(
+            help="digits | synthetic | imagefolder:PATH | cifar10:PATH | cifar100:PATH | "
+            "features:FILE.npz (arrays features, labels, labeled; optional novel, "
+            "old_classes, logits, class_names)"
+        ),
+    ] = "digits",
+    old_classes: Annotated[
+        str | None, typer.Option(help="Known classes: a count, a comma list, or a file.")
+    ] = None,
+    labeled_fraction: Annotated[float, typer.Option(help="Labeled share of old classes.")] = 0.5,
+    reference: Annotated[
+        str | None,
+        typer.Option(help="Reference checkpoint: EAGC with AGA and its conceptor (else EEP only)."),
+    ] = None,
+    grad_batches: Annotated[int, typer.Option(help="Batches for gradient diagnostics.")] = 4,
+    batch_size: Annotated[int, typer.Option(help="Samples per batch.")] = 64,
+    device: Annotated[str, typer.Option(help="'auto', 'cpu', 'cuda:0'.")] = "auto",
+    max_samples: Annotated[
+        int | None, typer.Option(help="Analyse at most N samples (random, seeded).")
+    ] = None,
+    tsne: Annotated[bool, typer.Option("--tsne/--no-tsne", help="t-SNE map k-NN overlap.")] = True,
+    grad: Annotated[bool, typer.Option("--grad/--no-grad", help="Gradient diagnostics.")] = True,
+    kmeans: Annotated[bool, typer.Option("--kmeans/--no-kmeans", help="k-means accuracy.")] = True,
+    report: Annotated[bool, typer.Option("--report/--no-report", help="HTML/PNG report.")] = True,
+    trust_checkpoint: Annotated[
+        bool,
+        typer.Option(
+            "--trust-checkpoint", help="Allow checkpoints that run code on load (unsafe)."
+        ),
+    ] = False,
+    model: Annotated[
+        str | None,
+        typer.Option(help="package.module:factory returning (backbone, head) for other layouts."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    seed: Annotated[int, typer.Option(help="Seed of split, subsample, batches, k-means.")] = 0,
+) -> None:
+    """Diagnose saved GCD checkpoints: accuracy, subspace overlap, energy, gradient conflict."""
+    from entangle.analysis import AnalyzeConfig, analyze
+
+    config = AnalyzeConfig(
+        data=data,
+        old_classes=old_classes,
+        labeled_fraction=labeled_fraction,
+        reference=reference,
+        grad_batches=grad_batches,
+        batch_size=batch_size,
+        device=device,
+        max_samples=max_samples,
+        tsne=tsne,
+        grad=grad,
+        kmeans=kmeans,
+        report=report,
+        trust_checkpoint=trust_checkpoint,
+        model=model,
+        seed=seed,
+    )
+
+    def loaded(path: str, ckpt) -> None:
+        if not as_json:
+            classes = f", K={ckpt.num_classes}" if ckpt.num_classes else ""
+            console.print(f"{path}: [bold]{ckpt.format}[/] layout{classes}", highlight=False)
+
+    if as_json:
+        result = analyze(checkpoints or [], out, config, on_loaded=loaded)
+        payload = {
+            "device": result.device,
+            "report": None if result.report is None else str(result.report),
+            "runs": [
+                {"checkpoint": a.checkpoint, "run": str(a.run_dir), "notes": a.notes}
+                | {"summary": a.summary}
+                for a in result.analyses
+            ],
+        }
+        typer.echo(json.dumps(_jsonable(payload), indent=2))
+        return
+    with stage_progress() as progress:
+        result = analyze(checkpoints or [], out, config, progress=progress, on_loaded=loaded)
+    console.print(summary_table(result))
+    for a in result.analyses:
+        for note in a.notes:
+            console.print(f"[dim]{a.run_dir.name}: {note}[/]", highlight=False)
+        s = a.summary
+        timing = (
+            [f"features {s['features_per_image_s'] * 1e3:.1f} ms/image"]
+            if ("features_per_image_s" in s)
+            else []
+        )
+        if "grad_per_image_s" in s:
+            timing.append(f"gradients {s['grad_per_image_s'] * 1e3:.1f} ms/view")
+        if timing:
+            console.print(f"{a.run_dir.name} on {result.device}: {', '.join(timing)}")
+    if result.report is not None:
+        console.print(f"report: [bold]{result.report}[/]", highlight=False)

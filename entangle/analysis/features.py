@@ -1,0 +1,163 @@
+"""Feature-level analyses of one checkpoint: embedding, clustering accuracy, subspace, energy.
+
+Every number comes from :mod:`entangle.metrics` (or :func:`entangle.probeset.summarize_subspace`,
+which calls it); this module only chooses the rows each metric sees.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import nullcontext
+
+import numpy as np
+import torch
+
+from entangle.gcd.data import GCDData, eval_inputs
+from entangle.metrics import cluster_accuracy, free_energy, knn_overlap
+from entangle.probeset import summarize_subspace
+from entangle.summaries import masked_summary, to_host
+
+Progress = Callable[[str, int, int, str], None]
+KNN_K = 10
+
+
+def input_transform(backbone: torch.nn.Module, data: GCDData, train: bool = False):
+    """The eval (or train) transform for image data, at the ViT's input size; None otherwise."""
+    if data.in_memory:
+        return None
+    from entangle.gcd.augment import gcd_transform
+
+    cfg = getattr(backbone, "config", None)
+    size = getattr(cfg, "img_size", 224)
+    return gcd_transform("train" if train else "test", image_size=size)
+
+
+def _autocast(device: torch.device):
+    if device.type != "cuda":
+        return nullcontext()
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.autocast("cuda", dtype=dtype)
+
+
+def embed(
+    backbone: torch.nn.Module,
+    head: torch.nn.Module | None,
+    data: GCDData,
+    device: torch.device,
+    *,
+    batch_size: int = 256,
+    progress: Progress | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Features (and head logits) of every sample, batched, in inference mode.
+
+    On CUDA the forward runs under autocast (bfloat16 where supported); results are float32.
+
+    Returns:
+        ``(features [n, D], logits [n, K] or None)`` on the CPU.
+    """
+    transform = input_transform(backbone, data)
+    n = len(data)
+    feats, logits = [], []
+    with torch.inference_mode(), _autocast(device):
+        for start in range(0, n, batch_size):
+            rows = torch.arange(start, min(start + batch_size, n))
+            z = backbone(eval_inputs(data, rows, transform).to(device))
+            feats.append(z.float().cpu())
+            if head is not None:
+                logits.append(head(z)[1].float().cpu())
+            if progress is not None:
+                progress("features", int(rows[-1]) + 1, n, "")
+    return torch.cat(feats), (torch.cat(logits) if head is not None else None)
+
+
+def _accuracy(labels, pred, labeled, novel) -> dict:
+    unl = ~labeled
+    acc = cluster_accuracy(labels[unl], pred[unl], ~novel[unl])
+    return dict(zip(("all", "old", "new"), acc, strict=True))
+
+
+def kmeans_predictions(features: torch.Tensor, k: int, seed: int) -> np.ndarray:
+    """k-means (scikit-learn) cluster ids ``[n]`` of L2-normalised features ``[n, D]``.
+
+    Rows are normalised because the GCD heads classify by cosine; k-means runs on all samples
+    (labeled and unlabeled), as the GCD k-means baseline does.
+    """
+    from sklearn.cluster import KMeans
+
+    x = torch.nn.functional.normalize(features.double(), dim=1).numpy()
+    return KMeans(n_clusters=k, n_init=4, random_state=seed).fit_predict(x)
+
+
+def feature_record(
+    features: torch.Tensor,
+    logits: torch.Tensor | None,
+    labels: torch.Tensor,
+    labeled: torch.Tensor,
+    novel: torch.Tensor,
+    *,
+    num_classes: int,
+    kmeans: bool = True,
+    tsne: bool = True,
+    soc_k: int = 16,
+    aperture: float = 2.0,
+    seed: int = 0,
+    tsne_max_points: int = 5000,
+) -> tuple[dict, dict]:
+    """The epoch record of one analysed checkpoint and the extra arrays to save.
+
+    Args:
+        features: ``[n, D]`` every sample's features.
+        logits: ``[n, K]`` head logits, or None (no head accuracy, no free energy).
+        labels, labeled, novel: ``[n]`` ground truth and masks.
+        num_classes: clusters for k-means (the data's class count).
+        kmeans, tsne: run those analyses.
+        soc_k: SOC subspace dimension (capped at labeled rows - 1).
+        aperture: conceptor aperture for energy ratios.
+
+    Returns:
+        ``(record, arrays)``: ``record`` holds ``acc_all/old/new`` (head argmax, v2),
+        ``kmeans`` {all, old, new}, ``soc``, ``principal_angles``, ``energy``,
+        ``conceptor``, ``free_energy``, ``knn_overlap`` (and ``knn_overlap_tsne``);
+        ``arrays`` extra per-sample arrays (``kmeans``, ``tsne``, ``tsne_rows``).
+    """
+    z = features.float()
+    labeled, novel = labeled.bool(), novel.bool()
+    unl = ~labeled
+    record: dict = {}
+    arrays: dict = {}
+    if logits is not None:
+        acc = _accuracy(labels, logits.argmax(1), labeled, novel)
+        record.update({f"acc_{k}": v for k, v in acc.items()})
+    if kmeans:
+        pred = kmeans_predictions(z, num_classes, seed)
+        record["kmeans"] = _accuracy(labels, torch.from_numpy(pred), labeled, novel)
+        arrays["kmeans"] = pred
+    # the centred old and new sets have rank at most rows - 1 and D: larger k is NaN
+    n_new = int((novel & unl).sum())
+    k = max(1, min(soc_k, int(labeled.sum()) - 1, n_new - 1, z.shape[1]))
+    if n_new:
+        record.update(summarize_subspace(z, labeled, novel & unl, k, aperture))
+        record["soc_k"] = k
+    if logits is not None:
+        fe = free_energy(logits.float())
+        groups = {"labeled": labeled, "unlabeled_old": unl & ~novel, "unlabeled_new": novel & unl}
+        record["free_energy"] = to_host({g: masked_summary(fe, m) for g, m in groups.items()})
+    old_new = novel[unl]
+    if 0 < int(old_new.sum()) < int(unl.sum()) and int(unl.sum()) > KNN_K:
+        record["knn_overlap"] = knn_overlap(z[unl], old_new, k=KNN_K)
+    if tsne and len(z) >= 5:
+        from entangle.report.tsne import tsne_embed
+
+        coords, kept = tsne_embed(
+            z.numpy(), seed=seed, max_points=tsne_max_points, labels=labels.numpy()
+        )
+        arrays["tsne"], arrays["tsne_rows"] = coords, kept
+        new_kept = torch.from_numpy(novel.numpy()[kept])
+        if 0 < int(new_kept.sum()) < len(kept) and len(kept) > KNN_K:
+            record["knn_overlap_tsne"] = knn_overlap(
+                torch.from_numpy(np.asarray(coords, dtype=np.float32)),
+                new_kept,
+                k=KNN_K,
+                metric="euclidean",
+            )
+    return record, arrays

@@ -1,0 +1,348 @@
+"""``analyze``: diagnose saved GCD checkpoints into run directories and one report.
+
+For each checkpoint: load it safely (format detected), embed the data, compute clustering
+accuracy (head argmax and k-means), SOC / principal angles / energies / k-NN overlap, probe
+the gradients of the SimGCD objective raw and with EAGC, and write a run directory::
+
+    OUT/<checkpoint name>/   run.json (config: checkpoint, format, class_names, ...),
+                             steps.jsonl (probe records), epochs.jsonl (one record),
+                             features/epoch_000.npz, DONE (the summary)
+    OUT/report/              the HTML/PNG report over all of them
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from entangle.analysis.features import embed, feature_record
+from entangle.analysis.gradients import gradient_diagnostics
+from entangle.analysis.inputs import FeatureData, check_classes, load_inputs
+from entangle.checkpoints import CheckpointError, LoadedCheckpoint, load_gcd_checkpoint
+from entangle.errors import EntangleValueError
+from entangle.gcd.data import GCDData
+from entangle.runs import RunWriter
+
+Progress = Callable[[str, int, int, str], None]
+
+
+@dataclass
+class AnalyzeConfig:
+    """Settings of ``entangle analyze`` (stored in each run's run.json)."""
+
+    data: str = "digits"
+    old_classes: str | None = None
+    labeled_fraction: float = 0.5
+    reference: str | None = None
+    grad_batches: int = 4
+    batch_size: int = 64
+    device: str = "auto"
+    max_samples: int | None = None
+    tsne: bool = True
+    grad: bool = True
+    kmeans: bool = True
+    eagc: bool = True
+    report: bool = True
+    trust_checkpoint: bool = False
+    model: str | None = None
+    seed: int = 0
+    soc_k: int = 16
+    aperture: float = 2.0
+    eep_weight: float = 0.5
+    aga_weight: float = 0.7
+    tsne_max_points: int = 5000
+
+    def __post_init__(self):
+        if self.grad_batches < 0 or self.batch_size < 2:
+            raise EntangleValueError(
+                f"grad_batches must be >= 0 and batch_size >= 2, got {self.grad_batches} and "
+                f"{self.batch_size}"
+            )
+
+
+@dataclass
+class CheckpointAnalysis:
+    """One analysed checkpoint: where its run is and what it found."""
+
+    checkpoint: str | None
+    run_dir: Path
+    format: str | None
+    summary: dict
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class AnalysisResult:
+    """Every checkpoint's analysis and the report built over them (None when skipped)."""
+
+    analyses: list[CheckpointAnalysis]
+    report: Path | None
+    device: str
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise EntangleValueError(
+            f"unknown device {name!r} ({exc}); use auto, cpu or cuda:N"
+        ) from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise EntangleValueError(f"device {name!r} asked for but CUDA is not available")
+    return device
+
+
+def _run_name(path: str | None, data: str, taken: set[str]) -> str:
+    base = Path(path).stem if path else Path(data.partition(":")[2] or data).stem
+    base = re.sub(r"[^\w.-]+", "_", base) or "checkpoint"
+    name, k = base, 2
+    while name in taken:
+        name, k = f"{base}-{k}", k + 1
+    taken.add(name)
+    return name
+
+
+def analyze(
+    checkpoints: Sequence[str | Path],
+    out: str | Path,
+    config: AnalyzeConfig | None = None,
+    *,
+    data: GCDData | FeatureData | None = None,
+    progress: Progress | None = None,
+    on_loaded: Callable[[str, LoadedCheckpoint], None] | None = None,
+) -> AnalysisResult:
+    """Analyse each checkpoint on the same data; write one run per checkpoint and a report.
+
+    Args:
+        checkpoints: checkpoint files (may be empty with ``features:`` data: the features
+            file alone is analysed).
+        out: output folder; runs go to ``out/<checkpoint stem>``, the report to
+            ``out/report``. Existing runs are never overwritten.
+        config: the settings (:class:`AnalyzeConfig`).
+        data: already loaded data (e.g. a custom in-memory source) instead of
+            ``config.data``.
+        progress: ``progress(stage, done, total, note)`` for display.
+        on_loaded: called with ``(path, loaded)`` after each checkpoint loads (to print
+            the detected format early).
+
+    Raises:
+        CheckpointError: unsafe, corrupt or mismatching checkpoint; a head inconsistent with
+            the data's classes.
+        EntangleValueError: data source errors, existing run directories.
+    """
+    config = config or AnalyzeConfig()
+    device = _device(config.device)
+    if data is None:
+        data = load_inputs(
+            config.data,
+            old_classes=config.old_classes,
+            labeled_fraction=config.labeled_fraction,
+            seed=config.seed,
+            max_samples=config.max_samples,
+        )
+    if not checkpoints and not isinstance(data, FeatureData):
+        raise EntangleValueError(
+            "no checkpoint given; pass one or more checkpoint files (only features:FILE.npz "
+            "data can be analysed without one)"
+        )
+    out = Path(out)
+    reference = None
+    if config.reference and config.grad and not isinstance(data, FeatureData):
+        ref = load_gcd_checkpoint(
+            config.reference, trust=config.trust_checkpoint, model_factory=config.model
+        )
+        reference = ref.backbone.to(device)
+    taken: set[str] = set()
+    analyses = []
+    for path in list(checkpoints) or [None]:
+        loaded = None
+        if path is not None:
+            loaded = load_gcd_checkpoint(
+                path, trust=config.trust_checkpoint, model_factory=config.model
+            )
+            if on_loaded is not None:
+                on_loaded(str(path), loaded)
+        run_dir = out / _run_name(None if path is None else str(path), config.data, taken)
+        analyses.append(
+            analyze_one(loaded, path, data, run_dir, config, device, reference, progress)
+        )
+    report = None
+    if config.report:
+        from entangle.report import build_report
+
+        report = build_report(
+            [a.run_dir for a in analyses],
+            out / "report",
+            seed=config.seed,
+            tsne_max_points=config.tsne_max_points,
+        )
+    return AnalysisResult(analyses, report, str(device))
+
+
+def analyze_one(
+    loaded: LoadedCheckpoint | None,
+    path,
+    data: GCDData | FeatureData,
+    run_dir: Path,
+    config: AnalyzeConfig,
+    device: torch.device,
+    reference: torch.nn.Module | None = None,
+    progress: Progress | None = None,
+) -> CheckpointAnalysis:
+    """Analyse one loaded checkpoint (or none, for features: data) into ``run_dir``."""
+    source = str(path) if path is not None else config.data
+    notes = list(loaded.notes) if loaded is not None else []
+    head = loaded.head if loaded is not None else None
+    if loaded is not None and head is not None:
+        notes += check_classes(loaded.num_classes, data, source)
+    elif loaded is not None:
+        notes.append("no class head in the checkpoint: head accuracy and free energy skipped")
+    run_config = dataclasses.asdict(config) | {
+        "checkpoint": None if path is None else str(Path(path).resolve()),
+        "format": None if loaded is None else loaded.format,
+        "checkpoint_meta": {} if loaded is None else _plain(loaded.meta),
+        "num_classes": None if loaded is None else loaded.num_classes,
+        "class_names": data.class_names,
+        "old_classes": data.old_classes,
+        "n_samples": len(data),
+    }
+    timing: dict = {}
+    with RunWriter(
+        run_dir, config=run_config, seed=config.seed, device=str(device), name=run_dir.name
+    ) as run:
+        if isinstance(data, FeatureData):
+            z, logits = data.features, data.logits
+            if loaded is not None and head is not None:
+                logits = _head_logits(head, z, source)
+            notes.append("features:FILE.npz: gradient diagnostics need the model's inputs; skipped")
+        else:
+            backbone = loaded.backbone.to(device)
+            head = head.to(device) if head is not None else None
+            start = time.perf_counter()
+            z, logits = embed(
+                backbone, head, data, device, batch_size=config.batch_size, progress=progress
+            )
+            timing["features_s"] = time.perf_counter() - start
+            timing["features_per_image_s"] = timing["features_s"] / len(data)
+        record, arrays = feature_record(
+            z,
+            logits,
+            data.labels,
+            data.labeled,
+            data.novel,
+            num_classes=data.num_classes,
+            kmeans=config.kmeans,
+            tsne=config.tsne,
+            soc_k=config.soc_k,
+            aperture=config.aperture,
+            seed=config.seed,
+            tsne_max_points=config.tsne_max_points,
+        )
+        steps = []
+        if config.grad and config.grad_batches and not isinstance(data, FeatureData):
+            if head is None:
+                notes.append("no class head: the SimGCD objective (gradients) cannot be formed")
+            else:
+                start = time.perf_counter()
+                steps = gradient_diagnostics(
+                    backbone,
+                    head,
+                    data,
+                    run,
+                    batches=config.grad_batches,
+                    batch_size=config.batch_size,
+                    device=device,
+                    reference=reference,
+                    eagc=config.eagc,
+                    epoch=_epoch(loaded),
+                    aperture=config.aperture,
+                    eep_weight=config.eep_weight,
+                    aga_weight=config.aga_weight,
+                    seed=config.seed,
+                    progress=progress,
+                )
+                timing["grad_s"] = time.perf_counter() - start
+                # every probed batch forwards and backwards two views of each sample
+                views = 2 * min(config.batch_size, len(data)) * max(len(steps), 1)
+                timing["grad_per_image_s"] = timing["grad_s"] / views
+        record = {"epoch": 0, "step": 0} | record | {"timing": timing, "notes": notes}
+        run.write_epoch(record)
+        run.save_features(
+            0,
+            features=z,
+            labels=data.labels,
+            labeled=data.labeled,
+            novel=data.novel,
+            logits=logits,
+            **arrays,
+        )
+        summary = summarize(record, steps, loaded)
+        run.finish(summary)
+    return CheckpointAnalysis(
+        None if path is None else str(path), run_dir, summary.get("format"), summary, notes
+    )
+
+
+def _head_logits(head: torch.nn.Module, z: torch.Tensor, source: str) -> torch.Tensor:
+    from entangle.checkpoints import _head_in_dim
+
+    want = _head_in_dim(head)
+    if want is not None and want != z.shape[1]:
+        raise CheckpointError(
+            f"{source}: the head expects {want}-d features but the features file has "
+            f"{z.shape[1]}-d; pass the checkpoint the features were computed with"
+        )
+    with torch.inference_mode():
+        return head(z)[1].float()
+
+
+def _epoch(loaded: LoadedCheckpoint | None) -> float | None:
+    epoch = None if loaded is None else loaded.meta.get("epoch")
+    return float(epoch) if isinstance(epoch, int | float) and not isinstance(epoch, bool) else None
+
+
+def _plain(meta: dict) -> dict:
+    return {k: v for k, v in meta.items() if isinstance(v, str | int | float | bool)}
+
+
+def _mean(values) -> float:
+    vals = [v for v in values if v is not None and not math.isnan(v)]
+    return sum(vals) / len(vals) if vals else math.nan
+
+
+def summarize(record: dict, steps: list[dict], loaded: LoadedCheckpoint | None) -> dict:
+    """The numbers of one analysis a user compares first (the terminal table, DONE)."""
+    out: dict = {
+        "format": None if loaded is None else loaded.format,
+        "num_classes": None if loaded is None else loaded.num_classes,
+    }
+    for k in ("acc_all", "acc_old", "acc_new"):
+        out[k] = record.get(k, math.nan)
+    for k in ("all", "old", "new"):
+        out[f"kmeans_{k}"] = record.get("kmeans", {}).get(k, math.nan)
+    out["soc"] = record.get("soc", math.nan)
+    for group in ("labeled", "unlabeled_old", "unlabeled_new"):
+        out[f"energy_{group}"] = record.get("energy", {}).get(group, {}).get("mean", math.nan)
+    out["knn_new_to_old"] = record.get("knn_overlap", {}).get("new_to_old", math.nan)
+    for kind in ("raw", "eagc"):
+        rows = [s.get(kind, {}).get("last_block", {}) for s in steps if kind in s]
+        if not rows:
+            continue
+        out[f"cos_{kind}"] = _mean([r.get("cos") for r in rows])
+        out[f"gdc_{kind}"] = _mean([r.get("gdc") for r in rows])
+        out[f"conflict_rate_{kind}"] = _mean(
+            [float(r["conflict"]) for r in rows if "conflict" in r]
+        )
+    out["grad_batches"] = len(steps)
+    out["nan_steps"] = sum(1 for s in steps if s.get("nan"))
+    out.update({k: v for k, v in record.get("timing", {}).items() if k.endswith("_s")})
+    return out

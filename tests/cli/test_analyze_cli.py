@@ -1,0 +1,97 @@
+"""``entangle analyze``: table and report, JSON summary, errors exit 2 without a traceback."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from entangle.checkpoints import CheckpointError, save_checkpoint
+from entangle.gcd.backbones import ResidualMLP
+from entangle.gcd.heads import GCDHead
+from entangle_cli.app import app
+
+FAST = ["--max-samples", "120", "--grad-batches", "1", "--batch-size", "16"]
+
+
+def make_ckpt(path, num_classes: int = 10):
+    torch.manual_seed(0)
+    return save_checkpoint(
+        path, ResidualMLP(in_dim=64, dim=16, depth=2), GCDHead(16, num_classes, hidden_dim=32)
+    )
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    return make_ckpt(tmp_path_factory.mktemp("cli-ckpt") / "model.pt")
+
+
+def test_table_names_the_format_and_the_report_is_written(ckpt, tmp_path):
+    result = CliRunner().invoke(
+        app, ["analyze", str(ckpt), "--out", str(tmp_path), *FAST, "--no-kmeans"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "entangle layout, K=10" in result.output
+    assert "head acc All" in result.output and "cos(g_S, g_U) raw" in result.output
+    assert "ms/image" in result.output
+    assert (tmp_path / "report" / "index.html").is_file()
+    assert (tmp_path / "model" / "DONE").is_file()
+
+
+def test_json_summary(ckpt, tmp_path):
+    result = CliRunner().invoke(
+        app,
+        ["analyze", str(ckpt), "--out", str(tmp_path), *FAST, "--json", "--no-report", "--no-tsne"],
+    )
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.output)
+    (run,) = payload["runs"]
+    assert run["summary"]["format"] == "entangle" and run["summary"]["grad_batches"] == 1
+    assert 0 <= run["summary"]["acc_all"] <= 1 and payload["report"] is None
+    assert -1 <= run["summary"]["cos_raw"] <= 1
+
+
+def test_class_count_mismatch_raises_a_checkpoint_error(tmp_path):
+    path = make_ckpt(tmp_path / "k8.pt", num_classes=8)
+    result = CliRunner().invoke(app, ["analyze", str(path), "--out", str(tmp_path / "o"), *FAST])
+    # CliRunner calls `app`, not `main`: the EntangleError arrives as the exception
+    assert isinstance(result.exception, CheckpointError)
+    assert "K=8" in str(result.exception)
+
+
+class CreatesFile:
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_malicious_checkpoint_exits_2_with_one_line_and_its_code_does_not_run(tmp_path):
+    victim = tmp_path / "pwned.txt"
+    evil = tmp_path / "evil.pt"
+    torch.save({"model": {"w": torch.ones(1)}, "x": CreatesFile(victim)}, evil)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from entangle_cli.app import main; main()",
+            "analyze",
+            str(evil),
+            "--out",
+            str(tmp_path / "o"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stderr
+    message = " ".join(done.stderr.split())
+    assert message.startswith("error:") and "--trust-checkpoint" in message
+    assert "Traceback" not in done.stderr
+    assert not victim.exists()
+    assert not (tmp_path / "o").exists()

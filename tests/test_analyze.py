@@ -1,0 +1,242 @@
+"""``entangle.analysis``: checkpoints analysed end to end, numbers checked against direct
+computation, weights untouched by the gradient diagnostics, unsafe and mismatching inputs
+refused."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from entangle.analysis import AnalyzeConfig, analyze, load_inputs
+from entangle.analysis.gradients import gradient_diagnostics
+from entangle.checkpoints import CheckpointError, load_gcd_checkpoint, save_checkpoint
+from entangle.errors import EntangleValueError
+from entangle.gcd.backbones import ResidualMLP
+from entangle.gcd.data import GCDData, GCDSplit
+from entangle.gcd.heads import GCDHead
+from entangle.gcd.vit import VIT_CONFIGS, VisionTransformer
+from entangle.metrics import cluster_accuracy, gradient_conflict, soc
+from entangle.params import last_block
+from entangle.runs import RunReader, RunWriter
+
+SMALL = {"max_samples": 160, "grad_batches": 2, "batch_size": 24, "tsne": False, "report": False}
+
+
+def digits_models(num_classes: int = 10, seed: int = 0):
+    torch.manual_seed(seed)
+    backbone = ResidualMLP(in_dim=64, dim=24, depth=2).eval()
+    head = GCDHead(24, num_classes, proj_dim=16, hidden_dim=32).eval()
+    return backbone, head
+
+
+@pytest.fixture(scope="module")
+def digits_ckpt(tmp_path_factory):
+    path = tmp_path_factory.mktemp("ckpt") / "digits.pt"
+    save_checkpoint(path, *digits_models(), meta={"epoch": 3})
+    return path
+
+
+@pytest.fixture(scope="module")
+def digits_run(digits_ckpt, tmp_path_factory):
+    out = tmp_path_factory.mktemp("analysis")
+    config = AnalyzeConfig(**(SMALL | {"tsne": True}))
+    return analyze([digits_ckpt], out, config), config
+
+
+def test_digits_checkpoint_numbers_match_direct_computation(digits_ckpt, digits_run):
+    result, config = digits_run
+    (analysis,) = result.analyses
+    assert analysis.format == "entangle"
+    reader = RunReader(analysis.run_dir)
+    assert reader.complete and reader.config["format"] == "entangle"
+    assert reader.config["checkpoint"] == str(digits_ckpt.resolve())
+    assert reader.config["class_names"] == [str(c) for c in range(10)]
+
+    data = load_inputs("digits", seed=config.seed, max_samples=config.max_samples)
+    backbone, head = digits_models()
+    with torch.no_grad():
+        z = backbone(data.x)
+        logits = head(z)[1]
+    saved = reader.features(0)
+    np.testing.assert_allclose(saved["features"], z.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(saved["labels"], data.labels.numpy())
+    np.testing.assert_array_equal(saved["labeled"], data.labeled.numpy())
+
+    unl = ~data.labeled
+    want = cluster_accuracy(data.labels[unl], logits.argmax(1)[unl], ~data.novel[unl])
+    (epoch,) = reader.epochs
+    assert (epoch["acc_all"], epoch["acc_old"], epoch["acc_new"]) == pytest.approx(want)
+    km = saved["kmeans"]
+    want_km = cluster_accuracy(data.labels[unl], km[unl.numpy()], ~data.novel[unl])
+    assert list(epoch["kmeans"].values()) == pytest.approx(want_km)
+    assert len(np.unique(km)) == 10
+    novel_unl = data.novel & unl
+    k = epoch["soc_k"]
+    assert epoch["soc"] == pytest.approx(float(soc(z[data.labeled], z[novel_unl], k)), abs=1e-5)
+    assert 0 <= epoch["knn_overlap"]["new_to_old"] <= 1
+    assert "knn_overlap_tsne" in epoch and saved["tsne"].shape == (len(data), 2)
+    assert analysis.summary["acc_all"] == pytest.approx(want[0])
+
+
+def test_gradient_records_are_the_simgcd_objective_at_the_checkpoint(digits_run):
+    result, config = digits_run
+    reader = RunReader(result.analyses[0].run_dir)
+    assert len(reader.steps) == config.grad_batches
+    for step in reader.steps:
+        assert set(step["raw"]) == {"last_block", "all"} and "eagc" in step
+        assert -1 <= step["raw"]["last_block"]["cos"] <= 1
+
+    # recompute the first batch's raw cosine on the last block by hand
+    from entangle.analysis.gradients import view_augment
+    from entangle.gcd.backbones import freeze_prefix
+    from entangle.gcd.data import BalancedBatchSampler, make_batch
+    from entangle.gcd.losses import gcd_losses
+
+    data = load_inputs("digits", seed=config.seed, max_samples=config.max_samples)
+    backbone, head = digits_models()
+    freeze_prefix(backbone, 1)
+    rows = next(iter(BalancedBatchSampler(data.labeled, config.batch_size, seed=config.seed)))
+    gen = torch.Generator().manual_seed(config.seed * 7919 + 1)
+    batch = make_batch(data, rows, view_augment(backbone, data), gen)
+    proj, logits = head(backbone(batch["views"]))
+    sup, unsup, _ = gcd_losses(proj, logits, batch["labels"], batch["labeled"], epoch=3.0)
+    params = last_block(backbone)
+    g_s = torch.autograd.grad(sup, params, retain_graph=True)
+    g_u = torch.autograd.grad(unsup, params)
+    want = gradient_conflict(list(g_s), list(g_u))
+    got = reader.steps[0]["raw"]["last_block"]
+    assert got["cos"] == pytest.approx(float(want["cos"]), abs=1e-4)
+    assert got["gdc"] == pytest.approx(float(want["gdc"]), abs=1e-4)
+
+
+def test_gradient_diagnostics_leave_the_weights_untouched(tmp_path, digits_ckpt):
+    loaded = load_gcd_checkpoint(digits_ckpt)
+    data = load_inputs("digits", max_samples=120)
+    models = (loaded.backbone, loaded.head)
+    before = [{k: v.clone() for k, v in m.state_dict().items()} for m in models]
+    flags = [p.requires_grad for m in models for p in m.parameters()]
+    with RunWriter(tmp_path / "run") as run:
+        records = gradient_diagnostics(
+            *models, data, run, batches=3, batch_size=16, device=torch.device("cpu")
+        )
+    assert len(records) == 3
+    for m, saved in zip(models, before, strict=True):
+        for k, v in m.state_dict().items():
+            assert torch.equal(v, saved[k]), k
+    assert [p.requires_grad for m in models for p in m.parameters()] == flags
+    assert all(p.grad is None for m in models for p in m.parameters())
+    assert not loaded.backbone.training and not loaded.head.training
+
+
+def test_reference_enables_aga_and_a_mismatched_reference_is_refused(tmp_path, digits_ckpt):
+    ref = tmp_path / "reference.pt"
+    backbone, head = digits_models()
+    with torch.no_grad():  # a reference that differs only in the last block: prefix shared
+        for p in backbone.blocks[-1].parameters():
+            p.add_(0.05)
+    save_checkpoint(ref, backbone, head)
+    config = AnalyzeConfig(**SMALL | {"reference": str(ref), "grad_batches": 1})
+    result = analyze([digits_ckpt], tmp_path / "out", config)
+    step = RunReader(result.analyses[0].run_dir).steps[0]
+    # AGA moves the corrected supervised gradient: corrected and raw g_S norms differ
+    raw, cor = step["raw"]["last_block"], step["eagc"]["last_block"]
+    assert cor["norm_sup"] != pytest.approx(raw["norm_sup"], rel=1e-6)
+
+    other = tmp_path / "other.pt"
+    save_checkpoint(other, ResidualMLP(in_dim=64, dim=16, depth=2), GCDHead(16, 10))
+    config = AnalyzeConfig(**SMALL | {"reference": str(other)})
+    with pytest.raises(EntangleValueError, match="reference backbone gives 16-d"):
+        analyze([digits_ckpt], tmp_path / "out2", config)
+
+
+def test_vit_checkpoint_in_simgcd_layout_on_in_memory_images(tmp_path):
+    torch.manual_seed(1)
+    vit = VisionTransformer(VIT_CONFIGS["vit-tiny-test"]).eval()
+    head = GCDHead(64, 4, proj_dim=16, hidden_dim=32).eval()
+    path = tmp_path / "simgcd.pt"
+    torch.save({"model": nn.Sequential(vit, head).state_dict(), "epoch": 5}, path)
+    images = torch.rand(32, 3, 32, 32)
+    labels = torch.arange(32) % 4
+    split = GCDSplit([0, 1], labeled_fraction=0.5)
+    labeled, novel = split.masks(labels)
+    data = GCDData(images, labels, labeled, novel, [0, 1], list("abcd"), "image", split)
+    before = {k: v.clone() for k, v in vit.state_dict().items()}
+    config = AnalyzeConfig(grad_batches=1, batch_size=8, tsne=False, kmeans=False, report=False)
+    result = analyze([path], tmp_path / "out", config, data=data)
+    (analysis,) = result.analyses
+    assert analysis.format == "simgcd" and analysis.summary["num_classes"] == 4
+    reader = RunReader(analysis.run_dir)
+    with torch.no_grad():
+        z = vit(images)
+    np.testing.assert_allclose(reader.features(0)["features"], z.numpy(), rtol=1e-4, atol=1e-5)
+    assert len(reader.steps) == 1 and "eagc" in reader.steps[0]
+    assert all(torch.equal(v, before[k]) for k, v in vit.state_dict().items())
+
+
+def test_features_file_is_analysed_without_a_model(tmp_path):
+    gen = np.random.default_rng(0)
+    labels = np.repeat(np.arange(4), 15)
+    feats = gen.normal(size=(60, 8)).astype(np.float32) + labels[:, None]
+    labeled = (labels < 2) & (np.arange(60) % 2 == 0)
+    logits = gen.normal(size=(60, 4)).astype(np.float32)
+    path = tmp_path / "feats.npz"
+    np.savez(path, features=feats, labels=labels, labeled=labeled, logits=logits)
+    config = AnalyzeConfig(data=f"features:{path}", **SMALL)
+    result = analyze([], tmp_path / "out", config)
+    (analysis,) = result.analyses
+    assert any("gradient diagnostics" in n for n in analysis.notes)
+    reader = RunReader(analysis.run_dir)
+    assert reader.steps == []
+    unl = ~labeled
+    want = cluster_accuracy(labels[unl], logits.argmax(1)[unl], labels[unl] < 2)
+    assert reader.epochs[0]["acc_all"] == pytest.approx(want[0])
+    assert reader.config["old_classes"] == [0, 1]
+
+    np.savez(tmp_path / "bad.npz", features=feats, labels=labels)
+    with pytest.raises(EntangleValueError, match="lacks labeled"):
+        load_inputs(f"features:{tmp_path / 'bad.npz'}")
+
+
+def test_head_with_fewer_classes_than_the_data_is_refused(tmp_path):
+    path = tmp_path / "k8.pt"
+    save_checkpoint(path, *digits_models(num_classes=8))
+    with pytest.raises(CheckpointError, match=r"K=8 classes but the data has 10 classes"):
+        analyze([path], tmp_path / "out", AnalyzeConfig(**SMALL))
+    assert not (tmp_path / "out" / "k8").exists()
+
+
+class CreatesFile:
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_malicious_and_corrupt_checkpoints_are_refused(tmp_path):
+    victim = tmp_path / "pwned.txt"
+    evil = tmp_path / "evil.pt"
+    torch.save({"model": {"w": torch.ones(1)}, "x": CreatesFile(victim)}, evil)
+    with pytest.raises(CheckpointError, match="--trust-checkpoint"):
+        analyze([evil], tmp_path / "out", AnalyzeConfig(**SMALL))
+    assert not victim.exists()
+
+    torn = tmp_path / "torn.pt"
+    torn.write_bytes(evil.read_bytes()[:100])
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        analyze([torn], tmp_path / "out", AnalyzeConfig(**SMALL))
+
+
+def test_existing_runs_are_never_overwritten_and_names_stay_unique(tmp_path, digits_ckpt):
+    config = AnalyzeConfig(**SMALL | {"grad": False, "kmeans": False, "max_samples": 60})
+    result = analyze([digits_ckpt, digits_ckpt], tmp_path, config)
+    names = [a.run_dir.name for a in result.analyses]
+    assert names == ["digits", "digits-2"]
+    done = json.loads((tmp_path / "digits" / "DONE").read_text())
+    assert done["summary"]["grad_batches"] == 0
+    with pytest.raises(EntangleValueError, match="already holds a run"):
+        analyze([digits_ckpt], tmp_path, config)
