@@ -79,8 +79,10 @@ class SharedPrefix:
     """Run the frozen prefix shared by a live and a reference backbone once, then fork.
 
     The prefixes must be bit-identical (checked with ``torch.equal`` at construction and
-    re-checked whenever a prefix parameter's version counter moves, i.e. after any in-place
-    update). The reference suffix runs without autograd.
+    re-checked whenever a prefix parameter's version counter, storage or identity changes,
+    i.e. after an in-place update, ``p.data = ...`` or a replaced parameter; writes through
+    ``p.data.<op>_()`` bypass the version counter and are not seen). The reference suffix
+    runs without autograd.
 
     Args:
         live: the backbone being trained.
@@ -110,18 +112,22 @@ class SharedPrefix:
                 "trainable parameters; only frozen blocks can be shared: freeze them or lower "
                 "split_at"
             )
-        self._live_prefix = prefix_parameters(live, self.split_at)
-        self._ref_prefix = prefix_parameters(reference, self.split_at)
         self._versions = None
         self._verify()
 
-    def _current_versions(self) -> list[int]:
-        return [p._version for p in self._live_prefix + self._ref_prefix]
+    def _current_versions(self) -> list[tuple[int, int, int]]:
+        # collected afresh: a parameter replaced on the module or given new storage
+        # (``p.data = ...``, what ``Module.to()`` does) keeps no version counter to watch
+        params = prefix_parameters(self.live, self.split_at)
+        params += prefix_parameters(self.reference, self.split_at)
+        return [(id(p), p.data_ptr(), p._version) for p in params]
 
     def _verify(self) -> None:
-        if len(self._live_prefix) != len(self._ref_prefix) or not all(
+        live = prefix_parameters(self.live, self.split_at)
+        ref = prefix_parameters(self.reference, self.split_at)
+        if len(live) != len(ref) or not all(
             a.shape == b.shape and torch.equal(a, b.to(a.device))
-            for a, b in zip(self._live_prefix, self._ref_prefix, strict=True)
+            for a, b in zip(live, ref, strict=True)
         ):
             raise EntangleValueError(
                 f"live and reference backbones differ in their first {self.split_at} blocks "
