@@ -12,6 +12,7 @@ import torch
 
 from entangle.errors import EntangleValueError
 from entangle.metrics import conceptor, conceptor_spectrum, energy_ratio, principal_angles, soc
+from entangle.metrics._tensors import compute_dtype
 from entangle.prefix import first_trainable_block, prefix_parameters, run_prefix, run_suffix
 from entangle.summaries import masked_summary, to_host
 
@@ -65,7 +66,6 @@ class ProbeSet:
             0 if exact else (first_trainable_block(backbone) if split_at is None else int(split_at))
         )
         self.inputs = inputs
-        self._prefix_params = prefix_parameters(backbone, self.split_at)
         self._fingerprint = None
         self._cache = None if exact else self._embed_prefix(backbone)
 
@@ -76,11 +76,13 @@ class ProbeSet:
             for start in range(0, self.inputs.shape[0], self.batch_size):
                 x = self.inputs[start : start + self.batch_size].to(device)
                 chunks.append(run_prefix(backbone, x, self.split_at))
-        self._fingerprint = self._current_fingerprint()
+        self._fingerprint = self._current_fingerprint(backbone)
         return torch.cat(chunks)
 
-    def _current_fingerprint(self):
-        return [(p.data_ptr(), p._version) for p in self._prefix_params]
+    def _current_fingerprint(self, backbone):
+        # collected afresh: a replaced parameter (or another backbone) has its own counter
+        params = prefix_parameters(backbone, self.split_at)
+        return [(id(p), p.data_ptr(), p._version) for p in params]
 
     def is_due(self, step: int) -> bool:
         """Whether ``evaluate`` should run at ``step``."""
@@ -90,7 +92,7 @@ class ProbeSet:
         """Current features ``[N, D]`` of the probe set (cached prefix + live suffix)."""
         if self.exact:
             return full_embedding(backbone, self.inputs, self.batch_size)
-        if self._current_fingerprint() != self._fingerprint:
+        if self._current_fingerprint(backbone) != self._fingerprint:
             # the prefix was modified in place (or replaced): the cache is stale
             self._cache = self._embed_prefix(backbone)
         chunks = []
@@ -108,7 +110,10 @@ class ProbeSet:
             ``energy`` {labeled, unlabeled_old, unlabeled_new: summary},
             ``conceptor`` {quota, effective_rank}.
         """
-        z = self.features(backbone).float()
+        z = self.features(backbone)
+        # half precision is promoted; float64 stays float64 (small principal angles are
+        # ill-conditioned, so a float32 round trip alone moves them by ~1e-5)
+        z = z.to(compute_dtype(z.dtype))
         return summarize_subspace(
             z, self.labeled.to(z.device), self.novel.to(z.device), self.k, self.aperture
         )
@@ -151,14 +156,19 @@ def _device_of(module) -> torch.device:
 
 
 class _eval:
-    """Put a module in eval mode for a block and restore its previous mode, also on error."""
+    """Put a module in eval mode for a block and restore every submodule's mode, also on error.
+
+    Restoring per submodule keeps mixed modes (e.g. a frozen prefix kept in eval inside a
+    training model) as they were; ``module.train(was_training)`` would flip them all.
+    """
 
     def __init__(self, module):
         self.module = module
 
     def __enter__(self):
-        self.was_training = self.module.training
+        self.modes = [(m, m.training) for m in self.module.modules()]
         self.module.eval()
 
     def __exit__(self, *exc):
-        self.module.train(self.was_training)
+        for m, training in self.modes:
+            m.training = training
