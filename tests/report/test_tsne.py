@@ -49,3 +49,16 @@ def test_tsne_embed_rejects_bad_input():
         tsne_embed(np.full((10, 3), np.nan), seed=0, max_points=10)
     with pytest.raises(EntangleValueError, match="one entry per row"):
         tsne_embed(x, seed=0, max_points=10, labels=np.zeros(4))
+
+
+def test_importing_the_report_package_loads_no_plotting_or_tsne_library():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, entangle.report; "
+        "print([m for m in ('matplotlib', 'seaborn', 'openTSNE', 'sklearn', 'jinja2') "
+        "if m in sys.modules])"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
