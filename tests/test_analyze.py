@@ -240,3 +240,11 @@ def test_existing_runs_are_never_overwritten_and_names_stay_unique(tmp_path, dig
     assert done["summary"]["grad_batches"] == 0
     with pytest.raises(EntangleValueError, match="already holds a run"):
         analyze([digits_ckpt], tmp_path, config)
+
+
+def test_data_the_model_cannot_take_fails_before_anything_is_written(tmp_path, digits_ckpt):
+    # the digits model reads 64 numbers per sample; synthetic vectors have 32
+    config = AnalyzeConfig(**SMALL | {"data": "synthetic"})
+    with pytest.raises(EntangleValueError, match="expects 64 input numbers"):
+        analyze([digits_ckpt], tmp_path / "out", config)
+    assert not (tmp_path / "out").exists()

@@ -91,22 +91,23 @@ def build_eagc(
     reference: torch.nn.Module | None,
     batch_size: int,
     device: torch.device,
+    labeled_features: torch.Tensor | None = None,
     aperture: float = 2.0,
     eep_weight: float = 0.5,
     aga_weight: float = 0.7,
 ) -> EAGC:
-    """EAGC fitted on the labeled samples: reference conceptor + AGA, or own conceptor + EEP."""
+    """EAGC fitted on the labeled samples: reference conceptor + AGA, or own conceptor + EEP.
+
+    Without a reference, ``labeled_features`` ``[N, D]`` (the checkpoint's own labeled
+    features, already embedded) are used instead of a second forward over the labeled set.
+    """
+    settings = {"aperture": aperture, "device": device, "eep_weight": eep_weight}
+    settings |= {"aga_weight": aga_weight, "aga": reference is not None, "eep": True}
+    if reference is None and labeled_features is not None:
+        # EAGC.fit over an identity "model": the same conceptor and mu, no re-embedding
+        return EAGC.fit(torch.nn.Identity(), [labeled_features], **settings)
     model = reference if reference is not None else backbone
-    return EAGC.fit(
-        model,
-        _labeled_batches(data, batch_size, backbone),
-        aperture=aperture,
-        device=device,
-        eep_weight=eep_weight,
-        aga_weight=aga_weight,
-        aga=reference is not None,
-        eep=True,
-    )
+    return EAGC.fit(model, _labeled_batches(data, batch_size, backbone), **settings)
 
 
 def gradient_diagnostics(
@@ -119,6 +120,7 @@ def gradient_diagnostics(
     batch_size: int = 64,
     device: torch.device,
     reference: torch.nn.Module | None = None,
+    labeled_features: torch.Tensor | None = None,
     eagc: bool = True,
     epoch: float | None = None,
     aperture: float = 2.0,
@@ -137,6 +139,8 @@ def gradient_diagnostics(
         batches: how many batches to probe (fewer if the data has fewer).
         batch_size: samples per batch (two views each).
         reference: a reference backbone (same architecture): its conceptor and AGA anchor.
+        labeled_features: ``[N, D]`` the checkpoint's features of the labeled samples, for
+            the EEP-only conceptor without a reference (computed here when None).
         eagc: also measure the EAGC-corrected gradients.
         epoch: the checkpoint's epoch, for the teacher temperature; None = after warm-up.
         aperture, eep_weight, aga_weight: EAGC settings.
@@ -167,6 +171,7 @@ def gradient_diagnostics(
             reference=reference,
             batch_size=batch_size,
             device=device,
+            labeled_features=labeled_features,
             aperture=aperture,
             eep_weight=eep_weight,
             aga_weight=aga_weight,

@@ -206,6 +206,8 @@ def analyze_one(
         notes += check_classes(loaded.num_classes, data, source)
     elif loaded is not None:
         notes.append("no class head in the checkpoint: head accuracy and free energy skipped")
+    if loaded is not None and not isinstance(data, FeatureData):
+        _check_model_takes_data(loaded, data, source, grad=config.grad and head is not None)
     run_config = dataclasses.asdict(config) | {
         "checkpoint": None if path is None else str(Path(path).resolve()),
         "format": None if loaded is None else loaded.format,
@@ -262,6 +264,7 @@ def analyze_one(
                     batch_size=config.batch_size,
                     device=device,
                     reference=reference,
+                    labeled_features=z[data.labeled],
                     eagc=config.eagc,
                     epoch=_epoch(loaded),
                     aperture=config.aperture,
@@ -290,6 +293,29 @@ def analyze_one(
     return CheckpointAnalysis(
         None if path is None else str(path), run_dir, summary.get("format"), summary, notes
     )
+
+
+def _check_model_takes_data(loaded: LoadedCheckpoint, data: GCDData, source: str, grad: bool):
+    """Fail before any output is written: transforms available, inputs the model accepts."""
+    from entangle.analysis.features import input_transform
+    from entangle.analysis.gradients import view_augment
+    from entangle.gcd.data import eval_inputs
+
+    transform = input_transform(loaded.backbone, data)  # image data: needs torchvision
+    if grad:
+        view_augment(loaded.backbone, data)
+    x = eval_inputs(data, torch.arange(min(2, len(data))), transform)
+    try:
+        with torch.inference_mode():
+            loaded.backbone(x)
+    except EntangleValueError:
+        raise
+    except (RuntimeError, ValueError) as exc:
+        detail = str(exc).splitlines()[0][:200]
+        raise CheckpointError(
+            f"{source}: the {loaded.format} model cannot take the data's inputs "
+            f"(shape {tuple(x.shape)}): {detail}; pass the --data the model was trained on"
+        ) from None
 
 
 def _head_logits(head: torch.nn.Module, z: torch.Tensor, source: str) -> torch.Tensor:
