@@ -24,6 +24,7 @@ from entangle.errors import EntangleRuntimeError, EntangleValueError
 from entangle.metrics import conceptor as fit_conceptor
 from entangle.metrics import energy_ratio
 from entangle.metrics._tensors import compute_dtype
+from entangle.modes import eval_mode
 
 EPS = 1e-6
 
@@ -411,18 +412,13 @@ def reference_features(model, loader, feature_fn=None, device=None) -> torch.Ten
     if device is None:
         param = next(model.parameters(), None)
         device = param.device if param is not None else torch.device("cpu")
-    was_training = model.training
-    model.eval()
     chunks = []
-    try:
-        with torch.inference_mode():
-            for batch in loader:
-                x = batch[0] if isinstance(batch, list | tuple) else batch
-                x = x.to(device)
-                z = feature_fn(model, x) if feature_fn is not None else model(x)
-                chunks.append(z.float())
-    finally:
-        model.train(was_training)
+    with eval_mode(model), torch.inference_mode():
+        for batch in loader:
+            x = batch[0] if isinstance(batch, list | tuple) else batch
+            x = x.to(device)
+            z = feature_fn(model, x) if feature_fn is not None else model(x)
+            chunks.append(z.float())
     if not chunks:
         raise EntangleValueError("the labeled loader yielded no batches; cannot fit a conceptor")
     return torch.cat(chunks)

@@ -13,6 +13,7 @@ import torch
 from entangle.errors import EntangleValueError
 from entangle.metrics import conceptor, conceptor_spectrum, energy_ratio, principal_angles, soc
 from entangle.metrics._tensors import compute_dtype
+from entangle.modes import eval_mode
 from entangle.prefix import first_trainable_block, prefix_parameters, run_prefix, run_suffix
 from entangle.summaries import masked_summary, to_host
 
@@ -72,7 +73,7 @@ class ProbeSet:
     def _embed_prefix(self, backbone) -> torch.Tensor:
         device = _device_of(backbone)
         chunks = []
-        with _eval(backbone), torch.inference_mode():
+        with eval_mode(backbone), torch.inference_mode():
             for start in range(0, self.inputs.shape[0], self.batch_size):
                 x = self.inputs[start : start + self.batch_size].to(device)
                 chunks.append(run_prefix(backbone, x, self.split_at))
@@ -96,7 +97,7 @@ class ProbeSet:
             # the prefix was modified in place (or replaced): the cache is stale
             self._cache = self._embed_prefix(backbone)
         chunks = []
-        with _eval(backbone), torch.inference_mode():
+        with eval_mode(backbone), torch.inference_mode():
             for start in range(0, self._cache.shape[0], self.batch_size):
                 h = self._cache[start : start + self.batch_size]
                 chunks.append(run_suffix(backbone, h, self.split_at))
@@ -144,7 +145,7 @@ def full_embedding(backbone, inputs: torch.Tensor, batch_size: int = 256) -> tor
     """Features ``[N, D]`` of ``inputs`` by a full forward of ``backbone`` (eval, no grad)."""
     device = _device_of(backbone)
     chunks = []
-    with _eval(backbone), torch.inference_mode():
+    with eval_mode(backbone), torch.inference_mode():
         for start in range(0, inputs.shape[0], batch_size):
             chunks.append(backbone(inputs[start : start + batch_size].to(device)))
     return torch.cat(chunks)
@@ -153,22 +154,3 @@ def full_embedding(backbone, inputs: torch.Tensor, batch_size: int = 256) -> tor
 def _device_of(module) -> torch.device:
     param = next(module.parameters(), None)
     return param.device if param is not None else torch.device("cpu")
-
-
-class _eval:
-    """Put a module in eval mode for a block and restore every submodule's mode, also on error.
-
-    Restoring per submodule keeps mixed modes (e.g. a frozen prefix kept in eval inside a
-    training model) as they were; ``module.train(was_training)`` would flip them all.
-    """
-
-    def __init__(self, module):
-        self.module = module
-
-    def __enter__(self):
-        self.modes = [(m, m.training) for m in self.module.modules()]
-        self.module.eval()
-
-    def __exit__(self, *exc):
-        for m, training in self.modes:
-            m.training = training

@@ -24,6 +24,7 @@ from entangle.gcd.data import BalancedBatchSampler, GCDData, eval_inputs, load_s
 from entangle.gcd.heads import build_head
 from entangle.gcd.losses import LossConfig, gcd_losses
 from entangle.metrics import cluster_accuracy, knn_overlap
+from entangle.modes import eval_mode
 from entangle.params import last_block
 from entangle.prefix import SharedPrefix
 from entangle.probe import Probe
@@ -208,17 +209,12 @@ def evaluate(backbone, head, data: GCDData, device, batch_size: int = 512) -> di
         ``(record, arrays)``: the epoch record and the arrays to save in features/.
     """
     feats, logits = [], []
-    was = backbone.training, head.training
-    backbone.eval()
-    head.eval()
-    with torch.inference_mode():
+    with eval_mode(backbone, head), torch.inference_mode():
         for start in range(0, len(data), batch_size):
             rows = torch.arange(start, min(start + batch_size, len(data)))
             z = backbone(eval_inputs(data, rows).to(device))
             feats.append(z.float())
             logits.append(head(z)[1].float())
-    backbone.train(was[0])
-    head.train(was[1])
     z, logit = torch.cat(feats), torch.cat(logits)
     unl = ~data.labeled
     labels = data.labels
