@@ -339,3 +339,19 @@ def test_probe_on_cuda_matches_cpu(models):
     )
     for key in ("cos", "gdc", "norm_sup", "norm_unsup"):
         assert got["raw"][key] == pytest.approx(want["raw"][key], rel=1e-6)
+
+
+def test_real_grad_scaler_metrics_are_unscaled(models):
+    backbone, head = models
+    x, y, labeled, novel = toy_batch()
+    plain = probed(Probe(backbone), backbone, head, x, y, labeled, novel)
+    backbone.zero_grad()
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10)
+    scaled = probed(Probe(backbone), backbone, head, x, y, labeled, novel, scaler=scaler)
+    for key in ("cos", "gdc", "norm_sup", "norm_unsup", "norm_ratio", "gms"):
+        assert scaled["raw"][key] == pytest.approx(plain["raw"][key], rel=1e-6)
+    # .grad holds the scaled gradient, as after scaler.scale(loss).backward()
+    grad_scaled = [p.grad.clone() for p in backbone.parameters()]
+    want = plain_grads(backbone, head, x, y, labeled, scale=2.0**10)
+    for g, w in zip(grad_scaled, want, strict=False):
+        torch.testing.assert_close(g, w, rtol=1e-6, atol=0)
