@@ -1,0 +1,45 @@
+"""`entangle bench`: the command runs the quick bench and prints parseable JSON or tables."""
+
+from __future__ import annotations
+
+import json
+import math
+
+from typer.testing import CliRunner
+
+from entangle_cli.app import app
+
+runner = CliRunner()
+
+
+def test_bench_quick_json_parses_with_flat_ratios():
+    result = runner.invoke(app, ["bench", "--quick", "--json", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    ratios = data["ratios"]
+    for key in (
+        "probe_every_step_vs_plain",
+        "probe_every_10_vs_plain",
+        "paper_diagnostics_vs_plain",
+        "probeset_soc_vs_full_reembed",
+        "eagc_shared_prefix_vs_plain",
+        "eagc_separate_reference_vs_plain",
+        "mlp_probe_every_step_vs_plain",
+    ):
+        assert math.isfinite(ratios[key]) and ratios[key] > 0, key
+    assert data["settings"]["device"] == "cpu"
+    assert data["checks"]["probeset_soc_max_abs_diff"] < 1e-5
+
+
+def test_bench_tables_name_every_ratio_and_target():
+    result = runner.invoke(app, ["bench", "--quick", "--device", "cpu", "--repeats", "1"])
+    assert result.exit_code == 0, result.output
+    assert "probe_every_step_vs_plain" in result.stdout
+    assert "<= 1.25" in result.stdout
+    assert "probeset_soc_max_abs_diff" in result.stdout
+
+
+def test_bench_bad_clock_is_an_entangle_error():
+    result = runner.invoke(app, ["bench", "--quick", "--clock", "gpu"])
+    assert result.exit_code != 0
+    assert "clock must be" in str(result.exception)
