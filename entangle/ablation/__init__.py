@@ -1,0 +1,38 @@
+"""Ablation studies: a TOML grid of training settings, run resumably, aggregated over seeds.
+
+    >>> from entangle.ablation import load_grid, run_grid  # doctest: +SKIP
+    >>> result = run_grid(load_grid("grid.toml"), "reports/ablate/grid", workers=2)
+    >>> result.files["summary"]  # results.csv, summary.md, report.html in the grid folder
+
+The CLI is ``entangle ablate GRID.toml`` (``--example`` runs the shipped digits grid).
+"""
+
+from pathlib import Path
+
+from entangle.ablation.results import Group, aggregate, collect, group_keys, write_results
+from entangle.ablation.runner import CellOutcome, GridRun, run_cell, run_grid
+from entangle.ablation.spec import VARIANTS, Cell, GridSpec, cell_name, load_grid, parse_grid
+
+__all__ = [
+    "VARIANTS",
+    "Cell",
+    "CellOutcome",
+    "GridRun",
+    "GridSpec",
+    "Group",
+    "aggregate",
+    "cell_name",
+    "collect",
+    "example_path",
+    "group_keys",
+    "load_grid",
+    "parse_grid",
+    "run_cell",
+    "run_grid",
+    "write_results",
+]
+
+
+def example_path() -> Path:
+    """The shipped example grid (digits: every variant over two seeds, one weight sweep)."""
+    return Path(__file__).parent / "examples" / "digits.toml"

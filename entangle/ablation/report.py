@@ -1,0 +1,260 @@
+"""The grid's HTML report: the table, bars per variant, sensitivity curves, step curves.
+
+One self-contained page (figures as base64 PNG, every user string HTML-escaped). Plotting
+libraries load inside the functions, through entangle.report's figure helpers (seaborn
+style, colour-blind palette, Agg canvas without pyplot).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from entangle.ablation.results import Group, format_stat, table
+from entangle.ablation.spec import Cell, GridSpec, format_value
+
+# the per-step series: (record key, label); the applied GDC falls back to raw without EAGC
+_STEP_SERIES = (
+    (("eagc.last_block.gdc", "raw.last_block.gdc"), "GDC of the applied gradient"),
+    (("raw.last_block.cos",), "raw cos(g_S, g_U)"),
+)
+
+
+def _label(settings: dict) -> str:
+    parts = [format_value(settings.get("variant"))]
+    parts += [f"{k}={format_value(v)}" for k, v in settings.items() if k != "variant"]
+    return ", ".join(parts)
+
+
+def _png(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def bars_figure(groups: Sequence[Group]):
+    """Grouped bars: All/Old/New accuracy and GDC/SOC per table row, std as error bars."""
+    from entangle.report.figures import colors, new_figure, style, text
+
+    panels = (
+        (("acc_all", "All"), ("acc_old", "Old"), ("acc_new", "New")),
+        (("gdc", "GDC"), ("gdc_raw", "GDC raw"), ("soc", "SOC")),
+    )
+    width = max(6.0, 0.55 * len(groups) * 3 / 2)
+    with style():
+        fig, axes = new_figure(1, 2, panel=(width, 3.8))
+        x = np.arange(len(groups))
+        for ax, metrics, ylabel in zip(axes[0], panels, ("accuracy", "value"), strict=True):
+            w = 0.8 / len(metrics)
+            for i, ((key, title), color) in enumerate(zip(metrics, colors(3), strict=True)):
+                mean = np.array([g.stats[key][0] for g in groups])
+                std = np.nan_to_num(np.array([g.stats[key][1] for g in groups]))
+                ax.bar(x + (i - 1) * w, mean, w, yerr=std, label=title, color=color, capsize=2)
+            ax.set_xticks(
+                x,
+                [text(_label(g.settings), 60) for g in groups],
+                rotation=35,
+                ha="right",
+                fontsize="small",
+            )
+            ax.set_ylabel(ylabel)
+            ax.legend(fontsize="small")
+        axes[0, 0].set_title("Clustering accuracy (mean ± std over seeds)")
+        axes[0, 1].set_title("Mean GDC and last-epoch SOC")
+        return fig
+
+
+def _numeric(values) -> bool:
+    return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+
+
+def sensitivity_figure(groups: Sequence[Group], key: str):
+    """All/New accuracy and GDC against one swept setting, one line per other setting.
+
+    Returns None when no line has two or more values of ``key``.
+    """
+    from entangle.report.figures import colors, new_figure, style, text
+
+    series: dict[str, list[Group]] = {}
+    for g in groups:
+        rest = {k: v for k, v in g.settings.items() if k != key}
+        series.setdefault(_label(rest), []).append(g)
+    lines = {k: v for k, v in series.items() if len({format_value(g.settings[key]) for g in v}) > 1}
+    if not lines:
+        return None
+    baseline = [g for g in groups if g.settings.get("variant") == "baseline"]
+    panels = (("acc_all", "All accuracy"), ("acc_new", "New accuracy"), ("gdc", "GDC"))
+    with style():
+        fig, axes = new_figure(1, 3, panel=(4.4, 3.4))
+        palette = colors(len(lines))
+        for ax, (metric, title) in zip(axes[0], panels, strict=True):
+            for (label, members), color in zip(lines.items(), palette, strict=True):
+                members = sorted(members, key=lambda g: g.settings[key])
+                xs = [g.settings[key] for g in members]
+                mean = np.array([g.stats[metric][0] for g in members])
+                std = np.nan_to_num(np.array([g.stats[metric][1] for g in members]))
+                ax.errorbar(
+                    xs, mean, yerr=std, marker="o", capsize=3, color=color, label=text(label, 50)
+                )
+            if baseline and math.isfinite(baseline[0].stats[metric][0]):
+                ax.axhline(
+                    baseline[0].stats[metric][0], color="0.4", ls="--", lw=1, label="baseline"
+                )
+            ax.set_xlabel(text(key))
+            ax.set_title(title)
+        axes[0, 0].legend(fontsize="small")
+        fig.suptitle(f"Sensitivity to {text(key)} (mean ± std over seeds)")
+        return fig
+
+
+def _step_curve(run_dirs: Sequence[Path], keys: Sequence[str]):
+    """Mean over runs of the first key with data, aligned on the step number."""
+    from entangle.runs import RunReader
+
+    per_step: dict[float, list[float]] = {}
+    for path in run_dirs:
+        reader = RunReader(path)
+        steps = reader.column("step")
+        for key in keys:
+            values = reader.column(key)
+            if np.isfinite(values).any():
+                break
+        for s, v in zip(steps, values, strict=True):
+            per_step.setdefault(s, []).append(v)
+    if not per_step:
+        return np.array([]), np.array([])
+    xs = np.array(sorted(per_step))
+    with np.errstate(invalid="ignore"):
+        ys = np.array(
+            [np.nanmean(per_step[s]) if np.isfinite(per_step[s]).any() else np.nan for s in xs]
+        )
+    return xs, ys
+
+
+def steps_figure(curves: dict[str, list[Path]]):
+    """Per-step GDC and raw cosine of each variant overlaid (mean over seeds, smoothed)."""
+    from entangle.report.figures import colors, new_figure, no_data, smooth, style, text
+
+    with style():
+        fig, axes = new_figure(1, len(_STEP_SERIES), panel=(5.4, 3.6))
+        palette = colors(max(1, len(curves)))
+        for ax, (keys, title) in zip(axes[0], _STEP_SERIES, strict=True):
+            drawn = False
+            for (label, dirs), color in zip(curves.items(), palette, strict=False):
+                xs, ys = _step_curve(dirs, keys)
+                if xs.size and np.isfinite(ys).any():
+                    ax.plot(xs, smooth(ys), color=color, lw=1.6, label=text(label, 50))
+                    drawn = True
+            if not drawn:
+                no_data(ax, "no steps recorded")
+            elif "cos" in keys[0]:
+                ax.axhline(0.0, color="0.3", lw=0.8, ls="--")
+            ax.set_title(title)
+            ax.set_xlabel("training step")
+        if any(ax.get_legend_handles_labels()[0] for ax in axes[0]):
+            axes[0, 0].legend(fontsize="small")
+        fig.suptitle("Per-step curves, last block (mean over seeds, smoothed)")
+        return fig
+
+
+def _variant_curves(groups: Sequence[Group], out: Path) -> dict[str, list[Path]]:
+    """One group per variant (the one with most finished cells): its finished run dirs."""
+    from entangle.ablation.runner import cells_dir
+
+    chosen: dict[str, Group] = {}
+    for g in groups:
+        v = format_value(g.settings.get("variant"))
+        if len(g.seeds) > len(chosen[v].seeds if v in chosen else []):
+            chosen[v] = g
+    return {
+        _label(g.settings): [cells_dir(out) / c for c in g.cells if c not in g.failed]
+        for g in chosen.values()
+    }
+
+
+def ablation_report(
+    spec: GridSpec,
+    cells: Sequence[Cell],
+    rows: Sequence[dict],
+    groups: Sequence[Group],
+    keys: Sequence[str],
+    out,
+) -> str:
+    """The report page as a string (written to ``out/report.html`` by the caller)."""
+    out = Path(out)
+    esc = html.escape
+    header, body = table(groups, keys)
+    figures = []
+    done = [g for g in groups if g.seeds]
+    if done:
+        figures.append(("Accuracy, GDC and SOC per setting", bars_figure(done)))
+        for key in keys[1:]:
+            if _numeric([g.settings[key] for g in done]):
+                fig = sensitivity_figure(done, key)
+                if fig is not None:
+                    figures.append((f"Sensitivity to {key}", fig))
+        figures.append(
+            ("Per-step curves of each variant", steps_figure(_variant_curves(done, out)))
+        )
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>entangle ablation</title>",
+        "<style>body{font-family:sans-serif;margin:2em;max-width:1400px}"
+        "table{border-collapse:collapse}td,th{border:1px solid #bbb;padding:3px 8px}"
+        "td.n{text-align:right}img{max-width:100%}.failed{color:#a00}</style></head><body>",
+        f"<h1>Ablation: {esc(spec.source or 'grid')}</h1>",
+        f"<p>{sum(r['status'] == 'done' for r in rows)} of {len(rows)} cells finished. "
+        "Accuracy in %, mean ± sample std over seeds; GDC: mean over probed steps of the last "
+        "block's GDC of the applied gradient (GDC raw: before the EAGC correction); SOC: last "
+        "epoch.</p>",
+        "<table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in header) + "</tr>",
+    ]
+    for r in body:
+        parts.append(
+            "<tr>"
+            + "".join(
+                f"<td{' class=n' if i >= len(keys) else ''}>{esc(c)}</td>" for i, c in enumerate(r)
+            )
+            + "</tr>"
+        )
+    parts.append("</table>")
+    for title, fig in figures:
+        parts.append(
+            f"<h2>{esc(title)}</h2><img alt='{esc(title)}' src='data:image/png;base64,{_png(fig)}'>"
+        )
+    bad = [r for r in rows if r["status"] != "done"]
+    if bad:
+        parts.append("<h2>Cells not finished</h2><ul>")
+        parts += [
+            f"<li class='failed'><code>{esc(r['cell'])}</code>: {esc(r['status'])}"
+            + (f" — {esc(str(r['error']))}" if r.get("error") else "")
+            + "</li>"
+            for r in bad
+        ]
+        parts.append("</ul>")
+    base = "".join(
+        f"<tr><td>{esc(str(k))}</td><td>{esc(format_value(v))}</td></tr>"
+        for k, v in spec.base.items()
+    )
+    parts.append(f"<h2>Base settings</h2><table>{base}</table>")
+    cell_stats = "".join(
+        f"<tr><td><code>{esc(r['cell'])}</code></td><td>{esc(r['status'])}</td>"
+        f"<td class=n>{esc(format_stat((_f(r.get('acc_all')), math.nan, 1), 100, 1))}</td></tr>"
+        for r in rows
+    )
+    parts.append(
+        f"<h2>Cells</h2><p>Run directories under <code>{esc(str(out / 'cells'))}</code>; "
+        "compare any of them in detail with <code>entangle report</code>.</p>"
+        f"<table><tr><th>cell</th><th>status</th><th>All</th></tr>{cell_stats}</table>"
+    )
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def _f(value) -> float:
+    return float(value) if isinstance(value, (int, float)) and value is not None else math.nan

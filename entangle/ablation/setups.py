@@ -1,0 +1,158 @@
+"""Shared starting weights: every cell with the same data/model/seed starts from one file.
+
+Cells of one grid may run in different processes or on different machines, so the prepared
+``Setup`` (pretrained backbone + fresh head) and the EAGC reference model are saved once per
+*setup key* under ``GRID/setups/`` and every cell loads them from there. Variants of one seed
+therefore start from bit-identical weights, as in the demo (DESIGN.md §3 defect 4).
+
+The first process to need a key computes it under a file lock (other processes wait for it);
+the file is published with an exclusive link, so even without working locks (some network
+file systems) all cells load the same first-published weights.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import hashlib
+import json
+import os
+import uuid
+from pathlib import Path
+
+import torch
+
+from entangle.gcd.train import Setup, TrainConfig, ensure_reference, prepare
+
+# settings that decide the data split, the pretrained backbone and the fresh head
+SETUP_FIELDS = (
+    "data",
+    "old_classes",
+    "labeled_fraction",
+    "model",
+    "pretrained",
+    "pretrain_epochs",
+    "trainable_blocks",
+    "seed",
+    "synthetic_overlap",
+)
+# ... and what ensure_reference() additionally reads to train the reference model
+REFERENCE_FIELDS = ("reference", "reference_epochs", "batch_size", "lr")
+
+
+def setup_key(config: TrainConfig, fields=SETUP_FIELDS) -> str:
+    """A short hash of the settings in ``fields`` (cells with equal keys share weights)."""
+    values = {f: getattr(config, f) for f in fields}
+    text = json.dumps(values, sort_keys=True)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def reference_key(config: TrainConfig) -> str:
+    """Key of the reference model: the setup's settings plus the reference training's."""
+    return setup_key(config, SETUP_FIELDS + REFERENCE_FIELDS)
+
+
+@contextlib.contextmanager
+def file_lock(path: Path):
+    """Hold an exclusive lock on ``path`` (created if missing); released when the holder dies.
+
+    Uses ``fcntl.flock`` where it exists (POSIX); elsewhere it does not lock, and callers
+    rely on :func:`publish_once` for correctness.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+b") as fh:
+        try:
+            import fcntl
+        except ModuleNotFoundError:  # Windows
+            yield
+            return
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def publish_once(path: Path, state: dict) -> None:
+    """Save ``state`` to ``path`` unless a file is already there (first writer wins).
+
+    The file appears complete or not at all: it is written to a unique temporary name and
+    hard-linked into place, which fails when another process published first.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            torch.save(state, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        except OSError:  # no hard links on this file system
+            if not path.exists():
+                os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_atomic(path, text: str) -> None:
+    """Write a text file through a unique temporary sibling: readers see old or new content."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def cached_setup(config: TrainConfig, folder, progress=None) -> Setup:
+    """The cell's :class:`Setup`, loaded from (or first written to) ``folder``.
+
+    Args:
+        config: the cell's settings; its device is where the weights are moved.
+        folder: the grid's ``setups/`` folder (shared by all workers).
+        progress: passed to ``prepare``/``ensure_reference`` when they run.
+
+    Returns:
+        a Setup whose backbone/head (and, for EAGC cells, reference model) weights are those
+        stored under the cell's setup key.
+    """
+    folder = Path(folder)
+    key = setup_key(config)
+    path = folder / f"{key}.pt"
+    with file_lock(folder / f"{key}.lock"):
+        if not path.exists():
+            fresh = prepare(config, progress=progress)
+            state = {"backbone": fresh.backbone.state_dict(), "head": fresh.head.state_dict()}
+            publish_once(path, state)
+    # the shell has the right data and architecture; its weights are replaced below, so
+    # it needs no pretraining (and no download of pretrained weights)
+    shell = dataclasses.replace(config, pretrain_epochs=0, pretrained=None)
+    setup = prepare(shell)
+    state = torch.load(path, map_location=setup.device, weights_only=True)
+    setup.backbone.load_state_dict(state["backbone"])
+    setup.head.load_state_dict(state["head"])
+    if config.eagc:
+        setup.reference = _cached_reference(config, setup, folder, progress)
+    return setup
+
+
+def _cached_reference(config: TrainConfig, setup: Setup, folder: Path, progress):
+    key = reference_key(config)
+    path = folder / f"{key}.reference.pt"
+    with file_lock(folder / f"{key}.reference.lock"):
+        if not path.exists():
+            ref_b, ref_h = ensure_reference(config, setup, progress=progress)
+            publish_once(path, {"backbone": ref_b.state_dict(), "head": ref_h.state_dict()})
+            setup.reference = None
+    state = torch.load(path, map_location=setup.device, weights_only=True)
+    ref_b, ref_h = copy.deepcopy(setup.backbone), copy.deepcopy(setup.head)
+    ref_b.load_state_dict(state["backbone"])
+    ref_h.load_state_dict(state["head"])
+    for module in (ref_b, ref_h):
+        module.eval().requires_grad_(False)
+    return ref_b, ref_h
