@@ -82,7 +82,7 @@ def training_figure(runs: Sequence):
                 ax.plot(x[ok], soc[ok], marker="o", ms=3, lw=1.4, color=acc_colors[0])
             else:
                 no_data(ax, "no ProbeSet SOC recorded")
-            ax.set_title(f"{name}: novel features in the known subspace", fontsize="medium")
+            ax.set_title(f"{name}: ProbeSet SOC", fontsize="medium")
             ax.set_xlabel("training step")
             ax.set_ylabel("ProbeSet SOC (0 to 1)")
 
