@@ -43,5 +43,5 @@ def main() -> None:
     try:
         app()
     except EntangleError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(2)
