@@ -34,5 +34,5 @@ __all__ = [
 
 
 def example_path() -> Path:
-    """The shipped example grid (digits: every variant over two seeds, one weight sweep)."""
+    """The shipped example grid (digits: every variant over three seeds, one weight sweep)."""
     return Path(__file__).parent / "examples" / "digits.toml"

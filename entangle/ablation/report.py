@@ -64,7 +64,7 @@ def bars_figure(groups: Sequence[Group]):
                 fontsize="small",
             )
             ax.set_ylabel(ylabel)
-            ax.legend(fontsize="small")
+            ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
         axes[0, 0].set_title("Clustering accuracy (mean ± std over seeds)")
         axes[0, 1].set_title("Mean GDC and last-epoch SOC")
         return fig

@@ -62,7 +62,7 @@ def test_example_grid_is_shipped_and_valid():
     spec = load_grid(example_path())
     variants = {c.config.variant() for c in spec.cells()}
     assert variants == {"baseline", "aga", "eep", "eagc", "eagc-fixed"}
-    assert {c.config.seed for c in spec.cells()} == {0, 1}
+    assert {c.config.seed for c in spec.cells()} == {0, 1, 2}
     result = CliRunner().invoke(app, ["ablate", "--example", "--dry-run"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     assert f"{len(spec.cells())} cells" in result.output
