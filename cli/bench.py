@@ -19,13 +19,15 @@ def bench(
     ] = "auto",
     batch_size: Annotated[
         int | None,
-        typer.Option(help="Samples per step (two views each); default 16 (ViT), 128 (MLP)."),
+        typer.Option(
+            help="Samples per step (two views each); default ViT 8 (CPU) / 64 (CUDA), MLP 128."
+        ),
     ] = None,
     model: Annotated[
         str, typer.Option(help="ViT backend: auto (timm when installed), builtin or timm.")
     ] = "auto",
     repeats: Annotated[
-        int | None, typer.Option(help="Timed rounds after one warm-up round (default 9).")
+        int | None, typer.Option(help="Timed rounds after one warm-up round (default 7).")
     ] = None,
     threads: Annotated[
         int | None,
@@ -35,7 +37,12 @@ def bench(
         str, typer.Option(help="wall (default) or cpu: process CPU time, CPU device only.")
     ] = "wall",
     probe_set_size: Annotated[
-        int | None, typer.Option(help="SOC probe-set samples (default 512 ViT, 1024 MLP).")
+        int | None,
+        typer.Option(help="SOC probe-set samples (default ViT 256 CPU / 2048 CUDA, MLP 1024)."),
+    ] = None,
+    image_size: Annotated[
+        int | None,
+        typer.Option(help="ViT input size (default 64 px ViT-S/16 on CPU, 224 px ViT-B/16 CUDA)."),
     ] = None,
     json_output: Annotated[
         bool, typer.Option("--json", help="Print the result as JSON instead of tables.")
@@ -58,6 +65,7 @@ def bench(
         threads=threads,
         clock=clock,
         probe_set_size=probe_set_size,
+        image_size=image_size,
         progress=progress,
     )
     if json_output:

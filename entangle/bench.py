@@ -80,27 +80,45 @@ class _Spec:
     probe_set_size: int
 
 
-def _vit_spec(backend: str, batch_size: int | None, quick: bool, probe_set: int | None) -> _Spec:
+def _vit_spec(
+    backend: str,
+    batch_size: int | None,
+    quick: bool,
+    probe_set: int | None,
+    image_size: int | None,
+    device: torch.device,
+) -> _Spec:
     from entangle.gcd.vit import VIT_CONFIGS, build_vit
 
-    # ViT-S/16 width and depth at 32 px (2 x 2 patches + CLS): the real 12-block structure
-    # with one trainable block, small enough for a CPU; tiny test config for --quick
-    name, img = ("vit-tiny-test", 32) if quick else ("vit-s16", 32)
+    # sizes per device: on a GPU SimGCD's own ViT-B/16 at 224 px; on a CPU ViT-S/16 (the real
+    # 12-block structure, one trainable block) at 64 px, 4 x 4 patches + CLS, so the whole
+    # bench fits in a minute or two on two cores; a tiny test config for quick runs
+    if quick:
+        name, img, batch, probe = "vit-tiny-test", 32, 8, 48
+    elif device.type == "cuda":
+        name, img, batch, probe = "vit-b16", 224, 64, 2048
+    else:
+        name, img, batch, probe = "vit-s16", 64, 8, 256
     cfg = VIT_CONFIGS[name]
+    img = image_size or img
+    if img % cfg.patch_size:
+        raise EntangleValueError(
+            f"image_size {img} is not a multiple of the patch size {cfg.patch_size}"
+        )
     tokens = (img // cfg.patch_size) ** 2 + 1
     return _Spec(
         name="vit",
         description=(
             f"{name} ({backend}): D={cfg.embed_dim}, depth={cfg.depth}, heads={cfg.num_heads}, "
             f"patch {cfg.patch_size}, {img}px ({tokens} tokens), last block trainable, "
-            f"SimGCD head"
+            f"{'tiny' if quick else 'SimGCD'} head"
         ),
         backbone=lambda: build_vit(name, img_size=img, backend=backend),
         head="tiny" if quick else "simgcd",
         num_classes=10 if quick else 100,
         input_shape=(3, img, img),
-        batch_size=batch_size or (8 if quick else 16),
-        probe_set_size=probe_set or (48 if quick else 512),
+        batch_size=batch_size or batch,
+        probe_set_size=probe_set or probe,
     )
 
 
@@ -335,6 +353,7 @@ def run_bench(
     threads: int | None = None,
     clock: str = "wall",
     probe_set_size: int | None = None,
+    image_size: int | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> dict:
     """Measure the step-time ratios of the probe, paper-style diagnostics and EAGC.
@@ -342,18 +361,21 @@ def run_bench(
     Args:
         device: ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
         batch_size: samples per step (two views each, so ``2 * batch_size`` rows); default:
-            16 for the ViT, 128 for the MLP (8 / 16 with ``quick``).
+            ViT 8 on a CPU, 64 on CUDA; MLP 128 (8 / 16 with ``quick``).
         model: ViT backend, ``"auto"`` (timm when installed, else the built-in ViT),
             ``"builtin"`` or ``"timm"``.
-        repeats: timed rounds (default 9; 3 with ``quick``); one warm-up round comes first.
+        repeats: timed rounds (default 7; 3 with ``quick``); one warm-up round comes first.
         quick: tiny models, few rounds and one thread (for tests; the ratios mean little).
         threads: ``torch.set_num_threads`` for the run (restored after); default: unchanged
             (1 with ``quick``). On a CPU shared with other jobs, 1 avoids oversubscription.
         clock: ``"wall"`` (``perf_counter``, CUDA-synchronised) or ``"cpu"`` (this process's
             CPU time: on a loaded shared CPU it excludes time spent descheduled; use with
             ``threads=1``, CPU device only).
-        probe_set_size: samples in the SOC probe set (default 512 for the ViT, 1024 for the
-            MLP); the full re-embedding cost grows with it, the ProbeSet cost much less.
+        probe_set_size: samples in the SOC probe set (default ViT 256 on a CPU, 2048 on
+            CUDA; MLP 1024); the full re-embedding cost grows with it, the ProbeSet cost much
+            less, so the speed-up grows towards the depth / trainable-depth ratio.
+        image_size: ViT input size (default 64 px on a CPU with ViT-S/16, 224 px on CUDA
+            with ViT-B/16).
         progress: called with a short message before each stage.
 
     Returns:
@@ -372,7 +394,7 @@ def run_bench(
         )
     if probe_set_size is not None and probe_set_size < 8:
         raise EntangleValueError(f"probe_set_size must be >= 8, got {probe_set_size}")
-    rounds = repeats if repeats is not None else (3 if quick else 9)
+    rounds = repeats if repeats is not None else (3 if quick else 7)
     if rounds < 1:
         raise EntangleValueError(f"repeats must be >= 1, got {rounds}")
     if clock not in ("wall", "cpu"):
@@ -382,6 +404,10 @@ def run_bench(
             f"clock='cpu' measures host CPU time, which misses {dev.type} work; use clock='wall'"
         )
     timer = time.perf_counter if clock == "wall" else time.process_time
+    specs = (
+        _vit_spec(backend, batch_size, quick, probe_set_size, image_size, dev),
+        _mlp_spec(batch_size, quick, probe_set_size),
+    )
     if threads is None and quick:
         threads = 1
     previous_threads = torch.get_num_threads()
@@ -407,10 +433,6 @@ def run_bench(
         "backend": backend,
         "load_average_before": _load(),
     }
-    specs = (
-        _vit_spec(backend, batch_size, quick, probe_set_size),
-        _mlp_spec(batch_size, quick, probe_set_size),
-    )
     try:
         for spec in specs:
             prefix = "" if spec.name == "vit" else f"{spec.name}_"

@@ -137,6 +137,7 @@ def test_meets_target_directions():
         ({"repeats": 0}, "repeats"),
         ({"threads": 0}, "threads"),
         ({"probe_set_size": 2}, "probe_set_size"),
+        ({"image_size": 30}, "patch size"),
     ],
 )
 def test_bad_arguments_raise_before_any_work(kwargs, fragment):
