@@ -299,3 +299,10 @@ def test_valid_keys_are_the_trainconfig_fields():
     from entangle.gcd.train import TrainConfig
 
     assert valid_keys() == ["variant"] + [f.name for f in fields(TrainConfig)]
+
+
+def test_devices_are_assigned_to_workers_in_turn():
+    from entangle.ablation.runner import default_devices
+
+    assert default_devices(3, ["cuda:0", "cuda:1"], "auto") == ["cuda:0", "cuda:1", "cuda:0"]
+    assert default_devices(2, None, "cpu") == [None, None]  # each cell keeps its config device
