@@ -26,8 +26,8 @@ import torch
 from entangle.distributed import is_main_process, world_size
 from entangle.eagc import EAGC, CoordinationState
 from entangle.errors import EntangleRuntimeError, EntangleValueError
-from entangle.metrics import energy_ratio, free_energy, gradient_conflict, rowwise_cosine
-from entangle.metrics.gradients import CONFLICT_KEYS
+from entangle.metrics import energy_ratio, free_energy, rowwise_cosine
+from entangle.metrics.gradients import CONFLICT_KEYS, conflict_from_products
 from entangle.params import parameter_groups
 from entangle.summaries import conflict_summary, masked_summary, to_host
 
@@ -287,15 +287,19 @@ class Probe:
         out = {}
         for name, group in self.groups.items():
             idx = [self._index[id(p)] for p in group]
-            s = _flat([sup_grads[i] for i in idx], group)
-            u = _flat([unsup_grads[i] for i in idx], group)
             if self.distributed and world_size() > 1:
-                both = torch.stack([s, u])
+                # averaged gradients need whole vectors; one all-reduce per group
+                both = torch.stack(
+                    [_flat([g[i] for i in idx], group) for g in (sup_grads, unsup_grads)]
+                )
                 torch.distributed.all_reduce(both)
                 s, u = both[0] / world_size(), both[1] / world_size()
+                products = torch.stack([s @ s, u @ u, s @ u]).double()
+            else:
+                products = _products([sup_grads[i] for i in idx], [unsup_grads[i] for i in idx])
             if scale is not None:
-                s, u = s / scale, u / scale
-            out[name] = gradient_conflict(s, u, warn=False)
+                products = products / scale.double() ** 2
+            out[name] = conflict_from_products(*products)
         return out if self._named else out["params"]
 
     def _energy(self, features, labeled, novel, logits, state) -> dict:
@@ -351,6 +355,21 @@ def _flat(grads: list, params: list) -> torch.Tensor:
     pairs = zip(grads, params, strict=True)
     parts = [g if g is not None else torch.zeros_like(p) for g, p in pairs]
     return torch.cat([part.reshape(-1) for part in parts])
+
+
+def _products(sup: list, unsup: list) -> torch.Tensor:
+    """``[<s,s>, <u,u>, <s,u>]`` summed over parameters in float64, without flat copies."""
+    parts = []
+    for s, u in zip(sup, unsup, strict=True):
+        if s is None and u is None:
+            continue
+        s = torch.zeros_like(u) if s is None else s
+        u = torch.zeros_like(s) if u is None else u
+        s, u = s.reshape(-1), u.reshape(-1)
+        parts.append(torch.stack([s @ s, u @ u, s @ u]).double())
+    if not parts:
+        return torch.zeros(3, dtype=torch.float64)
+    return torch.stack(parts).sum(0)
 
 
 def _or_zeros(g, like):

@@ -21,11 +21,6 @@ def _safe_div(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
     return torch.where(den > 0, num / torch.where(den > 0, den, torch.ones_like(den)), nan)
 
 
-def _cos(a: torch.Tensor, b: torch.Tensor, na: torch.Tensor, nb: torch.Tensor) -> torch.Tensor:
-    # clamp: rounding can push |cos| a hair past 1, which would put GDC outside [0, 2]
-    return _safe_div(torch.dot(a, b), na * nb).clamp(-1.0, 1.0)
-
-
 def gradient_conflict(g_sup: GradLike, g_unsup: GradLike, *, warn: bool = True) -> dict:
     """Conflict statistics between a supervised and an unsupervised gradient.
 
@@ -49,24 +44,43 @@ def gradient_conflict(g_sup: GradLike, g_unsup: GradLike, *, warn: bool = True) 
     s, u = pair_flat(g_sup, g_unsup)
     dtype = compute_dtype(torch.promote_types(s.dtype, u.dtype))
     s, u = s.to(dtype), u.to(dtype)
-    ns, nu = torch.linalg.vector_norm(s), torch.linalg.vector_norm(u)
-    total = s + u
-    nt = torch.linalg.vector_norm(total)
-    cos = _cos(s, u, ns, nu)
-    stats = {
-        "cos": cos,
-        "gdc": 1.0 - _cos(s, total, ns, nt),
-        "norm_sup": ns,
-        "norm_unsup": nu,
-        "norm_ratio": _safe_div(nu, ns),
-        "gms": _safe_div(2.0 * ns * nu, ns * ns + nu * nu),
-        "conflict": cos < 0,
-    }
+    stats = conflict_from_products(torch.dot(s, s), torch.dot(u, u), torch.dot(s, u))
     if warn:
+        ns, nu = stats["norm_sup"], stats["norm_unsup"]
+        nt = torch.linalg.vector_norm(s + u)
         reason = conflict_nan_reason(float(ns), float(nu), float(nt), s.numel())
         if reason:
             warn_degenerate(f"gradient_conflict: {reason}")
     return stats
+
+
+def conflict_from_products(ss: torch.Tensor, uu: torch.Tensor, su: torch.Tensor) -> dict:
+    """:func:`gradient_conflict`'s statistics from the three inner products alone.
+
+    Lets a caller sum per-parameter products instead of concatenating gradients (the Probe
+    does, to avoid copying every probed gradient into one flat buffer).
+
+    Args:
+        ss: ``<g_S, g_S>``, 0-dim.
+        uu: ``<g_U, g_U>``, 0-dim.
+        su: ``<g_S, g_U>``, 0-dim.
+
+    Returns:
+        the dict of :func:`gradient_conflict` (0-dim tensors).
+    """
+    ns, nu = ss.clamp_min(0).sqrt(), uu.clamp_min(0).sqrt()
+    # ||g_S + g_U||^2 expanded; clamp guards rounding when the two gradients nearly cancel
+    nt = (ss + uu + 2.0 * su).clamp_min(0).sqrt()
+    cos = _safe_div(su, ns * nu).clamp(-1.0, 1.0)
+    return {
+        "cos": cos,
+        "gdc": 1.0 - _safe_div(ss + su, ns * nt).clamp(-1.0, 1.0),
+        "norm_sup": ns,
+        "norm_unsup": nu,
+        "norm_ratio": _safe_div(nu, ns),
+        "gms": _safe_div(2.0 * ns * nu, ss + uu).clamp(0.0, 1.0),
+        "conflict": cos < 0,
+    }
 
 
 def conflict_nan_reason(norm_sup: float, norm_unsup: float, norm_total: float, size: int) -> str:
