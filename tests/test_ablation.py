@@ -284,8 +284,8 @@ def test_ray_launcher_without_ray_says_how_to_install(tmp_path, monkeypatch):
         run_grid(spec, tmp_path / "g", launcher="ray", report=False)
 
 
+@pytest.mark.extras
 def test_ray_launcher_runs_cells_on_a_local_ray_runtime(tmp_path):
-    pytest.importorskip("ray", reason="the [ray] extra is not installed")
     spec = parse_grid({"base": TINY, "grid": {"variant": ["baseline", "aga"]}})
     run = run_grid(spec, tmp_path / "g", launcher="ray", address="local", report=False)
     assert run.ok, run.failed

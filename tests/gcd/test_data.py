@@ -148,7 +148,7 @@ def test_cifar_without_torchvision_says_what_to_install(tmp_path):
         gcd_transform("train")
 
 
-@pytest.mark.skipif(not HAS_TORCHVISION, reason="needs torchvision")
+@pytest.mark.extras
 def test_cifar_missing_copy_is_a_value_error(tmp_path):
     with pytest.raises(EntangleValueError, match="no torchvision-format copy"):
         load_source(f"cifar100:{tmp_path}")
