@@ -50,6 +50,13 @@ def bench(
     quick: Annotated[
         bool, typer.Option(help="Tiny models and 3 rounds: checks the machinery, not speed.")
     ] = False,
+    report_rows: Annotated[
+        int,
+        typer.Option(
+            help="Also time a report of a run with this many saved feature rows, openTSNE vs "
+            "scikit-learn side by side (20000 takes minutes); 0 skips it."
+        ),
+    ] = 0,
 ) -> None:
     """Time plain, probed, paper-style and EAGC training steps side by side; print ratios."""
     from entangle.bench import meets_target, run_bench
@@ -68,6 +75,12 @@ def bench(
         image_size=image_size,
         progress=progress,
     )
+    if report_rows:
+        from entangle.report.bench import bench_report
+
+        if progress:
+            progress(f"report of a run with {report_rows} feature rows, both t-SNE backends")
+        result["report"] = bench_report(n_rows=report_rows)
     if json_output:
         typer.echo(json.dumps(result, indent=2))
         return
@@ -98,3 +111,9 @@ def bench(
     console.print(times)
     for key, value in result["checks"].items():
         console.print(f"{key}: {value:.2e}")
+    if "report" in result:
+        r = result["report"]
+        console.print(
+            f"report with {r['n_rows']} feature rows: openTSNE {r['opentsne_s']:.1f} s, "
+            f"scikit-learn {r['sklearn_s']:.1f} s ({r['speedup']:.1f}x)"
+        )

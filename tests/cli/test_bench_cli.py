@@ -43,3 +43,15 @@ def test_bench_bad_clock_is_an_entangle_error():
     result = runner.invoke(app, ["bench", "--quick", "--clock", "gpu"])
     assert result.exit_code != 0
     assert "clock must be" in str(result.exception)
+
+
+def test_bench_times_a_report_with_both_tsne_backends():
+    result = runner.invoke(
+        app,
+        ["bench", "--quick", "--json", "--device", "cpu", "--repeats", "1", "--report-rows", "300"],
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)["report"]
+    assert report["n_rows"] == 300
+    for key in ("opentsne_s", "sklearn_s", "speedup"):
+        assert math.isfinite(report[key]) and report[key] > 0
