@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from entangle.checkpoints import save_checkpoint as save_model_checkpoint
 from entangle.eagc import EAGC
 from entangle.errors import EntangleValueError
 from entangle.gcd.augment import default_augment
@@ -297,6 +298,10 @@ def _train_loop(config, setup, run, run_dir, resume, on_epoch, on_step) -> dict:
             adaptive=config.adaptive,
         )
         shared = SharedPrefix(backbone, reference[0])
+        if not run.checkpoint_path("reference").exists():
+            save_model_checkpoint(
+                run.checkpoint_path("reference"), *reference, meta={"role": "reference"}
+            )
     params = [p for m in (backbone, head) for p in m.parameters() if p.requires_grad]
     opt = torch.optim.SGD(
         params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
@@ -395,6 +400,10 @@ def _train_loop(config, setup, run, run_dir, resume, on_epoch, on_step) -> dict:
         if eagc is not None:
             state["eagc"] = eagc.state_dict()
         run.save_checkpoint("last", state)
+        # the model alone, in entangle's checkpoint format, for `entangle analyze`
+        save_model_checkpoint(
+            run.checkpoint_path("model"), backbone, head, meta={"epoch": epoch, "data": config.data}
+        )
         if on_epoch is not None:
             on_epoch(epoch, record)
 

@@ -122,3 +122,26 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
     assert proc.returncode == 2, proc.stderr
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_run_checkpoints_load_in_analyze(setup, tmp_path):
+    from entangle.analysis import AnalyzeConfig, analyze
+
+    cfg = dataclasses.replace(TINY, eagc=True, epochs=1)
+    train(cfg, tmp_path / "run", setup)
+    ckpt = tmp_path / "run" / "checkpoints"
+    config = AnalyzeConfig(
+        data="synthetic",
+        reference=str(ckpt / "reference.pt"),
+        grad_batches=1,
+        tsne=False,
+        report=False,
+        device="cpu",
+        soc_k=4,
+    )
+    result = analyze([ckpt / "model.pt"], tmp_path / "analysis", config)
+    (only,) = result.analyses
+    assert only.format == "entangle"
+    # the analysed model is the trained one: its accuracy equals the run's last evaluation
+    last = RunReader(tmp_path / "run").epochs[-1]
+    assert only.summary["acc_all"] == pytest.approx(last["acc_all"])
