@@ -413,22 +413,25 @@ def _train_loop(config, setup, run, run_dir, resume, on_epoch, on_step) -> dict:
 
 
 def run_summary(reader: RunReader) -> dict:
-    """Last-epoch accuracy, mean raw cosine / GDC on the last block, last SOC of a run."""
-    import math
+    """The DONE summary of a run: last-epoch accuracy and SOC, mean raw (and EAGC-corrected)
+    cosine / conflict rate / GDC of the last block over every probed step.
 
-    def mean(values):
-        vals = [v for v in values if v is not None and not math.isnan(v)]
-        return sum(vals) / len(vals) if vals else float("nan")
+    The numbers come from the report's summary table (one implementation of each statistic).
+    """
+    from entangle.report.summary import run_summary as summary_table
 
-    last = reader.epochs[-1] if reader.epochs else {}
-    raw = [s.get("raw", {}).get("last_block", {}) for s in reader.steps]
-    cor = [s.get("eagc", {}).get("last_block", {}) for s in reader.steps if "eagc" in s]
-    out = {k: last.get(k) for k in ("acc_all", "acc_old", "acc_new", "soc")}
-    out["cos_mean"] = mean([r.get("cos") for r in raw])
-    out["gdc_mean"] = mean([r.get("gdc") for r in raw])
-    out["conflict_rate"] = mean([float(r["conflict"]) for r in raw if "conflict" in r])
-    if cor:
-        out["cos_mean_eagc"] = mean([r.get("cos") for r in cor])
-        out["gdc_mean_eagc"] = mean([r.get("gdc") for r in cor])
-    out["steps_probed"] = len(reader.steps)
+    table = summary_table(reader.steps, reader.epochs, "last_block")
+    out = {
+        "acc_all": table["acc_all_last"],
+        "acc_old": table["acc_old_last"],
+        "acc_new": table["acc_new_last"],
+        "soc": table["soc_last_epoch"],
+        "cos_mean": table["cos_mean_raw"],
+        "gdc_mean": table["gdc_all_raw"],
+        "conflict_rate": table["conflict_rate_raw"],
+        "steps_probed": table["steps"],
+    }
+    if any("eagc" in step for step in reader.steps):
+        out["cos_mean_eagc"] = table["cos_mean_eagc"]
+        out["gdc_mean_eagc"] = table["gdc_all_eagc"]
     return out
