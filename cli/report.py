@@ -17,9 +17,14 @@ def report(
         list[Path], typer.Argument(help="Run directories written by entangle (one or more).")
     ],
     out: Annotated[
-        Path,
-        typer.Option("--out", "-o", help="Output folder; an older entangle report is replaced."),
-    ],
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Output folder (default reports/<first run's folder name>); an older entangle "
+            "report there is replaced.",
+        ),
+    ] = None,
     pdf: Annotated[bool, typer.Option("--pdf", help="Also write every figure as a PDF.")] = False,
     max_points: Annotated[
         int, typer.Option("--max-points", help="Cap on t-SNE points per run (by class).")
@@ -36,6 +41,8 @@ def report(
     """Write a self-contained HTML report (plus PNG figures) comparing the given runs."""
     from entangle.report import build_report
 
+    if out is None:
+        out = Path("reports") / runs[0].resolve().name
     index = build_report(
         runs,
         out,

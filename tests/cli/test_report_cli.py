@@ -56,3 +56,10 @@ def test_installed_script_prints_one_line_and_exits_2(tmp_path):
     assert message.startswith("error: run directory") and "does not exist" in message
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_default_output_folder_is_under_reports(small_run, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["report", str(small_run), "--max-points", "60"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "reports" / small_run.name / "index.html").is_file()
