@@ -179,13 +179,20 @@ class EAGC:
                 f"EAGC: reference features have shape {tuple(reference.shape)} but features "
                 f"are {tuple(features.shape)}; run the reference model on the same inputs"
             )
+        if reference is not None and reference.device != features.device:
+            raise EntangleValueError(
+                f"EAGC: reference features are on {reference.device} but features on "
+                f"{features.device}; run the reference model on the same device"
+            )
         return labeled.bool()
 
     def _state(self, features, labeled, reference, *, update: bool, scale) -> CoordinationState:
         m = self._check(features, labeled, reference)
         dtype = compute_dtype(features.dtype)
         conceptor = self.conceptor.to(features.device, dtype)
-        with torch.no_grad():
+        # under torch.autocast, no_grad alone would still run z @ C in half precision
+        no_autocast = torch.autocast(features.device.type, enabled=False)
+        with torch.no_grad(), no_autocast:
             z = features.detach().to(dtype)
             weights = energy = aga = None
             if self.eep:
@@ -303,6 +310,11 @@ class EAGC:
         exit with the step's labeled energy mean, and the AGA coefficient is divided by
         ``micro_batches`` (as the losses are) — so k equal micro-batches give exactly the
         gradient of one ``accumulate(1)`` call on the whole batch.
+
+        Note: a plain ``coordinate`` call (outside this block) follows DESIGN.md §3 literally:
+        mu first moves with the call's labeled energy, then the weights use it. No order can
+        give both that and exact micro-batch equivalence (the first micro-batch cannot see
+        the second's energies), so ``accumulate(1)`` differs from a plain call by when mu moves.
 
         Args:
             micro_batches: number of backward calls accumulated before the optimiser step.

@@ -315,3 +315,22 @@ def test_runs_on_cuda_and_matches_cpu(setup):
     for a, b in zip(got, want, strict=True):
         assert a.device.type == "cuda"
         torch.testing.assert_close(a.cpu(), b, rtol=1e-6, atol=1e-9)
+
+
+def test_autocast_does_not_lower_the_energy_precision(setup):
+    _, _, _, c = setup
+    z = torch.randn(16, c.shape[0], requires_grad=True)
+    labeled = torch.arange(16) < 6
+    want = EAGC(c.float(), 0.6)._state(z, labeled, None, update=False, scale=1.0)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = EAGC(c.float(), 0.6)._state(z, labeled, None, update=False, scale=1.0)
+    torch.testing.assert_close(got.energy, want.energy, rtol=0, atol=0)
+
+
+def test_reference_on_another_device_is_a_clear_error(setup):
+    _, _, _, c = setup
+    eagc = EAGC(c, 0.6)
+    z = torch.randn(4, c.shape[0], requires_grad=True, dtype=torch.float64)
+    ref = torch.randn(4, c.shape[0], dtype=torch.float64, device="meta")
+    with pytest.raises(EntangleValueError, match="same device"):
+        eagc.coordinate(z, torch.ones(4, dtype=torch.bool), ref)
