@@ -88,5 +88,6 @@ def train_command(
             setup,
             on_step=lambda s, total: progress(f"train {config.variant()}", s, total, ""),
         )
-    console.print_json(data={k: v for k, v in summary.items() if v == v})
+    # NaN (a metric no probed step could compute) shows as null, never silently dropped
+    console.print_json(data={k: (None if v != v else v) for k, v in summary.items()})
     console.print(f"run written to [bold]{out}[/] ({dataclasses.asdict(config)['data']})")

@@ -27,9 +27,9 @@ from pathlib import Path
 from entangle.ablation.setups import cached_setup, file_lock, write_atomic
 from entangle.ablation.spec import Cell, GridSpec
 from entangle.errors import EntangleValueError
+from entangle.gcd.train import config_differences
 
 # config keys that may differ between a cell's stored run and the spec (placement only)
-_PLACEMENT = ("device",)
 _WORKER = {"device": None}
 
 
@@ -75,10 +75,6 @@ def cells_dir(out) -> Path:
     return Path(out) / "cells"
 
 
-def _comparable(config: dict) -> dict:
-    return {k: v for k, v in config.items() if k not in _PLACEMENT and k != "class_names"}
-
-
 def check_grid_folder(cells: Sequence[Cell], out: Path) -> None:
     """Refuse a folder whose existing cells were trained with other settings.
 
@@ -96,13 +92,8 @@ def check_grid_folder(cells: Sequence[Cell], out: Path) -> None:
         if not meta.is_file():
             continue
         stored = json.loads(meta.read_text(encoding="utf-8")).get("config") or {}
-        want = json.loads(json.dumps(dataclasses.asdict(cell.config)))
-        if _comparable(stored) != _comparable(want):
-            diff = sorted(
-                k
-                for k in set(_comparable(stored)) | set(_comparable(want))
-                if stored.get(k) != want.get(k)
-            )
+        diff = config_differences(stored, cell.config)
+        if diff:
             raise EntangleValueError(
                 f"{meta.parent} was started with other settings ({', '.join(diff)} differ) "
                 "than the spec now gives it; use another --out, or remove that cell folder"

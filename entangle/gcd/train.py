@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,9 +78,14 @@ class TrainConfig:
             raise EntangleValueError(
                 f"labeled_fraction must be in (0, 1], got {self.labeled_fraction}"
             )
-        for name in ("epochs", "batch_size", "probe_every", "probeset_every"):
+        for name in ("epochs", "probe_every", "probeset_every"):
             if getattr(self, name) < 1:
                 raise EntangleValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.batch_size < 2:
+            raise EntangleValueError(
+                f"batch_size must be >= 2 (half labeled, half unlabeled rows), got "
+                f"{self.batch_size}"
+            )
 
     def variant(self) -> str:
         """Short name of the EAGC variant: baseline, aga, eep, eagc or eagc-fixed."""
@@ -90,6 +96,17 @@ class TrainConfig:
         if self.eep and not self.aga:
             return "eep" if self.adaptive else "eep-fixed"
         return "eagc" if self.adaptive else "eagc-fixed"
+
+
+# settings that say where a run executes, not what it computes: a run may resume elsewhere
+PLACEMENT_FIELDS = ("device",)
+
+
+def config_differences(stored: dict, config: TrainConfig) -> list[str]:
+    """Fields whose value in a run's stored config differs from ``config`` (placement aside)."""
+    want = json.loads(json.dumps(dataclasses.asdict(config)))
+    keys = (set(stored) | set(want)) - set(PLACEMENT_FIELDS) - {"class_names"}
+    return sorted(k for k in keys if stored.get(k) != want.get(k))
 
 
 def resolve_device(name: str) -> torch.device:
@@ -138,7 +155,7 @@ def prepare(config: TrainConfig, *, progress: Callable[[str, int, float], None] 
     backbone = build_backbone(config.model, **kwargs).to(device)
     if config.model == "digits-mlp":
         if config.pretrained:
-            backbone.load_state_dict(torch.load(config.pretrained, weights_only=True))
+            _load_into(backbone, config.pretrained, "backbone")
         elif config.pretrain_epochs and data.in_memory:
             # the embedded model starts from self-supervised features, as GCD starts from DINO
             from entangle.gcd.pretrain import pretrain_backbone
@@ -158,6 +175,35 @@ def prepare(config: TrainConfig, *, progress: Callable[[str, int, float], None] 
     head_name = "simgcd" if config.model.startswith("vit-") else "tiny"
     head = build_head(head_name, backbone.feature_dim, data.num_classes).to(device)
     return Setup(data, backbone, head, device)
+
+
+def _state_dict_from(path: str, part: str) -> dict:
+    """The ``part`` ("backbone" / "head") state dict of a checkpoint, or a plain state dict.
+
+    Loaded safely (weights only); a missing file, another layout or a model of another shape
+    becomes one clear EntangleValueError.
+    """
+    from entangle.checkpoints import safe_load
+
+    obj = safe_load(path)
+    if isinstance(obj, dict) and isinstance(obj.get(part), dict):
+        return obj[part]
+    if part == "backbone" and isinstance(obj, dict) and all(
+        isinstance(v, torch.Tensor) for v in obj.values()
+    ):
+        return obj
+    keys = ", ".join(sorted(map(str, obj))[:8]) if isinstance(obj, dict) else type(obj).__name__
+    raise EntangleValueError(
+        f"{path}: expected an entangle checkpoint with a {part!r} state dict (e.g. "
+        f"RUN/checkpoints/model.pt) or a plain backbone state dict; found {keys}"
+    )
+
+
+def _load_into(module: torch.nn.Module, path: str, part: str) -> None:
+    try:
+        module.load_state_dict(_state_dict_from(path, part))
+    except RuntimeError as exc:  # missing / unexpected keys, shape mismatches
+        raise EntangleValueError(f"{path}: its {part} does not fit this model: {exc}") from exc
 
 
 def _labeled_loader(data: GCDData, batch_size: int, device, augment, seed: int):
@@ -181,10 +227,9 @@ def ensure_reference(config: TrainConfig, setup: Setup, progress=None):
         return setup.reference
     backbone, head = setup.backbone, setup.head
     if config.reference:
-        state = torch.load(config.reference, map_location="cpu", weights_only=True)
         ref_b, ref_h = copy.deepcopy(backbone), copy.deepcopy(head)
-        ref_b.load_state_dict(state["backbone"])
-        ref_h.load_state_dict(state["head"])
+        _load_into(ref_b, config.reference, "backbone")
+        _load_into(ref_h, config.reference, "head")
         for m in (ref_b, ref_h):
             m.eval().requires_grad_(False)
     else:
@@ -267,6 +312,13 @@ def train(
     setup = setup or prepare(config)
     run_dir = Path(run_dir)
     resume = (run_dir / "run.json").exists()
+    if resume:
+        differ = config_differences(RunReader(run_dir).config or {}, config)
+        if differ:
+            raise EntangleValueError(
+                f"{run_dir} holds a run started with other settings ({', '.join(differ)} "
+                "differ); resume it with the same settings or choose another run directory"
+            )
     run = RunWriter(
         run_dir,
         config=dataclasses.asdict(config) | {"class_names": setup.data.class_names},
@@ -430,6 +482,7 @@ def run_summary(reader: RunReader) -> dict:
         "gdc_mean": table["gdc_all_raw"],
         "conflict_rate": table["conflict_rate_raw"],
         "steps_probed": table["steps"],
+        "nan_steps": table["nan_steps"],
     }
     if any("eagc" in step for step in reader.steps):
         out["cos_mean_eagc"] = table["cos_mean_eagc"]

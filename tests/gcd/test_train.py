@@ -145,3 +145,28 @@ def test_run_checkpoints_load_in_analyze(setup, tmp_path):
     # the analysed model is the trained one: its accuracy equals the run's last evaluation
     last = RunReader(tmp_path / "run").epochs[-1]
     assert only.summary["acc_all"] == pytest.approx(last["acc_all"])
+
+
+def test_resume_with_other_settings_is_refused(setup, tmp_path):
+    train(dataclasses.replace(TINY, epochs=1), tmp_path / "r", setup)
+    (tmp_path / "r" / "DONE").unlink()  # pretend it was interrupted
+    with pytest.raises(EntangleValueError, match="eagc"):
+        train(dataclasses.replace(TINY, epochs=1, eagc=True), tmp_path / "r", setup)
+
+
+def test_bad_reference_file_is_a_clear_error(tmp_path):
+    setup = prepare(TINY)  # a fresh setup: the shared one caches a trained reference
+    bad = tmp_path / "ref.pt"
+    bad.write_bytes(b"not a checkpoint")
+    cfg = dataclasses.replace(TINY, eagc=True, epochs=1, reference=str(bad))
+    with pytest.raises(EntangleValueError, match="ref.pt"):
+        train(cfg, tmp_path / "r", setup)
+    missing = dataclasses.replace(cfg, reference=str(tmp_path / "nope.pt"))
+    with pytest.raises(EntangleValueError, match="nope.pt"):
+        train(missing, tmp_path / "r2", prepare(TINY))
+
+
+def test_summary_counts_nan_steps(setup, tmp_path):
+    summary = train(dataclasses.replace(TINY, epochs=1), tmp_path / "r", setup)
+    assert summary["nan_steps"] == 0
+    assert summary["steps_probed"] > 0
