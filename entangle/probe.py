@@ -52,8 +52,9 @@ class Probe:
         params: a module (its trainable parameters), a list of parameters, or a dict of named
             groups such as ``{"last_block": last_block(backbone), "all": model}``.
         every: probe one backward call in ``every``; the others are plain backwards.
-        run: a :class:`~entangle.runs.RunWriter` or a path for one; records are appended
-            there (rank 0 only under DDP). Without a run, records are kept in ``records``.
+        run: a :class:`~entangle.runs.RunWriter`, or a path where a new run is started (and
+            finished by :meth:`close`); records are appended there (rank 0 only under DDP).
+            Without a run, records are kept in ``records``.
         eagc: the :class:`~entangle.eagc.EAGC` coordinating ``features``; its corrected
             per-loss gradients are measured too.
         known_subspace: ``[D, D]`` conceptor for energy summaries when no EAGC is given.
@@ -98,22 +99,34 @@ class Probe:
             if isinstance(run, str | Path):
                 from entangle.runs import RunWriter
 
-                run = RunWriter(run, resume=Path(run, "run.json").exists())
+                # a path starts a new run (never appends to an old one); to continue a run,
+                # pass RunWriter(path, resume=True)
+                run = RunWriter(run)
                 self._own_run = True
             self.run = run
         self._closed = False
 
     # ------------------------------------------------------------------ lifecycle
-    def close(self) -> None:
-        """Close a run the probe opened itself (idempotent). The probe keeps no hooks."""
+    def close(self, summary: dict | None = None) -> None:
+        """End probing; a run the probe opened from a path is finished (DONE written).
+
+        Idempotent. A run passed in as a RunWriter is left to its owner. The probe keeps no
+        hooks, so nothing else needs undoing.
+        """
+        if self._closed:
+            return
         if self._own_run and self.run is not None:
-            self.run.close()
+            self.run.finish(summary)
         self._closed = True
 
     def __enter__(self) -> Probe:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, *exc) -> None:
+        if exc_type is not None and self._own_run and self.run is not None:
+            # an exception leaves the run incomplete (no DONE), as a crash would
+            self.run.close()
+            self._closed = True
         self.close()
 
     def is_due(self) -> bool:

@@ -355,3 +355,25 @@ def test_real_grad_scaler_metrics_are_unscaled(models):
     want = plain_grads(backbone, head, x, y, labeled, scale=2.0**10)
     for g, w in zip(grad_scaled, want, strict=False):
         torch.testing.assert_close(g, w, rtol=1e-6, atol=0)
+
+
+def test_probe_with_a_path_starts_and_finishes_a_new_run(models, tmp_path):
+    backbone, head = models
+    x, y, labeled, _ = toy_batch()
+    probe = Probe(backbone, run=tmp_path / "run")
+    probed(probe, backbone, head, x, y, labeled)
+    probe.close({"note": "done"})
+    reader = RunReader(tmp_path / "run")
+    assert reader.complete and len(reader.steps) == 1
+    with pytest.raises(EntangleValueError, match="resume=True"):
+        Probe(backbone, run=tmp_path / "run")
+
+
+def test_exception_inside_with_probe_leaves_the_run_incomplete(models, tmp_path):
+    backbone, head = models
+    x, y, labeled, _ = toy_batch()
+    with pytest.raises(ZeroDivisionError), Probe(backbone, run=tmp_path / "run") as probe:
+        probed(probe, backbone, head, x, y, labeled)
+        raise ZeroDivisionError
+    reader = RunReader(tmp_path / "run")
+    assert not reader.complete and len(reader.steps) == 1
