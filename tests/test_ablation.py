@@ -11,7 +11,13 @@ import pytest
 import torch
 
 from entangle.ablation import aggregate, cell_name, load_grid, parse_grid, run_grid
-from entangle.ablation.results import format_stat, results_csv, summary_markdown, table
+from entangle.ablation.results import (
+    METRICS,
+    format_stat,
+    results_csv,
+    summary_markdown,
+    table,
+)
 from entangle.ablation.spec import valid_keys
 from entangle.errors import EntangleError, EntangleTypeError, EntangleValueError
 from entangle.runs import RunReader
@@ -306,3 +312,16 @@ def test_devices_are_assigned_to_workers_in_turn():
 
     assert default_devices(3, ["cuda:0", "cuda:1"], "auto") == ["cuda:0", "cuda:1", "cuda:0"]
     assert default_devices(2, None, "cpu") == [None, None]  # each cell keeps its config device
+
+
+def test_table_says_when_a_number_covers_fewer_seeds():
+    rows = [
+        _row("eagc", 0.7, 0, 0.60, 0.30),
+        _row("eagc", 0.7, 1, 0.64, None),  # NaN GDC on this seed
+        _row("eagc", 0.7, 2, 0.71, 0.26),
+    ]
+    groups = aggregate(rows, ["variant"], metrics=METRICS)
+    header, body = table(groups, ["variant"])
+    gdc = body[0][header.index("GDC")]
+    assert gdc.endswith("(n=2)")
+    assert "(n=" not in body[0][header.index("All")]

@@ -146,7 +146,13 @@ def table(groups: Sequence[Group], keys: Sequence[str]) -> tuple[list[str], list
     for g in groups:
         seeds = f"{len(g.seeds)}" + (f" ({len(g.failed)} missing)" if g.failed else "")
         cells = [format_value(g.settings[k]) for k in keys] + [seeds]
-        cells += [format_stat(g.stats[key], scale, dec) for key, _, scale, dec in TABLE_METRICS]
+        for key, _, scale, dec in TABLE_METRICS:
+            text = format_stat(g.stats[key], scale, dec)
+            n = g.stats[key][2]
+            # seeds whose value was NaN are left out of the mean: say so beside the number
+            if 0 < n < len(g.seeds):
+                text += f" (n={n})"
+            cells.append(text)
         body.append(cells)
     return header, body
 

@@ -28,6 +28,7 @@ from entangle.analysis.inputs import FeatureData, check_classes, load_inputs
 from entangle.checkpoints import CheckpointError, LoadedCheckpoint, load_gcd_checkpoint
 from entangle.errors import EntangleValueError
 from entangle.gcd.data import GCDData
+from entangle.report.summary import gradient_summary
 from entangle.runs import RunWriter
 
 Progress = Callable[[str, int, int, str], None]
@@ -340,11 +341,6 @@ def _plain(meta: dict) -> dict:
     return {k: v for k, v in meta.items() if isinstance(v, str | int | float | bool)}
 
 
-def _mean(values) -> float:
-    vals = [v for v in values if v is not None and not math.isnan(v)]
-    return sum(vals) / len(vals) if vals else math.nan
-
-
 def summarize(record: dict, steps: list[dict], loaded: LoadedCheckpoint | None) -> dict:
     """The numbers of one analysis a user compares first (the terminal table, DONE)."""
     out: dict = {
@@ -360,14 +356,14 @@ def summarize(record: dict, steps: list[dict], loaded: LoadedCheckpoint | None) 
         out[f"energy_{group}"] = record.get("energy", {}).get(group, {}).get("mean", math.nan)
     out["knn_new_to_old"] = record.get("knn_overlap", {}).get("new_to_old", math.nan)
     for kind in ("raw", "eagc"):
-        rows = [s.get(kind, {}).get("last_block", {}) for s in steps if kind in s]
-        if not rows:
+        if not any(kind in s for s in steps):
             continue
-        out[f"cos_{kind}"] = _mean([r.get("cos") for r in rows])
-        out[f"gdc_{kind}"] = _mean([r.get("gdc") for r in rows])
-        out[f"conflict_rate_{kind}"] = _mean(
-            [float(r["conflict"]) for r in rows if "conflict" in r]
-        )
+        # the report's statistics: NaN steps are excluded from means and rates, not counted
+        # as "no conflict"
+        stats = gradient_summary(steps, kind, "last_block")
+        out[f"cos_{kind}"] = stats[f"cos_mean_{kind}"]
+        out[f"gdc_{kind}"] = stats[f"gdc_all_{kind}"]
+        out[f"conflict_rate_{kind}"] = stats[f"conflict_rate_{kind}"]
     out["grad_batches"] = len(steps)
     out["nan_steps"] = sum(1 for s in steps if s.get("nan"))
     out.update({k: v for k, v in record.get("timing", {}).items() if k.endswith("_s")})
