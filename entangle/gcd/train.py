@@ -188,8 +188,10 @@ def _state_dict_from(path: str, part: str) -> dict:
     obj = safe_load(path)
     if isinstance(obj, dict) and isinstance(obj.get(part), dict):
         return obj[part]
-    if part == "backbone" and isinstance(obj, dict) and all(
-        isinstance(v, torch.Tensor) for v in obj.values()
+    if (
+        part == "backbone"
+        and isinstance(obj, dict)
+        and all(isinstance(v, torch.Tensor) for v in obj.values())
     ):
         return obj
     keys = ", ".join(sorted(map(str, obj))[:8]) if isinstance(obj, dict) else type(obj).__name__
