@@ -1,0 +1,70 @@
+"""Per-epoch evaluation of a GCD model and the DONE summary of a run."""
+
+from __future__ import annotations
+
+import torch
+
+from entangle.gcd.data import GCDData, eval_inputs
+from entangle.metrics import cluster_accuracy, knn_overlap
+from entangle.modes import eval_mode
+from entangle.probeset import summarize_subspace
+from entangle.runs import RunReader
+
+
+def evaluate(backbone, head, data: GCDData, device, batch_size: int = 512) -> dict:
+    """Features of every sample, v2 clustering accuracy on the unlabeled set, SOC, energies.
+
+    Returns:
+        ``(record, arrays)``: the epoch record and the arrays to save in features/.
+    """
+    feats, logits = [], []
+    with eval_mode(backbone, head), torch.inference_mode():
+        for start in range(0, len(data), batch_size):
+            rows = torch.arange(start, min(start + batch_size, len(data)))
+            z = backbone(eval_inputs(data, rows).to(device))
+            feats.append(z.float())
+            logits.append(head(z)[1].float())
+    z, logit = torch.cat(feats), torch.cat(logits)
+    unl = ~data.labeled
+    labels = data.labels
+    pred = logit.argmax(1).cpu()
+    old_mask = ~data.novel[unl]
+    acc_all, acc_old, acc_new = cluster_accuracy(labels[unl], pred[unl], old_mask)
+    record = {"acc_all": acc_all, "acc_old": acc_old, "acc_new": acc_new}
+    lab, nov = data.labeled.to(z.device), (data.novel & unl).to(z.device)
+    record.update(summarize_subspace(z, lab, nov))
+    record["knn_overlap"] = knn_overlap(z[unl.to(z.device)], data.novel[unl], k=10)
+    arrays = {
+        "features": z.cpu(),
+        "labels": labels,
+        "labeled": data.labeled,
+        "novel": data.novel,
+        "logits": logit.cpu(),
+    }
+    return record, arrays
+
+
+def run_summary(reader: RunReader) -> dict:
+    """The DONE summary of a run: last-epoch accuracy and SOC, mean raw (and EAGC-corrected)
+    cosine / conflict rate / GDC of the last block over every probed step.
+
+    The numbers come from the report's summary table (one implementation of each statistic).
+    """
+    from entangle.report.summary import run_summary as summary_table
+
+    table = summary_table(reader.steps, reader.epochs, "last_block")
+    out = {
+        "acc_all": table["acc_all_last"],
+        "acc_old": table["acc_old_last"],
+        "acc_new": table["acc_new_last"],
+        "soc": table["soc_last_epoch"],
+        "cos_mean": table["cos_mean_raw"],
+        "gdc_mean": table["gdc_all_raw"],
+        "conflict_rate": table["conflict_rate_raw"],
+        "steps_probed": table["steps"],
+        "nan_steps": table["nan_steps"],
+    }
+    if any("eagc" in step for step in reader.steps):
+        out["cos_mean_eagc"] = table["cos_mean_eagc"]
+        out["gdc_mean_eagc"] = table["gdc_all_eagc"]
+    return out
