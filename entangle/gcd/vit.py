@@ -88,10 +88,6 @@ VIT_CONFIGS: dict[str, ViTConfig] = {
     ),
 }
 
-# timm architecture names with the same key layout as our configs (DINO v1 style only:
-# timm stores DINOv2 registers as ``reg_token`` with a different pos_embed layout)
-_TIMM_ARCHS = {"vit-s16": "vit_small_patch16_224", "vit-b16": "vit_base_patch16_224"}
-
 # embed_dim -> heads of the published ViTs; anything else falls back to 64-d heads
 _HEADS_BY_DIM = {64: 4, 192: 3, 384: 6, 768: 12, 1024: 16, 1280: 16, 1536: 24}
 
@@ -205,6 +201,18 @@ def resample_pos_embed(
     return torch.cat([prefix, patches], dim=1)
 
 
+def backbone_features(backbone: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The protocol's forward, ``pool(blocks(embed(x)))``: images ``[n, C, H, W]`` to ``[n, D]``.
+
+    One loop for every ViT behind the protocol (built-in and timm adapter), so the frozen-prefix
+    split (``embed`` + the first blocks) means the same whichever backend runs.
+    """
+    h = backbone.embed(x)
+    for block in backbone.blocks:
+        h = block(h)
+    return backbone.pool(h)
+
+
 class VisionTransformer(nn.Module):
     """ViT backbone returning the final-norm CLS token ``z [n, D]`` (the feature EAGC hooks).
 
@@ -281,10 +289,7 @@ class VisionTransformer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Images ``[n, C, H, W]`` to features ``z [n, D]``."""
-        h = self.embed(x)
-        for block in self.blocks:
-            h = block(h)
-        return self.pool(h)
+        return backbone_features(self, x)
 
 
 def infer_vit_config(
@@ -424,7 +429,12 @@ def build_vit(
                 f"got {img_size}"
             )
         cfg = replace(cfg, img_size=img_size)
-    model = _build_timm(name, cfg) if backend == "timm" else VisionTransformer(cfg)
+    if backend == "timm":
+        from entangle.gcd.vit_timm import _build_timm  # lazy: keeps timm out of this import
+
+        model = _build_timm(name, cfg)
+    else:
+        model = VisionTransformer(cfg)
     if pretrained is not None:
         from entangle.checkpoints import safe_load
 
@@ -433,77 +443,11 @@ def build_vit(
     return model
 
 
-class TimmViT(nn.Module):
-    """timm's ``VisionTransformer`` (``num_classes=0``) behind the entangle backbone protocol.
+def __getattr__(name: str):
+    # the timm adapter moved to entangle.gcd.vit_timm; resolved on first use so that importing
+    # this module never imports the adapter (which itself imports this module)
+    if name in ("TimmViT", "_build_timm", "_TIMM_ARCHS"):
+        from entangle.gcd import vit_timm
 
-    The timm modules and parameters are registered directly on this wrapper, so its
-    ``state_dict`` keys are timm's (``cls_token``, ``blocks.N.*``, ...), identical to DINO's.
-    """
-
-    def __init__(self, vit: nn.Module, config: ViTConfig):
-        super().__init__()
-        if getattr(vit, "reg_token", None) is not None or getattr(vit, "no_embed_class", False):
-            raise EntangleValueError(
-                "timm ViTs with register tokens or without a class position are not supported "
-                "by the adapter; use backend='builtin'"
-            )
-        self.config = config
-        self.feature_dim = int(vit.embed_dim)
-        self.cls_token = vit.cls_token
-        self.pos_embed = vit.pos_embed
-        self.patch_embed = vit.patch_embed
-        if hasattr(self.patch_embed, "strict_img_size"):
-            self.patch_embed.strict_img_size = False  # other sizes: pos_embed is resampled
-        self.pos_drop = getattr(vit, "pos_drop", nn.Identity())
-        self.norm_pre = getattr(vit, "norm_pre", nn.Identity())
-        self.blocks = nn.ModuleList(list(vit.blocks))
-        self.norm = vit.norm
-
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """Images ``[n, C, H, W]`` to tokens ``[n, 1 + N, D]``."""
-        p = self.config.patch_size
-        tokens = self.patch_embed(x)
-        tokens = torch.cat([self.cls_token.expand(tokens.shape[0], -1, -1), tokens], dim=1)
-        pos = resample_pos_embed(self.pos_embed, (x.shape[2] // p, x.shape[3] // p))
-        return self.norm_pre(self.pos_drop(tokens + pos))
-
-    def pool(self, h: torch.Tensor) -> torch.Tensor:
-        """Final LayerNorm, then the CLS token: ``[n, T, D] -> [n, D]``."""
-        return self.norm(h)[:, 0]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.embed(x)
-        for block in self.blocks:
-            h = block(h)
-        return self.pool(h)
-
-
-def _build_timm(name: str, cfg: ViTConfig) -> TimmViT:
-    try:
-        import timm
-    except ImportError as exc:
-        raise EntangleValueError(
-            "backend='timm' needs timm: pip install 'entangle-gcd[vit]', or use "
-            "backend='builtin' (same key names and outputs, torch only)"
-        ) from exc
-    if name == "vit-tiny-test":
-        from timm.models.vision_transformer import VisionTransformer as TimmVisionTransformer
-
-        vit = TimmVisionTransformer(
-            img_size=cfg.img_size,
-            patch_size=cfg.patch_size,
-            embed_dim=cfg.embed_dim,
-            depth=cfg.depth,
-            num_heads=cfg.num_heads,
-            num_classes=0,
-        )
-    elif name in _TIMM_ARCHS:
-        vit = timm.create_model(
-            _TIMM_ARCHS[name], pretrained=False, num_classes=0, img_size=cfg.img_size
-        )
-    else:
-        raise EntangleValueError(
-            f"backend='timm' supports {sorted(_TIMM_ARCHS) + ['vit-tiny-test']}; {name!r} "
-            "uses the DINOv2 layout, which only the builtin backend reproduces"
-        )
-    return TimmViT(vit, cfg)
+        return getattr(vit_timm, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
