@@ -26,6 +26,10 @@ def train_command(
     model: Annotated[str, typer.Option(help="digits-mlp | vit-s16 | vit-b16 | vit-tiny-test")] = (
         "digits-mlp"
     ),
+    vit_backend: Annotated[
+        str,
+        typer.Option(help="ViT implementation: auto/builtin (torch only) or timm ([vit] extra)."),
+    ] = "auto",
     pretrained: Annotated[
         str | None, typer.Option(help="Local DINO/DINOv2 weights (ViT) or backbone state dict.")
     ] = None,
@@ -58,6 +62,7 @@ def train_command(
         old_classes=old_classes,
         labeled_fraction=labeled_fraction,
         model=model,
+        vit_backend=vit_backend,
         pretrained=pretrained,
         epochs=epochs or (200 if vit else 12),
         batch_size=batch_size,

@@ -17,6 +17,7 @@ class TrainConfig:
     old_classes: str | None = None
     labeled_fraction: float = 0.5
     model: str = "digits-mlp"
+    vit_backend: str = "auto"
     pretrained: str | None = None
     pretrain_epochs: int = 30
     trainable_blocks: int = 1

@@ -64,8 +64,10 @@ def prepare(config: TrainConfig, *, progress: Callable[[str, int, float], None] 
     kwargs = {}
     if config.model == "digits-mlp" and data.input_kind == "vector":
         kwargs["in_dim"] = int(data.x.shape[1])
-    if config.model.startswith("vit-") and config.pretrained:
-        kwargs["pretrained"] = config.pretrained
+    if config.model.startswith("vit-"):
+        kwargs["backend"] = config.vit_backend
+        if config.pretrained:
+            kwargs["pretrained"] = config.pretrained
     backbone = build_backbone(config.model, **kwargs).to(device)
     if config.model == "digits-mlp":
         if config.pretrained:

@@ -30,14 +30,7 @@ def test_timm_and_builtin_vit_agree_on_the_same_weights(name):
 
 
 def test_imagefolder_batches_feed_a_vit(tmp_path):
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    for cls in ("cat", "dog", "owl"):
-        (tmp_path / cls).mkdir()
-        for i in range(4):
-            pixels = rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)
-            Image.fromarray(pixels).save(tmp_path / cls / f"{i}.png")
+    _image_folder(tmp_path)
     data = load_source(f"imagefolder:{tmp_path}", old_classes="cat,dog")
     assert data.class_names == ["cat", "dog", "owl"] and data.num_classes == 3
     augment = gcd_transform("train", image_size=32)
@@ -45,3 +38,30 @@ def test_imagefolder_batches_feed_a_vit(tmp_path):
     assert batch["views"].shape == (12, 3, 32, 32)
     vit = build_vit("vit-tiny-test")
     assert vit(batch["views"]).shape == (12, vit.feature_dim)
+
+
+def _image_folder(root, classes=("cat", "dog", "owl"), per_class=4):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for cls in classes:
+        (root / cls).mkdir(parents=True)
+        for i in range(per_class):
+            pixels = rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / cls / f"{i}.png")
+    return root
+
+
+def test_train_config_reaches_the_timm_backend(tmp_path):
+    from entangle.gcd.train import TrainConfig, prepare
+    from entangle.gcd.vit_timm import TimmViT
+
+    folder = _image_folder(tmp_path / "images")
+    cfg = TrainConfig(
+        data=f"imagefolder:{folder}", model="vit-tiny-test", vit_backend="timm", device="cpu"
+    )
+    setup = prepare(cfg)
+    assert isinstance(setup.backbone, TimmViT)
+    # SimGCD's setting: only the last block trains
+    trainable = {n.split(".")[1] for n, p in setup.backbone.named_parameters() if p.requires_grad}
+    assert trainable == {str(len(setup.backbone.blocks) - 1)}
