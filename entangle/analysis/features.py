@@ -12,7 +12,8 @@ from contextlib import nullcontext
 import numpy as np
 import torch
 
-from entangle.gcd.data import GCDData, eval_inputs
+from entangle.gcd.data import GCDData
+from entangle.gcd.evaluate import embed_all
 from entangle.metrics import cluster_accuracy, free_energy, knn_overlap
 from entangle.probeset import summarize_subspace
 from entangle.summaries import masked_summary, to_host
@@ -55,19 +56,22 @@ def embed(
     Returns:
         ``(features [n, D], logits [n, K] or None)`` on the CPU.
     """
-    transform = input_transform(backbone, data)
-    n = len(data)
-    feats, logits = [], []
-    with torch.inference_mode(), _autocast(device):
-        for start in range(0, n, batch_size):
-            rows = torch.arange(start, min(start + batch_size, n))
-            z = backbone(eval_inputs(data, rows, transform).to(device))
-            feats.append(z.float().cpu())
-            if head is not None:
-                logits.append(head(z)[1].float().cpu())
-            if progress is not None:
-                progress("features", int(rows[-1]) + 1, n, "")
-    return torch.cat(feats), (torch.cat(logits) if head is not None else None)
+
+    def on_batch(done: int, total: int) -> None:
+        if progress is not None:
+            progress("features", done, total, "")
+
+    z, logits = embed_all(
+        backbone,
+        head,
+        data,
+        device,
+        batch_size=batch_size,
+        transform=input_transform(backbone, data),
+        autocast=_autocast(device),
+        on_batch=on_batch,
+    )
+    return z.cpu(), (logits.cpu() if logits is not None else None)
 
 
 def _accuracy(labels, pred, labeled, novel) -> dict:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import nullcontext
+
 import torch
 
 from entangle.gcd.data import GCDData, eval_inputs
@@ -11,20 +14,53 @@ from entangle.probeset import summarize_subspace
 from entangle.runs import RunReader
 
 
+def embed_all(
+    backbone,
+    head,
+    data: GCDData,
+    device,
+    *,
+    batch_size: int = 512,
+    transform=None,
+    autocast=None,
+    on_batch: Callable[[int, int], None] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Features and head logits of every sample, batched, in eval and inference mode.
+
+    Args:
+        backbone: ``x -> [b, D]``.
+        head: ``z -> (proj, logits)``, or None for features only.
+        data: the samples (un-augmented inputs through ``eval_inputs``).
+        device: where the models run.
+        transform: image transform for image data (default: the GCD test transform).
+        autocast: a context manager to run the forward in (e.g. bf16 autocast on CUDA).
+        on_batch: called with ``(rows done, rows total)`` after each batch.
+
+    Returns:
+        ``(features [n, D], logits [n, K] or None)``, float32, on ``device``.
+    """
+    feats, logits = [], []
+    n = len(data)
+    models = [m for m in (backbone, head) if m is not None]
+    with eval_mode(*models), torch.inference_mode(), autocast or nullcontext():
+        for start in range(0, n, batch_size):
+            rows = torch.arange(start, min(start + batch_size, n))
+            z = backbone(eval_inputs(data, rows, transform).to(device))
+            feats.append(z.float())
+            if head is not None:
+                logits.append(head(z)[1].float())
+            if on_batch is not None:
+                on_batch(int(rows[-1]) + 1, n)
+    return torch.cat(feats), (torch.cat(logits) if head is not None else None)
+
+
 def evaluate(backbone, head, data: GCDData, device, batch_size: int = 512) -> dict:
     """Features of every sample, v2 clustering accuracy on the unlabeled set, SOC, energies.
 
     Returns:
         ``(record, arrays)``: the epoch record and the arrays to save in features/.
     """
-    feats, logits = [], []
-    with eval_mode(backbone, head), torch.inference_mode():
-        for start in range(0, len(data), batch_size):
-            rows = torch.arange(start, min(start + batch_size, len(data)))
-            z = backbone(eval_inputs(data, rows).to(device))
-            feats.append(z.float())
-            logits.append(head(z)[1].float())
-    z, logit = torch.cat(feats), torch.cat(logits)
+    z, logit = embed_all(backbone, head, data, device, batch_size=batch_size)
     unl = ~data.labeled
     labels = data.labels
     pred = logit.argmax(1).cpu()
