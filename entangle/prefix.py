@@ -29,22 +29,12 @@ def first_trainable_block(backbone: torch.nn.Module) -> int:
     Returns ``len(blocks)`` when every block is frozen.
     """
     check_protocol(backbone)
-    if _stem_trains(backbone):
+    if any(p.requires_grad for p in prefix_parameters(backbone, 0)):
         return 0
     for i, block in enumerate(backbone.blocks):
         if any(p.requires_grad for p in block.parameters()):
             return i
     return len(backbone.blocks)
-
-
-def _stem_trains(backbone: torch.nn.Module) -> bool:
-    block_params = {id(p) for p in backbone.blocks.parameters()}
-    pool_params = {id(p) for p in _pool_parameters(backbone)}
-    return any(
-        p.requires_grad
-        for p in backbone.parameters()
-        if id(p) not in block_params and id(p) not in pool_params
-    )
 
 
 def _pool_parameters(backbone: torch.nn.Module) -> list[torch.nn.Parameter]:
@@ -58,6 +48,16 @@ def prefix_parameters(backbone: torch.nn.Module, split_at: int) -> list[torch.nn
     suffix = {id(p) for p in backbone.blocks[split_at:].parameters()}
     suffix |= {id(p) for p in _pool_parameters(backbone)}
     return [p for p in backbone.parameters() if id(p) not in suffix]
+
+
+def prefix_fingerprint(backbone: torch.nn.Module, split_at: int) -> list[tuple[int, int, int]]:
+    """Identity, storage and version counter of every prefix parameter.
+
+    Collected afresh on each call: a parameter replaced on the module or given new storage
+    (``p.data = ...``, what ``Module.to()`` does) keeps no version counter to watch. Writes
+    through ``p.data.<op>_()`` bypass the version counter and are not seen.
+    """
+    return [(id(p), p.data_ptr(), p._version) for p in prefix_parameters(backbone, split_at)]
 
 
 def run_prefix(backbone: torch.nn.Module, x: torch.Tensor, split_at: int) -> torch.Tensor:
@@ -116,11 +116,9 @@ class SharedPrefix:
         self._verify()
 
     def _current_versions(self) -> list[tuple[int, int, int]]:
-        # collected afresh: a parameter replaced on the module or given new storage
-        # (``p.data = ...``, what ``Module.to()`` does) keeps no version counter to watch
-        params = prefix_parameters(self.live, self.split_at)
-        params += prefix_parameters(self.reference, self.split_at)
-        return [(id(p), p.data_ptr(), p._version) for p in params]
+        return prefix_fingerprint(self.live, self.split_at) + prefix_fingerprint(
+            self.reference, self.split_at
+        )
 
     def _verify(self) -> None:
         live = prefix_parameters(self.live, self.split_at)

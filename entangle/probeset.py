@@ -14,7 +14,7 @@ from entangle.errors import EntangleValueError
 from entangle.metrics import conceptor, conceptor_spectrum, energy_ratio, principal_angles, soc
 from entangle.metrics._tensors import compute_dtype
 from entangle.modes import eval_mode
-from entangle.prefix import first_trainable_block, prefix_parameters, run_prefix, run_suffix
+from entangle.prefix import first_trainable_block, prefix_fingerprint, run_prefix, run_suffix
 from entangle.summaries import masked_summary, to_host
 
 
@@ -71,19 +71,11 @@ class ProbeSet:
         self._cache = None if exact else self._embed_prefix(backbone)
 
     def _embed_prefix(self, backbone) -> torch.Tensor:
-        device = _device_of(backbone)
-        chunks = []
-        with eval_mode(backbone), torch.inference_mode():
-            for start in range(0, self.inputs.shape[0], self.batch_size):
-                x = self.inputs[start : start + self.batch_size].to(device)
-                chunks.append(run_prefix(backbone, x, self.split_at))
-        self._fingerprint = self._current_fingerprint(backbone)
-        return torch.cat(chunks)
-
-    def _current_fingerprint(self, backbone):
-        # collected afresh: a replaced parameter (or another backbone) has its own counter
-        params = prefix_parameters(backbone, self.split_at)
-        return [(id(p), p.data_ptr(), p._version) for p in params]
+        cache = _in_batches(
+            backbone, self.inputs, self.batch_size, lambda x: run_prefix(backbone, x, self.split_at)
+        )
+        self._fingerprint = prefix_fingerprint(backbone, self.split_at)
+        return cache
 
     def is_due(self, step: int) -> bool:
         """Whether ``evaluate`` should run at ``step``."""
@@ -93,15 +85,12 @@ class ProbeSet:
         """Current features ``[N, D]`` of the probe set (cached prefix + live suffix)."""
         if self.exact:
             return full_embedding(backbone, self.inputs, self.batch_size)
-        if self._current_fingerprint(backbone) != self._fingerprint:
+        if prefix_fingerprint(backbone, self.split_at) != self._fingerprint:
             # the prefix was modified in place (or replaced): the cache is stale
             self._cache = self._embed_prefix(backbone)
-        chunks = []
-        with eval_mode(backbone), torch.inference_mode():
-            for start in range(0, self._cache.shape[0], self.batch_size):
-                h = self._cache[start : start + self.batch_size]
-                chunks.append(run_suffix(backbone, h, self.split_at))
-        return torch.cat(chunks)
+        return _in_batches(
+            backbone, self._cache, self.batch_size, lambda h: run_suffix(backbone, h, self.split_at)
+        )
 
     def evaluate(self, backbone: torch.nn.Module) -> dict:
         """SOC, principal angles and energy summaries of the probe set under ``backbone``.
@@ -143,11 +132,17 @@ def summarize_subspace(z, labeled, novel, k: int = 16, aperture: float = 2.0) ->
 
 def full_embedding(backbone, inputs: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
     """Features ``[N, D]`` of ``inputs`` by a full forward of ``backbone`` (eval, no grad)."""
+    return _in_batches(backbone, inputs, batch_size, backbone)
+
+
+def _in_batches(backbone, rows: torch.Tensor, batch_size: int, fn) -> torch.Tensor:
+    """``fn`` over ``rows`` in batches on the backbone's device, in eval and inference mode."""
     device = _device_of(backbone)
-    chunks = []
     with eval_mode(backbone), torch.inference_mode():
-        for start in range(0, inputs.shape[0], batch_size):
-            chunks.append(backbone(inputs[start : start + batch_size].to(device)))
+        chunks = [
+            fn(rows[start : start + batch_size].to(device))
+            for start in range(0, rows.shape[0], batch_size)
+        ]
     return torch.cat(chunks)
 
 
