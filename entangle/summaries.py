@@ -7,6 +7,14 @@ import torch
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
 
 
+def _masked(values: torch.Tensor, mask: torch.Tensor | None):
+    """``values`` as float with rows outside ``mask`` set to NaN, and the count of non-NaN rows."""
+    x = values.float()
+    if mask is not None:
+        x = torch.where(mask.to(x.device), x, float("nan"))
+    return x, (~torch.isnan(x)).sum()
+
+
 def masked_summary(values: torch.Tensor, mask: torch.Tensor | None = None) -> dict:
     """Mean, std, quantiles and count of ``values[mask]``, computed without a host sync.
 
@@ -17,11 +25,7 @@ def masked_summary(values: torch.Tensor, mask: torch.Tensor | None = None) -> di
     Returns:
         dict of 0-dim tensors ``mean, std, q10, q25, q50, q75, q90, n``; NaN when no row counts.
     """
-    x = values.float()
-    if mask is not None:
-        x = torch.where(mask.to(x.device), x, float("nan"))
-    valid = ~torch.isnan(x)
-    n = valid.sum()
+    x, n = _masked(values, mask)
     mean = torch.nansum(x) / n.clamp_min(1)
     mean = torch.where(n > 0, mean, float("nan"))
     var = torch.nansum((x - mean).pow(2)) / n.clamp_min(1)
@@ -35,15 +39,12 @@ def masked_summary(values: torch.Tensor, mask: torch.Tensor | None = None) -> di
 
 def conflict_summary(cos: torch.Tensor, mask: torch.Tensor | None = None) -> dict:
     """Mean per-row cosine and share of rows in conflict (cos < 0) among ``mask`` rows."""
-    x = cos.float()
-    if mask is not None:
-        x = torch.where(mask.to(x.device), x, float("nan"))
-    valid = ~torch.isnan(x)
-    n = valid.sum()
+    x, n = _masked(cos, mask)
     denom = n.clamp_min(1)
     return {
         "cos_mean": torch.where(n > 0, torch.nansum(x) / denom, float("nan")),
-        "conflict_frac": torch.where(n > 0, ((x < 0) & valid).sum() / denom, float("nan")),
+        # NaN < 0 is False, so NaN rows never count as conflicts
+        "conflict_frac": torch.where(n > 0, (x < 0).sum() / denom, float("nan")),
         "n": n,
     }
 
