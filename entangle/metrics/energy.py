@@ -115,15 +115,6 @@ def free_energy(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     return -temperature * torch.logsumexp(x / temperature, dim=1)
 
 
-def check_energy_inputs(features_dim: int, conceptor: torch.Tensor) -> None:
-    """Raise if a conceptor does not fit features of width ``features_dim``."""
-    _check_square(conceptor)
-    if conceptor.shape[0] != features_dim:
-        raise EntangleValueError(
-            f"conceptor is {tuple(conceptor.shape)} but features have {features_dim} dims"
-        )
-
-
 def warn_if_identity_like(c: torch.Tensor, threshold: float = 0.9) -> None:
     """Warn when a conceptor is close to the identity (energy ratios near 1 for every row)."""
     quota = conceptor_spectrum(c)["quota"]
