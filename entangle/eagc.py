@@ -257,7 +257,8 @@ class EAGC:
         """
         if not features.requires_grad:
             return features
-        scale = _scale_of(scaler, features.device)
+        scale = loss_scale(scaler, features.device)
+        scale = 1.0 if scale is None else scale
         state = self._state(features, labeled, reference, update=True, scale=scale)
         out = _Coordinate.apply(features, state)
         self._remember(out, state)
@@ -412,10 +413,13 @@ class _Accumulation:
         self.total = total if self.total is None else self.total + total
 
 
-def _scale_of(scaler, device) -> torch.Tensor | float:
+def loss_scale(scaler, device) -> torch.Tensor | None:
+    """A GradScaler's current scale as a 0-dim device tensor, or None when nothing is scaled.
+
+    Scaling a one gives the scale without a host sync (``scaler.get_scale()`` would sync).
+    """
     if scaler is None or not scaler.is_enabled():
-        return 1.0
-    # scaling a one gives the current scale as a device tensor without a host sync
+        return None
     return scaler.scale(torch.ones((), device=device))
 
 

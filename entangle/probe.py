@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from entangle.distributed import is_main_process, world_size
-from entangle.eagc import EAGC, CoordinationState
+from entangle.eagc import EAGC, CoordinationState, loss_scale
 from entangle.errors import EntangleRuntimeError, EntangleValueError
 from entangle.metrics import energy_ratio, free_energy, rowwise_cosine
 from entangle.metrics.gradients import CONFLICT_KEYS, conflict_from_products
@@ -225,7 +225,7 @@ class Probe:
         labeled, novel, state = self._check_features(features, labeled, novel, logits)
         params = self._params
         inputs = params + ([features] if features is not None else [])
-        scale = _scale_tensor(scaler, sup.device)
+        scale = loss_scale(scaler, sup.device)
 
         with _mode(state, "identity"):
             raw_sup = _grads(_scaled(sup, scaler), inputs)
@@ -340,12 +340,6 @@ class Probe:
 
 def _scaled(loss: torch.Tensor, scaler):
     return scaler.scale(loss) if scaler is not None else loss
-
-
-def _scale_tensor(scaler, device):
-    if scaler is None or not scaler.is_enabled():
-        return None
-    return scaler.scale(torch.ones((), device=device))
 
 
 def _grads(loss: torch.Tensor, inputs: list) -> list:
