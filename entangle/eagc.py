@@ -145,7 +145,8 @@ class EAGC:
         Args:
             reference: frozen reference model (labeled-only training, like the paper).
             labeled_loader: iterable of batches; a batch is an input tensor or a tuple whose
-                first item is the input.
+                first item is the input (a list of views, as SimGCD's loaders give, is
+                concatenated).
             aperture: conceptor aperture a (paper scripts: 2.0).
             feature_fn: ``feature_fn(reference, x) -> [n, D]``; default ``reference(x)``.
             device: where to run the reference (default: its parameters' device).
@@ -432,6 +433,9 @@ def reference_features(model, loader, feature_fn=None, device=None) -> torch.Ten
     with eval_mode(model), torch.inference_mode():
         for batch in loader:
             x = batch[0] if isinstance(batch, list | tuple) else batch
+            if isinstance(x, list | tuple):
+                # SimGCD-style batches hold a list of augmented views: embed them all
+                x = torch.cat(list(x))
             x = x.to(device)
             z = feature_fn(model, x) if feature_fn is not None else model(x)
             chunks.append(z.float())

@@ -1,52 +1,48 @@
 """Frozen-prefix splitting: run shared frozen leading blocks once, fork into the suffixes.
 
-Backbones follow entangle's protocol: ``embed(x) -> h``, ``blocks: nn.ModuleList``,
-``pool(h) -> z [n, D]``, ``forward(x) = pool(blocks(embed(x)))`` (the built-in ViT, timm
-adapters and the digits backbone all do).
+Backbones are cut by :mod:`entangle.splits`: entangle's protocol (``embed``, ``blocks``,
+``pool``), timm's ``VisionTransformer`` (register tokens included) and the DINO / DINOv2
+torch.hub ViTs are recognised; ``run_suffix(run_prefix(x, i), i)`` equals ``forward(x)``.
 """
 
 from __future__ import annotations
 
 import torch
 
-from entangle.errors import EntangleRuntimeError, EntangleTypeError, EntangleValueError
+from entangle.errors import EntangleRuntimeError, EntangleValueError
+from entangle.splits import BackboneSplit, find_split, split_of, suffix_parameters
+
+SHARED_FALLBACK = (
+    "pass split_at=0 to run both models in full (nothing shared), or give the module "
+    "embed(x), blocks and pool(h)"
+)
 
 
-def check_protocol(backbone: torch.nn.Module, name: str = "backbone") -> None:
-    """Raise a TypeError saying what is missing when ``backbone`` cannot be split."""
-    missing = [a for a in ("embed", "blocks", "pool") if not hasattr(backbone, a)]
-    if missing:
-        raise EntangleTypeError(
-            f"{name} ({type(backbone).__name__}) lacks {', '.join(missing)}: prefix sharing "
-            "needs embed(x), blocks (nn.ModuleList) and pool(h); wrap your model or pass "
-            "split_at=0 / use a plain forward"
-        )
+def check_protocol(
+    backbone: torch.nn.Module, name: str = "backbone", fallback: str = SHARED_FALLBACK
+) -> BackboneSplit:
+    """The split of ``backbone``; an EntangleTypeError naming what is missing otherwise."""
+    return split_of(backbone, name, fallback)
 
 
-def first_trainable_block(backbone: torch.nn.Module) -> int:
+def first_trainable_block(backbone: torch.nn.Module, fallback: str = SHARED_FALLBACK) -> int:
     """Index of the first block with a trainable parameter (0 if the stem itself trains).
 
-    Returns ``len(blocks)`` when every block is frozen.
+    SimGCD freezes everything but ``blocks[grad_from_block:]``, so on its backbones this is
+    ``grad_from_block``. Returns ``len(blocks)`` when every block is frozen.
     """
-    check_protocol(backbone)
+    split = check_protocol(backbone, fallback=fallback)
     if any(p.requires_grad for p in prefix_parameters(backbone, 0)):
         return 0
-    for i, block in enumerate(backbone.blocks):
+    for i, block in enumerate(split.blocks):
         if any(p.requires_grad for p in block.parameters()):
             return i
-    return len(backbone.blocks)
-
-
-def _pool_parameters(backbone: torch.nn.Module) -> list[torch.nn.Parameter]:
-    # final norm layers live beside the blocks; the protocol names them `norm` when present
-    norm = getattr(backbone, "norm", None)
-    return list(norm.parameters()) if isinstance(norm, torch.nn.Module) else []
+    return len(split.blocks)
 
 
 def prefix_parameters(backbone: torch.nn.Module, split_at: int) -> list[torch.nn.Parameter]:
-    """Parameters used by ``embed`` and ``blocks[:split_at]``."""
-    suffix = {id(p) for p in backbone.blocks[split_at:].parameters()}
-    suffix |= {id(p) for p in _pool_parameters(backbone)}
+    """Parameters used by the stem and ``blocks[:split_at]`` (everything but the suffix)."""
+    suffix = suffix_parameters(backbone, check_protocol(backbone), split_at)
     return [p for p in backbone.parameters() if id(p) not in suffix]
 
 
@@ -62,17 +58,19 @@ def prefix_fingerprint(backbone: torch.nn.Module, split_at: int) -> list[tuple[i
 
 def run_prefix(backbone: torch.nn.Module, x: torch.Tensor, split_at: int) -> torch.Tensor:
     """``blocks[:split_at](embed(x))``."""
-    h = backbone.embed(x)
-    for block in backbone.blocks[:split_at]:
+    split = check_protocol(backbone)
+    h = split.embed(x)
+    for block in split.blocks[:split_at]:
         h = block(h)
     return h
 
 
 def run_suffix(backbone: torch.nn.Module, h: torch.Tensor, split_at: int) -> torch.Tensor:
     """``pool(blocks[split_at:](h))`` -> ``[n, D]``."""
-    for block in backbone.blocks[split_at:]:
+    split = check_protocol(backbone)
+    for block in split.blocks[split_at:]:
         h = block(h)
-    return backbone.pool(h)
+    return split.pool(h)
 
 
 class SharedPrefix:
@@ -82,14 +80,17 @@ class SharedPrefix:
     re-checked whenever a prefix parameter's version counter, storage or identity changes,
     i.e. after an in-place update, ``p.data = ...`` or a replaced parameter; writes through
     ``p.data.<op>_()`` bypass the version counter and are not seen). The reference suffix
-    runs without autograd.
+    runs without autograd, and must be in eval mode (``reference.eval()``).
 
     Args:
         live: the backbone being trained.
         reference: the frozen reference backbone (same architecture).
-        split_at: first block that differs; default: the live model's first trainable block.
+        split_at: first block that differs; default: the live model's first trainable block
+            (SimGCD's ``grad_from_block``). ``split_at=0`` on a module entangle cannot split
+            runs both models in full (nothing shared).
 
     Example:
+        >>> reference.eval()                                # doctest: +SKIP
         >>> shared = SharedPrefix(backbone, reference)      # doctest: +SKIP
         >>> z, z_ref = shared(x)                            # doctest: +SKIP
     """
@@ -97,18 +98,27 @@ class SharedPrefix:
     def __init__(
         self, live: torch.nn.Module, reference: torch.nn.Module, split_at: int | None = None
     ):
-        check_protocol(live, "live")
-        check_protocol(reference, "reference")
         self.live, self.reference = live, reference
-        self.split_at = first_trainable_block(live) if split_at is None else int(split_at)
-        if not 0 <= self.split_at <= len(live.blocks):
+        self.split_at = None if split_at is None else int(split_at)
+        splits = [find_split(m) for m in (live, reference)]
+        if self.split_at == 0 and None in splits:
+            # the documented fallback for a module entangle cannot cut: nothing is shared,
+            # both models run in full (what a user's loop without SharedPrefix does)
+            self._whole = True
+            return
+        self._whole = False
+        blocks = check_protocol(live, "live").blocks
+        check_protocol(reference, "reference")
+        if self.split_at is None:
+            self.split_at = first_trainable_block(live)
+        if not 0 <= self.split_at <= len(blocks):
             raise EntangleValueError(
-                f"split_at={split_at} outside 0..{len(live.blocks)} (the number of blocks)"
+                f"split_at={split_at} outside 0..{len(blocks)} (the number of blocks)"
             )
         trainable = [p for p in prefix_parameters(live, self.split_at) if p.requires_grad]
         if trainable:
             raise EntangleValueError(
-                f"the live prefix (embed + blocks[:{self.split_at}]) has {len(trainable)} "
+                f"the live prefix (stem + blocks[:{self.split_at}]) has {len(trainable)} "
                 "trainable parameters; only frozen blocks can be shared: freeze them or lower "
                 "split_at"
             )
@@ -136,14 +146,18 @@ class SharedPrefix:
 
     def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Features of ``x`` under both models: ``(z [n, D] with grad, z_ref [n, D] detached)``."""
+        if self.reference.training:
+            raise EntangleRuntimeError(
+                "the reference backbone is in training mode; call reference.eval() so its "
+                "features are deterministic"
+            )
+        if self._whole:
+            with torch.no_grad():
+                z_ref = self.reference(x)
+            return self.live(x), z_ref
         if self._current_versions() != self._versions:
             self._verify()
         with torch.no_grad():
             h = run_prefix(self.live, x, self.split_at)
-            if self.reference.training:
-                raise EntangleRuntimeError(
-                    "the reference backbone is in training mode; call reference.eval() so its "
-                    "features are deterministic"
-                )
             z_ref = run_suffix(self.reference, h, self.split_at)
         return run_suffix(self.live, h, self.split_at), z_ref

@@ -14,19 +14,32 @@ from entangle.errors import EntangleValueError
 from entangle.metrics import conceptor, conceptor_spectrum, energy_ratio, principal_angles, soc
 from entangle.metrics._tensors import compute_dtype
 from entangle.modes import eval_mode
-from entangle.prefix import first_trainable_block, prefix_fingerprint, run_prefix, run_suffix
+from entangle.prefix import (
+    check_protocol,
+    first_trainable_block,
+    prefix_fingerprint,
+    run_prefix,
+    run_suffix,
+)
 from entangle.summaries import masked_summary, to_host
+
+EXACT_FALLBACK = (
+    "pass exact=True to re-embed the whole probe set with backbone(x) at each evaluation "
+    "(same numbers, no cache)"
+)
 
 
 class ProbeSet:
     """A fixed probe set whose SOC and energies are evaluated every ``every`` steps.
 
     Args:
-        backbone: a backbone following the protocol (``embed``, ``blocks``, ``pool``).
+        backbone: a backbone :mod:`entangle.splits` can cut (entangle's protocol, timm
+            ``VisionTransformer``, DINO / DINOv2 hub ViTs); any module with ``exact=True``.
         inputs: ``[N, ...]`` probe-set inputs (labeled and unlabeled samples).
         labeled: ``[N]`` bool, labeled (known-class) samples: Z_old.
         novel: ``[N]`` bool, unlabeled samples whose true class is novel: Z_new.
-        split_at: first block to re-run; default: the backbone's first trainable block.
+        split_at: first block to re-run; default: the backbone's first trainable block
+            (SimGCD's ``grad_from_block``).
         exact: re-embed from the raw inputs every time (no cache), e.g. for a trainable stem.
         every: evaluation cadence in steps for :meth:`is_due`.
         k: SOC subspace dimension.
@@ -63,9 +76,13 @@ class ProbeSet:
             )
         self.every, self.k, self.aperture, self.batch_size = every, k, aperture, batch_size
         self.exact = exact
-        self.split_at = (
-            0 if exact else (first_trainable_block(backbone) if split_at is None else int(split_at))
-        )
+        if exact:
+            self.split_at = 0
+        elif split_at is None:
+            self.split_at = first_trainable_block(backbone, fallback=EXACT_FALLBACK)
+        else:
+            check_protocol(backbone, fallback=EXACT_FALLBACK)
+            self.split_at = int(split_at)
         self.inputs = inputs
         self._fingerprint = None
         self._cache = None if exact else self._embed_prefix(backbone)
