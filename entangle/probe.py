@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from entangle.attribution import Attributor
 from entangle.distributed import is_main_process, world_size
 from entangle.eagc import EAGC, CoordinationState, loss_scale
 from entangle.errors import EntangleRuntimeError, EntangleValueError
@@ -60,6 +61,9 @@ class Probe:
         known_subspace: ``[D, D]`` conceptor for energy summaries when no EAGC is given.
         distributed: average per-loss gradients over processes before measuring (default:
             when torch.distributed is initialised with more than one process).
+        attribution: exact per-row shares of cos(g_S, g_U) on one group (see
+            docs/attribution.md): True on every probed step, an int N on every N-th.
+        attribution_group: the attributed group's name (default: the first group).
 
     Example:
         >>> probe = Probe({"last_block": last_block(backbone)}, every=10)  # doctest: +SKIP
@@ -75,6 +79,8 @@ class Probe:
         eagc: EAGC | None = None,
         known_subspace: torch.Tensor | None = None,
         distributed: bool | None = None,
+        attribution: bool | int = False,
+        attribution_group: str | None = None,
     ) -> None:
         if int(every) < 1:
             raise EntangleValueError(f"every must be a positive integer, got {every}")
@@ -89,6 +95,7 @@ class Probe:
         self.eagc = eagc
         self.known_subspace = known_subspace
         self.distributed = world_size() > 1 if distributed is None else distributed
+        self.attributor = _attributor(self.groups, attribution, attribution_group)
         self.calls = 0
         self.epoch: int | None = None
         self.records: list[dict] = []
@@ -145,6 +152,8 @@ class Probe:
         logits: torch.Tensor | None = None,
         scaler=None,
         extra: dict | None = None,
+        targets: torch.Tensor | None = None,
+        index: torch.Tensor | None = None,
     ) -> dict | None:
         """Backward of ``sup + unsup`` (scaled by ``scaler`` if given), probing on due steps.
 
@@ -159,6 +168,8 @@ class Probe:
             scaler: ``torch.amp.GradScaler``; losses are scaled, metrics use unscaled values.
             extra: more entries for this step's record (e.g. ProbeSet results); probed steps
                 only.
+            targets: ``[n]`` ground-truth classes (oracle), for class-level attribution.
+            index: ``[n]`` dataset index of each row, named in the attribution's top rows.
 
         Returns:
             the step record (see DESIGN.md §5) on probed steps, else None.
@@ -170,7 +181,10 @@ class Probe:
         if step % self.every:
             _scaled(sup + unsup, scaler).backward()
             return None
-        record = self._probed_backward(step, sup, unsup, features, labeled, novel, logits, scaler)
+        rows = {"targets": targets, "index": index}
+        record = self._probed_backward(
+            step, sup, unsup, features, labeled, novel, logits, scaler, rows
+        )
         if extra:
             record.update(extra)
         self.last = record
@@ -221,7 +235,7 @@ class Probe:
                 )
         return masks[0], masks[1], state
 
-    def _probed_backward(self, step, sup, unsup, features, labeled, novel, logits, scaler):
+    def _probed_backward(self, step, sup, unsup, features, labeled, novel, logits, scaler, rows):
         labeled, novel, state = self._check_features(features, labeled, novel, logits)
         params = self._params
         inputs = params + ([features] if features is not None else [])
@@ -241,6 +255,10 @@ class Probe:
         if state is not None:
             with _mode(state, "full"):
                 corrected_sup = _grads(_scaled(sup, scaler), params)
+        jac = None
+        if self.attributor is not None and features is not None:
+            with _mode(state, "identity"):
+                jac = self.attributor.prepare(features)
 
         total, feature_total = self._training_backward(sup + unsup, scaler, params, features)
 
@@ -261,6 +279,19 @@ class Probe:
                 c_s = state.transform(g_s, "full")
                 c_u = state.transform(g_u, "linear")
                 record["feature_eagc"] = _feature_conflict(c_s, c_u, labeled, novel)
+            if jac is not None:
+                rows = _attribution_rows(rows, labeled, novel, logits)
+                group = [self._index[id(p)] for p in self.groups[self.attributor.group]]
+                pick = lambda grads: [grads[i] for i in group]  # noqa: E731
+                record["attribution"] = self.attributor.measure(
+                    jac, pick(raw_sup), pick(raw_u), g_s, g_u, **rows
+                )
+                if state is not None:
+                    c_total = _minus(total, corrected_sup)
+                    record["attribution_eagc"] = self.attributor.measure(
+                        jac, pick(corrected_sup), pick(c_total), c_s, c_u, **rows
+                    )
+                del jac
             energy = self._energy(features, labeled, novel, logits, state)
             if energy:
                 record["energy"] = energy
@@ -391,6 +422,34 @@ def _row_groups(labeled, novel) -> dict:
         groups["unlabeled_old"] = ~labeled & ~novel
         groups["unlabeled_new"] = ~labeled & novel
     return groups
+
+
+def _attributor(groups: dict, attribution, group: str | None) -> Attributor | None:
+    if attribution is False or attribution is None or attribution == 0:
+        return None
+    every = 1 if attribution is True else int(attribution)
+    name = group if group is not None else next(iter(groups))
+    if name not in groups:
+        raise EntangleValueError(
+            f"attribution_group {name!r} is not a probed group; choose one of {sorted(groups)}"
+        )
+    return Attributor(name, groups[name], every=every)
+
+
+def _attribution_rows(rows: dict, labeled, novel, logits) -> dict:
+    """Masks and ids for the attribution summary: oracle classes, predicted clusters."""
+    out = {"labeled": labeled, "novel": novel, "index": rows.get("index")}
+    targets = rows.get("targets")
+    k = logits.shape[1] if logits is not None else None
+    if targets is not None:
+        targets = torch.as_tensor(targets)
+        if k is None:
+            k = int(targets.max()) + 1  # note: a host sync, only without logits
+        out["classes"] = targets
+    if logits is not None:
+        out["clusters"] = logits.detach().argmax(dim=1)
+    out["num_classes"] = k
+    return out
 
 
 def _feature_conflict(g_s, g_u, labeled, novel) -> dict:

@@ -1,0 +1,255 @@
+"""Exact per-row attribution of <g_S, g_U> on a probed parameter group (see docs/attribution.md).
+
+When each row's feature z_i depends on the group theta only through that row (a ViT block,
+an MLP; not BatchNorm in train mode), g_U = sum_i J_i^T G_U[i] exactly, with J_i = dz_i/dtheta
+and G_U = dL_unsup/dz ``[n, D]``, even for losses that couple rows. Hence
+
+    <g_S, g_U> = sum_i r_i,    r_i = <(J g_S)_i, G_U[i]>,
+
+and ``J t`` for every row at once is ONE Jacobian-vector product. It is computed here by the
+double-backward trick on the graph the training forward already built: v(u) = J^T u with
+``create_graph`` (u a dummy cotangent), then J t = d<v(u), t>/du. Likewise
+s_j = <(J g_U)_j, G_S[j]> attributes the same product over the rows' supervised side.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from entangle.errors import EntangleValueError
+
+# autograd nodes whose output rows mix the batch when they run in training mode
+_ROW_COUPLING_NODES = ("BatchNorm",)
+
+
+def check_rows_independent(features: torch.Tensor, params: list[torch.Tensor]) -> None:
+    """Refuse graphs where rows interact between ``params`` and ``features``.
+
+    Walks the autograd graph from ``features`` and looks, on the paths that reach one of
+    ``params``, for batch-statistics nodes (BatchNorm in train mode). Row coupling before the
+    group (a frozen prefix) is harmless: it does not depend on theta.
+
+    Args:
+        features: ``[n, D]`` tensor the losses were computed from.
+        params: the parameters of the attributed group.
+
+    Raises:
+        EntangleValueError: when such a node sits between the group and ``features``, or
+            when a parameter of the group does not reach ``features`` at all.
+    """
+    if features.grad_fn is None:
+        raise EntangleValueError(
+            "attribution: features has no autograd graph; pass the tensor the losses used"
+        )
+    targets = {id(p) for p in params}
+    reaches: dict[int, bool] = {}
+    found_params: set[int] = set()
+    coupling: list[str] = []
+    # iterative post-order walk: ViT graphs are thousands of nodes deep
+    stack: list[tuple[object, bool]] = [(features.grad_fn, False)]
+    while stack:
+        node, expanded = stack.pop()
+        key = id(node)
+        if key in reaches and not expanded:
+            continue
+        children = [n for n, _ in getattr(node, "next_functions", ()) if n is not None]
+        if not expanded:
+            var = getattr(node, "variable", None)
+            if var is not None:
+                hit = id(var) in targets
+                if hit:
+                    found_params.add(id(var))
+                reaches[key] = hit
+                continue
+            reaches[key] = False  # placeholder so cycles (none in autograd) cannot loop
+            stack.append((node, True))
+            stack.extend((c, False) for c in children if id(c) not in reaches)
+            continue
+        hit = any(reaches.get(id(c), False) for c in children)
+        reaches[key] = hit
+        name = type(node).__name__
+        if hit and any(s in name for s in _ROW_COUPLING_NODES):
+            if getattr(node, "_saved_training", True):
+                coupling.append(name)
+    if coupling:
+        raise EntangleValueError(
+            f"attribution: rows interact inside the probed group ({coupling[0]} in train "
+            "mode), so <g_S, g_U> does not split into per-row shares; put those BatchNorm "
+            "layers in eval mode, or attribute a group above them"
+        )
+    missing = [p for p in params if id(p) not in found_params and p.requires_grad]
+    if missing:
+        raise EntangleValueError(
+            f"attribution: {len(missing)} parameter(s) of the probed group do not reach "
+            "features (e.g. a classifier head); attribute a group of the backbone only"
+        )
+
+
+class RowJacobian:
+    """J t for every row, for any number of tangents t, from one double-backward graph.
+
+    Build it BEFORE the training backward frees the forward graph; the products can be
+    taken after it (the double-backward graph keeps what it needs).
+
+    Args:
+        features: ``[n, D]``.
+        params: the group theta (each reaching ``features``).
+    """
+
+    def __init__(self, features: torch.Tensor, params: list[torch.Tensor]) -> None:
+        self.params = list(params)
+        self.shape = features.shape
+        self._u = torch.zeros_like(features, requires_grad=True)
+        with torch.enable_grad():
+            v = torch.autograd.grad(
+                features,
+                self.params,
+                self._u,
+                retain_graph=True,
+                create_graph=True,
+                allow_unused=True,
+            )
+        self._pairs = [(i, t) for i, t in enumerate(v) if t is not None and t.requires_grad]
+
+    def jvp(self, tangent: list[torch.Tensor | None], *, keep: bool = True) -> torch.Tensor:
+        """``[n, D]`` rows of J t for the tangent ``t`` (one tensor per parameter, or None)."""
+        outs, grads = [], []
+        for i, v in self._pairs:
+            t = tangent[i]
+            if t is not None:
+                outs.append(v)
+                grads.append(t.to(v.dtype))
+        if not outs:
+            return torch.zeros(self.shape, device=self._u.device, dtype=self._u.dtype)
+        (jt,) = torch.autograd.grad(outs, [self._u], grads, retain_graph=keep, allow_unused=True)
+        return torch.zeros_like(self._u) if jt is None else jt
+
+
+def row_products(jt: torch.Tensor, cotangent: torch.Tensor) -> torch.Tensor:
+    """``[n]`` float64 per-row inner products <(J t)_i, G[i]>."""
+    return (jt.double() * cotangent.double()).sum(dim=1)
+
+
+def attribution_summary(
+    shares: torch.Tensor,
+    *,
+    labeled: torch.Tensor | None = None,
+    novel: torch.Tensor | None = None,
+    classes: torch.Tensor | None = None,
+    clusters: torch.Tensor | None = None,
+    num_classes: int | None = None,
+    index: torch.Tensor | None = None,
+    top: int = 8,
+) -> dict:
+    """Aggregate per-row shares of cos(g_S, g_U) by row group, class and cluster.
+
+    Args:
+        shares: ``[n]`` r_i / (||g_S|| ||g_U||), summing to cos(g_S, g_U).
+        labeled, novel: ``[n]`` bool masks (``novel`` is ground truth: oracle).
+        classes: ``[n]`` ground-truth class of every row (oracle), or None.
+        clusters: ``[n]`` predicted cluster (argmax of the logits), or None.
+        num_classes: length of the class/cluster vectors (e.g. the logits' width).
+        index: ``[n]`` dataset index of every row (e.g. SimGCD's ``uq_idxs``).
+        top: how many of the most conflicting (most negative) rows to keep.
+
+    Returns:
+        dict of device tensors: ``sum``; ``group`` (sums over labeled / unlabeled /
+        unlabeled_old / unlabeled_new rows); ``class`` and ``cluster`` ``[K]`` sums over
+        UNLABELED rows; ``top_index`` / ``top_share`` of the most negative rows.
+    """
+    out: dict = {"sum": shares.sum()}
+    if labeled is not None:
+        groups = {"labeled": labeled, "unlabeled": ~labeled}
+        if novel is not None:
+            groups["unlabeled_old"] = ~labeled & ~novel
+            groups["unlabeled_new"] = ~labeled & novel
+        out["group"] = {k: (shares * m.to(shares.dtype)).sum() for k, m in groups.items()}
+    weight = shares if labeled is None else shares * (~labeled).to(shares.dtype)
+    for key, ids in (("class", classes), ("cluster", clusters)):
+        if ids is None:
+            continue
+        if num_classes is None:
+            raise EntangleValueError(f"attribution: {key} given without num_classes")
+        ids = ids.to(shares.device).long().clamp(0, num_classes - 1)
+        out[key] = torch.zeros(num_classes, dtype=shares.dtype, device=shares.device)
+        out[key] = out[key].index_add(0, ids, weight)
+    k = min(int(top), shares.shape[0])
+    if k > 0:
+        values, rows = torch.topk(-shares, k)
+        out["top_share"] = -values
+        out["top_index"] = rows if index is None else index.to(rows.device)[rows]
+        if labeled is not None:
+            out["top_labeled"] = labeled[rows]
+    return out
+
+
+def _dot(a: list, b: list) -> torch.Tensor:
+    parts = [
+        (x.double().reshape(-1) @ y.double().reshape(-1))
+        for x, y in zip(a, b, strict=True)
+        if x is not None and y is not None
+    ]
+    return torch.stack(parts).sum() if parts else torch.zeros((), dtype=torch.float64)
+
+
+class Attributor:
+    """The Probe's attribution of one parameter group, every ``every``-th probed step.
+
+    Args:
+        group: name of the attributed group in the Probe's records.
+        params: its parameters (each must reach the features).
+        every: attribute one probed step in ``every``.
+        top: most conflicting rows kept per step.
+    """
+
+    def __init__(self, group: str, params: list, *, every: int = 1, top: int = 8) -> None:
+        if int(every) < 1:
+            raise EntangleValueError(f"attribution every must be >= 1, got {every}")
+        self.group, self.params, self.every, self.top = group, list(params), int(every), top
+        self.probed = 0
+        self._checked = False
+
+    def prepare(self, features: torch.Tensor) -> RowJacobian | None:
+        """On a due step, the row Jacobian (built before the training backward), else None."""
+        due = self.probed % self.every == 0
+        self.probed += 1
+        if not due:
+            return None
+        if not self._checked:
+            # the graph's structure does not change between steps of one loop: check once
+            check_rows_independent(features, self.params)
+            self._checked = True
+        return RowJacobian(features, self.params)
+
+    def measure(self, jac: RowJacobian, g_s: list, g_u: list, feat_s, feat_u, **rows) -> dict:
+        """Shares of cos(g_S, g_U) for this group's gradients ``g_s``/``g_u``.
+
+        Args:
+            jac: from :meth:`prepare`.
+            g_s, g_u: per-parameter supervised / unsupervised gradients of the group.
+            feat_s, feat_u: ``[n, D]`` the matching cotangents at the features.
+            **rows: ``labeled, novel, classes, clusters, num_classes, index`` as in
+                :func:`attribution_summary`.
+
+        Returns:
+            dict of device tensors: ``closure`` (sum_i r_i / <g_S, g_U>, 1 up to rounding
+            when the decomposition holds), ``unsup_rows`` (r_i shares aggregated) and
+            ``sup_rows`` (s_j shares by row group).
+        """
+        ss, uu, su = _dot(g_s, g_s), _dot(g_u, g_u), _dot(g_s, g_u)
+        denom = (ss * uu).sqrt().to(feat_u.device)
+        safe = torch.where(denom > 0, denom, 1.0)
+        r = row_products(jac.jvp(g_s), feat_u)
+        s = row_products(jac.jvp(g_u), feat_s)
+        nan = torch.tensor(float("nan"), dtype=torch.float64, device=r.device)
+        r_share = torch.where(denom > 0, r / safe, nan)
+        s_share = torch.where(denom > 0, s / safe, nan)
+        su = su.to(r.device)
+        closure = torch.where(su != 0, r.sum() / torch.where(su != 0, su, 1.0), nan)
+        labeled, novel = rows.get("labeled"), rows.get("novel")
+        sup = attribution_summary(s_share, labeled=labeled, novel=novel, top=0)
+        return {
+            "closure": closure,
+            "unsup_rows": attribution_summary(r_share, top=self.top, **rows),
+            "sup_rows": sup,
+        }

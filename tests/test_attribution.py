@@ -1,0 +1,198 @@
+"""Attribution: row shares sum to cos(g_S, g_U), equal a brute-force VJP loop, rank planted rows."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from entangle import EAGC, Probe
+from entangle.attribution import RowJacobian, check_rows_independent, row_products
+from entangle.errors import EntangleValueError
+from entangle.metrics import conceptor
+from entangle.params import last_block
+from tests.support.toy import toy_batch, toy_losses, toy_models
+
+
+def _step(probe, backbone, head, x, y, labeled, novel, eagc=None, ref=None):
+    z = backbone(x)
+    if eagc is not None:
+        z = eagc.coordinate(z, labeled, ref)
+    sup, unsup, logits = toy_losses(head, z, y, labeled)
+    index = torch.arange(100, 100 + x.shape[0])
+    return probe.backward(
+        sup,
+        unsup,
+        features=z,
+        labeled=labeled,
+        novel=novel,
+        logits=logits,
+        targets=y,
+        index=index,
+    )
+
+
+def _products(g_s, g_u):
+    s = torch.cat([g.reshape(-1) for g in g_s])
+    u = torch.cat([g.reshape(-1) for g in g_u])
+    return s @ s, u @ u, s @ u
+
+
+@pytest.mark.parametrize("group", ["last", "backbone"])
+def test_shares_sum_to_cosine(group):
+    backbone, head = toy_models()
+    x, y, labeled, novel = toy_batch()
+    probe = Probe(
+        {"last": last_block(backbone), "backbone": backbone},
+        attribution=True,
+        attribution_group=group,
+    )
+    record = _step(probe, backbone, head, x, y, labeled, novel)
+    att = record["attribution"]
+    cos = record["raw"][group]["cos"]
+    assert att["closure"] == pytest.approx(1.0, rel=1e-6)
+    assert att["unsup_rows"]["sum"] == pytest.approx(cos, rel=1e-6)
+    assert att["sup_rows"]["sum"] == pytest.approx(cos, rel=1e-6)
+    groups = att["unsup_rows"]["group"]
+    assert groups["labeled"] + groups["unlabeled"] == pytest.approx(cos, rel=1e-6)
+    assert groups["unlabeled_old"] + groups["unlabeled_new"] == pytest.approx(groups["unlabeled"])
+    # class vector sums the unlabeled rows by their true class
+    assert sum(att["unsup_rows"]["class"]) == pytest.approx(groups["unlabeled"], rel=1e-6)
+    assert sum(att["unsup_rows"]["cluster"]) == pytest.approx(groups["unlabeled"], rel=1e-6)
+    assert all(100 <= i < 112 for i in att["unsup_rows"]["top_index"])
+
+
+def test_rows_equal_brute_force_vjp_loop():
+    backbone, head = toy_models()
+    x, y, labeled, _ = toy_batch()
+    theta = last_block(backbone)
+    z = backbone(x)
+    sup, unsup, _ = toy_losses(head, z, y, labeled)
+    g_s = torch.autograd.grad(sup, theta, retain_graph=True)
+    feat_u = torch.autograd.grad(unsup, z, retain_graph=True)[0]
+    jac = RowJacobian(z, theta)
+    rows = row_products(jac.jvp(list(g_s)), feat_u)
+    for i in range(x.shape[0]):
+        # J_i^T G_U[i]: the VJP of row i alone
+        only_i = torch.zeros_like(feat_u)
+        only_i[i] = feat_u[i]
+        vjp = torch.autograd.grad(z, theta, only_i, retain_graph=True)
+        want = sum((a * b).sum() for a, b in zip(g_s, vjp, strict=True))
+        assert rows[i].item() == pytest.approx(want.item(), rel=1e-9, abs=1e-15)
+    g_u = torch.autograd.grad(unsup, theta, retain_graph=True)
+    assert rows.sum().item() == pytest.approx(_products(g_s, g_u)[2].item(), rel=1e-9)
+
+
+def test_planted_opposing_novel_class_ranks_first():
+    """z = W x; L_sup pulls labeled rows along a, novel class 3's unsup term pushes along -a."""
+    g = torch.Generator().manual_seed(3)
+    d_in, dim, per = 6, 4, 6
+    classes = torch.arange(5).repeat_interleave(per)
+    # every class shares a positive common input direction, so (J g_S)_i . a > 0 for all rows
+    x = torch.randn(classes.numel(), d_in, generator=g, dtype=torch.float64) * 0.1
+    x[:, 0] += 1.0
+    labeled = classes < 2
+    novel = classes >= 3
+    a = torch.tensor([1.0, 0.0, 0.0, 0.0], dtype=torch.float64)
+    b = torch.zeros(5, dim, dtype=torch.float64)
+    b[0, 1], b[1, 2], b[2, 1], b[4, 2] = 0.3, 0.3, -0.3, 0.3  # orthogonal to a
+    b[3] = -a  # the planted opposing novel class
+    backbone = torch.nn.Linear(d_in, dim, bias=False).double()
+    probe = Probe(backbone, attribution=True)
+    z = backbone(x)
+    sup = -(z[labeled] @ a).mean()
+    unsup = -(z * b[classes]).sum(1).mean()
+    record = probe.backward(
+        sup, unsup, features=z, labeled=labeled, novel=novel, targets=classes, index=classes
+    )
+    att = record["attribution"]["unsup_rows"]
+    assert record["raw"]["cos"] < 0
+    ranking = sorted(range(5), key=lambda c: att["class"][c])
+    assert ranking[0] == 3
+    assert att["class"][3] < 0.5 * att["sum"]  # carries most of the conflict
+    assert set(att["top_index"][:per]) == {3}
+    assert att["group"]["unlabeled_new"] < att["group"]["unlabeled_old"]
+
+
+class BNBackbone(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.pre = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.BatchNorm1d(8))
+        self.blocks = torch.nn.ModuleList(
+            [torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.BatchNorm1d(8), torch.nn.Tanh())]
+        )
+
+    def forward(self, x):
+        return self.blocks[0](self.pre(x))
+
+
+def test_batchnorm_in_train_mode_is_refused():
+    torch.manual_seed(0)
+    backbone = BNBackbone().double()
+    head = torch.nn.Linear(8, 4).double()
+    x, y, labeled, novel = toy_batch()
+    probe = Probe({"block": backbone.blocks[0]}, attribution=True)
+    with pytest.raises(EntangleValueError, match="rows interact.*BatchNorm"):
+        _step(probe, backbone, head, x, y, labeled, novel)
+    # in eval mode the block's rows are independent; the prefix's batch statistics do not
+    # depend on theta, so train-mode BatchNorm there is fine
+    backbone.blocks[0][1].eval()
+    probe = Probe({"block": backbone.blocks[0]}, attribution=True)
+    record = _step(probe, backbone, head, x, y, labeled, novel)
+    assert record["attribution"]["unsup_rows"]["sum"] == pytest.approx(
+        record["raw"]["block"]["cos"]
+    )
+
+
+def test_group_reaching_loss_outside_features_is_refused():
+    backbone, head = toy_models()
+    x, y, labeled, novel = toy_batch()
+    probe = Probe([*backbone.parameters(), *head.parameters()], attribution=True)
+    with pytest.raises(EntangleValueError, match="do not reach features"):
+        _step(probe, backbone, head, x, y, labeled, novel)
+
+
+def test_check_needs_a_graph():
+    with pytest.raises(EntangleValueError, match="no autograd graph"):
+        check_rows_independent(torch.zeros(3, 2), [torch.zeros(2, requires_grad=True)])
+
+
+def test_eagc_corrected_shares_sum_to_corrected_cosine():
+    backbone, head = toy_models()
+    x, y, labeled, novel = toy_batch()
+    with torch.no_grad():
+        ref = backbone(x) + 0.1
+        c = conceptor(ref[labeled].float()).double()
+    eagc = EAGC(c, 0.5, eep_weight=1.0)
+    probe = Probe({"last": last_block(backbone)}, eagc=eagc, attribution=True)
+    record = _step(probe, backbone, head, x, y, labeled, novel, eagc=eagc, ref=ref)
+    raw, corrected = record["attribution"], record["attribution_eagc"]
+    assert raw["unsup_rows"]["sum"] == pytest.approx(record["raw"]["last"]["cos"], rel=1e-6)
+    assert corrected["unsup_rows"]["sum"] == pytest.approx(record["eagc"]["last"]["cos"], rel=1e-6)
+    assert corrected["closure"] == pytest.approx(1.0, rel=1e-6)
+    assert not math.isclose(raw["unsup_rows"]["sum"], corrected["unsup_rows"]["sum"])
+
+
+def test_every_n_probed_steps_and_training_gradient_untouched():
+    backbone, head = toy_models()
+    x, y, labeled, novel = toy_batch()
+    probe = Probe({"last": last_block(backbone)}, attribution=2)
+    plain = Probe({"last": last_block(backbone)})
+    grads = []
+    for p_ in (plain, probe):
+        for p in backbone.parameters():
+            p.grad = None
+        _step(p_, backbone, head, x, y, labeled, novel)
+        grads.append([p.grad.clone() for p in backbone.parameters()])
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    second = _step(probe, backbone, head, x, y, labeled, novel)
+    third = _step(probe, backbone, head, x, y, labeled, novel)
+    assert "attribution" not in second and "attribution" in third
+
+
+def test_unknown_group_is_refused():
+    backbone, _ = toy_models()
+    with pytest.raises(EntangleValueError, match="attribution_group"):
+        Probe({"last": last_block(backbone)}, attribution=True, attribution_group="nope")
