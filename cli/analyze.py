@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from entangle.metrics.clustering import ACCURACY_PROTOCOLS
 from entangle_cli.app import app
 from entangle_cli.common import console, stage_progress
 
@@ -47,6 +48,16 @@ def summary_table(result) -> Table:
         table.add_column(a.run_dir.name, justify="right")
     for key, title, fmt in _COLUMNS:
         table.add_row(title, *(_cell(a.summary.get(key), fmt) for a in result.analyses))
+    protocols = [str(a.summary.get("acc_protocol") or "-") for a in result.analyses]
+    table.add_row("accuracy protocol", *protocols)
+    # the protocols besides the one of the rows above, one row per number
+    for protocol in (p for p in ACCURACY_PROTOCOLS if p not in protocols):
+        for prefix, what in (("acc", "head acc"), ("kmeans", "k-means")):
+            for k in ("all", "old", "new"):
+                key = f"{prefix}_{k}_{protocol}"
+                if any(key in a.summary for a in result.analyses):
+                    cells = (_cell(a.summary.get(key), "{:.3f}") for a in result.analyses)
+                    table.add_row(f"{what} {k.title()} ({protocol})", *cells)
     return table
 
 
@@ -103,6 +114,14 @@ def analyze_command(
         str | None,
         typer.Option(help="package.module:factory returning (backbone, head) for other layouts."),
     ] = None,
+    accuracy: Annotated[
+        str,
+        typer.Option(
+            help="Accuracy protocols, comma list of v1 (original GCD: one mapping per group), "
+            "v2 (one Hungarian mapping), v2b (SimGCD balanced: mean per-class recall); the "
+            "first fills the acc_* fields."
+        ),
+    ] = "v2",
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
     seed: Annotated[int, typer.Option(help="Seed of split, subsample, batches, k-means.")] = 0,
 ) -> None:
@@ -125,6 +144,7 @@ def analyze_command(
         trust_checkpoint=trust_checkpoint,
         model=model,
         seed=seed,
+        accuracy=accuracy,
     )
 
     def loaded(path: str, ckpt) -> None:

@@ -52,6 +52,13 @@ def train_command(
     probe_every: Annotated[int, typer.Option(help="Probe one step in N.")] = 1,
     device: Annotated[str, typer.Option(help="'auto', 'cpu', 'cuda:0'.")] = "auto",
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    accuracy: Annotated[
+        str,
+        typer.Option(
+            help="Accuracy protocols of each evaluation: comma list of v1, v2, v2b (the first "
+            "fills acc_all/old/new)."
+        ),
+    ] = "v2",
 ) -> None:
     """Train a GCD model with the probe, writing steps, epochs, features and checkpoints."""
     from entangle.gcd.train import TrainConfig, prepare, train
@@ -79,6 +86,7 @@ def train_command(
         device=device,
         seed=seed,
         warmup_teacher_epochs=30 if vit else 5,
+        accuracy=accuracy,
     )
     with stage_progress() as progress:
         setup = prepare(

@@ -248,3 +248,23 @@ def test_data_the_model_cannot_take_fails_before_anything_is_written(tmp_path, d
     with pytest.raises(EntangleValueError, match="expects 64 input numbers"):
         analyze([digits_ckpt], tmp_path / "out", config)
     assert not (tmp_path / "out").exists()
+
+
+def test_accuracy_protocols_are_recorded_and_summarised(digits_ckpt, tmp_path):
+    config = AnalyzeConfig(**(SMALL | {"grad": False, "accuracy": "v1,v2b,v2"}))
+    (analysis,) = analyze([digits_ckpt], tmp_path, config).analyses
+    (epoch,) = RunReader(analysis.run_dir).epochs
+    saved = RunReader(analysis.run_dir).features(0)
+    unl = ~saved["labeled"]
+    y, old = saved["labels"][unl], ~saved["novel"][unl]
+    assert epoch["acc_protocol"] == epoch["kmeans_protocol"] == "v1"
+    for protocol in ("v1", "v2b", "v2"):
+        head = cluster_accuracy(y, saved["logits"].argmax(1)[unl], old, protocol)
+        km = cluster_accuracy(y, saved["kmeans"][unl], old, protocol)
+        assert list(epoch["acc_protocols"][protocol].values()) == pytest.approx(head)
+        assert list(epoch["kmeans_protocols"][protocol].values()) == pytest.approx(km)
+        assert analysis.summary[f"acc_new_{protocol}"] == pytest.approx(head[2])
+    assert (epoch["acc_all"], epoch["acc_old"], epoch["acc_new"]) == pytest.approx(
+        cluster_accuracy(y, saved["logits"].argmax(1)[unl], old, "v1")
+    )
+    assert analysis.summary["acc_protocol"] == "v1"

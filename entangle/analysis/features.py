@@ -6,15 +6,15 @@ which calls it); this module only chooses the rows each metric sees.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 
 import numpy as np
 import torch
 
 from entangle.gcd.data import GCDData
-from entangle.gcd.evaluate import embed_all
-from entangle.metrics import cluster_accuracy, free_energy, knn_overlap
+from entangle.gcd.evaluate import accuracy_fields, embed_all
+from entangle.metrics import free_energy, knn_overlap
 from entangle.probeset import summarize_subspace
 from entangle.summaries import masked_summary, to_host
 
@@ -74,10 +74,9 @@ def embed(
     return z.cpu(), (logits.cpu() if logits is not None else None)
 
 
-def _accuracy(labels, pred, labeled, novel) -> dict:
+def _accuracy(labels, pred, labeled, novel, protocols, prefix: str) -> dict:
     unl = ~labeled
-    acc = cluster_accuracy(labels[unl], pred[unl], ~novel[unl])
-    return dict(zip(("all", "old", "new"), acc, strict=True))
+    return accuracy_fields(labels[unl], pred[unl], ~novel[unl], protocols, prefix)
 
 
 def kmeans_predictions(features: torch.Tensor, k: int, seed: int) -> np.ndarray:
@@ -106,6 +105,7 @@ def feature_record(
     aperture: float = 2.0,
     seed: int = 0,
     tsne_max_points: int = 5000,
+    accuracy: Sequence[str] = ("v2",),
 ) -> tuple[dict, dict]:
     """The epoch record of one analysed checkpoint and the extra arrays to save.
 
@@ -117,10 +117,13 @@ def feature_record(
         kmeans, tsne: run those analyses.
         soc_k: SOC subspace dimension (capped at labeled rows - 1).
         aperture: conceptor aperture for energy ratios.
+        accuracy: accuracy protocols (``v1``, ``v2``, ``v2b``, see docs/accuracy.md); the
+            first one fills ``acc_*`` and ``kmeans``.
 
     Returns:
-        ``(record, arrays)``: ``record`` holds ``acc_all/old/new`` (head argmax, v2),
-        ``kmeans`` {all, old, new}, ``soc``, ``principal_angles``, ``energy``,
+        ``(record, arrays)``: ``record`` holds ``acc_all/old/new`` (head argmax, protocol in
+        ``acc_protocol``, every protocol in ``acc_protocols``), ``kmeans`` {all, old, new}
+        (and ``kmeans_protocol`` / ``kmeans_protocols``), ``soc``, ``principal_angles``, ``energy``,
         ``conceptor``, ``free_energy``, ``knn_overlap`` (and ``knn_overlap_tsne``);
         ``arrays`` extra per-sample arrays (``kmeans``, ``tsne``, ``tsne_rows``).
     """
@@ -130,11 +133,12 @@ def feature_record(
     record: dict = {}
     arrays: dict = {}
     if logits is not None:
-        acc = _accuracy(labels, logits.argmax(1), labeled, novel)
-        record.update({f"acc_{k}": v for k, v in acc.items()})
+        record.update(_accuracy(labels, logits.argmax(1), labeled, novel, accuracy, "acc"))
     if kmeans:
         pred = kmeans_predictions(z, num_classes, seed)
-        record["kmeans"] = _accuracy(labels, torch.from_numpy(pred), labeled, novel)
+        fields = _accuracy(labels, torch.from_numpy(pred), labeled, novel, accuracy, "kmeans")
+        record["kmeans"] = {k: fields.pop(f"kmeans_{k}") for k in ("all", "old", "new")}
+        record.update(fields)
         arrays["kmeans"] = pred
     # the centred old and new sets have rank at most rows - 1 and D: larger k is NaN
     n_new = int((novel & unl).sum())

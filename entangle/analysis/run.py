@@ -28,6 +28,7 @@ from entangle.analysis.inputs import FeatureData, check_classes, load_inputs
 from entangle.checkpoints import CheckpointError, LoadedCheckpoint, load_gcd_checkpoint
 from entangle.errors import EntangleValueError
 from entangle.gcd.data import GCDData
+from entangle.metrics import accuracy_protocols
 from entangle.report.summary import gradient_summary
 from entangle.runs import RunWriter
 
@@ -59,8 +60,11 @@ class AnalyzeConfig:
     eep_weight: float = 0.5
     aga_weight: float = 0.7
     tsne_max_points: int = 5000
+    # accuracy protocols (v1, v2, v2b; docs/accuracy.md); the first fills acc_all/old/new
+    accuracy: tuple[str, ...] = ("v2",)
 
     def __post_init__(self):
+        self.accuracy = accuracy_protocols(self.accuracy)
         if self.grad_batches < 0 or self.batch_size < 2:
             raise EntangleValueError(
                 f"grad_batches must be >= 0 and batch_size >= 2, got {self.grad_batches} and "
@@ -249,6 +253,7 @@ def analyze_one(
             aperture=config.aperture,
             seed=config.seed,
             tsne_max_points=config.tsne_max_points,
+            accuracy=config.accuracy,
         )
         steps = []
         if config.grad and config.grad_batches and not isinstance(data, FeatureData):
@@ -349,6 +354,11 @@ def summarize(record: dict, steps: list[dict], loaded: LoadedCheckpoint | None) 
     }
     for k in ("acc_all", "acc_old", "acc_new"):
         out[k] = record.get(k, math.nan)
+    out["acc_protocol"] = record.get("acc_protocol") or record.get("kmeans_protocol")
+    for prefix in ("acc", "kmeans"):
+        for protocol, acc in record.get(f"{prefix}_protocols", {}).items():
+            for k, v in acc.items():
+                out[f"{prefix}_{k}_{protocol}"] = v
     for k in ("all", "old", "new"):
         out[f"kmeans_{k}"] = record.get("kmeans", {}).get(k, math.nan)
     out["soc"] = record.get("soc", math.nan)

@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass
 
 from entangle.errors import EntangleValueError
+from entangle.metrics.clustering import accuracy_protocols
 
 
 @dataclass
@@ -47,8 +48,11 @@ class TrainConfig:
     seed: int = 0
     save_features: bool = True
     synthetic_overlap: float = 0.5
+    # accuracy protocols of each evaluation (v1, v2, v2b; docs/accuracy.md); first = acc_*
+    accuracy: tuple[str, ...] = ("v2",)
 
     def __post_init__(self):
+        self.accuracy = accuracy_protocols(self.accuracy)
         if not 0 < self.labeled_fraction <= 1:
             raise EntangleValueError(
                 f"labeled_fraction must be in (0, 1], got {self.labeled_fraction}"

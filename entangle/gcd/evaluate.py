@@ -8,7 +8,7 @@ from contextlib import nullcontext
 import torch
 
 from entangle.gcd.data import GCDData, eval_inputs
-from entangle.metrics import cluster_accuracy, knn_overlap
+from entangle.metrics import cluster_accuracies, knn_overlap
 from entangle.modes import eval_mode
 from entangle.probeset import summarize_subspace
 from entangle.runs import RunReader
@@ -54,8 +54,33 @@ def embed_all(
     return torch.cat(feats), (torch.cat(logits) if head is not None else None)
 
 
-def evaluate(backbone, head, data: GCDData, device, batch_size: int = 512) -> dict:
-    """Features of every sample, v2 clustering accuracy on the unlabeled set, SOC, energies.
+def accuracy_fields(y_true, y_pred, old_mask, protocols=("v2",), prefix: str = "acc") -> dict:
+    """Record fields of clustering accuracy under each protocol (see docs/accuracy.md).
+
+    Args:
+        y_true, y_pred, old_mask: ``[n]`` as for :func:`entangle.metrics.cluster_accuracy`.
+        protocols: protocol names; the first one fills ``{prefix}_all/_old/_new``.
+        prefix: field name prefix (``acc`` for the head, ``kmeans`` for k-means).
+
+    Returns:
+        ``{prefix}_all``, ``{prefix}_old``, ``{prefix}_new``, ``{prefix}_protocol`` (the first
+        protocol's name) and ``{prefix}_protocols`` (``{protocol: {all, old, new}}``).
+    """
+    by_protocol = cluster_accuracies(y_true, y_pred, old_mask, protocols)
+    first = next(iter(by_protocol))
+    out = {f"{prefix}_{k}": v for k, v in by_protocol[first].items()}
+    out[f"{prefix}_protocol"] = first
+    out[f"{prefix}_protocols"] = by_protocol
+    return out
+
+
+def evaluate(
+    backbone, head, data: GCDData, device, batch_size: int = 512, accuracy=("v2",)
+) -> dict:
+    """Features of every sample, clustering accuracy on the unlabeled set, SOC, energies.
+
+    Args:
+        accuracy: accuracy protocols (``v1``, ``v2``, ``v2b``); the first fills ``acc_*``.
 
     Returns:
         ``(record, arrays)``: the epoch record and the arrays to save in features/.
@@ -65,8 +90,7 @@ def evaluate(backbone, head, data: GCDData, device, batch_size: int = 512) -> di
     labels = data.labels
     pred = logit.argmax(1).cpu()
     old_mask = ~data.novel[unl]
-    acc_all, acc_old, acc_new = cluster_accuracy(labels[unl], pred[unl], old_mask)
-    record = {"acc_all": acc_all, "acc_old": acc_old, "acc_new": acc_new}
+    record = accuracy_fields(labels[unl], pred[unl], old_mask, accuracy)
     lab, nov = data.labeled.to(z.device), (data.novel & unl).to(z.device)
     record.update(summarize_subspace(z, lab, nov))
     record["knn_overlap"] = knn_overlap(z[unl.to(z.device)], data.novel[unl], k=10)

@@ -207,7 +207,7 @@ def _train_loop(config, setup, run, run_dir, resume, on_epoch, on_step) -> dict:
             if on_step is not None:
                 on_step(step + 1, config.epochs * steps_per_epoch)
 
-        record, arrays = evaluate(backbone, head, data, device)
+        record, arrays = evaluate(backbone, head, data, device, accuracy=config.accuracy)
         record = {"epoch": epoch, "step": (epoch + 1) * steps_per_epoch} | record
         run.write_epoch(record)
         if config.save_features:

@@ -104,7 +104,8 @@ def _render(runs: list[RunData], tmp: Path, *, pdf, max_points, backend, seed) -
             "Norm ratio, ProbeSet SOC and accuracy",
             "Ratio of gradient norms (log scale; 1 = equal), the subspace overlap coefficient "
             "of novel-class ProbeSet features with the known-class subspace, and clustering "
-            "accuracy per evaluation.",
+            "accuracy per evaluation (protocol as in the summary). Oracle: SOC and the Old/New "
+            "accuracy split use the ground-truth novel classes, which the method never sees.",
         ),
     ]
     has_free = any(e.free for es in energies.values() for e in es)
@@ -114,13 +115,15 @@ def _render(runs: list[RunData], tmp: Path, *, pdf, max_points, backend, seed) -
             "energy_ratio",
             "Known-subspace energy ratio",
             "Energy ratio of each sample under the conceptor fitted on that epoch's labeled "
-            "features; new-class samples close to 1 lie inside the known subspace.",
+            "features; new-class samples close to 1 lie inside the known subspace. Oracle: the "
+            "unlabeled old/new grouping uses ground truth the method never sees.",
         ),
         fig(
             lambda: plot_energy.energy_figure(runs, energies, "free"),
             "free_energy",
             "Logit free energy",
-            "Free energy -logsumexp(logits) per sample; lower means a more confident classifier.",
+            "Free energy -logsumexp(logits) per sample; lower means a more confident "
+            "classifier. Oracle: the unlabeled old/new grouping uses ground truth.",
         )
         if has_free
         else None,
@@ -148,7 +151,8 @@ def _render(runs: list[RunData], tmp: Path, *, pdf, max_points, backend, seed) -
             "Maps of the last saved epoch, PCA to 50 dimensions then t-SNE; all panels share "
             "axis limits. k-NN new->old: share of a new sample's 10 nearest neighbours that "
             "are old, in feature space (cosine) and in the map; 'mixed' is the share expected "
-            "if old and new were perfectly mixed.",
+            "if old and new were perfectly mixed. Oracle: old/new colours and the k-NN shares "
+            "use the ground-truth novel mask, which the method never sees.",
         ),
     ]
     comparison = []
@@ -158,7 +162,8 @@ def _render(runs: list[RunData], tmp: Path, *, pdf, max_points, backend, seed) -
                 lambda: plot_curves.comparison_figure(runs),
                 "comparison_curves",
                 "Runs compared",
-                "Smoothed cosine conflict, GDC and All accuracy of every run on shared axes.",
+                "Smoothed cosine conflict, GDC and All accuracy of every run on shared axes "
+                "(each run's accuracy protocol as in the summary).",
             ),
         ]
     return html.render_html(

@@ -9,7 +9,7 @@ import math
 from entangle.report.energy import IDENTITY_QUOTA
 from entangle.report.figures import RenderedFigure
 from entangle.report.load import RunData
-from entangle.report.records import flatten_config, nan_reasons
+from entangle.report.records import accuracy_protocol, flatten_config, nan_reasons
 from entangle.report.summary import format_delta, format_value, summary_metrics
 
 
@@ -43,6 +43,7 @@ def run_details(run: RunData) -> dict:
         "versions": [(str(k), str(v)) for k, v in versions.items()],
         "config": flatten_config(run.config),
         "nan_reasons": list(nan_reasons(run.steps).items()),
+        "acc_protocol": accuracy_protocol(run.epochs),
     }
 
 

@@ -136,6 +136,23 @@ def nan_step_count(steps: Sequence[Mapping]) -> int:
     return sum(1 for rec in steps if isinstance(dig(rec, "nan"), Mapping) and dig(rec, "nan"))
 
 
+def accuracy_protocol(epochs: Sequence[Mapping]) -> str:
+    """The accuracy protocol(s) of a run's evaluations, e.g. ``"v2"`` (docs/accuracy.md).
+
+    Records with an accuracy but no ``acc_protocol`` field predate the field and are ``v2``
+    (the only protocol entangle computed then); ``"-"`` when no record holds an accuracy.
+    """
+    seen: list[str] = []
+    for rec in epochs:
+        if not isinstance(rec, Mapping) or "acc_all" not in rec:
+            continue
+        protocol = rec.get("acc_protocol")
+        protocol = str(protocol) if protocol else "v2"
+        if protocol not in seen:
+            seen.append(protocol)
+    return ", ".join(seen) if seen else "-"
+
+
 def flatten_config(config, prefix: str = "") -> list[tuple[str, str]]:
     """Nested config as ``(dotted.key, text)`` rows for a table; long lists are shortened."""
     rows: list[tuple[str, str]] = []

@@ -95,3 +95,14 @@ def test_malicious_checkpoint_exits_2_with_one_line_and_its_code_does_not_run(tm
     assert "Traceback" not in done.stderr
     assert not victim.exists()
     assert not (tmp_path / "o").exists()
+
+
+def test_accuracy_option_names_the_protocol_and_adds_rows(ckpt, tmp_path):
+    args = ["analyze", str(ckpt), "--out", str(tmp_path), *FAST, "--no-report", "--no-tsne"]
+    result = CliRunner().invoke(app, [*args, "--no-grad", "--accuracy", "v2b,v1"])
+    assert result.exit_code == 0, result.output
+    assert "accuracy protocol" in result.output and "v2b" in result.output
+    assert "head acc All (v1)" in result.output and "k-means New (v1)" in result.output
+    assert "(v2)" not in result.output  # only the protocols asked for
+    bad = CliRunner().invoke(app, [*args, "--accuracy", "v7"])
+    assert bad.exit_code != 0

@@ -102,6 +102,7 @@ def test_bad_config_values():
         (["--labeled-fraction", "1.5"], "labeled_fraction"),
         (["--data", "digits", "--old-classes", "3,42"], "42"),
         (["--data", "imagefolder:{tmp}"], "image"),
+        (["--accuracy", "v3"], "comma list of v1, v2, v2b"),
     ],
 )
 def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
@@ -170,3 +171,21 @@ def test_summary_counts_nan_steps(setup, tmp_path):
     summary = train(dataclasses.replace(TINY, epochs=1), tmp_path / "r", setup)
     assert summary["nan_steps"] == 0
     assert summary["steps_probed"] > 0
+
+
+def test_every_accuracy_protocol_is_recorded_per_evaluation(setup, tmp_path):
+    from entangle.metrics import cluster_accuracy
+
+    config = dataclasses.replace(TINY, epochs=1, accuracy="v2b, v1,v2")
+    assert config.accuracy == ("v2b", "v1", "v2")
+    train(config, tmp_path / "run", setup)
+    reader = RunReader(tmp_path / "run")
+    (epoch,) = reader.epochs
+    assert epoch["acc_protocol"] == "v2b" and list(epoch["acc_protocols"]) == ["v2b", "v1", "v2"]
+    saved = reader.features(0)
+    unl = ~saved["labeled"]
+    pred = saved["logits"].argmax(1)[unl]
+    for protocol, acc in epoch["acc_protocols"].items():
+        want = cluster_accuracy(saved["labels"][unl], pred, ~saved["novel"][unl], protocol)
+        assert (acc["all"], acc["old"], acc["new"]) == pytest.approx(want)
+    assert epoch["acc_all"] == epoch["acc_protocols"]["v2b"]["all"]

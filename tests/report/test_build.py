@@ -139,3 +139,19 @@ def test_run_without_features_still_renders(tmp_path):
     run = make_run(tmp_path / "run", name="nofeat", n_steps=10, feature_epochs=())
     page = build_report([run], tmp_path / "out").read_text(encoding="utf-8")
     assert "no saved features" in page or "tsne_overlap" in page
+
+
+def test_page_names_the_accuracy_protocol_and_marks_oracle_numbers(built_report):
+    page = built_report.read_text(encoding="utf-8")
+    # the fake runs' records predate the acc_protocol field: they are v2
+    assert re.search(r"under the protocol\s*<code>v2</code>", page)
+    assert page.count("Oracle:") >= 3  # summary, accuracy/SOC curves, t-SNE overlap
+
+
+def test_accuracy_protocol_of_records():
+    from entangle.report.records import accuracy_protocol
+
+    assert accuracy_protocol([{"epoch": 0, "acc_all": 0.5}]) == "v2"
+    mixed = [{"acc_all": 0.5, "acc_protocol": "v1"}, {"acc_all": 0.6, "acc_protocol": "v2b"}]
+    assert accuracy_protocol(mixed) == "v1, v2b"
+    assert accuracy_protocol([{"epoch": 0, "soc": 0.2}]) == "-"
