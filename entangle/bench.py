@@ -1,11 +1,12 @@
 """Step-time ratios of the probe, paper-style diagnostics and EAGC, measured side by side.
 
-Every claim about entangle's cost is a ratio of two variants timed in ONE process on the same
-model, weights and batches (DESIGN.md §4). The variants run round-robin (the order rotates
-each round) after warm-up, so load from other processes hits all of them alike; a ratio is
-the median over rounds of the per-round ratio, and ``ratios_iqr`` gives its spread. On a CPU
-shared with other jobs, run with one thread (more threads than free cores spin and wait) and,
-for the least noise, ``clock="cpu"`` (process CPU time, which excludes time spent descheduled).
+Every claim about entangle's cost is a ratio of two variants timed in ONE process on the
+same model, weights and batches (the variants and their keys are listed below). The
+variants run round-robin (the order rotates each round) after warm-up, so load from other
+processes hits all of them alike; a ratio is the median over rounds of the per-round ratio,
+and ``ratios_iqr`` gives its spread. On a CPU shared with other jobs, run with one thread
+(more threads than free cores spin and wait) and, for the least noise, ``clock="cpu"``
+(process CPU time, which excludes time spent descheduled).
 
 Ratio keys (``mlp_`` prefix: the same for the digits MLP):
 

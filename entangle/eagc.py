@@ -1,7 +1,7 @@
 """EAGC: Anchor-based Gradient Alignment (AGA) + Energy-aware Elastic Projection (EEP).
 
 Applied to the gradient of the hooked feature tensor z, per row, in one backward
-(DESIGN.md §3)::
+(docs/quantities.md, EAGC)::
 
     g_i <- g_i - w_i C g_i + c m_i (z_i - z_i^ref)
 
@@ -243,7 +243,7 @@ class EAGC:
         *,
         scaler=None,
     ) -> torch.Tensor:
-        """Identity in forward; in backward, correct each row's gradient (DESIGN.md §3).
+        """Identity in forward; in backward, correct each row's gradient (docs/quantities.md, EAGC).
 
         Args:
             features: ``[n, D]`` the feature tensor (backbone output) the losses use.
@@ -313,10 +313,11 @@ class EAGC:
         ``micro_batches`` (as the losses are) — so k equal micro-batches give exactly the
         gradient of one ``accumulate(1)`` call on the whole batch.
 
-        Note: a plain ``coordinate`` call (outside this block) follows DESIGN.md §3 literally:
-        mu first moves with the call's labeled energy, then the weights use it. No order can
-        give both that and exact micro-batch equivalence (the first micro-batch cannot see
-        the second's energies), so ``accumulate(1)`` differs from a plain call by when mu moves.
+        Note: a plain ``coordinate`` call (outside this block) follows docs/quantities.md
+        literally: mu first moves with the call's labeled energy, then the weights use it.
+        No order can give both that and exact micro-batch equivalence (the first micro-batch
+        cannot see the second's energies), so ``accumulate(1)`` differs from a plain call by
+        when mu moves.
 
         Args:
             micro_batches: number of backward calls accumulated before the optimiser step.

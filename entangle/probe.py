@@ -9,7 +9,7 @@ EAGC coordinates the features) and, on probed steps, measures:
   the training backward (never recomputed);
 - with EAGC, the same step's corrected per-loss gradients, switching this call's own
   coordination state between identity / corrected modes, so raw and corrected terms never mix
-  and the current batch's EEP weights are used (DESIGN.md §3, defect 1);
+  and the current batch's EEP weights are used (the reference code's defect 1, docs/quantities.md);
 - per-row feature-gradient conflict and known-subspace energy summaries.
 
 All metrics stay on the device; the record reaches the host in one sync.
@@ -31,6 +31,12 @@ from entangle.metrics import energy_ratio, free_energy, rowwise_cosine
 from entangle.metrics.gradients import CONFLICT_KEYS, conflict_from_products
 from entangle.params import parameter_groups
 from entangle.summaries import conflict_summary, masked_summary, to_host
+
+# every top-level key a step record of the probe can hold (docs/records.md)
+RECORD_KEYS = frozenset(
+    {"step", "epoch", "losses", "raw", "eagc", "feature", "feature_eagc", "energy"}
+    | {"n_labeled", "nan", "probeset", "attribution", "attribution_eagc"}
+)
 
 
 @contextmanager
@@ -59,6 +65,10 @@ class Probe:
         eagc: the :class:`~entangle.eagc.EAGC` coordinating ``features``; its corrected
             per-loss gradients are measured too.
         known_subspace: ``[D, D]`` conceptor for energy summaries when no EAGC is given.
+        probeset: a :class:`~entangle.probeset.ProbeSet` evaluated on the probed steps it is
+            due (``probeset.is_due(step, every)``), before this step's training backward,
+            with the weights the step's forward used; its result is the record's
+            ``probeset`` entry. This is the one way to record ProbeSet results.
         distributed: average per-loss gradients over processes before measuring (default:
             when torch.distributed is initialised with more than one process).
         attribution: exact per-row shares of cos(g_S, g_U) on one group (see
@@ -78,6 +88,7 @@ class Probe:
         run=None,
         eagc: EAGC | None = None,
         known_subspace: torch.Tensor | None = None,
+        probeset=None,
         distributed: bool | None = None,
         attribution: bool | int = False,
         attribution_group: str | None = None,
@@ -94,6 +105,7 @@ class Probe:
         self.every = int(every)
         self.eagc = eagc
         self.known_subspace = known_subspace
+        self.probeset = probeset
         self.distributed = world_size() > 1 if distributed is None else distributed
         self.attributor = _attributor(self.groups, attribution, attribution_group)
         self.calls = 0
@@ -166,26 +178,37 @@ class Probe:
             novel: ``[n]`` bool, rows whose true class is novel (known in diagnostics only).
             logits: ``[n, K]`` classifier logits, for free-energy summaries.
             scaler: ``torch.amp.GradScaler``; losses are scaled, metrics use unscaled values.
-            extra: more entries for this step's record (e.g. ProbeSet results); probed steps
-                only.
+            extra: more entries for this step's record, probed steps only; a key the probe
+                writes itself (``energy``, ``raw``, ``probeset`` ...) is refused. ProbeSet
+                results go through ``Probe(..., probeset=)``, not here.
             targets: ``[n]`` ground-truth classes (oracle), for class-level attribution.
             index: ``[n]`` dataset index of each row, named in the attribution's top rows.
 
         Returns:
-            the step record (see DESIGN.md §5) on probed steps, else None.
+            the step record (keys: docs/records.md) on probed steps, else None.
         """
         if self._closed:
             raise EntangleRuntimeError("this Probe was closed; create a new one")
+        if extra:
+            # checked before the backward, so a clash leaves .grad untouched
+            _refuse_clash(extra, RECORD_KEYS)
         step = self.calls
         self.calls += 1
         if step % self.every:
             _scaled(sup + unsup, scaler).backward()
             return None
+        subset = None
+        if self.probeset is not None and self.probeset.is_due(step, self.every):
+            # before the training backward: the weights this step's forward used
+            subset = self.probeset.evaluate()
         rows = {"targets": targets, "index": index}
         record = self._probed_backward(
             step, sup, unsup, features, labeled, novel, logits, scaler, rows
         )
+        if subset is not None:
+            record["probeset"] = subset
         if extra:
+            _refuse_clash(extra, record)
             record.update(extra)
         self.last = record
         if self.run is not None:
@@ -266,10 +289,14 @@ class Probe:
         if self.epoch is not None:
             record["epoch"] = self.epoch
         record["losses"] = {"sup": sup.detach(), "unsup": unsup.detach()}
-        raw_u = raw_unsup[: len(params)] if raw_unsup is not None else _minus(total, raw_sup)
-        record["raw"] = self._group_metrics(raw_sup, raw_u, scale)
+        if raw_unsup is not None:  # with EAGC the captured total is the corrected one
+            raw_u, raw_total = raw_unsup[: len(params)], None
+        else:
+            raw_u, raw_total = _minus(total, raw_sup), total
+        record["raw"] = self._group_metrics(raw_sup, raw_u, scale, raw_total)
         if state is not None:
-            record["eagc"] = self._group_metrics(corrected_sup, _minus(total, corrected_sup), scale)
+            corrected_u = _minus(total, corrected_sup)
+            record["eagc"] = self._group_metrics(corrected_sup, corrected_u, scale, total)
         if features is not None:
             g_s = _or_zeros(raw_sup[-1], features)
             g_u = raw_unsup[-1] if raw_unsup is not None else feature_total - g_s
@@ -327,7 +354,9 @@ class Probe:
                 h.remove()
         return captured, feature_total[0]
 
-    def _group_metrics(self, sup_grads, unsup_grads, scale) -> dict:
+    def _group_metrics(self, sup_grads, unsup_grads, scale, total_grads=None) -> dict:
+        """Conflict statistics per group; ``total_grads`` (the captured training gradient,
+        g_S + g_U) keeps GDC exact when the losses nearly cancel (else s + u elementwise)."""
         out = {}
         for name, group in self.groups.items():
             idx = [self._index[id(p)] for p in group]
@@ -338,9 +367,13 @@ class Probe:
                 )
                 torch.distributed.all_reduce(both)
                 s, u = both[0] / world_size(), both[1] / world_size()
-                products = torch.stack([s @ s, u @ u, s @ u]).double()
+                t = s + u
+                products = torch.stack([s @ s, u @ u, s @ u, s @ t, t @ t]).double()
             else:
-                products = _products([sup_grads[i] for i in idx], [unsup_grads[i] for i in idx])
+                totals = None if total_grads is None else [total_grads[i] for i in idx]
+                products = _products(
+                    [sup_grads[i] for i in idx], [unsup_grads[i] for i in idx], totals
+                )
             if scale is not None:
                 products = products / scale.double() ** 2
             out[name] = conflict_from_products(*products)
@@ -369,6 +402,15 @@ class Probe:
 # ---------------------------------------------------------------------- helpers
 
 
+def _refuse_clash(extra: dict, own) -> None:
+    clash = sorted(set(extra) & set(own))
+    if clash:
+        raise EntangleValueError(
+            f"extra= would overwrite the probe's own record entries {clash}; rename those "
+            "keys (ProbeSet results: pass probeset= to Probe instead)"
+        )
+
+
 def _scaled(loss: torch.Tensor, scaler):
     return scaler.scale(loss) if scaler is not None else loss
 
@@ -395,18 +437,21 @@ def _flat(grads: list, params: list) -> torch.Tensor:
     return torch.cat([part.reshape(-1) for part in parts])
 
 
-def _products(sup: list, unsup: list) -> torch.Tensor:
-    """``[<s,s>, <u,u>, <s,u>]`` summed over parameters in float64, without flat copies."""
+def _products(sup: list, unsup: list, total: list | None = None) -> torch.Tensor:
+    """``[<s,s>, <u,u>, <s,u>, <s,t>, <t,t>]`` summed over parameters in float64, without flat
+    copies; t is ``total`` (the captured training gradient) or s + u elementwise."""
     parts = []
-    for s, u in zip(sup, unsup, strict=True):
+    total = [None] * len(sup) if total is None else total
+    for s, u, t in zip(sup, unsup, total, strict=True):
         if s is None and u is None:
             continue
         s = torch.zeros_like(u) if s is None else s
         u = torch.zeros_like(s) if u is None else u
         s, u = s.reshape(-1), u.reshape(-1)
-        parts.append(torch.stack([s @ s, u @ u, s @ u]).double())
+        t = s + u if t is None else t.reshape(-1)
+        parts.append(torch.stack([s @ s, u @ u, s @ u, s @ t, t @ t]).double())
     if not parts:
-        return torch.zeros(3, dtype=torch.float64)
+        return torch.zeros(5, dtype=torch.float64)
     return torch.stack(parts).sum(0)
 
 

@@ -32,6 +32,17 @@ EXACT_FALLBACK = (
 class ProbeSet:
     """A fixed probe set whose SOC and energies are evaluated every ``every`` steps.
 
+    The two cadences: a :class:`~entangle.probe.Probe` with ``every=p`` records training steps
+    0, p, 2p, ...; a ProbeSet with ``every=e`` is due at the recorded steps whose window
+    ``(step - p, step]`` holds a multiple of e (:meth:`is_due`). Its results therefore land on
+    recorded steps only: no evaluation is paid for and then dropped, and the rate stays about
+    one evaluation every e steps (with p = 1: exactly steps 0, e, 2e, ...). The one way to
+    record them is ``Probe(..., probeset=this)``, which evaluates on due probed steps and
+    stores the result under the step record's ``probeset`` key (see docs/records.md).
+
+    The ProbeSet keeps ``backbone`` (the live model, not a copy): :meth:`evaluate` without
+    an argument evaluates it with its current weights.
+
     Args:
         backbone: a backbone :mod:`entangle.splits` can cut (entangle's protocol, timm
             ``VisionTransformer``, DINO / DINOv2 hub ViTs); any module with ``exact=True``.
@@ -41,9 +52,10 @@ class ProbeSet:
         split_at: first block to re-run; default: the backbone's first trainable block
             (SimGCD's ``grad_from_block``).
         exact: re-embed from the raw inputs every time (no cache), e.g. for a trainable stem.
-        every: evaluation cadence in steps for :meth:`is_due`.
-        k: SOC subspace dimension.
-        aperture: conceptor aperture for energy ratios.
+        every: evaluation cadence in training steps (see above and :meth:`is_due`).
+        k: SOC subspace dimension (the paper: 16).
+        aperture: aperture of the probe set's own conceptor, refitted on the probe set's
+            labeled features at each evaluation (not EEP's conceptor).
         batch_size: rows per suffix forward.
     """
 
@@ -84,6 +96,7 @@ class ProbeSet:
             check_protocol(backbone, fallback=EXACT_FALLBACK)
             self.split_at = int(split_at)
         self.inputs = inputs
+        self.backbone = backbone
         self._fingerprint = None
         self._cache = None if exact else self._embed_prefix(backbone)
 
@@ -94,12 +107,26 @@ class ProbeSet:
         self._fingerprint = prefix_fingerprint(backbone, self.split_at)
         return cache
 
-    def is_due(self, step: int) -> bool:
-        """Whether ``evaluate`` should run at ``step``."""
-        return step % self.every == 0
+    def is_due(self, step: int, probe_every: int = 1) -> bool:
+        """Whether ``evaluate`` should run at ``step``, a step recorded every ``probe_every``.
 
-    def features(self, backbone: torch.nn.Module) -> torch.Tensor:
-        """Current features ``[N, D]`` of the probe set (cached prefix + live suffix)."""
+        True when a multiple of ``every`` lies in ``(step - probe_every, step]``: each
+        multiple of ``every`` is served by the first recorded step at or after it. Stateless,
+        so a resumed run evaluates at the same steps.
+        """
+        if step < 0:
+            return False
+        probe_every = max(int(probe_every), 1)
+        # floor division: step 0 is always due ((0 - p) // e is negative)
+        return step // self.every > (step - probe_every) // self.every
+
+    def features(self, backbone: torch.nn.Module | None = None) -> torch.Tensor:
+        """Current features ``[N, D]`` of the probe set (cached prefix + live suffix).
+
+        Args:
+            backbone: the model to embed with; default: the one the ProbeSet was built on.
+        """
+        backbone = self.backbone if backbone is None else backbone
         if self.exact:
             return full_embedding(backbone, self.inputs, self.batch_size)
         if prefix_fingerprint(backbone, self.split_at) != self._fingerprint:
@@ -109,13 +136,17 @@ class ProbeSet:
             backbone, self._cache, self.batch_size, lambda h: run_suffix(backbone, h, self.split_at)
         )
 
-    def evaluate(self, backbone: torch.nn.Module) -> dict:
+    def evaluate(self, backbone: torch.nn.Module | None = None) -> dict:
         """SOC, principal angles and energy summaries of the probe set under ``backbone``.
+
+        Args:
+            backbone: default: the model the ProbeSet was built on, with its current weights.
 
         Returns:
             dict of Python values: ``soc``, ``principal_angles`` (radians, k values),
             ``energy`` {labeled, unlabeled_old, unlabeled_new: summary},
-            ``conceptor`` {quota, effective_rank}.
+            ``conceptor`` {source, quota, effective_rank, aperture}, ``k`` (see
+            docs/records.md).
         """
         z = self.features(backbone)
         # half precision is promoted; float64 stays float64 (small principal angles are
@@ -126,8 +157,23 @@ class ProbeSet:
         )
 
 
+# what summarize_subspace's conceptor is fitted on, recorded beside its energies
+REFIT_SOURCE = "refit on the labeled rows of these features"
+
+
 def summarize_subspace(z, labeled, novel, k: int = 16, aperture: float = 2.0) -> dict:
-    """SOC / principal angles / energy of features ``[N, D]`` with labeled and novel masks."""
+    """SOC / principal angles / energy of features ``[N, D]`` with labeled and novel masks.
+
+    The energies use a conceptor refitted on ``z[labeled]`` with ``aperture`` (named so in
+    ``conceptor.source``); it is not EEP's conceptor. Formulas: docs/quantities.md.
+
+    Args:
+        z: ``[N, D]`` features.
+        labeled: ``[N]`` bool, Z_old rows.
+        novel: ``[N]`` bool, Z_new rows.
+        k: SOC / principal-angle subspace dimension.
+        aperture: conceptor aperture.
+    """
     old, new = z[labeled], z[novel]
     c = conceptor(old, aperture)
     ratio = energy_ratio(z, c, warn=False)
@@ -143,7 +189,13 @@ def summarize_subspace(z, labeled, novel, k: int = 16, aperture: float = 2.0) ->
     }
     spectrum = conceptor_spectrum(c)
     out = to_host(out)
-    out["conceptor"] = {"quota": spectrum["quota"], "effective_rank": spectrum["effective_rank"]}
+    out["conceptor"] = {
+        "source": REFIT_SOURCE,
+        "aperture": float(aperture),
+        "quota": spectrum["quota"],
+        "effective_rank": spectrum["effective_rank"],
+    }
+    out["k"] = int(k)
     return out
 
 

@@ -1,4 +1,4 @@
-"""The run directory: an append-only, crash-safe writer and a tolerant reader (DESIGN.md §5).
+"""The run directory: an append-only, crash-safe writer and a tolerant reader (docs/records.md).
 
 Layout::
 

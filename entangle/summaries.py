@@ -29,7 +29,8 @@ def masked_summary(values: torch.Tensor, mask: torch.Tensor | None = None) -> di
     mean = torch.nansum(x) / n.clamp_min(1)
     mean = torch.where(n > 0, mean, float("nan"))
     var = torch.nansum((x - mean).pow(2)) / n.clamp_min(1)
-    out = {"mean": mean, "std": var.sqrt()}
+    # nansum over no rows is 0: an empty group's spread is unknown, not zero
+    out = {"mean": mean, "std": torch.where(n > 0, var.sqrt(), float("nan"))}
     qs = torch.nanquantile(x, torch.tensor(QUANTILES, device=x.device, dtype=x.dtype))
     for q, v in zip(QUANTILES, qs, strict=True):
         out[f"q{round(q * 100)}"] = v

@@ -1,4 +1,4 @@
-"""EAGC against a direct implementation of DESIGN.md §3, its paths, ablations and errors."""
+"""EAGC against a direct implementation of docs/quantities.md, its paths, ablations and errors."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ SWITCHES = {
 
 
 def direct_eagc_grads(backbone, head, batches, c, mu, *, aga_w, beta, mom, aga, eep, adaptive):
-    """DESIGN.md §3 written out by hand: feature gradient, formula, then backprop."""
+    """docs/quantities.md (EAGC) written out by hand: feature gradient, formula, then backprop."""
     grads = []
     for x, y, labeled, ref in batches:
         backbone.zero_grad()

@@ -377,3 +377,41 @@ def test_exception_inside_with_probe_leaves_the_run_incomplete(models, tmp_path)
         raise ZeroDivisionError
     reader = RunReader(tmp_path / "run")
     assert not reader.complete and len(reader.steps) == 1
+
+
+@pytest.mark.parametrize("key", ["energy", "raw", "probeset", "step"])
+def test_extra_may_not_overwrite_the_probes_entries(models, key):
+    backbone, head = models
+    x, y, labeled, _ = toy_batch()
+    probe = Probe(backbone, known_subspace=torch.eye(5, dtype=torch.float64))
+    z = backbone(x)
+    sup, unsup, _ = toy_losses(head, z, y, labeled)
+    with pytest.raises(EntangleValueError, match=f"overwrite.*'{key}'"):
+        probe.backward(sup, unsup, features=z, labeled=labeled, extra={key: 1.0})
+    assert not probe.records
+
+
+def test_extra_adds_new_keys_beside_the_probes_own(models):
+    backbone, head = models
+    x, y, labeled, _ = toy_batch()
+    probe = Probe(backbone, known_subspace=torch.eye(5, dtype=torch.float64))
+    z = backbone(x)
+    sup, unsup, _ = toy_losses(head, z, y, labeled)
+    record = probe.backward(sup, unsup, features=z, labeled=labeled, extra={"my_metric": 2.0})
+    assert record["my_metric"] == 2.0 and "ratio" in record["energy"]
+
+
+@pytest.mark.parametrize("gap", [1e-3, 1e-4])
+def test_gdc_is_exact_when_the_losses_nearly_cancel(gap):
+    # g_U = -(1 - gap) g_S: the total is gap * g_S, so GDC is exactly 0; the expanded
+    # ||g_S||^2 + ||g_U||^2 + 2<g_S, g_U> lost every digit (before: 0.05 at 1e-3, NaN with
+    # "the losses cancel exactly" at 1e-4 in float32)
+    for seed in range(5):
+        backbone, head = toy_models()
+        backbone.float()
+        head.float()
+        x, y, labeled, _ = toy_batch(seed=seed)
+        sup, _, _ = toy_losses(head, backbone(x.float()), y, labeled)
+        record = Probe(list(backbone.parameters())).backward(sup, -(1 - gap) * sup)
+        assert record["raw"]["gdc"] == pytest.approx(0.0, abs=1e-6)
+        assert record["nan"] == {}

@@ -10,7 +10,7 @@ import torch
 from entangle import ProbeSet
 from entangle.errors import EntangleValueError
 from entangle.probeset import full_embedding, summarize_subspace
-from tests.support.toy import ToyBackbone, toy_batch
+from tests.support.toy import ToyBackbone, toy_batch, toy_losses
 
 K, APERTURE = 4, 2.0
 
@@ -46,6 +46,8 @@ def assert_same(got, want, tol=1e-5, where="result"):
         assert len(got) == len(want), where
         for i, (a, b) in enumerate(zip(got, want, strict=True)):
             assert_same(a, b, tol, f"{where}[{i}]")
+    elif isinstance(want, str):
+        assert got == want, where
     elif isinstance(want, float) and math.isnan(want):
         assert math.isnan(got), where
     else:
@@ -209,3 +211,69 @@ def test_modes_are_restored_after_an_error():
 def test_is_due_follows_the_cadence():
     probe_set = make(probe_backbone(), every=5)
     assert [s for s in range(12) if probe_set.is_due(s)] == [0, 5, 10]
+
+
+def test_is_due_serves_each_multiple_with_the_next_probed_step():
+    probe_set = make(probe_backbone(), every=3)
+    probed = range(0, 13, 2)  # a Probe with every=2
+    due = [s for s in probed if probe_set.is_due(s, probe_every=2)]
+    # multiples of 3 in 0..12 are 0, 3, 6, 9, 12: each served once, by the next probed step
+    assert due == [0, 4, 6, 10, 12]
+
+
+class CountingProbeSet(ProbeSet):
+    """Counts evaluations (each costs a suffix forward of the whole probe set)."""
+
+    evaluations = 0
+
+    def evaluate(self, backbone=None):
+        type(self).evaluations += 1
+        return super().evaluate(backbone)
+
+
+def test_every_evaluation_paid_for_is_recorded():
+    from entangle import Probe
+
+    backbone = probe_backbone()
+    head = torch.nn.Linear(12, 6).double()
+    x, labeled, novel = probe_data()
+    probe_set = CountingProbeSet(backbone, x, labeled, novel, k=K, aperture=APERTURE, every=3)
+    CountingProbeSet.evaluations = 0
+    trainable = [p for p in backbone.parameters() if p.requires_grad]
+    probe = Probe(trainable, every=2, probeset=probe_set)
+    xb, yb, lab, _ = toy_batch(n=12, classes=6, n_labeled=5, seed=1)
+    for _ in range(13):
+        sup, unsup, _ = toy_losses(head, backbone(xb), yb, lab)
+        probe.backward(sup, unsup)
+    recorded = [r["step"] for r in probe.records if "probeset" in r]
+    # before: ProbeSet.is_due(step) on every training step paid 5 evaluations, 3 recorded
+    assert CountingProbeSet.evaluations == len(recorded) == 5
+    assert recorded == [0, 4, 6, 10, 12]
+
+
+def test_recorded_probeset_equals_an_evaluation_with_the_steps_weights():
+    from entangle import Probe
+
+    backbone = probe_backbone()
+    head = torch.nn.Linear(12, 6).double()
+    x, labeled, novel = probe_data()
+    probe_set = make(backbone, every=1)
+    want = probe_set.evaluate(backbone)  # weights the forward below uses
+    probe = Probe([p for p in backbone.parameters() if p.requires_grad], probeset=probe_set)
+    xb, yb, lab, _ = toy_batch(n=12, classes=6, n_labeled=5, seed=1)
+    sup, unsup, _ = toy_losses(head, backbone(xb), yb, lab)
+    record = probe.backward(sup, unsup)
+    assert_same(record["probeset"], want, tol=1e-12)
+    assert record["probeset"]["k"] == K
+    assert record["probeset"]["conceptor"]["aperture"] == APERTURE
+    assert "refit" in record["probeset"]["conceptor"]["source"]
+
+
+def test_probeset_uses_the_given_k_and_aperture():
+    backbone = probe_backbone()
+    x, labeled, novel = probe_data()
+    a = ProbeSet(backbone, x, labeled, novel, k=2, aperture=0.5).evaluate()
+    b = ProbeSet(backbone, x, labeled, novel, k=6, aperture=4.0).evaluate()
+    assert len(a["principal_angles"]) == 2 and len(b["principal_angles"]) == 6
+    assert a["soc"] < b["soc"]  # a larger known subspace holds more of the novel energy
+    assert a["conceptor"]["quota"] < b["conceptor"]["quota"]

@@ -3,7 +3,7 @@
 Cells of one grid may run in different processes or on different machines, so the prepared
 ``Setup`` (pretrained backbone + fresh head) and the EAGC reference model are saved once per
 *setup key* under ``GRID/setups/`` and every cell loads them from there. Variants of one seed
-therefore start from bit-identical weights, as in the demo (DESIGN.md §3 defect 4).
+therefore start from bit-identical weights, as in the demo (docs/protocol.md).
 
 The first process to need a key computes it under a file lock (other processes wait for it);
 the file is published with an exclusive link, so even without working locks (some network

@@ -75,12 +75,23 @@ def accuracy_fields(y_true, y_pred, old_mask, protocols=("v2",), prefix: str = "
 
 
 def evaluate(
-    backbone, head, data: GCDData, device, batch_size: int = 512, accuracy=("v2",)
+    backbone,
+    head,
+    data: GCDData,
+    device,
+    batch_size: int = 512,
+    accuracy=("v2",),
+    *,
+    k: int = 16,
+    aperture: float = 2.0,
 ) -> dict:
     """Features of every sample, clustering accuracy on the unlabeled set, SOC, energies.
 
     Args:
         accuracy: accuracy protocols (``v1``, ``v2``, ``v2b``); the first fills ``acc_*``.
+        k: SOC / principal-angle subspace dimension (the run's ``soc_k``; clamped to the
+            labeled count - 1).
+        aperture: aperture of the conceptor refitted on the labeled features (the run's).
 
     Returns:
         ``(record, arrays)``: the epoch record and the arrays to save in features/.
@@ -92,7 +103,8 @@ def evaluate(
     old_mask = ~data.novel[unl]
     record = accuracy_fields(labels[unl], pred[unl], old_mask, accuracy)
     lab, nov = data.labeled.to(z.device), (data.novel & unl).to(z.device)
-    record.update(summarize_subspace(z, lab, nov))
+    k = max(1, min(int(k), int(data.labeled.sum()) - 1))
+    record.update(summarize_subspace(z, lab, nov, k, aperture))
     record["knn_overlap"] = knn_overlap(z[unl.to(z.device)], data.novel[unl], k=10)
     arrays = {
         "features": z.cpu(),

@@ -2,8 +2,7 @@
 
 ``prepare(config)`` builds the data and the (pretrained, prefix-frozen) backbone and a fresh
 head once, so a baseline and an EAGC run made from the same :class:`Setup` start from
-identical weights (the reference code compares runs from different starts, DESIGN.md §3
-defect 4).
+identical weights (the reference code compares runs from different starts; see docs/protocol.md).
 """
 
 from __future__ import annotations

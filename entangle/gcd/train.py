@@ -3,7 +3,7 @@
 ``prepare(config)`` (entangle.gcd.setup) builds the data, the (pretrained, prefix-frozen)
 backbone and a fresh head; ``train(config, run_dir, setup)`` trains from exactly those
 weights, so a baseline and an EAGC run made from the same ``Setup`` start from identical
-weights (the reference code compares runs from different starts, DESIGN.md §3 defect 4).
+weights (the reference code compares runs from different starts, see docs/protocol.md).
 """
 
 from __future__ import annotations
@@ -136,12 +136,6 @@ def _train_loop(config, setup, run, run_dir, resume, on_epoch, on_step) -> dict:
         memax_weight=config.memax_weight,
         warmup_teacher_epochs=config.warmup_teacher_epochs,
     )
-    probe = Probe(
-        {"last_block": last_block(backbone), "all": params},
-        every=config.probe_every,
-        run=run,
-        eagc=eagc,
-    )
     subset = _probe_subset(data, config.probeset_size, config.seed)
     probeset = ProbeSet(
         backbone,
@@ -151,6 +145,13 @@ def _train_loop(config, setup, run, run_dir, resume, on_epoch, on_step) -> dict:
         every=config.probeset_every,
         k=min(config.soc_k, int(data.labeled[subset].sum()) - 1),
         aperture=config.aperture,
+    )
+    probe = Probe(
+        {"last_block": last_block(backbone), "all": params},
+        every=config.probe_every,
+        run=run,
+        eagc=eagc,
+        probeset=probeset,
     )
     augment = default_augment(data.input_kind)
 
@@ -180,9 +181,6 @@ def _train_loop(config, setup, run, run_dir, resume, on_epoch, on_step) -> dict:
             labeled = batch["labeled"].to(device)
             labeled2 = labeled.repeat(2)
             novel2 = batch["novel"].to(device).repeat(2)
-            extra = None
-            if probeset.is_due(step):
-                extra = {"probeset": probeset.evaluate(backbone)}
             if shared is not None:
                 z, z_ref = shared(views)
                 z = eagc.coordinate(z, labeled2, z_ref)
@@ -200,14 +198,21 @@ def _train_loop(config, setup, run, run_dir, resume, on_epoch, on_step) -> dict:
                 labeled=labeled2,
                 novel=novel2,
                 logits=logits,
-                extra=extra,
             )
             opt.step()
             sched.step()
             if on_step is not None:
                 on_step(step + 1, config.epochs * steps_per_epoch)
 
-        record, arrays = evaluate(backbone, head, data, device, accuracy=config.accuracy)
+        record, arrays = evaluate(
+            backbone,
+            head,
+            data,
+            device,
+            accuracy=config.accuracy,
+            k=config.soc_k,
+            aperture=config.aperture,
+        )
         record = {"epoch": epoch, "step": (epoch + 1) * steps_per_epoch} | record
         run.write_epoch(record)
         if config.save_features:

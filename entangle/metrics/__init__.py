@@ -1,4 +1,4 @@
-"""The only implementation of each entangle quantity; see DESIGN.md §2 for the formulas."""
+"""The only implementation of each entangle quantity; see docs/quantities.md for the formulas."""
 
 from entangle.metrics.clustering import (
     ACCURACY_PROTOCOLS,

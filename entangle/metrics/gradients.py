@@ -44,7 +44,10 @@ def gradient_conflict(g_sup: GradLike, g_unsup: GradLike, *, warn: bool = True) 
     s, u = pair_flat(g_sup, g_unsup)
     dtype = compute_dtype(torch.promote_types(s.dtype, u.dtype))
     s, u = s.to(dtype), u.to(dtype)
-    stats = conflict_from_products(torch.dot(s, s), torch.dot(u, u), torch.dot(s, u))
+    t = s + u  # summed elementwise: exact where the expanded ||s||^2 + ||u||^2 + 2<s,u> cancels
+    stats = conflict_from_products(
+        torch.dot(s, s), torch.dot(u, u), torch.dot(s, u), torch.dot(s, t), torch.dot(t, t)
+    )
     if warn:
         ns, nu = stats["norm_sup"], stats["norm_unsup"]
         nt = torch.linalg.vector_norm(s + u)
@@ -54,8 +57,14 @@ def gradient_conflict(g_sup: GradLike, g_unsup: GradLike, *, warn: bool = True) 
     return stats
 
 
-def conflict_from_products(ss: torch.Tensor, uu: torch.Tensor, su: torch.Tensor) -> dict:
-    """:func:`gradient_conflict`'s statistics from the three inner products alone.
+def conflict_from_products(
+    ss: torch.Tensor,
+    uu: torch.Tensor,
+    su: torch.Tensor,
+    st: torch.Tensor | None = None,
+    tt: torch.Tensor | None = None,
+) -> dict:
+    """:func:`gradient_conflict`'s statistics from inner products alone.
 
     Lets a caller sum per-parameter products instead of concatenating gradients (the Probe
     does, to avoid copying every probed gradient into one flat buffer).
@@ -64,17 +73,23 @@ def conflict_from_products(ss: torch.Tensor, uu: torch.Tensor, su: torch.Tensor)
         ss: ``<g_S, g_S>``, 0-dim.
         uu: ``<g_U, g_U>``, 0-dim.
         su: ``<g_S, g_U>``, 0-dim.
+        st: ``<g_S, g_T>`` with g_T = g_S + g_U the total (e.g. the captured training
+            gradient), 0-dim.
+        tt: ``<g_T, g_T>``, 0-dim. With ``st`` and ``tt`` GDC is exact when the two losses
+            nearly cancel; without them they are expanded from ``ss, uu, su``, which loses
+            every digit once ||g_S + g_U|| is below ~1e-3 ||g_S|| in float32 products.
 
     Returns:
         the dict of :func:`gradient_conflict` (0-dim tensors).
     """
     ns, nu = ss.clamp_min(0).sqrt(), uu.clamp_min(0).sqrt()
-    # ||g_S + g_U||^2 expanded; clamp guards rounding when the two gradients nearly cancel
-    nt = (ss + uu + 2.0 * su).clamp_min(0).sqrt()
+    if st is None or tt is None:
+        st, tt = ss + su, ss + uu + 2.0 * su
+    nt = tt.clamp_min(0).sqrt()
     cos = _safe_div(su, ns * nu).clamp(-1.0, 1.0)
     return {
         "cos": cos,
-        "gdc": 1.0 - _safe_div(ss + su, ns * nt).clamp(-1.0, 1.0),
+        "gdc": 1.0 - _safe_div(st, ns * nt).clamp(-1.0, 1.0),
         "norm_sup": ns,
         "norm_unsup": nu,
         "norm_ratio": _safe_div(nu, ns),

@@ -16,7 +16,7 @@ import torch
 from entangle.metrics import conceptor, conceptor_spectrum, energy_ratio, free_energy
 
 DEFAULT_APERTURE = 2.0
-# a conceptor this close to the identity makes every energy ratio close to 1 (DESIGN.md §2)
+# a conceptor this close to the identity makes every energy ratio close to 1 (docs/quantities.md)
 IDENTITY_QUOTA = 0.9
 GROUPS = ("labeled", "unlabeled_old", "unlabeled_new")
 GROUP_LABELS = {

@@ -193,3 +193,14 @@ def test_bounded_ranges(data):
     assert 0.0 <= float(stats["gdc"]) <= 2.0
     assert 0.0 <= float(stats["gms"]) <= 1.0
     assert float(stats["norm_ratio"]) >= 0.0
+
+
+def test_gdc_near_cancellation_matches_float64():
+    # ||g_S + g_U|| = 1e-4 ||g_S|| in float32: the expanded norm of the sum lost every digit
+    g = torch.Generator().manual_seed(0)
+    s = torch.randn(20000, generator=g)
+    u = -(1 - 1e-4) * s + 1e-4 * torch.randn(20000, generator=g)
+    s64, u64 = s.double(), u.double()
+    want = 1 - torch.nn.functional.cosine_similarity(s64, s64 + u64, dim=0)
+    got = gradient_conflict(s, u, warn=False)["gdc"]
+    assert float(got) == pytest.approx(float(want), abs=1e-3)
