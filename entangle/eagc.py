@@ -40,6 +40,8 @@ class CoordinationState:
         scale: loss scale the AGA term is multiplied by (GradScaler), a 0-dim tensor or 1.0.
         mode: ``"full"`` (P(g) + AGA, training), ``"linear"`` (P(g) only) or ``"identity"``;
             the Probe switches it to measure raw and corrected per-loss gradients.
+        scaled: whether ``coordinate`` was given an enabled GradScaler; the Probe refuses a
+            backward whose scaling differs (the AGA term would be off by the loss scale).
     """
 
     weights: torch.Tensor | None
@@ -49,6 +51,7 @@ class CoordinationState:
     scale: torch.Tensor | float = 1.0
     mode: str = "full"
     fired: int = field(default=0)
+    scaled: bool = False
 
     def transform(self, grad: torch.Tensor, mode: str | None = None) -> torch.Tensor:
         """Apply the correction to a feature gradient ``[n, D]`` (any float dtype)."""
@@ -251,7 +254,8 @@ class EAGC:
             reference: ``[n, D]`` frozen reference-model features of the same inputs; AGA is
                 skipped without it.
             scaler: a ``torch.amp.GradScaler`` when the loss will be scaled, so the AGA term
-                is added in the units of the incoming (scaled) gradient.
+                is added in the units of the incoming (scaled) gradient. Give the same
+                scaler to ``probe.backward`` (a Probe refuses a mismatch either way).
 
         Returns:
             ``[n, D]`` tensor equal to ``features``; mu is updated by this call's labeled rows.
@@ -259,8 +263,9 @@ class EAGC:
         if not features.requires_grad:
             return features
         scale = loss_scale(scaler, features.device)
-        scale = 1.0 if scale is None else scale
+        scaled, scale = scale is not None, 1.0 if scale is None else scale
         state = self._state(features, labeled, reference, update=True, scale=scale)
+        state.scaled = scaled
         out = _Coordinate.apply(features, state)
         self._remember(out, state)
         return out

@@ -178,6 +178,8 @@ class Probe:
             novel: ``[n]`` bool, rows whose true class is novel (known in diagnostics only).
             logits: ``[n, K]`` classifier logits, for free-energy summaries.
             scaler: ``torch.amp.GradScaler``; losses are scaled, metrics use unscaled values.
+                With EAGC, ``eagc.coordinate`` must have been given the same scaler (a
+                mismatch is refused before any backward).
             extra: more entries for this step's record, probed steps only; a key the probe
                 writes itself (``energy``, ``raw``, ``probeset`` ...) is refused. ProbeSet
                 results go through ``Probe(..., probeset=)``, not here.
@@ -192,6 +194,8 @@ class Probe:
         if extra:
             # checked before the backward, so a clash leaves .grad untouched
             _refuse_clash(extra, RECORD_KEYS)
+        if features is not None:
+            _check_scaling(features, self.eagc, scaler)
         step = self.calls
         self.calls += 1
         if step % self.every:
@@ -400,6 +404,31 @@ class Probe:
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+def _check_scaling(features, eagc, scaler) -> None:
+    """Refuse a backward whose loss scaling differs from the one ``coordinate`` was told.
+
+    The AGA term is added in the units of the incoming gradient: a scaler given to only one
+    of ``eagc.coordinate`` and ``probe.backward`` multiplies (or divides) it by the loss
+    scale, the reference code's AMP defect. Python-side only, no host sync.
+    """
+    state = eagc.state_for(features) if eagc is not None else None
+    if state is None:  # coordinated by an EAGC the probe was not given
+        state = getattr(features.grad_fn, "state", None)
+    if not isinstance(state, CoordinationState):
+        return
+    scaled = scaler is not None and scaler.is_enabled()
+    if scaled != state.scaled:
+        given, missing = (
+            ("probe.backward", "eagc.coordinate")
+            if scaled
+            else ("eagc.coordinate", "probe.backward")
+        )
+        raise EntangleValueError(
+            f"a GradScaler was given to {given} but not to {missing}: the AGA term would be "
+            "off by the loss scale; pass the same scaler= to both (or to neither)"
+        )
 
 
 def _refuse_clash(extra: dict, own) -> None:

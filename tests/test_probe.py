@@ -415,3 +415,38 @@ def test_gdc_is_exact_when_the_losses_nearly_cancel(gap):
         record = Probe(list(backbone.parameters())).backward(sup, -(1 - gap) * sup)
         assert record["raw"]["gdc"] == pytest.approx(0.0, abs=1e-6)
         assert record["nan"] == {}
+
+
+@pytest.mark.parametrize("with_eagc", [True, False])
+@pytest.mark.parametrize("where", ["coordinate", "backward"])
+def test_a_scaler_on_one_side_only_is_refused(models, where, with_eagc):
+    # before: silently accepted; with the scaler on coordinate only, the unscaled .grad of
+    # the backbone was 163x the right one (AGA term multiplied by the loss scale 256)
+    backbone, head = models
+    x, y, labeled, _ = toy_batch(n=16, n_labeled=6)
+    ref = (backbone(x) * 0.9).detach()
+    eagc = make_eagc(backbone, x, labeled)
+    scaler = FakeScaler(256.0)
+    z = eagc.coordinate(backbone(x), labeled, ref, scaler=scaler if where == "coordinate" else None)
+    sup, unsup, _ = toy_losses(head, z, y, labeled)
+    probe = Probe(backbone, eagc=eagc if with_eagc else None, every=3)
+    with pytest.raises(EntangleValueError, match="GradScaler.*pass the same scaler"):
+        probe.backward(
+            sup, unsup, features=z, labeled=labeled, scaler=scaler if where == "backward" else None
+        )
+    assert all(p.grad is None for p in backbone.parameters())
+
+
+def test_the_same_scaler_on_both_sides_gives_the_plain_gradient(models):
+    backbone, head = models
+    x, y, labeled, _ = toy_batch(n=16, n_labeled=6)
+    ref = (backbone(x) * 0.9).detach()
+    want = plain_grads(backbone, head, x, y, labeled, eagc=make_eagc(backbone, x, labeled), ref=ref)
+    for p in all_params(backbone, head):
+        p.grad = None
+    eagc, scaler = make_eagc(backbone, x, labeled), FakeScaler(256.0)
+    z = eagc.coordinate(backbone(x), labeled, ref, scaler=scaler)
+    sup, unsup, _ = toy_losses(head, z, y, labeled)
+    Probe(backbone, eagc=eagc).backward(sup, unsup, features=z, labeled=labeled, scaler=scaler)
+    for p, w in zip(all_params(backbone, head), want, strict=True):
+        torch.testing.assert_close(p.grad / 256.0, w, rtol=1e-6, atol=1e-12)
