@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import os
 import pickle
-import re
 import tempfile
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -27,11 +27,12 @@ from torch import nn
 from entangle.errors import EntangleTypeError, EntangleValueError
 from entangle.gcd.heads import GCDHead, remap_weight_norm_keys
 from entangle.gcd.vit import VisionTransformer
+from entangle.untrusted import pickle_globals
 
 ENTANGLE_CHECKPOINT_VERSION = 1
 _TRUST_HINT = (
-    "If you trust the file's source, pass --trust-checkpoint (trust=True); loading it then "
-    "runs whatever code the file names."
+    "If you trust the file's source, pass --trust-checkpoint; loading it then runs whatever "
+    "code the file names."
 )
 
 
@@ -54,19 +55,55 @@ def _numpy_safe_globals() -> list:
     return allowed
 
 
-def _unsafe_globals(path: Path, message: str) -> list[str]:
+def _allowed_globals() -> set[str]:
+    """``module.name`` of what a ``weights_only`` load accepts here: torch's own allow-list
+    plus :func:`_numpy_safe_globals`."""
+    allowed = set()
     try:
-        names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
-    except Exception:  # not a zip checkpoint: fall back to the error message
-        names = []
-    return names or re.findall(r"GLOBAL ([\w.]+)", message)
+        from torch import _weights_only_unpickler
+
+        allowed |= set(_weights_only_unpickler._get_allowed_globals())
+    except Exception:  # a torch without the private helper: torch.* and collections.* pass
+        pass
+    for item in _numpy_safe_globals():
+        obj, name = item if isinstance(item, tuple) else (item, None)
+        allowed.add(name or f"{obj.__module__}.{obj.__qualname__}")
+    return allowed
+
+
+def unsafe_globals(path: str | Path) -> list[str]:
+    """The globals (``module.name``) a checkpoint would import beyond what
+    :func:`safe_load` allows, found without unpickling it.
+
+    A zip checkpoint is asked through ``torch.serialization.get_unsafe_globals_in_checkpoint``;
+    a legacy or raw pickle file has its opcodes read (:func:`entangle.untrusted.pickle_globals`).
+    """
+    path = Path(path)
+    if zipfile.is_zipfile(path):
+        try:
+            names = list(torch.serialization.get_unsafe_globals_in_checkpoint(path))
+        except Exception:  # a damaged archive names nothing
+            return []
+    else:
+        with open(path, "rb") as fh:
+            names = pickle_globals(fh)
+    allowed = _allowed_globals()
+    fallback = not any(k.startswith("torch.") for k in allowed)
+    return [
+        n
+        for n in names
+        if n not in allowed and not (fallback and n.startswith(("torch.", "collections.")))
+    ]
 
 
 def safe_load(path: str | Path, *, trust: bool = False) -> Any:
     """Load a checkpoint on the CPU without running code from it.
 
+    Whether a refused file needs code is decided from the globals it names
+    (:func:`unsafe_globals`), never from torch's wording of the error.
+
     Args:
-        path: a file written by ``torch.save``.
+        path: a file written by ``torch.save`` (zip or legacy format) or a raw pickle.
         trust: load with ``weights_only=False`` (runs arbitrary code from the file).
 
     Raises:
@@ -76,22 +113,31 @@ def safe_load(path: str | Path, *, trust: bool = False) -> Any:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no checkpoint file at {path}")
+    if not trust:
+        names = unsafe_globals(path)
+        if names:
+            raise CheckpointError(_needs_code(path, names))
     try:
         if trust:
             return torch.load(path, map_location="cpu", weights_only=False)
         with torch.serialization.safe_globals(_numpy_safe_globals()):
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        msg = str(exc)
-        if not trust and re.search(r"Unsupported global|Can only build|allowlist", msg):
-            names = ", ".join(_unsafe_globals(path, msg)) or "unknown"
-            raise CheckpointError(
-                f"{path} needs code beyond tensors and numpy scalars to load ({names}); "
-                f"entangle refused to run it. {_TRUST_HINT}"
-            ) from None
+        # the weights-only unpickler refuses with UnpicklingError: name what it refused if
+        # the scan above missed it (an unsupported opcode, say)
+        if not trust and (names := unsafe_globals(path)):
+            raise CheckpointError(_needs_code(path, names)) from None
         raise CheckpointError(_corrupt(path, exc)) from None
     except Exception as exc:  # torch/zip/pickle raise many types for damaged files
         raise CheckpointError(_corrupt(path, exc, trust)) from None
+
+
+def _needs_code(path: Path, names: list[str]) -> str:
+    shown = ", ".join(names[:6]) + (" ..." if len(names) > 6 else "")
+    return (
+        f"{path} needs code beyond tensors and numpy scalars to load ({shown}); entangle "
+        f"refused to run it. {_TRUST_HINT}"
+    )
 
 
 def _corrupt(path: Path, exc: BaseException, trust: bool = False) -> str:
@@ -189,8 +235,7 @@ def _arch_of(module: nn.Module | None) -> dict | None:
         return {"kind": "vit", "config": module.config.to_dict()}
     if isinstance(module, GCDHead):
         return {"kind": "gcd", "config": dict(module.config)}
-    spec = getattr(module, "arch_spec", None)  # e.g. the digits backbone
-    return _check_meta(spec() if callable(spec) else spec, "arch_spec") if spec else None
+    return None  # rebuilt from the tensors' shapes on load (the digits backbone, say)
 
 
 def save_checkpoint(
@@ -199,9 +244,9 @@ def save_checkpoint(
     """Write an entangle checkpoint: state dicts and plain metadata only, atomically.
 
     The file loads with ``weights_only=True``. The architecture goes into ``meta["arch"]``
-    (ViT config, head config, or a module's ``arch_spec`` -- ``{"factory":
-    "entangle.module:function", "kwargs": {...}}``) so :func:`load_gcd_checkpoint` can
-    rebuild the models. A crash mid-write leaves any previous file intact.
+    (ViT and head configs: data, never code to call) so :func:`load_gcd_checkpoint` can
+    rebuild the models; other modules are rebuilt from their tensors'
+    shapes. A crash mid-write leaves any previous file intact.
 
     Returns:
         the path written.

@@ -22,7 +22,9 @@ Layouts recognised by :func:`detect_format` (``module.`` prefixes from DDP are s
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -239,24 +241,67 @@ def _import_factory(spec: str):
     return fn
 
 
-def _build_backbone(state: dict, arch: Mapping | None, notes: list[str], fmt: str, src: str):
+ARCH_KINDS = ("vit",)  # the closed set of builders a checkpoint's meta["arch"] may name
+
+
+def _vit_config(data: Any, src: str) -> ViTConfig:
+    """A :class:`ViTConfig` from a file's ``arch.backbone.config``: known fields, right types
+    and sizes only -- the file is data, never a recipe for calling code."""
+    if not isinstance(data, Mapping):
+        raise CheckpointError(f"{src}: meta.arch.backbone.config is not a mapping")
+    fields = {f.name: f for f in dataclasses.fields(ViTConfig)}
+    unknown = sorted(set(map(str, data)) - set(fields))
+    if unknown:
+        raise CheckpointError(f"{src}: meta.arch.backbone.config has unknown fields {unknown}")
+    clean = {}
+    for name, value in data.items():
+        default = getattr(ViTConfig, name)
+        if isinstance(default, bool):
+            ok = isinstance(value, bool)
+        elif isinstance(default, int):
+            low = 0 if name == "num_register_tokens" else 1
+            ok = isinstance(value, int) and not isinstance(value, bool) and low <= value <= 1 << 16
+        else:  # float fields; layer_scale may be None
+            ok = (value is None and name == "layer_scale") or (
+                isinstance(value, (int, float))
+                and not isinstance(value, bool)
+                and math.isfinite(value)
+                and value >= 0
+            )
+        if not ok:
+            raise CheckpointError(
+                f"{src}: meta.arch.backbone.config.{name} = {value!r} is not a valid "
+                f"{type(default).__name__} for a ViT"
+            )
+        clean[name] = value
+    return ViTConfig(**clean)
+
+
+def _build_backbone(state: dict, arch: Any, notes: list[str], fmt: str, src: str):
+    """The backbone module for ``state``: from the file's architecture record when it names a
+    builder of :data:`ARCH_KINDS`, else from the tensors' shapes. Nothing named in the file
+    is imported or called."""
+    if arch:
+        kind = arch.get("kind") if isinstance(arch, Mapping) else None
+        if kind not in ARCH_KINDS:
+            shown = kind if kind is not None else sorted(map(str, arch))[:6]
+            raise CheckpointError(
+                f"{src}: meta.arch.backbone names an architecture entangle does not build "
+                f"({shown!r}; known: {', '.join(ARCH_KINDS)}); if you trust the model's code, "
+                "pass --model package.module:factory"
+            )
+        cfg = _vit_config(arch.get("config"), src)
+        try:
+            return VisionTransformer(cfg)
+        except Exception as exc:  # sizes that do not fit together (width vs heads, say)
+            raise CheckpointError(
+                f"{src}: meta.arch.backbone.config does not describe a buildable ViT ({exc})"
+            ) from None
     try:
-        if arch and arch.get("kind") == "vit":
-            return VisionTransformer(ViTConfig(**arch["config"]))
-        if arch and "factory" in arch:
-            # the name comes from an untrusted file: only entangle's own builders are imported
-            if not str(arch["factory"]).startswith("entangle."):
-                raise CheckpointError(
-                    f"{src} names a backbone factory outside entangle ({arch['factory']!r}); "
-                    "pass --model package.module:factory if you trust it"
-                )
-            return _import_factory(arch["factory"])(**dict(arch.get("kwargs") or {}))
         if "stem.weight" in state:
             return _digits_backbone(state, notes)
         cfg = infer_vit_config(state)
     except (EntangleValueError, TypeError, KeyError) as exc:
-        if isinstance(exc, CheckpointError):
-            raise
         raise CheckpointError(
             f"{src} ({fmt} layout): cannot rebuild the backbone from the file: {exc}. "
             "Pass --model package.module:factory"

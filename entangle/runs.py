@@ -45,6 +45,7 @@ from entangle.runio import (
     read_jsonl,
     to_jsonable,
 )
+from entangle.untrusted import load_npz
 
 # to_jsonable and read_jsonl live in entangle.runio; re-exported so old imports keep working
 __all__ = ["SCHEMA_VERSION", "RunReader", "RunWriter", "read_jsonl", "to_jsonable"]
@@ -411,8 +412,7 @@ class RunReader:
             raise EntangleValueError(
                 f"{self.path} has no features for epoch {epoch}; saved epochs: {epochs}"
             )
-        with np.load(self.path / "features" / f"epoch_{epoch:03d}.npz", allow_pickle=False) as f:
-            return {k: f[k] for k in f.files}
+        return load_npz(self.path / "features" / f"epoch_{epoch:03d}.npz")
 
     def checkpoints(self) -> list[Path]:
         """Checkpoint files under ``checkpoints/``, sorted by name."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 import zipfile
 from dataclasses import replace
 
@@ -208,15 +209,90 @@ def test_entangle_round_trip_of_the_digits_backbone(tmp_path):
     assert_same_model(loaded, backbone, head, torch.randn(5, 8, 8))
 
 
-def test_entangle_arch_factory_outside_entangle_is_not_imported(tmp_path, vit):
+@pytest.mark.parametrize(
+    "arch",
+    [
+        {"factory": "os:system", "kwargs": {"command": "true"}},
+        {"factory": "entangle.gcd.backbones:ResidualMLP", "kwargs": {"dim": 64}},
+        {"kind": "timm", "config": {}},
+        "vit",
+    ],
+)
+def test_an_architecture_outside_the_closed_set_is_refused(vit, arch):
+    """The file's architecture is data: no name in it is imported, even an entangle one."""
     obj = {
         "entangle_checkpoint": 1,
         "backbone": vit.state_dict(),
         "head": None,
-        "meta": {"arch": {"backbone": {"factory": "os:system", "kwargs": {"command": "true"}}}},
+        "meta": {"arch": {"backbone": arch}},
     }
-    with pytest.raises(CheckpointError, match="outside entangle"):
+    with pytest.raises(CheckpointError, match=r"does not build.*--model package.module:factory"):
         load_gcd_object(obj)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("depth", "3"),
+        ("depth", True),
+        ("embed_dim", -64),
+        ("mlp_ratio", float("nan")),
+        ("qkv_bias", 1),
+        ("layer_scale", "x"),
+        ("evil", 1),
+        ("num_heads", 5),
+    ],
+)
+def test_a_vit_config_in_the_file_is_validated(vit, field, value):
+    config = VIT_CONFIGS["vit-tiny-test"].to_dict() | {field: value}
+    obj = {
+        "entangle_checkpoint": 1,
+        "backbone": vit.state_dict(),
+        "head": None,
+        "meta": {"arch": {"backbone": {"kind": "vit", "config": config}}},
+    }
+    with pytest.raises(CheckpointError, match="meta.arch.backbone.config"):
+        load_gcd_object(obj)
+
+
+class System:
+    """A pickle payload that calls ``os.system``."""
+
+    def __init__(self, command):
+        self.command = command
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (self.command,))
+
+
+@pytest.mark.parametrize("layout", ["zip", "legacy", "raw"])
+def test_os_system_pickles_are_named_as_code_not_as_corrupt(tmp_path, layout):
+    """torch words the refusal differently across versions; entangle reads the globals."""
+    import pickle
+
+    victim = tmp_path / "victim"
+    payload = {"w": torch.ones(1), "x": System(f"touch {victim}")}
+    path = tmp_path / "evil.pt"
+    if layout == "raw":
+        path.write_bytes(pickle.dumps(payload))
+    else:
+        torch.save(payload, path, _use_new_zipfile_serialization=layout == "zip")
+    with pytest.raises(CheckpointError) as info:
+        safe_load(path)
+    message = str(info.value)
+    assert f"{os.system.__module__}.system" in message and "--trust-checkpoint" in message
+    assert "corrupt" not in message
+    assert not victim.exists()
+
+
+@pytest.mark.parametrize("layout", ["zip", "legacy"])
+def test_numpy_scalars_are_not_counted_as_code_in_either_layout(tmp_path, layout):
+    path = tmp_path / "acc.pt"
+    obj = {"best_all_acc": np.float64(0.5), "w": torch.ones(2)}
+    torch.save(obj, path, _use_new_zipfile_serialization=layout == "zip")
+    assert safe_load(path)["best_all_acc"] == 0.5
 
 
 @pytest.mark.parametrize("legacy", [False, True])

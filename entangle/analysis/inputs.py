@@ -21,6 +21,7 @@ import torch
 from entangle.checkpoints import CheckpointError
 from entangle.errors import EntangleValueError
 from entangle.gcd.data import GCDData, load_source
+from entangle.untrusted import load_npz
 
 
 @dataclass
@@ -122,7 +123,7 @@ def _array(npz, key: str, path: Path, ndim: int) -> np.ndarray:
 
 
 def load_feature_file(path: str | Path, *, old_classes=None) -> FeatureData:
-    """Read a ``features:FILE.npz`` (no pickles: ``allow_pickle=False``).
+    """Read a ``features:FILE.npz`` (object arrays refused: no pickles).
 
     Without ``novel`` in the file, old classes come from ``old_classes`` (a count, or a comma
     list of ids) or else from the file's ``old_classes`` array, or else are the classes that
@@ -131,32 +132,24 @@ def load_feature_file(path: str | Path, *, old_classes=None) -> FeatureData:
     path = Path(path).expanduser()
     if not path.is_file():
         raise EntangleValueError(f"features: no file at {path}; pass features:FILE.npz")
-    try:
-        npz = np.load(path, allow_pickle=False)
-        files = set(npz.files)
-    except Exception as exc:  # zip / format errors come in many types
+    npz = load_npz(path, what="features:")
+    files = set(npz)
+    missing = [k for k in ("features", "labels", "labeled") if k not in files]
+    if missing:
         raise EntangleValueError(
-            f"features: {path} is not a readable .npz file ({type(exc).__name__}: {exc})"
-        ) from None
-    with npz:
-        missing = [k for k in ("features", "labels", "labeled") if k not in files]
-        if missing:
-            raise EntangleValueError(
-                f"features: {path} lacks {', '.join(missing)} (has {', '.join(sorted(files))}); "
-                "expected features [n, D], labels [n], labeled [n] and optionally novel [n], "
-                "old_classes, logits [n, K]"
-            )
-        feats = _array(npz, "features", path, 2).astype(np.float32)
-        labels = _array(npz, "labels", path, 1)
-        labeled = _array(npz, "labeled", path, 1).astype(bool)
-        novel = _array(npz, "novel", path, 1).astype(bool) if "novel" in files else None
-        file_old = _array(npz, "old_classes", path, 1) if "old_classes" in files else None
-        logits = _array(npz, "logits", path, 2).astype(np.float32) if "logits" in files else None
-        names = (
-            [str(s) for s in _array(npz, "class_names", path, 1)]
-            if ("class_names" in files)
-            else None
+            f"features: {path} lacks {', '.join(missing)} (has {', '.join(sorted(files))}); "
+            "expected features [n, D], labels [n], labeled [n] and optionally novel [n], "
+            "old_classes, logits [n, K]"
         )
+    feats = _array(npz, "features", path, 2).astype(np.float32)
+    labels = _array(npz, "labels", path, 1)
+    labeled = _array(npz, "labeled", path, 1).astype(bool)
+    novel = _array(npz, "novel", path, 1).astype(bool) if "novel" in files else None
+    file_old = _array(npz, "old_classes", path, 1) if "old_classes" in files else None
+    logits = _array(npz, "logits", path, 2).astype(np.float32) if "logits" in files else None
+    names = (
+        [str(s) for s in _array(npz, "class_names", path, 1)] if ("class_names" in files) else None
+    )
     n = feats.shape[0]
     lengths = {"labels": len(labels), "labeled": len(labeled)}
     if novel is not None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from entangle.gcd.data import GCDData
 from entangle.metrics import accuracy_protocols
 from entangle.report.summary import gradient_summary
 from entangle.runs import RunWriter
+from entangle.untrusted import safe_name
 
 Progress = Callable[[str, int, int, str], None]
 
@@ -108,7 +108,8 @@ def _device(name: str) -> torch.device:
 
 def _run_name(path: str | None, data: str, taken: set[str]) -> str:
     base = Path(path).stem if path else Path(data.partition(":")[2] or data).stem
-    base = re.sub(r"[^\w.-]+", "_", base) or "checkpoint"
+    # a file named "...pt" has the stem "..": never let a user's name leave ``out``
+    base = safe_name(base, fallback="checkpoint")
     name, k = base, 2
     while name in taken:
         name, k = f"{base}-{k}", k + 1
