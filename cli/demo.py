@@ -15,7 +15,9 @@ from entangle_cli.common import console, stage_progress
 def summary_table(summaries: dict) -> Table:
     """Accuracy, conflict, GDC and SOC of each run as a rich table."""
     table = Table(title="GCD on digits (old 0-4, novel 5-9): baseline vs +EAGC, same start")
-    for col in ("run", "All", "Old", "New", "mean cos", "conflict rate", "GDC", "SOC"):
+    cols = ("run", "All", "Old", "New", "mean cos", "conflict rate")
+    cols += ("GDC (first 200)", "GDC (whole run)", "ProbeSet SOC (first 200)")
+    for col in cols:
         table.add_column(col, justify="right" if col != "run" else "left")
     for name, s in summaries.items():
         table.add_row(
@@ -23,8 +25,9 @@ def summary_table(summaries: dict) -> Table:
             *(f"{s.get(k, float('nan')):.3f}" for k in ("acc_all", "acc_old", "acc_new")),
             f"{s.get('cos_mean', float('nan')):+.3f}",
             f"{s.get('conflict_rate', float('nan')):.2f}",
+            f"{s.get('gdc_early', float('nan')):.3f}",
             f"{s.get('gdc_mean', float('nan')):.3f}",
-            f"{s.get('soc', float('nan')):.3f}",
+            f"{s.get('soc_early', float('nan')):.3f}",
         )
     return table
 
@@ -57,8 +60,8 @@ def demo(
         )
     console.print(summary_table(result["summaries"]))
     console.print(
-        "mean cos / conflict rate / GDC: raw gradients of the last block, every step; "
-        "SOC: novel features in the top-16 known subspace, last epoch."
+        "mean cos / conflict rate / GDC: raw gradients of the last block; GDC and ProbeSet "
+        "SOC over the first 200 steps (the paper's window) and GDC over the whole run."
     )
     if result["report"]:
         console.print(f"report: [bold]{result['report']}[/]")

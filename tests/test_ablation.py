@@ -187,9 +187,13 @@ def test_table_and_summary_text():
     rows.append(_row("eagc|x", 0.7, 0, 0.5, 0.3, status="failed") | {"error": "boom"})
     groups = aggregate(rows, ["variant"], metrics=("acc_all", "acc_old", "acc_new", "gdc"))
     for g in groups:
-        g.stats.update({m: (math.nan, math.nan, 0) for m in ("gdc_raw", "soc")})
+        g.stats.update({m: (math.nan, math.nan, 0) for m in ("gdc_raw", "soc", "gdc_all")})
+        g.stats["soc_all"] = (math.nan, math.nan, 0)
     header, body = table(groups, ["variant"])
-    assert header[:2] == ["variant", "seeds"] and "All" in header and "SOC" in header
+    assert header[:2] == ["variant", "seeds"] and "All" in header
+    # the paper's window is the headline, the whole run stands beside it, each labelled
+    assert header.index("GDC (first 200 steps)") < header.index("GDC (whole run)")
+    assert "ProbeSet SOC (first 200 steps)" in header and "ProbeSet SOC (whole run)" in header
     std = np.std([61.2, 63.4], ddof=1)
     assert body[0][header.index("All")] == f"62.3 ± {std:.1f}"
     assert body[1][1] == "0 (1 missing)" and body[1][header.index("All")] == "-"
@@ -322,6 +326,21 @@ def test_table_says_when_a_number_covers_fewer_seeds():
     ]
     groups = aggregate(rows, ["variant"], metrics=METRICS)
     header, body = table(groups, ["variant"])
-    gdc = body[0][header.index("GDC")]
+    gdc = body[0][header.index("GDC (first 200 steps)")]
     assert gdc.endswith("(n=2)")
     assert "(n=" not in body[0][header.index("All")]
+
+
+def test_cell_row_reads_the_papers_window_as_the_headline(tmp_path):
+    from entangle.ablation.results import cell_row
+    from entangle.ablation.spec import Cell
+    from entangle.gcd.train import TrainConfig
+
+    summary = {"gdc_early": 0.41, "gdc_early_eagc": 0.33, "gdc_mean": 0.2, "gdc_mean_eagc": 0.1}
+    summary |= {"soc_early": 0.7, "soc_all": 0.6, "soc": 0.5, "acc_all": 0.9}
+    (tmp_path / "DONE").write_text(json.dumps({"summary": summary}))
+    cell = Cell(name="c", config=TrainConfig(eagc=True), settings={"variant": "eagc"})
+    row = cell_row(cell, tmp_path)
+    assert (row["gdc"], row["gdc_raw"], row["soc"]) == (0.33, 0.41, 0.7)
+    assert (row["gdc_all"], row["gdc_raw_all"], row["soc_all"]) == (0.1, 0.2, 0.6)
+    assert row["soc_last_epoch"] == 0.5

@@ -44,7 +44,7 @@ def bars_figure(groups: Sequence[Group]):
 
     panels = (
         (("acc_all", "All"), ("acc_old", "Old"), ("acc_new", "New")),
-        (("gdc", "GDC"), ("gdc_raw", "GDC raw"), ("soc", "SOC")),
+        (("gdc", "GDC"), ("gdc_raw", "GDC raw"), ("soc", "ProbeSet SOC")),
     )
     width = max(6.0, 0.55 * len(groups) * 3 / 2)
     with style():
@@ -66,7 +66,7 @@ def bars_figure(groups: Sequence[Group]):
             ax.set_ylabel(ylabel)
             ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
         axes[0, 0].set_title("Clustering accuracy (mean ± std over seeds)")
-        axes[0, 1].set_title("Mean GDC and last-epoch SOC")
+        axes[0, 1].set_title("GDC and ProbeSet SOC, first 200 steps")
         return fig
 
 
@@ -209,9 +209,10 @@ def ablation_report(
         "td.n{text-align:right}img{max-width:100%}.failed{color:#a00}</style></head><body>",
         f"<h1>Ablation: {esc(spec.source or 'grid')}</h1>",
         f"<p>{sum(r['status'] == 'done' for r in rows)} of {len(rows)} cells finished. "
-        "Accuracy in %, mean ± sample std over seeds; GDC: mean over probed steps of the last "
-        "block's GDC of the applied gradient (GDC raw: before the EAGC correction); SOC: last "
-        "epoch.</p>",
+        "Accuracy in %, mean ± sample std over seeds; GDC: mean of the last block's GDC of the "
+        "applied gradient over the first 200 training steps, the paper's window (GDC raw: "
+        "before the EAGC correction); ProbeSet SOC: mean over the first 200 steps; "
+        "'whole run': over every probed step.</p>",
         "<table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in header) + "</tr>",
     ]
     for r in body:

@@ -117,11 +117,16 @@ def evaluate(
 
 
 def run_summary(reader: RunReader) -> dict:
-    """The DONE summary of a run: last-epoch accuracy and SOC, mean raw (and EAGC-corrected)
-    cosine / conflict rate / GDC of the last block over every probed step.
+    """The DONE summary of a run (keys: docs/records.md).
+
+    The headline GDC and ProbeSet SOC are means over the first ``EARLY_STEPS`` (200) probed
+    training steps, the paper's window (``gdc_early``, ``soc_early``); the whole-run means
+    (``gdc_mean``, ``soc_all``) and the last epoch's SOC over all samples (``soc``) stand
+    beside them. Cosine and conflict rate: raw gradients of the last block, every probed step.
 
     The numbers come from the report's summary table (one implementation of each statistic).
     """
+    from entangle.report.summary import EARLY_STEPS
     from entangle.report.summary import run_summary as summary_table
 
     table = summary_table(reader.steps, reader.epochs, "last_block")
@@ -129,14 +134,19 @@ def run_summary(reader: RunReader) -> dict:
         "acc_all": table["acc_all_last"],
         "acc_old": table["acc_old_last"],
         "acc_new": table["acc_new_last"],
+        "early_steps": EARLY_STEPS,
+        "gdc_early": table["gdc_early_raw"],
+        "soc_early": table["soc_early"],
+        "gdc_mean": table["gdc_all_raw"],
+        "soc_all": table["soc_all"],
         "soc": table["soc_last_epoch"],
         "cos_mean": table["cos_mean_raw"],
-        "gdc_mean": table["gdc_all_raw"],
         "conflict_rate": table["conflict_rate_raw"],
         "steps_probed": table["steps"],
         "nan_steps": table["nan_steps"],
     }
     if any("eagc" in step for step in reader.steps):
         out["cos_mean_eagc"] = table["cos_mean_eagc"]
+        out["gdc_early_eagc"] = table["gdc_early_eagc"]
         out["gdc_mean_eagc"] = table["gdc_all_eagc"]
     return out

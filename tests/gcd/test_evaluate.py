@@ -35,3 +35,28 @@ def test_defaults_are_the_papers(setup):
     record, _ = evaluate(setup.backbone, setup.head, setup.data, "cpu")
     assert record["k"] == 16 and record["conceptor"]["aperture"] == 2.0
     assert torch.isfinite(torch.tensor(record["soc"]))
+
+
+def test_done_summary_headlines_the_first_200_steps(tmp_path):
+    import numpy as np
+
+    from entangle.gcd.evaluate import run_summary
+    from entangle.runs import RunReader, RunWriter
+
+    rng = np.random.default_rng(0)
+    gdc = rng.uniform(0, 1, 300)
+    soc_steps = list(range(0, 300, 50))
+    with RunWriter(tmp_path / "r") as run:
+        for step in range(300):
+            record = {"step": step, "raw": {"last_block": {"gdc": gdc[step], "cos": -0.1}}}
+            if step in soc_steps:
+                record["probeset"] = {"soc": step / 1000}
+            run.write_step(record)
+        run.write_epoch({"epoch": 0, "acc_all": 0.5, "soc": 0.9})
+    summary = run_summary(RunReader(tmp_path / "r"))
+    assert summary["early_steps"] == 200
+    assert summary["gdc_early"] == pytest.approx(gdc[:200].mean())
+    assert summary["gdc_mean"] == pytest.approx(gdc.mean())
+    assert summary["soc_early"] == pytest.approx(np.mean([s / 1000 for s in soc_steps if s < 200]))
+    assert summary["soc_all"] == pytest.approx(np.mean([s / 1000 for s in soc_steps]))
+    assert summary["soc"] == 0.9  # the last epoch's, over all samples
