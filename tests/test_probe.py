@@ -275,15 +275,37 @@ def test_features_not_in_graph_is_a_clear_error(models):
         probe.backward(sup, unsup, features=z, labeled=labeled[:3])
 
 
+class FailingBackward(torch.autograd.Function):
+    """Identity whose backward raises, counting the probe's hooks present at that moment."""
+
+    hooks_seen = 0
+
+    @staticmethod
+    def forward(ctx, x, params):
+        ctx.params = params
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        FailingBackward.hooks_seen = sum(len(p._backward_hooks or {}) for p in ctx.params)
+        raise RuntimeError("backward failed")
+
+
 def test_no_hooks_left_behind(models):
     backbone, head = models
     x, y, labeled, _ = toy_batch()
+    params = list(backbone.parameters())
     with Probe(backbone) as probe:
         probed(probe, backbone, head, x, y, labeled)
-        with pytest.raises(EntangleValueError):
-            z = backbone(x)
-            sup, unsup, _ = toy_losses(head, z, y, labeled)
-            probe.backward(sup, unsup, features=z, labeled=labeled[:2])
+        z = backbone(x)
+        sup, unsup, _ = toy_losses(head, z, y, labeled)
+        # the raw g_S pass does not reach unsup's graph: the failure comes in the training
+        # backward, after the probe registered its capture hooks
+        unsup = FailingBackward.apply(unsup, params)
+        FailingBackward.hooks_seen = 0
+        with pytest.raises(RuntimeError, match="backward failed"):
+            probe.backward(sup, unsup, features=z, labeled=labeled)
+    assert FailingBackward.hooks_seen == len(params)  # the hooks existed when it failed
     for module in backbone.modules():
         assert not module._forward_hooks and not module._backward_hooks
     for p in backbone.parameters():

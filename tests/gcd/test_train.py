@@ -49,12 +49,29 @@ def test_same_seed_same_records(setup, tmp_path):
 
 
 def test_eagc_run_records_corrected_metrics(setup, tmp_path):
+    import numpy as np
+
     cfg = dataclasses.replace(TINY, eagc=True, epochs=1)
     summary = train(cfg, tmp_path / "e", setup)
     steps = RunReader(tmp_path / "e").steps
-    assert all("eagc" in s and "last_block" in s["eagc"] for s in steps)
-    assert "eep_weight" in steps[0]["energy"]
-    assert "cos_mean_eagc" in summary
+    raw = np.array([s["raw"]["last_block"]["cos"] for s in steps])
+    corrected = np.array([s["eagc"]["last_block"]["cos"] for s in steps])
+    # the corrected gradients are measured, not copied from the raw ones
+    assert np.isfinite(corrected).all() and np.mean(np.abs(corrected - raw) > 1e-6) > 0.5
+    assert summary["cos_mean_eagc"] == pytest.approx(corrected.mean())
+    for s in steps:
+        w = s["energy"]["eep_weight"]
+        assert 0.0 <= w["q10"] <= w["q90"] <= cfg.eep_weight + 1e-9
+        assert w["n"] == 2 * cfg.batch_size - s["n_labeled"]  # unlabeled rows of both views
+
+    # a correction that does nothing (AGA off, EEP weight 0) must record corrected == raw
+    idle = dataclasses.replace(cfg, aga=False, adaptive=False, eep_weight=0.0)
+    train(idle, tmp_path / "idle", setup)
+    for s in RunReader(tmp_path / "idle").steps:
+        for key in ("cos", "gdc", "norm_sup", "norm_unsup"):
+            assert s["eagc"]["last_block"][key] == pytest.approx(
+                s["raw"]["last_block"][key], rel=1e-5, abs=1e-7
+            ), key
 
 
 class Crash(Exception):
