@@ -44,6 +44,9 @@ def demo(
     epochs: Annotated[int, typer.Option(help="GCD training epochs per run.")] = 6,
     force: Annotated[bool, typer.Option(help="Replace an earlier demo's runs in --out.")] = False,
     report: Annotated[bool, typer.Option(help="Build the HTML/PNG report.")] = True,
+    aperture: Annotated[
+        str, typer.Option(help="Conceptor aperture, a number or 'auto' (docs/calibration.md).")
+    ] = "2.0",
 ) -> None:
     """Pretrain on digits, train the reference model, run baseline and +EAGC, write the report."""
     from entangle.gcd.demo import run_demo
@@ -57,6 +60,7 @@ def demo(
             force=force,
             report=report,
             progress=progress,
+            aperture=aperture,
         )
     console.print(summary_table(result["summaries"]))
     console.print(

@@ -44,12 +44,21 @@ def train_command(
     ] = True,
     aga_weight: Annotated[float, typer.Option(help="lambda_AGA.")] = 0.7,
     eep_weight: Annotated[float, typer.Option(help="beta (EEP strength).")] = 0.5,
-    aperture: Annotated[float, typer.Option(help="Conceptor aperture.")] = 2.0,
+    aperture: Annotated[
+        str,
+        typer.Option(
+            help="Conceptor aperture (a number), or 'auto': Jaeger's criterion on the "
+            "reference's labeled features (docs/calibration.md)."
+        ),
+    ] = "2.0",
     reference: Annotated[
         str | None,
         typer.Option(help="Reference model checkpoint; trained on labeled data if unset."),
     ] = None,
     probe_every: Annotated[int, typer.Option(help="Probe one step in N.")] = 1,
+    attribution: Annotated[
+        int, typer.Option(help="Per-sample conflict attribution every N probed steps; 0: off.")
+    ] = 1,
     device: Annotated[str, typer.Option(help="'auto', 'cpu', 'cuda:0'.")] = "auto",
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     accuracy: Annotated[
@@ -83,6 +92,7 @@ def train_command(
         aperture=aperture,
         reference=reference,
         probe_every=probe_every,
+        attribution=attribution,
         device=device,
         seed=seed,
         warmup_teacher_epochs=30 if vit else 5,

@@ -130,6 +130,7 @@ class EAGC:
         self._accumulation: _Accumulation | None = None
         self._hooks: list = []
         self._pending: tuple | None = None
+        self.aperture: float | None = None  # set by fit / from_features
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -138,7 +139,7 @@ class EAGC:
         reference: torch.nn.Module,
         labeled_loader: Iterable,
         *,
-        aperture: float = 2.0,
+        aperture: float | str = 2.0,
         feature_fn=None,
         device: torch.device | str | None = None,
         **kwargs,
@@ -150,15 +151,25 @@ class EAGC:
             labeled_loader: iterable of batches; a batch is an input tensor or a tuple whose
                 first item is the input (a list of views, as SimGCD's loaders give, is
                 concatenated).
-            aperture: conceptor aperture a (paper scripts: 2.0).
+            aperture: conceptor aperture a (paper scripts: 2.0), or ``"auto"``: the aperture
+                maximising d||C||_F^2 / d log a on these labeled features (Jaeger's aperture
+                adaptation; see docs/calibration.md). The value used is ``eagc.aperture``.
             feature_fn: ``feature_fn(reference, x) -> [n, D]``; default ``reference(x)``.
             device: where to run the reference (default: its parameters' device).
             **kwargs: forwarded to :class:`EAGC` (weights, switches).
         """
         features = reference_features(reference, labeled_loader, feature_fn, device)
-        c = fit_conceptor(features, aperture)
+        return cls.from_features(features, aperture=aperture, **kwargs)
+
+    @classmethod
+    def from_features(cls, features: torch.Tensor, *, aperture: float | str = 2.0, **kwargs):
+        """:meth:`fit` on precomputed labeled reference features ``[N, D]``."""
+        resolved = resolve_aperture(aperture, features)
+        c = fit_conceptor(features, resolved)
         mu = energy_ratio(features, c).nanmean()
-        return cls(c, mu, **kwargs)
+        eagc = cls(c, mu, **kwargs)
+        eagc.aperture = resolved
+        return eagc
 
     # ------------------------------------------------------------------ the correction
     def _check(self, features, labeled, reference) -> torch.Tensor:
@@ -418,6 +429,22 @@ class _Accumulation:
 
     def add(self, total: torch.Tensor) -> None:
         self.total = total if self.total is None else self.total + total
+
+
+def resolve_aperture(aperture: float | str, features: torch.Tensor) -> float:
+    """A float aperture, or ``"auto"`` resolved on labeled features ``[N, D]``."""
+    if isinstance(aperture, str):
+        if aperture.strip().lower() != "auto":
+            try:
+                return float(aperture)
+            except ValueError:
+                raise EntangleValueError(
+                    f"aperture must be a positive number or 'auto', got {aperture!r}"
+                ) from None
+        from entangle.metrics.calibration import auto_aperture
+
+        return auto_aperture(features)
+    return float(aperture)
 
 
 def loss_scale(scaler, device) -> torch.Tensor | None:

@@ -397,6 +397,8 @@ class Probe:
             unl = ~labeled if labeled is not None else None
             out["eep_weight"] = masked_summary(state.weights, unl)
             out["eep_weight"]["frac_zero"] = _share(state.weights == 0, unl)
+            # rows EEP acts on (docs/calibration.md: w_i > 0.01)
+            out["eep_weight"]["frac_active"] = _share(state.weights > 0.01, unl)
         if logits is not None:
             fe = free_energy(logits.detach())
             out["free_energy"] = {k: masked_summary(fe, m) for k, m in groups.items()}

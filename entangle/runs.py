@@ -169,6 +169,14 @@ class RunWriter:
         self.meta.setdefault("resumed_at", []).append(entry)
         _atomic_json(meta_path, self.meta)
 
+    def write_meta(self, key: str, value) -> None:
+        """Add a top-level entry to ``run.json`` (e.g. the resolved calibration); never replaces."""
+        self._check_open()
+        if key in self.meta or key in ("schema", "config"):
+            raise EntangleValueError(f"run.json already has {key!r}; entries are never replaced")
+        self.meta[key] = to_jsonable(value, f"run.json {key}")
+        _atomic_json(self.path / "run.json", self.meta)
+
     def _check_open(self) -> None:
         if self._closed:
             state = "finished" if self._finished else "closed"

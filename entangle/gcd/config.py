@@ -36,11 +36,12 @@ class TrainConfig:
     adaptive: bool = True
     aga_weight: float = 0.7
     eep_weight: float = 0.5
-    aperture: float = 2.0
+    aperture: float | str = 2.0  # or "auto" (docs/calibration.md)
     momentum_mu: float = 0.95
     reference: str | None = None
     reference_epochs: int = 30
     probe_every: int = 1
+    attribution: int = 1  # attribute every N-th probed step (docs/attribution.md); 0: off
     probeset_every: int = 10
     probeset_size: int = 512
     soc_k: int = 16
@@ -53,6 +54,9 @@ class TrainConfig:
 
     def __post_init__(self):
         self.accuracy = accuracy_protocols(self.accuracy)
+        self.aperture = _aperture_setting(self.aperture)
+        if self.attribution < 0:
+            raise EntangleValueError(f"attribution must be >= 0 (0: off), got {self.attribution}")
         if not 0 < self.labeled_fraction <= 1:
             raise EntangleValueError(
                 f"labeled_fraction must be in (0, 1], got {self.labeled_fraction}"
@@ -75,6 +79,19 @@ class TrainConfig:
         if self.eep and not self.aga:
             return "eep" if self.adaptive else "eep-fixed"
         return "eagc" if self.adaptive else "eagc-fixed"
+
+
+def _aperture_setting(value) -> float | str:
+    """A positive float or the string ``"auto"``; numeric strings (from a CLI) become floats."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if not number > 0 or number == float("inf"):
+        raise EntangleValueError(f"aperture must be a positive number or 'auto', got {value!r}")
+    return number
 
 
 # settings that say where a run executes, not what it computes: a run may resume elsewhere

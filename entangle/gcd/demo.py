@@ -31,6 +31,7 @@ def run_demo(
     force: bool = False,
     report: bool = True,
     progress: Callable[[str, int, int, str], None] | None = None,
+    aperture: float | str | None = None,
 ) -> dict:
     """Pretrain, train the reference, then baseline and +EAGC from the same weights; report.
 
@@ -42,6 +43,7 @@ def run_demo(
         force: replace an earlier demo's runs in ``out``.
         report: build the HTML/PNG report.
         progress: ``progress(stage, done, total, note)``.
+        aperture: conceptor aperture, a number or ``"auto"`` (default: the paper's 2.0).
 
     Returns:
         dict with ``summaries`` {run name: summary}, ``report`` (path or None), ``seconds``.
@@ -56,7 +58,11 @@ def run_demo(
             )
         shutil.rmtree(runs_dir)
     config = dataclasses.replace(
-        DEMO_CONFIG, device=device, seed=seed, epochs=epochs or DEMO_CONFIG.epochs
+        DEMO_CONFIG,
+        device=device,
+        seed=seed,
+        epochs=epochs or DEMO_CONFIG.epochs,
+        aperture=DEMO_CONFIG.aperture if aperture is None else aperture,
     )
     started = time.perf_counter()
     note = progress or (lambda *a: None)

@@ -16,9 +16,10 @@ from pathlib import Path
 import torch
 
 from entangle.checkpoints import save_checkpoint as save_model_checkpoint
-from entangle.eagc import EAGC
+from entangle.eagc import EAGC, reference_features
 from entangle.errors import EntangleValueError
 from entangle.gcd.augment import default_augment
+from entangle.gcd.calibrate import start_calibration
 from entangle.gcd.config import PLACEMENT_FIELDS, TrainConfig, config_differences
 from entangle.gcd.data import BalancedBatchSampler, GCDData, eval_inputs, make_batch
 from entangle.gcd.evaluate import evaluate, run_summary
@@ -104,14 +105,14 @@ def train(
 def _train_loop(config, setup, run, run_dir, resume, on_epoch, on_step) -> dict:
     device, data = setup.device, setup.data
     backbone, head = copy.deepcopy(setup.backbone), copy.deepcopy(setup.head)
-    eagc = reference = shared = None
+    eagc = reference = shared = ref_labeled = None
     if config.eagc:
         reference = ensure_reference(config, setup)
         loader = labeled_loader(data, config.batch_size, device, None, config.seed)
-        eagc = EAGC.fit(
-            reference[0],
-            [x for x, _ in loader],
-            aperture=config.aperture,
+        ref_labeled = reference_features(reference[0], [x for x, _ in loader])
+        eagc = EAGC.from_features(
+            ref_labeled,
+            aperture=run.meta.get("calibration", {}).get("aperture", config.aperture),
             aga_weight=config.aga_weight,
             eep_weight=config.eep_weight,
             momentum=config.momentum_mu,
@@ -137,6 +138,9 @@ def _train_loop(config, setup, run, run_dir, resume, on_epoch, on_step) -> dict:
         warmup_teacher_epochs=config.warmup_teacher_epochs,
     )
     subset = _probe_subset(data, config.probeset_size, config.seed)
+    if "calibration" not in run.meta:
+        model = reference[0] if reference is not None else backbone
+        run.write_meta("calibration", start_calibration(config, data, subset, model, ref_labeled))
     probeset = ProbeSet(
         backbone,
         eval_inputs(data, subset),
@@ -144,7 +148,7 @@ def _train_loop(config, setup, run, run_dir, resume, on_epoch, on_step) -> dict:
         data.novel[subset],
         every=config.probeset_every,
         k=min(config.soc_k, int(data.labeled[subset].sum()) - 1),
-        aperture=config.aperture,
+        aperture=run.meta["calibration"]["aperture"],
     )
     probe = Probe(
         {"last_block": last_block(backbone), "all": params},
@@ -152,6 +156,8 @@ def _train_loop(config, setup, run, run_dir, resume, on_epoch, on_step) -> dict:
         run=run,
         eagc=eagc,
         probeset=probeset,
+        attribution=config.attribution,
+        attribution_group="last_block",
     )
     augment = default_augment(data.input_kind)
 
@@ -198,6 +204,8 @@ def _train_loop(config, setup, run, run_dir, resume, on_epoch, on_step) -> dict:
                 labeled=labeled2,
                 novel=novel2,
                 logits=logits,
+                targets=batch["labels"].to(device).repeat(2),
+                index=batch["index"].to(device).repeat(2),
             )
             opt.step()
             sched.step()
@@ -211,7 +219,7 @@ def _train_loop(config, setup, run, run_dir, resume, on_epoch, on_step) -> dict:
             device,
             accuracy=config.accuracy,
             k=config.soc_k,
-            aperture=config.aperture,
+            aperture=run.meta["calibration"]["aperture"],
         )
         record = {"epoch": epoch, "step": (epoch + 1) * steps_per_epoch} | record
         run.write_epoch(record)

@@ -74,7 +74,7 @@ def _render(runs: list[RunData], tmp: Path, *, pdf, max_points, backend, seed) -
     overlaps: list[Overlap | None] = []
     for run in runs:
         epochs = _feature_epochs(run)
-        aperture = aperture_of(run.config)
+        aperture = aperture_of(run.config, run.reader.meta)
         energies[run.name] = []
         overlap = None
         for epoch in epochs:

@@ -44,8 +44,12 @@ class EpochEnergy:
     note: str = ""
 
 
-def aperture_of(config) -> float:
-    """The conceptor aperture of a run: ``config["aperture"]`` (or under ``eagc``), else 2.0."""
+def aperture_of(config, meta: Mapping | None = None) -> float:
+    """The conceptor aperture of a run: the resolved one in run.json's ``calibration`` (an
+    ``auto`` run), else ``config["aperture"]`` (or under ``eagc``), else 2.0."""
+    resolved = (meta or {}).get("calibration", {}).get("aperture")
+    if isinstance(resolved, int | float) and resolved > 0:
+        return float(resolved)
     if isinstance(config, Mapping):
         for node in (config, config.get("eagc")):
             if isinstance(node, Mapping):

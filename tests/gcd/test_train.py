@@ -74,6 +74,25 @@ def test_eagc_run_records_corrected_metrics(setup, tmp_path):
             ), key
 
 
+def test_eagc_auto_aperture_calibration_and_attribution_are_recorded(setup, tmp_path):
+    cfg = dataclasses.replace(TINY, eagc=True, epochs=1, aperture="auto", attribution=2)
+    train(cfg, tmp_path / "auto", setup)
+    reader = RunReader(tmp_path / "auto")
+    cal = reader.meta["calibration"]
+    assert reader.config["aperture"] == "auto" and cal["requested"] == "auto"
+    assert cal["aperture"] == pytest.approx(cal["auto_aperture"])
+    assert {"gap", "share_active", "mean_weight", "quota", "inert"} <= set(cal["at_aperture"])
+    steps = reader.steps
+    attributed = [s for s in steps if "attribution" in s]
+    assert len(attributed) == (len(steps) + 1) // 2
+    first = attributed[0]
+    assert first["attribution"]["unsup_rows"]["sum"] == pytest.approx(
+        first["raw"]["last_block"]["cos"], rel=1e-4, abs=1e-6
+    )
+    assert "attribution_eagc" in first
+    assert 0 <= steps[0]["energy"]["eep_weight"]["frac_active"] <= 1
+
+
 class Crash(Exception):
     pass
 
