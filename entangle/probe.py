@@ -111,6 +111,8 @@ class Probe:
         self.calls = 0
         self.epoch: int | None = None
         self.records: list[dict] = []
+        self.epoch_records: list[dict] = []
+        self._epochs_recorded = 0
         self.last: dict | None = None
         self._own_run = False
         self.run = None
@@ -151,6 +153,71 @@ class Probe:
     def is_due(self) -> bool:
         """Whether the next ``backward`` call will be probed."""
         return self.calls % self.every == 0
+
+    # ------------------------------------------------------------------ evaluations
+    def record_epoch(
+        self,
+        backbone: torch.nn.Module,
+        head: torch.nn.Module | None,
+        loader,
+        *,
+        labeled: torch.Tensor | None = None,
+        novel: torch.Tensor | None = None,
+        old_classes=None,
+        epoch: int | None = None,
+        accuracy="v2",
+        k: int | None = None,
+        aperture: float | None = None,
+        save_features: bool = True,
+        autocast=None,
+    ) -> dict:
+        """Evaluate once and write the epoch record: the one call per evaluation of your loop.
+
+        Embeds every batch of ``loader`` (eval mode, no grad, on the backbone's device),
+        computes clustering accuracy on the unlabeled rows, SOC / principal angles / energy
+        summaries (this probe's EAGC aperture unless given), saves the features for the
+        report's energy and t-SNE sections and appends the record to the run's epochs.jsonl
+        (keys: docs/records.md). The same code evaluates the GCD recipe's epochs.
+
+        Args:
+            backbone: ``x -> z [b, D]``.
+            head: ``z -> logits`` or ``(proj, logits)``; None skips accuracy.
+            loader: batches ``(x, labels, ...)`` in a fixed order; a 4th item (SimGCD's
+                ``mask_lab``) marks labeled rows when ``labeled`` is not given.
+            labeled: ``[n]`` bool, labeled rows (Z_old), in the loader's order.
+            novel: ``[n]`` bool, rows of novel classes; or pass ``old_classes``.
+            old_classes: the number K of old classes (0..K-1, SimGCD's convention) or their ids.
+            epoch: the epoch number (default: ``probe.epoch`` if set, else a running count).
+            accuracy: accuracy protocols, ``"v2"`` (SimGCD's and EAGC's), ``"v1"``, ``"v2b"`` or
+                a list / comma string; the first fills ``acc_*`` (see docs/accuracy.md).
+            k: SOC subspace dimension (default 16, the paper's).
+            aperture: conceptor aperture (default: the EAGC's, else 2.0).
+            save_features: save ``features/epoch_NNN.npz`` (the report needs it).
+            autocast: context manager for the forward (e.g. bf16 autocast on CUDA).
+
+        Returns:
+            the epoch record as written.
+        """
+        from entangle.epochs import embed_batches, epoch_record, loader_rows, write_epoch
+
+        if epoch is None:
+            epoch = self.epoch if self.epoch is not None else self._epochs_recorded
+        param = next(backbone.parameters(), None)
+        device = param.device if param is not None else torch.device("cpu")
+        inputs, finish = loader_rows(loader, labeled=labeled, novel=novel, old_classes=old_classes)
+        z, logits = embed_batches(backbone, head, inputs, device, autocast=autocast)
+        labels, labeled, novel = finish()
+        if aperture is None:
+            aperture = getattr(self.eagc, "aperture", None) or 2.0
+        record, arrays = epoch_record(
+            z, logits, labels, labeled, novel, accuracy=accuracy, k=k or 16, aperture=aperture
+        )
+        self._epochs_recorded += 1
+        if self.run is None:
+            record = {"epoch": int(epoch), "step": self.calls} | record
+            self.epoch_records.append(record)
+            return record
+        return write_epoch(self.run, epoch, self.calls, record, arrays if save_features else None)
 
     # ------------------------------------------------------------------ the backward
     def backward(

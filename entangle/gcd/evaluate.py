@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextlib import nullcontext
 
 import torch
 
+from entangle.epochs import accuracy_fields, embed_batches, epoch_record
 from entangle.gcd.data import GCDData, eval_inputs
-from entangle.metrics import cluster_accuracies, knn_overlap
-from entangle.modes import eval_mode
-from entangle.probeset import summarize_subspace
 from entangle.runs import RunReader
+
+# accuracy_fields lives with the evaluation code in entangle.epochs; re-exported for callers
+__all__ = ["accuracy_fields", "embed_all", "evaluate", "run_summary"]
 
 
 def embed_all(
@@ -39,39 +39,13 @@ def embed_all(
     Returns:
         ``(features [n, D], logits [n, K] or None)``, float32, on ``device``.
     """
-    feats, logits = [], []
     n = len(data)
-    models = [m for m in (backbone, head) if m is not None]
-    with eval_mode(*models), torch.inference_mode(), autocast or nullcontext():
-        for start in range(0, n, batch_size):
-            rows = torch.arange(start, min(start + batch_size, n))
-            z = backbone(eval_inputs(data, rows, transform).to(device))
-            feats.append(z.float())
-            if head is not None:
-                logits.append(head(z)[1].float())
-            if on_batch is not None:
-                on_batch(int(rows[-1]) + 1, n)
-    return torch.cat(feats), (torch.cat(logits) if head is not None else None)
-
-
-def accuracy_fields(y_true, y_pred, old_mask, protocols=("v2",), prefix: str = "acc") -> dict:
-    """Record fields of clustering accuracy under each protocol (see docs/accuracy.md).
-
-    Args:
-        y_true, y_pred, old_mask: ``[n]`` as for :func:`entangle.metrics.cluster_accuracy`.
-        protocols: protocol names; the first one fills ``{prefix}_all/_old/_new``.
-        prefix: field name prefix (``acc`` for the head, ``kmeans`` for k-means).
-
-    Returns:
-        ``{prefix}_all``, ``{prefix}_old``, ``{prefix}_new``, ``{prefix}_protocol`` (the first
-        protocol's name) and ``{prefix}_protocols`` (``{protocol: {all, old, new}}``).
-    """
-    by_protocol = cluster_accuracies(y_true, y_pred, old_mask, protocols)
-    first = next(iter(by_protocol))
-    out = {f"{prefix}_{k}": v for k, v in by_protocol[first].items()}
-    out[f"{prefix}_protocol"] = first
-    out[f"{prefix}_protocols"] = by_protocol
-    return out
+    batches = (
+        eval_inputs(data, torch.arange(start, min(start + batch_size, n)), transform)
+        for start in range(0, n, batch_size)
+    )
+    progress = None if on_batch is None else (lambda done: on_batch(done, n))
+    return embed_batches(backbone, head, batches, device, autocast=autocast, on_batch=progress)
 
 
 def evaluate(
@@ -84,36 +58,23 @@ def evaluate(
     *,
     k: int = 16,
     aperture: float = 2.0,
-) -> dict:
+) -> tuple[dict, dict]:
     """Features of every sample, clustering accuracy on the unlabeled set, SOC, energies.
 
     Args:
         accuracy: accuracy protocols (``v1``, ``v2``, ``v2b``); the first fills ``acc_*``.
-        k: SOC / principal-angle subspace dimension (the run's ``soc_k``; clamped to the
-            labeled count - 1).
+        k: SOC / principal-angle subspace dimension (the run's ``soc_k``; capped at the rank
+            of the centred labeled features).
         aperture: aperture of the conceptor refitted on the labeled features (the run's).
 
     Returns:
-        ``(record, arrays)``: the epoch record and the arrays to save in features/.
+        ``(record, arrays)``: the epoch record and the arrays to save in features/ (see
+        :func:`entangle.epochs.epoch_record`).
     """
     z, logit = embed_all(backbone, head, data, device, batch_size=batch_size)
-    unl = ~data.labeled
-    labels = data.labels
-    pred = logit.argmax(1).cpu()
-    old_mask = ~data.novel[unl]
-    record = accuracy_fields(labels[unl], pred[unl], old_mask, accuracy)
-    lab, nov = data.labeled.to(z.device), (data.novel & unl).to(z.device)
-    k = max(1, min(int(k), int(data.labeled.sum()) - 1))
-    record.update(summarize_subspace(z, lab, nov, k, aperture))
-    record["knn_overlap"] = knn_overlap(z[unl.to(z.device)], data.novel[unl], k=10)
-    arrays = {
-        "features": z.cpu(),
-        "labels": labels,
-        "labeled": data.labeled,
-        "novel": data.novel,
-        "logits": logit.cpu(),
-    }
-    return record, arrays
+    return epoch_record(
+        z, logit, data.labels, data.labeled, data.novel, accuracy=accuracy, k=k, aperture=aperture
+    )
 
 
 def run_summary(reader: RunReader) -> dict:

@@ -17,6 +17,7 @@ import torch
 
 from entangle.checkpoints import save_checkpoint as save_model_checkpoint
 from entangle.eagc import EAGC, reference_features
+from entangle.epochs import write_epoch
 from entangle.errors import EntangleValueError
 from entangle.gcd.augment import default_augment
 from entangle.gcd.calibrate import start_calibration
@@ -221,10 +222,13 @@ def _train_loop(config, setup, run, run_dir, resume, on_epoch, on_step) -> dict:
             k=config.soc_k,
             aperture=run.meta["calibration"]["aperture"],
         )
-        record = {"epoch": epoch, "step": (epoch + 1) * steps_per_epoch} | record
-        run.write_epoch(record)
-        if config.save_features:
-            run.save_features(epoch, **arrays)
+        record = write_epoch(
+            run,
+            epoch,
+            (epoch + 1) * steps_per_epoch,
+            record,
+            arrays if config.save_features else None,
+        )
         state = {
             "backbone": backbone.state_dict(),
             "head": head.state_dict(),
