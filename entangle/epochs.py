@@ -94,8 +94,8 @@ def epoch_record(
 
     Returns:
         ``(record, arrays)``: ``record`` holds ``acc_all/old/new``, ``acc_protocol`` and
-        ``acc_protocols`` (with logits), ``k``, ``soc``, ``principal_angles``, ``energy``, ``conceptor`` and
-        ``knn_overlap``; ``arrays`` is what :meth:`RunWriter.save_features` takes.
+        ``acc_protocols`` (with logits), ``k``, ``soc``, ``principal_angles``, ``energy``,
+        ``conceptor`` and ``knn_overlap``; ``arrays`` is what :meth:`RunWriter.save_features` takes.
     """
     n = features.shape[0]
     labels = torch.as_tensor(labels).reshape(-1).long().cpu()
