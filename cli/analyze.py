@@ -13,6 +13,16 @@ from rich.table import Table
 from entangle.metrics.clustering import ACCURACY_PROTOCOLS
 from entangle_cli.app import app
 from entangle_cli.common import console, stage_progress
+from entangle_cli.options import (
+    LOSS_DEFAULTS,
+    InfonceTemperature,
+    MemaxWeight,
+    StudentTemperature,
+    SupconTemperature,
+    SupWeight,
+    TeacherTemperature,
+    WarmupTeacherTemperature,
+)
 
 _COLUMNS = (
     ("format", "format", "{}"),
@@ -59,6 +69,24 @@ def summary_table(result) -> Table:
                     cells = (_cell(a.summary.get(key), "{:.3f}") for a in result.analyses)
                     table.add_row(f"{what} {k.title()} ({protocol})", *cells)
     return table
+
+
+def objective_line(config, result) -> str:
+    """Which objective the gradient diagnostics differentiated (settings + teacher T)."""
+    loss = config.loss_config()
+    settings = (
+        f"sup_weight {loss.sup_weight}, memax {loss.memax_weight}, student T "
+        f"{loss.student_temperature}, teacher T {loss.warmup_teacher_temperature} -> "
+        f"{loss.teacher_temperature} over {loss.warmup_teacher_epochs} epochs, SupCon T "
+        f"{loss.supcon_temperature}, InfoNCE T {loss.infonce_temperature}"
+    )
+    used = [
+        f"{a.run_dir.name} {a.summary['teacher_temperature']:.4g}"
+        for a in result.analyses
+        if "teacher_temperature" in a.summary
+    ]
+    teacher = f"; teacher T used: {', '.join(used)}" if used else ""
+    return f"gradients of the SimGCD objective: {settings}{teacher}"
 
 
 def _jsonable(value):
@@ -123,6 +151,23 @@ def analyze_command(
         ),
     ] = "v2",
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    sup_weight: SupWeight = LOSS_DEFAULTS["sup_weight"],
+    memax_weight: MemaxWeight = LOSS_DEFAULTS["memax_weight"],
+    student_temperature: StudentTemperature = LOSS_DEFAULTS["student_temperature"],
+    warmup_teacher_temperature: WarmupTeacherTemperature = LOSS_DEFAULTS[
+        "warmup_teacher_temperature"
+    ],
+    teacher_temperature: TeacherTemperature = LOSS_DEFAULTS["teacher_temperature"],
+    warmup_teacher_epochs: Annotated[
+        int,
+        typer.Option(
+            help="Teacher warm-up epochs of the training run (the teacher temperature is read "
+            "at the checkpoint's epoch; after the warm-up when it has none).",
+            rich_help_panel="SimGCD objective",
+        ),
+    ] = 30,
+    supcon_temperature: SupconTemperature = LOSS_DEFAULTS["supcon_temperature"],
+    infonce_temperature: InfonceTemperature = LOSS_DEFAULTS["infonce_temperature"],
     seed: Annotated[int, typer.Option(help="Seed of split, subsample, batches, k-means.")] = 0,
 ) -> None:
     """Diagnose saved GCD checkpoints: accuracy, subspace overlap, energy, gradient conflict."""
@@ -145,6 +190,14 @@ def analyze_command(
         model=model,
         seed=seed,
         accuracy=accuracy,
+        sup_weight=sup_weight,
+        memax_weight=memax_weight,
+        student_temperature=student_temperature,
+        warmup_teacher_temperature=warmup_teacher_temperature,
+        teacher_temperature=teacher_temperature,
+        warmup_teacher_epochs=warmup_teacher_epochs,
+        supcon_temperature=supcon_temperature,
+        infonce_temperature=infonce_temperature,
     )
 
     def loaded(path: str, ckpt) -> None:
@@ -168,6 +221,8 @@ def analyze_command(
     with stage_progress() as progress:
         result = analyze(checkpoints or [], out, config, progress=progress, on_loaded=loaded)
     console.print(summary_table(result))
+    if grad:
+        console.print(objective_line(config, result), highlight=False)
     for a in result.analyses:
         for note in a.notes:
             console.print(f"[dim]{a.run_dir.name}: {note}[/]", highlight=False)

@@ -4,6 +4,7 @@ refused."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -82,15 +83,8 @@ def test_digits_checkpoint_numbers_match_direct_computation(digits_ckpt, digits_
     assert analysis.summary["acc_all"] == pytest.approx(want[0])
 
 
-def test_gradient_records_are_the_simgcd_objective_at_the_checkpoint(digits_run):
-    result, config = digits_run
-    reader = RunReader(result.analyses[0].run_dir)
-    assert len(reader.steps) == config.grad_batches
-    for step in reader.steps:
-        assert set(step["raw"]) == {"last_block", "all"} and "eagc" in step
-        assert -1 <= step["raw"]["last_block"]["cos"] <= 1
-
-    # recompute the first batch's raw cosine on the last block by hand
+def _first_batch_conflict(config: AnalyzeConfig, loss=None) -> dict:
+    """The first probed batch's raw conflict on the last block, recomputed by hand."""
     from entangle.analysis.gradients import view_augment
     from entangle.gcd.backbones import freeze_prefix
     from entangle.gcd.data import BalancedBatchSampler, make_batch
@@ -103,14 +97,46 @@ def test_gradient_records_are_the_simgcd_objective_at_the_checkpoint(digits_run)
     gen = torch.Generator().manual_seed(config.seed * 7919 + 1)
     batch = make_batch(data, rows, view_augment(backbone, data), gen)
     proj, logits = head(backbone(batch["views"]))
-    sup, unsup, _ = gcd_losses(proj, logits, batch["labels"], batch["labeled"], epoch=3.0)
+    sup, unsup, _ = gcd_losses(
+        proj, logits, batch["labels"], batch["labeled"], epoch=3.0, config=loss
+    )
     params = last_block(backbone)
     g_s = torch.autograd.grad(sup, params, retain_graph=True)
     g_u = torch.autograd.grad(unsup, params)
-    want = gradient_conflict(list(g_s), list(g_u))
+    return {k: float(v) for k, v in gradient_conflict(list(g_s), list(g_u)).items()}
+
+
+def test_gradient_records_are_the_simgcd_objective_at_the_checkpoint(digits_run):
+    result, config = digits_run
+    reader = RunReader(result.analyses[0].run_dir)
+    assert len(reader.steps) == config.grad_batches
+    for step in reader.steps:
+        assert set(step["raw"]) == {"last_block", "all"} and "eagc" in step
+        assert -1 <= step["raw"]["last_block"]["cos"] <= 1
+
+    want = _first_batch_conflict(config)
     got = reader.steps[0]["raw"]["last_block"]
-    assert got["cos"] == pytest.approx(float(want["cos"]), abs=1e-4)
-    assert got["gdc"] == pytest.approx(float(want["gdc"]), abs=1e-4)
+    assert got["cos"] == pytest.approx(want["cos"], abs=1e-4)
+    assert got["gdc"] == pytest.approx(want["gdc"], abs=1e-4)
+    # the objective is recorded: SimGCD's settings, the teacher temperature at epoch 3
+    assert reader.config["loss"]["infonce_temperature"] == 1.0
+    assert reader.config["teacher_epoch"] == 3.0
+    assert reader.config["teacher_temperature"] == pytest.approx(0.07 - 0.03 * 3 / 29)
+
+
+def test_gradient_diagnostics_use_the_given_objective(tmp_path, digits_ckpt, digits_run):
+    from entangle.gcd.losses import LossConfig
+
+    config = AnalyzeConfig(**SMALL | {"grad_batches": 1, "kmeans": False, "eagc": False})
+    config = dataclasses.replace(config, infonce_temperature=0.07, sup_weight=0.5)
+    (analysis,) = analyze([digits_ckpt], tmp_path, config).analyses
+    got = RunReader(analysis.run_dir).steps[0]["raw"]["last_block"]
+    loss = LossConfig(infonce_temperature=0.07, sup_weight=0.5)
+    want = _first_batch_conflict(config, loss)
+    assert got["cos"] == pytest.approx(want["cos"], abs=1e-4)
+    default = RunReader(digits_run[0].analyses[0].run_dir).steps[0]["raw"]["last_block"]
+    assert abs(got["cos"] - default["cos"]) > 1e-3  # the setting changed the numbers
+    assert RunReader(analysis.run_dir).config["loss"] == dataclasses.asdict(loss)
 
 
 def test_gradient_diagnostics_leave_the_weights_untouched(tmp_path, digits_ckpt):

@@ -110,6 +110,11 @@ def build_eagc(
     return EAGC.fit(model, _labeled_batches(data, batch_size, backbone), **settings)
 
 
+def teacher_epoch(loss: LossConfig, epoch: float | None) -> float:
+    """The epoch the teacher temperature is read at: the checkpoint's, else after warm-up."""
+    return float(loss.warmup_teacher_epochs if epoch is None else epoch)
+
+
 def gradient_diagnostics(
     backbone: torch.nn.Module,
     head: torch.nn.Module,
@@ -126,6 +131,7 @@ def gradient_diagnostics(
     aperture: float = 2.0,
     eep_weight: float = 0.5,
     aga_weight: float = 0.7,
+    loss: LossConfig | None = None,
     seed: int = 0,
     progress: Progress | None = None,
 ) -> list[dict]:
@@ -144,6 +150,8 @@ def gradient_diagnostics(
         eagc: also measure the EAGC-corrected gradients.
         epoch: the checkpoint's epoch, for the teacher temperature; None = after warm-up.
         aperture, eep_weight, aga_weight: EAGC settings.
+        loss: the objective's settings (default SimGCD's); use the ones the checkpoint was
+            trained with, or the gradients are those of another objective.
 
     Returns:
         the step records (one per batch), as written to ``steps.jsonl``.
@@ -161,8 +169,8 @@ def gradient_diagnostics(
                 f"{getattr(backbone, 'feature_dim', None)}-d; pass a reference of the same model"
             )
         reference.eval().requires_grad_(False)
-    config = LossConfig()
-    epoch = float(config.warmup_teacher_epochs if epoch is None else epoch)
+    config = loss or LossConfig()
+    epoch = teacher_epoch(config, epoch)
     coordinator = None
     if eagc:
         coordinator = build_eagc(

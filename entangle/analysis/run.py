@@ -22,11 +22,12 @@ from pathlib import Path
 import torch
 
 from entangle.analysis.features import embed, feature_record
-from entangle.analysis.gradients import gradient_diagnostics
+from entangle.analysis.gradients import gradient_diagnostics, teacher_epoch
 from entangle.analysis.inputs import FeatureData, check_classes, load_inputs
 from entangle.checkpoints import CheckpointError, LoadedCheckpoint, load_gcd_checkpoint
 from entangle.errors import EntangleValueError
 from entangle.gcd.data import GCDData
+from entangle.gcd.losses import LossConfig, teacher_temperature_at
 from entangle.metrics import accuracy_protocols
 from entangle.report.summary import gradient_summary
 from entangle.runs import RunWriter
@@ -62,6 +63,15 @@ class AnalyzeConfig:
     tsne_max_points: int = 5000
     # accuracy protocols (v1, v2, v2b; docs/accuracy.md); the first fills acc_all/old/new
     accuracy: tuple[str, ...] = ("v2",)
+    # the objective the gradient diagnostics differentiate (defaults: SimGCD's)
+    sup_weight: float = 0.35
+    memax_weight: float = 2.0
+    student_temperature: float = 0.1
+    warmup_teacher_temperature: float = 0.07
+    teacher_temperature: float = 0.04
+    warmup_teacher_epochs: int = 30
+    supcon_temperature: float = 0.07
+    infonce_temperature: float = 1.0
 
     def __post_init__(self):
         self.accuracy = accuracy_protocols(self.accuracy)
@@ -70,6 +80,12 @@ class AnalyzeConfig:
                 f"grad_batches must be >= 0 and batch_size >= 2, got {self.grad_batches} and "
                 f"{self.batch_size}"
             )
+        self.loss_config()  # checks the loss settings
+
+    def loss_config(self) -> LossConfig:
+        """The objective of the gradient diagnostics (the training run's, for exact numbers)."""
+        names = [f.name for f in dataclasses.fields(LossConfig)]
+        return LossConfig(**{name: getattr(self, name) for name in names})
 
 
 @dataclass
@@ -214,7 +230,13 @@ def analyze_one(
         notes.append("no class head in the checkpoint: head accuracy and free energy skipped")
     if loaded is not None and not isinstance(data, FeatureData):
         _check_model_takes_data(loaded, data, source, grad=config.grad and head is not None)
+    loss = config.loss_config()
+    epoch = teacher_epoch(loss, _epoch(loaded))
     run_config = dataclasses.asdict(config) | {
+        # the objective the gradients are of, with the teacher temperature at this checkpoint
+        "loss": dataclasses.asdict(loss),
+        "teacher_epoch": epoch,
+        "teacher_temperature": teacher_temperature_at(epoch, loss),
         "checkpoint": None if path is None else str(Path(path).resolve()),
         "format": None if loaded is None else loaded.format,
         "checkpoint_meta": {} if loaded is None else _plain(loaded.meta),
@@ -277,6 +299,7 @@ def analyze_one(
                     aperture=config.aperture,
                     eep_weight=config.eep_weight,
                     aga_weight=config.aga_weight,
+                    loss=loss,
                     seed=config.seed,
                     progress=progress,
                 )
@@ -296,6 +319,8 @@ def analyze_one(
             **arrays,
         )
         summary = summarize(record, steps, loaded)
+        if steps:
+            summary["teacher_temperature"] = run_config["teacher_temperature"]
         run.finish(summary)
     return CheckpointAnalysis(
         None if path is None else str(path), run_dir, summary.get("format"), summary, notes

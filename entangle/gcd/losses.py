@@ -17,10 +17,12 @@ With both views stacked (rows ``0..b-1`` view 1, ``b..2b-1`` view 2), ``w = sup_
 - mean-entropy regulariser: ``log K - H(pbar)``, ``pbar`` the mean student prediction over all
   rows; it is >= 0 and minimising it spreads predictions over all K classes.
 - InfoNCE: SimCLR's unsupervised contrastive loss over all ``2b`` normalised projections, the
-  other view of the same sample the positive, every other row a negative. SimGCD's public
-  recipe divides by a temperature of 1.0 here; entangle defaults to 0.07, the usual SimCLR /
-  SupCon scale, so the two contrastive terms are on the same footing; set
-  ``infonce_temperature=1.0`` to match SimGCD exactly.
+  other view of the same sample the positive, every other row a negative, the cosine
+  similarities divided by ``infonce_temperature`` (SimGCD: 1.0, its ``info_nce_logits``
+  default; not SupCon's 0.07).
+
+Every default of :class:`LossConfig` is SimGCD's (see docs/protocol.md for where each comes
+from).
 
 Every term is computed with masks rather than by selecting rows, so a batch without labeled
 rows gives ``sup == 0`` exactly with a zero (not NaN) gradient, and no step needs a host sync.
@@ -39,7 +41,18 @@ from entangle.errors import EntangleValueError
 
 @dataclass(frozen=True)
 class LossConfig:
-    """Weights and temperatures of the SimGCD objective (defaults: SimGCD's)."""
+    """Weights and temperatures of the SimGCD objective; every default is SimGCD's.
+
+    Attributes:
+        sup_weight: w, the weight of the supervised part (``1 - w`` for the unsupervised).
+        memax_weight: lambda_me of the mean-entropy regulariser (SimGCD's default 2; its
+            scripts use 1 for CIFAR-10, Cars and Aircraft, 4 for CIFAR-100).
+        student_temperature: tau_s of the classifier's softmax (CE, distillation, memax).
+        warmup_teacher_temperature, teacher_temperature: the teacher's temperature warms
+            linearly from the first to the second over ``warmup_teacher_epochs``.
+        supcon_temperature: SupCon's temperature (SimGCD's ``SupConLoss`` default).
+        infonce_temperature: InfoNCE's temperature (SimGCD's ``info_nce_logits`` default).
+    """
 
     sup_weight: float = 0.35
     memax_weight: float = 2.0
@@ -48,7 +61,7 @@ class LossConfig:
     teacher_temperature: float = 0.04
     warmup_teacher_epochs: int = 30
     supcon_temperature: float = 0.07
-    infonce_temperature: float = 0.07
+    infonce_temperature: float = 1.0
 
     def __post_init__(self):
         if not 0 <= self.sup_weight <= 1:
@@ -73,16 +86,19 @@ class LossConfig:
 def teacher_temperature_at(epoch: float, config: LossConfig) -> float:
     """Teacher temperature at ``epoch`` (0-based, may be fractional).
 
-    Linear from ``warmup_teacher_temperature`` at epoch 0 to ``teacher_temperature`` at epoch
-    ``warmup_teacher_epochs - 1`` (the values of ``numpy.linspace(start, end, W)`` at integer
-    epochs), constant after. ``W <= 1`` means no warm-up.
+    SimGCD's schedule (``DistillLoss``): at integer epochs the values of
+    ``numpy.linspace(start, end, W)`` for the first ``W = warmup_teacher_epochs`` epochs, then
+    ``end``; linear in between for fractional epochs. ``W == 1`` gives ``start`` for epoch 0
+    only (``linspace`` of one point is its start), ``W == 0`` no warm-up at all.
     """
-    span = config.warmup_teacher_epochs - 1
-    if span <= 0 or epoch >= span:
-        return config.teacher_temperature
-    t = max(float(epoch), 0.0) / span
+    warmup = config.warmup_teacher_epochs
     start, end = config.warmup_teacher_temperature, config.teacher_temperature
-    return start + (end - start) * t
+    epoch = max(float(epoch), 0.0)
+    if warmup == 1:
+        return start if epoch < 1 else end
+    if warmup < 1 or epoch >= warmup - 1:
+        return end
+    return start + (end - start) * epoch / (warmup - 1)
 
 
 def _masked_row_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -131,7 +147,7 @@ def supcon_loss(proj, labels, labeled, temperature: float = 0.07) -> torch.Tenso
     return _contrastive(proj, both & same, both, labeled, temperature)
 
 
-def info_nce_loss(proj, temperature: float = 0.07) -> torch.Tensor:
+def info_nce_loss(proj, temperature: float = 1.0) -> torch.Tensor:
     """SimCLR InfoNCE over ``[2b, P]`` stacked views: row i's positive is row ``(i + b) % 2b``."""
     m = proj.shape[0]
     b = m // 2

@@ -175,6 +175,57 @@ def test_all_labeled_supcon_treats_other_view_as_positive():
     assert got.item() == pytest.approx(info_nce_loss(proj, 0.07).item(), rel=1e-10)
 
 
+# SimGCD's settings, typed from its public code (CVMI-Lab/SimGCD):
+SIMGCD_DEFAULTS = {
+    "sup_weight": 0.35,  # train.py --sup_weight; scripts/run_*.sh
+    "memax_weight": 2.0,  # train.py --memax_weight (scripts: 1 cifar10/cars/aircraft, 4 cifar100)
+    "student_temperature": 0.1,  # train.py `student_out / 0.1`; model.py DistillLoss student_temp
+    "warmup_teacher_temperature": 0.07,  # train.py --warmup_teacher_temp
+    "teacher_temperature": 0.04,  # train.py --teacher_temp
+    "warmup_teacher_epochs": 30,  # train.py --warmup_teacher_temp_epochs
+    "supcon_temperature": 0.07,  # model.py SupConLoss(temperature=0.07, base_temperature=0.07)
+    "infonce_temperature": 1.0,  # model.py info_nce_logits(temperature=1.0)
+}
+
+
+def test_defaults_are_simgcds():
+    import dataclasses
+
+    assert dataclasses.asdict(LossConfig()) == SIMGCD_DEFAULTS
+
+
+def _simgcd_style_info_nce(z: np.ndarray, tau: float) -> float:
+    """InfoNCE the way SimGCD forms it: per row, logits = [positive, negatives...] / tau and
+    cross-entropy against index 0 (model.py info_nce_logits + nn.CrossEntropyLoss)."""
+    z = _unit(z)
+    m = z.shape[0]
+    b = m // 2
+    losses = []
+    for i in range(m):
+        partner = (i + b) % m
+        others = [j for j in range(m) if j not in (i, partner)]
+        logits = np.array([z[i] @ z[partner]] + [z[i] @ z[j] for j in others]) / tau
+        losses.append(-_log_softmax(logits)[0])
+    return float(np.mean(losses))
+
+
+@pytest.mark.parametrize("tau", [1.0, 0.07])
+def test_info_nce_matches_simgcds_logits_formulation(tau):
+    proj, *_ = _batch(b=4)
+    expected = _simgcd_style_info_nce(proj.numpy(), tau)
+    assert info_nce_loss(proj, tau).item() == pytest.approx(expected, rel=1e-10)
+
+
+def test_default_objective_uses_infonce_temperature_one():
+    proj, logits, labels, labeled = _batch()
+    _, unsup, parts = gcd_losses(proj, logits, labels, labeled, epoch=0)
+    assert parts["infonce"].item() == pytest.approx(
+        _simgcd_style_info_nce(proj.numpy(), 1.0), rel=1e-10
+    )
+    # the temperature matters: SupCon's 0.07 gives a different (larger) InfoNCE
+    assert info_nce_loss(proj, 0.07).item() > 1.5 * parts["infonce"].item()
+
+
 def test_teacher_temperature_warmup():
     cfg = LossConfig()
     schedule = np.linspace(0.07, 0.04, 30)
@@ -183,6 +234,13 @@ def test_teacher_temperature_warmup():
     assert teacher_temperature_at(30, cfg) == 0.04
     assert teacher_temperature_at(500, cfg) == 0.04
     assert teacher_temperature_at(0, LossConfig(warmup_teacher_epochs=0)) == 0.04
+    # numpy.linspace(0.07, 0.04, 1) == [0.07]: SimGCD's W = 1 warms epoch 0 only
+    one = LossConfig(warmup_teacher_epochs=1)
+    assert teacher_temperature_at(0, one) == 0.07 and teacher_temperature_at(1, one) == 0.04
+    two = LossConfig(warmup_teacher_epochs=2)
+    assert [teacher_temperature_at(e, two) for e in (0, 1, 2)] == pytest.approx(
+        [*np.linspace(0.07, 0.04, 2), 0.04]
+    )
     assert teacher_temperature_at(0.5, cfg) == pytest.approx(0.07 - 0.03 * 0.5 / 29)
 
 

@@ -1,0 +1,58 @@
+"""SimGCD's optimiser and schedule: SGD without weight decay on biases and 1-D parameters,
+a cosine schedule stepped once per epoch down to ``lr * 1e-3`` (see docs/protocol.md)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+
+# SimGCD's CosineAnnealingLR(eta_min=args.lr * 1e-3), in train.py and the EAGC authors' code
+ETA_MIN_FACTOR = 1e-3
+
+
+def param_groups(modules: Iterable[torch.nn.Module]) -> list[dict]:
+    """Trainable parameters of ``modules`` in SimGCD's two groups (its ``get_params_groups``).
+
+    Biases (names ending in ``.bias``) and every 1-D parameter (norm scales, the
+    weight-norm ``g`` of a classifier) get ``weight_decay=0``; the rest the optimiser's
+    weight decay. Frozen parameters are left out.
+
+    Returns:
+        ``[{"params": decayed}, {"params": not_decayed, "weight_decay": 0.0}]`` (an empty
+        group left out).
+    """
+    decayed, not_decayed = [], []
+    for module in modules:
+        for name, p in module.named_parameters():
+            if not p.requires_grad:
+                continue
+            if name.endswith(".bias") or p.ndim <= 1:
+                not_decayed.append(p)
+            else:
+                decayed.append(p)
+    groups = [{"params": decayed}, {"params": not_decayed, "weight_decay": 0.0}]
+    return [g for g in groups if g["params"]]
+
+
+def simgcd_optimizer(
+    modules: Iterable[torch.nn.Module],
+    *,
+    lr: float,
+    momentum: float,
+    weight_decay: float,
+    epochs: int,
+) -> tuple[torch.optim.SGD, torch.optim.lr_scheduler.CosineAnnealingLR]:
+    """SGD over :func:`param_groups` and its cosine schedule over ``epochs``.
+
+    Call ``scheduler.step()`` once per epoch (after the epoch, as SimGCD does): epoch ``e``
+    trains at ``eta_min + (lr - eta_min) (1 + cos(pi e / epochs)) / 2`` with
+    ``eta_min = lr * 1e-3``.
+    """
+    opt = torch.optim.SGD(
+        param_groups(modules), lr=lr, momentum=momentum, weight_decay=weight_decay
+    )
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(
+        opt, T_max=max(1, epochs), eta_min=lr * ETA_MIN_FACTOR
+    )
+    return opt, sched
