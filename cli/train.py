@@ -10,6 +10,16 @@ import typer
 
 from entangle_cli.app import app
 from entangle_cli.common import console, stage_progress
+from entangle_cli.options import (
+    LOSS_DEFAULTS,
+    InfonceTemperature,
+    MemaxWeight,
+    StudentTemperature,
+    SupconTemperature,
+    SupWeight,
+    TeacherTemperature,
+    WarmupTeacherTemperature,
+)
 
 
 @app.command("train")
@@ -36,6 +46,33 @@ def train_command(
     epochs: Annotated[int | None, typer.Option(help="Epochs (ViT default 200, digits 12).")] = None,
     batch_size: Annotated[int, typer.Option(help="Batch size.")] = 128,
     lr: Annotated[float, typer.Option(help="SGD learning rate (cosine schedule).")] = 0.1,
+    momentum: Annotated[float, typer.Option(help="SGD momentum.")] = 0.9,
+    weight_decay: Annotated[
+        float, typer.Option(help="Weight decay (none on biases and 1-D parameters).")
+    ] = 5e-5,
+    sup_weight: SupWeight = LOSS_DEFAULTS["sup_weight"],
+    memax_weight: MemaxWeight = LOSS_DEFAULTS["memax_weight"],
+    student_temperature: StudentTemperature = LOSS_DEFAULTS["student_temperature"],
+    warmup_teacher_temperature: WarmupTeacherTemperature = LOSS_DEFAULTS[
+        "warmup_teacher_temperature"
+    ],
+    teacher_temperature: TeacherTemperature = LOSS_DEFAULTS["teacher_temperature"],
+    warmup_teacher_epochs: Annotated[
+        int | None,
+        typer.Option(
+            help="Teacher warm-up epochs (default: SimGCD's 30 of 200, scaled to --epochs).",
+            rich_help_panel="SimGCD objective",
+        ),
+    ] = None,
+    supcon_temperature: SupconTemperature = LOSS_DEFAULTS["supcon_temperature"],
+    infonce_temperature: InfonceTemperature = LOSS_DEFAULTS["infonce_temperature"],
+    start: Annotated[
+        str,
+        typer.Option(
+            help="Initial backbone: pretrained | reference | auto (reference for EAGC, as "
+            "its authors; pretrained for the baseline)."
+        ),
+    ] = "auto",
     eagc: Annotated[bool, typer.Option("--eagc/--no-eagc", help="Apply EAGC.")] = False,
     aga: Annotated[bool, typer.Option("--aga/--no-aga", help="EAGC's AGA part.")] = True,
     eep: Annotated[bool, typer.Option("--eep/--no-eep", help="EAGC's EEP part.")] = True,
@@ -55,6 +92,10 @@ def train_command(
         str | None,
         typer.Option(help="Reference model checkpoint; trained on labeled data if unset."),
     ] = None,
+    reference_epochs: Annotated[
+        int, typer.Option(help="Reference model epochs (labeled data only).")
+    ] = 30,
+    reference_lr: Annotated[float, typer.Option(help="Reference model learning rate.")] = 0.02,
     probe_every: Annotated[int, typer.Option(help="Probe one step in N.")] = 1,
     attribution: Annotated[
         int, typer.Option(help="Per-sample conflict attribution every N probed steps; 0: off.")
@@ -83,6 +124,17 @@ def train_command(
         epochs=epochs or (200 if vit else 12),
         batch_size=batch_size,
         lr=lr,
+        momentum=momentum,
+        weight_decay=weight_decay,
+        sup_weight=sup_weight,
+        memax_weight=memax_weight,
+        student_temperature=student_temperature,
+        warmup_teacher_temperature=warmup_teacher_temperature,
+        teacher_temperature=teacher_temperature,
+        warmup_teacher_epochs=warmup_teacher_epochs,
+        supcon_temperature=supcon_temperature,
+        infonce_temperature=infonce_temperature,
+        start=start,
         eagc=eagc,
         aga=aga,
         eep=eep,
@@ -91,11 +143,12 @@ def train_command(
         eep_weight=eep_weight,
         aperture=aperture,
         reference=reference,
+        reference_epochs=reference_epochs,
+        reference_lr=reference_lr,
         probe_every=probe_every,
         attribution=attribution,
         device=device,
         seed=seed,
-        warmup_teacher_epochs=30 if vit else 5,
         accuracy=accuracy,
     )
     with stage_progress() as progress:

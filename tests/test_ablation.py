@@ -237,11 +237,12 @@ def test_failed_cell_is_recorded_and_the_others_go_on(tmp_path):
 
 def test_variants_of_one_seed_start_from_identical_weights(tmp_path):
     base = TINY | {"pretrain_epochs": 1, "data": "digits"}
-    spec = parse_grid({"base": base, "grid": {"variant": ["baseline", "aga"], "seed": [3]}})
+    variants = ["baseline", "baseline-reference", "aga"]
+    spec = parse_grid({"base": base, "grid": {"variant": variants, "seed": [3]}})
     run = run_grid(spec, tmp_path / "g", report=False)
     assert run.ok
     setups = sorted((tmp_path / "g" / "setups").glob("*.pt"))
-    # one pretrained setup for the seed, one reference model for the EAGC variant
+    # one pretrained setup for the seed, one reference model for the variants that need it
     assert len(setups) == 2 and sum(".reference" in p.name for p in setups) == 1
     state = torch.load([p for p in setups if ".reference" not in p.name][0], weights_only=True)
     from entangle.gcd.train import TrainConfig, prepare
@@ -249,9 +250,21 @@ def test_variants_of_one_seed_start_from_identical_weights(tmp_path):
     fresh = prepare(TrainConfig(**base | {"seed": 3}))
     for key, value in fresh.backbone.state_dict().items():
         assert torch.equal(state["backbone"][key], value), key
-    # both runs' first probed step was taken from those weights: same supervised loss
-    first = [RunReader(tmp_path / "g" / "cells" / c.name).steps[0] for c in spec.cells()]
-    assert first[0]["losses"]["sup"] == pytest.approx(first[1]["losses"]["sup"], rel=1e-6)
+    # the first probed step shows the start: the baseline from the pretrained weights, the
+    # other two from the reference model (EAGC is the identity in the forward pass)
+    first = {
+        c.settings["variant"]: RunReader(tmp_path / "g" / "cells" / c.name).steps[0]
+        for c in spec.cells()
+    }
+    sup = {v: s["losses"]["sup"] for v, s in first.items()}
+    assert sup["baseline-reference"] == pytest.approx(sup["aga"], rel=1e-6)
+    assert abs(sup["baseline"] - sup["aga"]) > 1e-3
+    starts = {c.settings["variant"]: c.config.start_weights() for c in spec.cells()}
+    assert starts == {
+        "baseline": "pretrained",
+        "baseline-reference": "reference",
+        "aga": "reference",
+    }
 
 
 def test_a_folder_with_other_settings_is_refused(tmp_path):

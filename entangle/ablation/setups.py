@@ -136,7 +136,7 @@ def cached_setup(config: TrainConfig, folder, progress=None) -> Setup:
     state = torch.load(path, map_location=setup.device, weights_only=True)
     setup.backbone.load_state_dict(state["backbone"])
     setup.head.load_state_dict(state["head"])
-    if config.eagc:
+    if config.needs_reference():
         setup.reference = _cached_reference(config, setup, folder, progress)
     return setup
 

@@ -14,7 +14,10 @@ A spec file looks like::
 variants over seeds plus a sweep of one weight for EAGC only, without crossing the weight
 with the baseline. Cells that come out identical are run once.
 
-``variant`` is shorthand for the EAGC switches ``eagc`` / ``aga`` / ``eep`` / ``adaptive``.
+``variant`` is shorthand for the EAGC switches ``eagc`` / ``aga`` / ``eep`` / ``adaptive``
+and the ``start``: ``baseline`` (from the pretrained weights), ``baseline-reference`` (from
+the reference model, EAGC's start), ``aga``, ``eep``, ``eep-fixed``, ``eagc``, ``eagc-fixed``
+(from the reference model, the EAGC authors' warm start) and each of those ``-pretrained``.
 """
 
 from __future__ import annotations
@@ -30,8 +33,8 @@ from pathlib import Path
 from entangle.errors import EntangleError, EntangleTypeError, EntangleValueError
 from entangle.gcd.train import TrainConfig
 
-# each variant's EAGC switches; `eep-fixed` completes the set TrainConfig.variant() names
-VARIANTS: dict[str, dict[str, bool]] = {
+# each method's EAGC switches; `eep-fixed` completes the set TrainConfig.method() names
+_METHODS: dict[str, dict[str, bool]] = {
     "baseline": {"eagc": False, "aga": True, "eep": True, "adaptive": True},
     "aga": {"eagc": True, "aga": True, "eep": False, "adaptive": True},
     "eep": {"eagc": True, "aga": False, "eep": True, "adaptive": True},
@@ -39,7 +42,16 @@ VARIANTS: dict[str, dict[str, bool]] = {
     "eagc": {"eagc": True, "aga": True, "eep": True, "adaptive": True},
     "eagc-fixed": {"eagc": True, "aga": True, "eep": True, "adaptive": False},
 }
-_SWITCHES = ("eagc", "aga", "eep", "adaptive")
+# each variant's switches and start: the method from its own start (the baseline from the
+# pretrained weights, EAGC from the reference model), and from the other one
+VARIANTS: dict[str, dict] = {name: sw | {"start": "auto"} for name, sw in _METHODS.items()}
+VARIANTS["baseline-reference"] = _METHODS["baseline"] | {"start": "reference"}
+VARIANTS |= {
+    f"{name}-pretrained": sw | {"start": "pretrained"}
+    for name, sw in _METHODS.items()
+    if name != "baseline"
+}
+_SWITCHES = ("eagc", "aga", "eep", "adaptive", "start")
 # the runner assigns devices per worker; sweeping them would make cells depend on placement
 _NOT_SWEPT = ("device",)
 _SAFE = re.compile(r"[^A-Za-z0-9._+-]")

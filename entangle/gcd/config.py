@@ -7,12 +7,32 @@ import json
 from dataclasses import dataclass
 
 from entangle.errors import EntangleValueError
+from entangle.gcd.losses import LossConfig
 from entangle.metrics.clustering import accuracy_protocols
+
+# SimGCD warms the teacher temperature up over 30 of its 200 epochs (scripts/run_*.sh)
+SIMGCD_WARMUP_SHARE = 30 / 200
+STARTS = ("auto", "pretrained", "reference")
 
 
 @dataclass
 class TrainConfig:
-    """Every setting of a GCD training run (stored in run.json)."""
+    """Every setting of a GCD training run (stored in run.json).
+
+    The loss settings (``sup_weight`` .. ``infonce_temperature``) default to SimGCD's, the
+    optimiser to its scripts (SGD lr 0.1, momentum 0.9, weight decay 5e-5, batch 128), the
+    reference model to the EAGC authors' (see docs/protocol.md).
+
+    Notable settings:
+        warmup_teacher_epochs: epochs of the teacher-temperature warm-up; None scales
+            SimGCD's 30 of 200 epochs to this run: ``max(1, round(epochs * 30 / 200))``
+            (200 epochs -> 30, 12 -> 2, 6 -> 1), see :meth:`teacher_warmup_epochs`.
+        start: the live model's initial backbone weights: ``"pretrained"`` (the paper's
+            SimGCD baseline), ``"reference"`` (the reference model's, the EAGC authors'
+            warm start) or ``"auto"``: reference for EAGC runs, pretrained for the baseline.
+        reference_lr, reference_batch_size, reference_weight_decay, reference_epochs: the
+            reference model's training (the authors' scripts: 0.02, 32, 1e-4, 30).
+    """
 
     data: str = "digits"
     old_classes: str | None = None
@@ -29,7 +49,13 @@ class TrainConfig:
     weight_decay: float = 5e-5
     sup_weight: float = 0.35
     memax_weight: float = 2.0
-    warmup_teacher_epochs: int = 5
+    student_temperature: float = 0.1
+    warmup_teacher_temperature: float = 0.07
+    teacher_temperature: float = 0.04
+    warmup_teacher_epochs: int | None = None
+    supcon_temperature: float = 0.07
+    infonce_temperature: float = 1.0
+    start: str = "auto"
     eagc: bool = False
     aga: bool = True
     eep: bool = True
@@ -40,6 +66,9 @@ class TrainConfig:
     momentum_mu: float = 0.95
     reference: str | None = None
     reference_epochs: int = 30
+    reference_lr: float = 0.02
+    reference_batch_size: int = 32
+    reference_weight_decay: float = 1e-4
     probe_every: int = 1
     attribution: int = 1  # attribute every N-th probed step (docs/attribution.md); 0: off
     probeset_every: int = 10
@@ -69,9 +98,56 @@ class TrainConfig:
                 f"batch_size must be >= 2 (half labeled, half unlabeled rows), got "
                 f"{self.batch_size}"
             )
+        if self.start not in STARTS:
+            raise EntangleValueError(
+                f"start must be one of {', '.join(STARTS)}, got {self.start!r}"
+            )
+        if self.reference_epochs < 1 or self.reference_batch_size < 1:
+            raise EntangleValueError(
+                "reference_epochs and reference_batch_size must be >= 1, got "
+                f"{self.reference_epochs} and {self.reference_batch_size}"
+            )
+        self.loss_config()  # checks the loss settings
 
-    def variant(self) -> str:
-        """Short name of the EAGC variant: baseline, aga, eep, eagc or eagc-fixed."""
+    def teacher_warmup_epochs(self) -> int:
+        """Warm-up epochs of the teacher temperature: the setting, or SimGCD's share of them.
+
+        SimGCD warms up over 30 of its 200 epochs; ``None`` keeps that share of this run:
+        ``max(1, round(epochs * 30 / 200))``.
+        """
+        if self.warmup_teacher_epochs is not None:
+            return self.warmup_teacher_epochs
+        return max(1, round(self.epochs * SIMGCD_WARMUP_SHARE))
+
+    def loss_config(self) -> LossConfig:
+        """The objective's settings (:class:`~entangle.gcd.losses.LossConfig`) of this run."""
+        return LossConfig(
+            sup_weight=self.sup_weight,
+            memax_weight=self.memax_weight,
+            student_temperature=self.student_temperature,
+            warmup_teacher_temperature=self.warmup_teacher_temperature,
+            teacher_temperature=self.teacher_temperature,
+            warmup_teacher_epochs=self.teacher_warmup_epochs(),
+            supcon_temperature=self.supcon_temperature,
+            infonce_temperature=self.infonce_temperature,
+        )
+
+    def start_weights(self) -> str:
+        """``"pretrained"`` or ``"reference"``: ``start`` with ``"auto"`` resolved.
+
+        ``"auto"`` follows each method's own protocol: the EAGC authors start the live
+        backbone from the reference model, the paper's SimGCD baseline from pretrained weights.
+        """
+        if self.start != "auto":
+            return self.start
+        return "pretrained" if self.method() == "baseline" else "reference"
+
+    def needs_reference(self) -> bool:
+        """Whether the run needs the reference model (EAGC, or a start from its weights)."""
+        return self.eagc or self.start_weights() == "reference"
+
+    def method(self) -> str:
+        """Short name of the EAGC switches: baseline, aga, eep, eep-fixed, eagc or eagc-fixed."""
         if not self.eagc or not (self.aga or self.eep):
             return "baseline"
         if self.aga and not self.eep:
@@ -79,6 +155,18 @@ class TrainConfig:
         if self.eep and not self.aga:
             return "eep" if self.adaptive else "eep-fixed"
         return "eagc" if self.adaptive else "eagc-fixed"
+
+    def variant(self) -> str:
+        """Short name of the run: :meth:`method`, plus the start where it is not the method's own.
+
+        ``baseline`` starts from pretrained weights, every EAGC variant from the reference
+        model; ``baseline-reference`` is the baseline from the reference model's weights,
+        ``eagc-pretrained`` (etc.) an EAGC variant from the pretrained ones.
+        """
+        method = self.method()
+        own = "pretrained" if method == "baseline" else "reference"
+        start = self.start_weights()
+        return method if start == own else f"{method}-{start}"
 
 
 def _aperture_setting(value) -> float | str:
@@ -98,8 +186,22 @@ def _aperture_setting(value) -> float | str:
 PLACEMENT_FIELDS = ("device",)
 
 
+def run_config(config: TrainConfig) -> dict:
+    """What run.json records of ``config``: every field, ``start`` resolved, the objective.
+
+    ``start`` holds the weights the run started from (``"pretrained"`` / ``"reference"``,
+    never ``"auto"``), ``variant`` the run's short name and ``loss`` the
+    :class:`~entangle.gcd.losses.LossConfig` it trained with (warm-up epochs resolved).
+    """
+    return dataclasses.asdict(config) | {
+        "start": config.start_weights(),
+        "variant": config.variant(),
+        "loss": dataclasses.asdict(config.loss_config()),
+    }
+
+
 def config_differences(stored: dict, config: TrainConfig) -> list[str]:
     """Fields whose value in a run's stored config differs from ``config`` (placement aside)."""
-    want = json.loads(json.dumps(dataclasses.asdict(config)))
+    want = json.loads(json.dumps(run_config(config)))
     keys = (set(stored) | set(want)) - set(PLACEMENT_FIELDS) - {"class_names"}
     return sorted(k for k in keys if stored.get(k) != want.get(k))

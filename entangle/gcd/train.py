@@ -9,7 +9,6 @@ weights (the reference code compares runs from different starts, see docs/protoc
 from __future__ import annotations
 
 import copy
-import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,10 +20,10 @@ from entangle.epochs import write_epoch
 from entangle.errors import EntangleValueError
 from entangle.gcd.augment import default_augment
 from entangle.gcd.calibrate import start_calibration
-from entangle.gcd.config import PLACEMENT_FIELDS, TrainConfig, config_differences
+from entangle.gcd.config import PLACEMENT_FIELDS, TrainConfig, config_differences, run_config
 from entangle.gcd.data import BalancedBatchSampler, GCDData, eval_inputs, make_batch
 from entangle.gcd.evaluate import evaluate, run_summary
-from entangle.gcd.losses import LossConfig, gcd_losses
+from entangle.gcd.losses import gcd_losses
 from entangle.gcd.setup import (
     Setup,
     ensure_reference,
@@ -32,6 +31,7 @@ from entangle.gcd.setup import (
     prepare,
     resolve_device,
 )
+from entangle.optim import simgcd_optimizer
 from entangle.params import last_block
 from entangle.prefix import SharedPrefix
 from entangle.probe import Probe
@@ -93,7 +93,7 @@ def train(
             )
     run = RunWriter(
         run_dir,
-        config=dataclasses.asdict(config) | {"class_names": setup.data.class_names},
+        config=run_config(config) | {"class_names": setup.data.class_names},
         seed=config.seed,
         device=str(setup.device),
         name=name,
@@ -107,8 +107,17 @@ def _train_loop(config, setup, run, run_dir, resume, on_epoch, on_step) -> dict:
     device, data = setup.device, setup.data
     backbone, head = copy.deepcopy(setup.backbone), copy.deepcopy(setup.head)
     eagc = reference = shared = ref_labeled = None
-    if config.eagc:
+    if config.needs_reference():
         reference = ensure_reference(config, setup)
+        if not run.checkpoint_path("reference").exists():
+            save_model_checkpoint(
+                run.checkpoint_path("reference"), *reference, meta={"role": "reference"}
+            )
+    if config.start_weights() == "reference":
+        # the EAGC authors' warm start: the live backbone begins as the reference model (a
+        # fresh head over all classes), so at step 0 AGA pulls nothing (docs/protocol.md)
+        backbone.load_state_dict(reference[0].state_dict())
+    if config.eagc:
         loader = labeled_loader(data, config.batch_size, device, None, config.seed)
         ref_labeled = reference_features(reference[0], [x for x, _ in loader])
         eagc = EAGC.from_features(
@@ -122,22 +131,18 @@ def _train_loop(config, setup, run, run_dir, resume, on_epoch, on_step) -> dict:
             adaptive=config.adaptive,
         )
         shared = SharedPrefix(backbone, reference[0])
-        if not run.checkpoint_path("reference").exists():
-            save_model_checkpoint(
-                run.checkpoint_path("reference"), *reference, meta={"role": "reference"}
-            )
     params = [p for m in (backbone, head) for p in m.parameters() if p.requires_grad]
-    opt = torch.optim.SGD(
-        params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+    # SimGCD's optimiser: no weight decay on biases / 1-D params, cosine stepped per epoch
+    opt, sched = simgcd_optimizer(
+        (backbone, head),
+        lr=config.lr,
+        momentum=config.momentum,
+        weight_decay=config.weight_decay,
+        epochs=config.epochs,
     )
     sampler = BalancedBatchSampler(data.labeled, config.batch_size, seed=config.seed)
     steps_per_epoch = len(sampler)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, config.epochs * steps_per_epoch)
-    loss_config = LossConfig(
-        sup_weight=config.sup_weight,
-        memax_weight=config.memax_weight,
-        warmup_teacher_epochs=config.warmup_teacher_epochs,
-    )
+    loss_config = config.loss_config()
     subset = _probe_subset(data, config.probeset_size, config.seed)
     if "calibration" not in run.meta:
         model = reference[0] if reference is not None else backbone
@@ -209,10 +214,10 @@ def _train_loop(config, setup, run, run_dir, resume, on_epoch, on_step) -> dict:
                 index=batch["index"].to(device).repeat(2),
             )
             opt.step()
-            sched.step()
             if on_step is not None:
                 on_step(step + 1, config.epochs * steps_per_epoch)
 
+        sched.step()
         record, arrays = evaluate(
             backbone,
             head,

@@ -225,3 +225,20 @@ def test_every_accuracy_protocol_is_recorded_per_evaluation(setup, tmp_path):
         want = cluster_accuracy(saved["labels"][unl], pred, ~saved["novel"][unl], protocol)
         assert (acc["all"], acc["old"], acc["new"]) == pytest.approx(want)
     assert epoch["acc_all"] == epoch["acc_protocols"]["v2b"]["all"]
+
+
+def test_optimiser_is_simgcds_and_steps_its_schedule_per_epoch(setup, tmp_path):
+    import math
+
+    import torch
+
+    train(TINY, tmp_path / "r", setup)
+    state = torch.load(tmp_path / "r" / "checkpoints" / "last.pt", weights_only=True)
+    decayed, plain = state["optimizer"]["param_groups"]
+    assert decayed["weight_decay"] == TINY.weight_decay and plain["weight_decay"] == 0.0
+    # one scheduler step per epoch, cosine to lr * 1e-3 (CVMI-Lab/SimGCD train.py)
+    assert state["scheduler"]["last_epoch"] == TINY.epochs
+    eta_min = TINY.lr * 1e-3
+    want = eta_min + (TINY.lr - eta_min) * (1 + math.cos(math.pi * TINY.epochs / TINY.epochs)) / 2
+    assert decayed["lr"] == pytest.approx(want)
+    assert RunReader(tmp_path / "r").config["loss"]["infonce_temperature"] == 1.0

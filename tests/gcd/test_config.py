@@ -1,0 +1,76 @@
+"""TrainConfig: SimGCD's settings, the scaled warm-up, the start, what run.json records."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from entangle.errors import EntangleValueError
+from entangle.gcd.config import TrainConfig, config_differences, run_config
+from entangle.gcd.losses import LossConfig
+
+# the optimiser of CVMI-Lab/SimGCD scripts/run_*.sh (--lr 0.1 --weight_decay 5e-5
+# --batch_size 128) and train.py (--momentum 0.9)
+SIMGCD_OPTIMISER = {"lr": 0.1, "momentum": 0.9, "weight_decay": 5e-5, "batch_size": 128}
+# the reference model of HaiyangZheng/EAGC scripts/SimGCD/train_*.sh (--reference_epochs 30
+# --reference_batch_size 32 --reference_lr 0.02) and methods/SimGCD.py (reference weight
+# decay default 1e-4)
+EAGC_REFERENCE = {
+    "reference_epochs": 30,
+    "reference_batch_size": 32,
+    "reference_lr": 0.02,
+    "reference_weight_decay": 1e-4,
+}
+
+
+def test_optimiser_and_reference_defaults_follow_the_public_scripts():
+    config = TrainConfig()
+    assert {k: getattr(config, k) for k in SIMGCD_OPTIMISER} == SIMGCD_OPTIMISER
+    assert {k: getattr(config, k) for k in EAGC_REFERENCE} == EAGC_REFERENCE
+
+
+def test_loss_settings_default_to_simgcds_and_reach_the_loss_config():
+    config = TrainConfig(epochs=200)
+    assert config.loss_config() == LossConfig()  # 30 warm-up epochs of 200, as SimGCD
+    custom = TrainConfig(infonce_temperature=0.5, supcon_temperature=0.2, memax_weight=1.0)
+    loss = custom.loss_config()
+    assert (loss.infonce_temperature, loss.supcon_temperature, loss.memax_weight) == (0.5, 0.2, 1)
+    with pytest.raises(EntangleValueError, match="infonce_temperature"):
+        TrainConfig(infonce_temperature=0.0)
+
+
+@pytest.mark.parametrize("epochs, warmup", [(200, 30), (100, 15), (12, 2), (6, 1), (1, 1)])
+def test_teacher_warmup_keeps_simgcds_share_of_the_run(epochs, warmup):
+    config = TrainConfig(epochs=epochs)
+    assert config.teacher_warmup_epochs() == warmup
+    assert config.loss_config().warmup_teacher_epochs == warmup
+    assert TrainConfig(epochs=epochs, warmup_teacher_epochs=4).teacher_warmup_epochs() == 4
+
+
+def test_start_follows_each_methods_protocol_unless_set():
+    base = TrainConfig()
+    eagc = TrainConfig(eagc=True)
+    assert (base.start_weights(), base.variant()) == ("pretrained", "baseline")
+    assert (eagc.start_weights(), eagc.variant()) == ("reference", "eagc")
+    warm = dataclasses.replace(base, start="reference")
+    assert (warm.start_weights(), warm.variant()) == ("reference", "baseline-reference")
+    assert warm.needs_reference() and eagc.needs_reference() and not base.needs_reference()
+    cold = dataclasses.replace(eagc, start="pretrained", adaptive=False)
+    assert cold.variant() == "eagc-fixed-pretrained"
+    assert TrainConfig(eagc=True, start="reference").variant() == "eagc"
+    with pytest.raises(EntangleValueError, match="start must be one of"):
+        TrainConfig(start="scratch")
+
+
+def test_run_json_records_the_resolved_start_and_the_objective():
+    config = TrainConfig(eagc=True, epochs=12)
+    stored = run_config(config)
+    assert stored["start"] == "reference" and stored["variant"] == "eagc"
+    assert stored["loss"] == dataclasses.asdict(config.loss_config())
+    assert stored["loss"]["warmup_teacher_epochs"] == 2
+    assert config_differences(stored, config) == []
+    # the same stored run does not resume as a baseline, nor with another objective
+    assert "start" in config_differences(stored, dataclasses.replace(config, eagc=False))
+    other = dataclasses.replace(config, infonce_temperature=0.07)
+    assert {"infonce_temperature", "loss"} <= set(config_differences(stored, other))
