@@ -68,7 +68,7 @@ def _feature_epochs(run: RunData) -> list[int]:
 
 
 def _render(runs: list[RunData], tmp: Path, *, pdf, max_points, backend, seed) -> str:
-    from entangle.report import html, plot_curves, plot_energy, plot_overlap
+    from entangle.report import html, plot_curves, plot_energy, plot_logs, plot_overlap
 
     energies: dict[str, list[EpochEnergy]] = {}
     overlaps: list[Overlap | None] = []
@@ -106,6 +106,13 @@ def _render(runs: list[RunData], tmp: Path, *, pdf, max_points, backend, seed) -
             "of novel-class ProbeSet features with the known-class subspace, and clustering "
             "accuracy per evaluation (protocol as in the summary). Oracle: SOC and the Old/New "
             "accuracy split use the ground-truth novel classes, which the method never sees.",
+        ),
+        fig(
+            lambda: plot_logs.logged_figure(runs),
+            "logged_curves",
+            "Values from imported training logs",
+            "Per-step loss components (or TensorBoard scalars) and the epoch average loss as "
+            "the run's own log printed them (entangle import-log); not recomputed by entangle.",
         ),
     ]
     has_free = any(e.free for es in energies.values() for e in es)

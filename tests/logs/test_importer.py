@@ -1,0 +1,113 @@
+"""``import_log`` / ``entangle import-log``: logs become run directories the report draws."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from entangle.errors import EntangleValueError
+from entangle.logs import import_log
+from entangle.runs import RunReader
+from entangle_cli.app import app
+from tests.logs.log_samples import EAGC_LOG, SIMGCD_LOG
+
+
+@pytest.fixture
+def simgcd_dir(tmp_path):
+    # SimGCD's layout: exp_root/simgcd/log/<exp name>/log.txt and checkpoints/model.pt
+    folder = tmp_path / "simgcd" / "log" / "cub_(05.03.2024_|_11.532)"
+    folder.mkdir(parents=True)
+    (folder / "log.txt").write_text(SIMGCD_LOG + "\n", encoding="utf-8")
+    return folder
+
+
+def test_text_log_becomes_a_complete_run(simgcd_dir, tmp_path):
+    result = import_log([simgcd_dir / "log.txt"], tmp_path / "run", name="SimGCD (log)")
+    assert (result.kind, result.epochs, result.steps, result.unknown_lines) == ("text", 2, 3, 1)
+    assert "1 unknown lines" in result.notes[0] and "CUDA kernel" in result.notes[0]
+    reader = RunReader(tmp_path / "run")
+    assert reader.complete and reader.warnings == [] and reader.name == "SimGCD (log)"
+    assert reader.config["kind"] == "text" and reader.config["parse"][0]["unknown"] == 1
+    assert [s["step"] for s in reader.steps] == [0, 10, 46]  # epoch x batches + batch
+    assert list(reader.column("acc_new", "epochs")) == [0.2671, 0.3440]
+    assert reader.epochs[1]["acc_protocol"] == "v2"
+    assert reader.summary["acc_all"] == 0.4002 and reader.summary["unknown_lines"] == 1
+
+
+def test_a_folder_is_searched_for_its_log(simgcd_dir, tmp_path):
+    result = import_log([simgcd_dir.parent], tmp_path / "run")
+    assert result.epochs == 2
+    assert RunReader(tmp_path / "run").config["files"] == [str((simgcd_dir / "log.txt").resolve())]
+
+
+def test_reference_phase_and_best_lines_are_kept_in_the_run_config(tmp_path):
+    log = tmp_path / "log.txt"
+    log.write_text(EAGC_LOG, encoding="utf-8")
+    import_log([log], tmp_path / "run")
+    config = RunReader(tmp_path / "run").config
+    assert config["reference"]["epochs"] == [{"epoch": 0, "loss_avg": 4.21}]
+    assert config["best"] == [{"epoch": 1, "all": 0.4002, "old": 0.512, "new": 0.344}]
+    assert config["printed_protocol"] == "v2"
+
+
+def test_an_existing_run_is_never_overwritten(simgcd_dir, tmp_path):
+    import_log([simgcd_dir / "log.txt"], tmp_path / "run")
+    with pytest.raises(EntangleValueError, match="already holds a run"):
+        import_log([simgcd_dir / "log.txt"], tmp_path / "run")
+
+
+def test_bad_arguments_are_clear_errors(tmp_path, simgcd_dir):
+    with pytest.raises(EntangleValueError, match="does not exist"):
+        import_log([tmp_path / "nope.txt"], tmp_path / "r1")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(EntangleValueError, match="no log.txt and no TensorBoard"):
+        import_log([empty], tmp_path / "r2")
+    fake_events = tmp_path / "events.out.tfevents.123.host"
+    fake_events.write_bytes(b"")
+    with pytest.raises(EntangleValueError, match="import each kind into its own run"):
+        import_log([simgcd_dir / "log.txt", fake_events], tmp_path / "r3")
+    assert not (tmp_path / "r3").exists()
+
+
+@pytest.mark.slow
+def test_report_draws_the_imported_run_beside_a_probed_run(simgcd_dir, tmp_path):
+    from entangle.report import build_report
+    from tests.report.fake_runs import make_run
+
+    import_log([simgcd_dir / "log.txt"], tmp_path / "imported", name="simgcd-log")
+    probed = make_run(tmp_path / "probed", name="probed", feature_epochs=(), n_steps=20)
+    index = build_report([tmp_path / "imported", probed], tmp_path / "report")
+    page = index.read_text(encoding="utf-8")
+    assert "Values from imported training logs" in page
+    assert (tmp_path / "report" / "logged_curves.png").is_file()
+    assert "simgcd-log" in page
+
+
+def test_cli_prints_counts_and_bad_input_exits_2(simgcd_dir, tmp_path):
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["import-log", str(simgcd_dir / "log.txt"), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "2 evaluations, 3 steps, 1 unknown lines" in result.output
+    assert "CUDA kernel" in result.output
+    assert json.loads((out / "DONE").read_text())["summary"]["epochs"] == 2
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from entangle_cli.app import main; main()",
+            "import-log",
+            str(tmp_path / "missing.txt"),
+            "--out",
+            str(tmp_path / "r"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2 and "does not exist" in proc.stderr
+    assert "Traceback" not in proc.stderr
