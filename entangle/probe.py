@@ -69,6 +69,8 @@ class Probe:
             due (``probeset.is_due(step, every)``), before this step's training backward,
             with the weights the step's forward used; its result is the record's
             ``probeset`` entry. This is the one way to record ProbeSet results.
+        logit_temperature: T the classifier's softmax divides ``logits`` by (SimGCD: 0.1 on
+            its cosine logits); the free energy is -logsumexp(logits / T), recorded with T.
         distributed: average per-loss gradients over processes before measuring (default:
             when torch.distributed is initialised with more than one process).
         attribution: exact per-row shares of cos(g_S, g_U) on one group (see
@@ -89,6 +91,7 @@ class Probe:
         eagc: EAGC | None = None,
         known_subspace: torch.Tensor | None = None,
         probeset=None,
+        logit_temperature: float = 1.0,
         distributed: bool | None = None,
         attribution: bool | int = False,
         attribution_group: str | None = None,
@@ -106,6 +109,11 @@ class Probe:
         self.eagc = eagc
         self.known_subspace = known_subspace
         self.probeset = probeset
+        if not 0 < float(logit_temperature) < math.inf:
+            raise EntangleValueError(
+                f"logit_temperature must be a positive number, got {logit_temperature}"
+            )
+        self.logit_temperature = float(logit_temperature)
         self.distributed = world_size() > 1 if distributed is None else distributed
         self.attributor = _attributor(self.groups, attribution, attribution_group)
         self.calls = 0
@@ -243,7 +251,9 @@ class Probe:
                 of ``eagc.coordinate`` when EAGC is on); enables per-row diagnostics.
             labeled: ``[n]`` bool, labeled rows.
             novel: ``[n]`` bool, rows whose true class is novel (known in diagnostics only).
-            logits: ``[n, K]`` classifier logits, for free-energy summaries.
+            logits: ``[n, K]`` the classifier's logits before its softmax temperature (for
+                SimGCD the head's cosine logits; the Probe's ``logit_temperature``, 0.1 there,
+                divides them), for the free energy -logsumexp(logits / T) per row group.
             scaler: ``torch.amp.GradScaler``; losses are scaled, metrics use unscaled values.
                 With EAGC, ``eagc.coordinate`` must have been given the same scaler (a
                 mismatch is refused before any backward).
@@ -467,8 +477,10 @@ class Probe:
             # rows EEP acts on (docs/calibration.md: w_i > 0.01)
             out["eep_weight"]["frac_active"] = _share(state.weights > 0.01, unl)
         if logits is not None:
-            fe = free_energy(logits.detach())
+            # the free energy of the softmax the classifier uses: over logits / T
+            fe = free_energy(logits.detach() / self.logit_temperature)
             out["free_energy"] = {k: masked_summary(fe, m) for k, m in groups.items()}
+            out["free_energy_temperature"] = self.logit_temperature
         return out
 
 

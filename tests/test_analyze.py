@@ -294,3 +294,27 @@ def test_accuracy_protocols_are_recorded_and_summarised(digits_ckpt, tmp_path):
         cluster_accuracy(y, saved["logits"].argmax(1)[unl], old, "v1")
     )
     assert analysis.summary["acc_protocol"] == "v1"
+
+
+def test_knn_overlap_uses_the_same_rows_in_feature_space_and_in_the_map():
+    from entangle.analysis.features import KNN_K, feature_record
+    from entangle.metrics import knn_overlap
+
+    g = torch.Generator().manual_seed(0)
+    n = 240
+    labels = torch.arange(n) % 6
+    z = torch.randn(n, 8, generator=g) + labels[:, None].float()
+    labeled = (labels < 3) & (torch.arange(n) % 2 == 0)
+    novel = labels >= 3
+    record, arrays = feature_record(
+        z, None, labels, labeled, novel, num_classes=6, kmeans=False, tsne_max_points=120
+    )
+    kept = torch.as_tensor(np.asarray(arrays["tsne_rows"]))
+    rows = kept[~labeled[kept]]
+    # before: feature space over every unlabeled row, the map over every kept row (labeled too)
+    assert record["knn_rows"] == len(rows) < int((~labeled).sum())
+    want = knn_overlap(z[rows], novel[rows], k=KNN_K)
+    assert record["knn_overlap"] == pytest.approx(want)
+    coords = torch.from_numpy(np.asarray(arrays["tsne"], dtype=np.float32))[~labeled[kept]]
+    want_map = knn_overlap(coords, novel[rows], k=KNN_K, metric="euclidean")
+    assert record["knn_overlap_tsne"] == pytest.approx(want_map)

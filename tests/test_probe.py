@@ -472,3 +472,19 @@ def test_the_same_scaler_on_both_sides_gives_the_plain_gradient(models):
     Probe(backbone, eagc=eagc).backward(sup, unsup, features=z, labeled=labeled, scaler=scaler)
     for p, w in zip(all_params(backbone, head), want, strict=True):
         torch.testing.assert_close(p.grad / 256.0, w, rtol=1e-6, atol=1e-12)
+
+
+def test_free_energy_is_over_the_softmax_logits_and_names_its_temperature(models):
+    backbone, head = models
+    x, y, labeled, novel = toy_batch()
+    probe = Probe(backbone, logit_temperature=0.1)
+    z = backbone(x)
+    sup, unsup, logits = toy_losses(head, z, y, labeled)
+    record = probe.backward(sup, unsup, features=z, labeled=labeled, novel=novel, logits=logits)
+    want = -torch.logsumexp(logits.detach() / 0.1, dim=1)
+    free = record["energy"]["free_energy"]
+    assert free["labeled"]["mean"] == pytest.approx(float(want[labeled].mean()))
+    assert free["unlabeled_new"]["mean"] == pytest.approx(float(want[novel].mean()))
+    assert record["energy"]["free_energy_temperature"] == 0.1
+    with pytest.raises(EntangleValueError, match="logit_temperature"):
+        Probe(backbone, logit_temperature=0.0)

@@ -106,6 +106,7 @@ def feature_record(
     seed: int = 0,
     tsne_max_points: int = 5000,
     accuracy: Sequence[str] = ("v2",),
+    logit_temperature: float = 1.0,
 ) -> tuple[dict, dict]:
     """The epoch record of one analysed checkpoint and the extra arrays to save.
 
@@ -117,6 +118,8 @@ def feature_record(
         kmeans, tsne: run those analyses.
         soc_k: SOC subspace dimension (capped at labeled rows - 1).
         aperture: conceptor aperture for energy ratios.
+        logit_temperature: T of the classifier's softmax (SimGCD: 0.1); the free energy is
+            -logsumexp(logits / T), recorded as ``free_energy_temperature``.
         accuracy: accuracy protocols (``v1``, ``v2``, ``v2b``, see docs/accuracy.md); the
             first one fills ``acc_*`` and ``kmeans``.
 
@@ -124,7 +127,8 @@ def feature_record(
         ``(record, arrays)``: ``record`` holds ``acc_all/old/new`` (head argmax, protocol in
         ``acc_protocol``, every protocol in ``acc_protocols``), ``kmeans`` {all, old, new}
         (and ``kmeans_protocol`` / ``kmeans_protocols``), ``soc``, ``principal_angles``, ``energy``,
-        ``conceptor``, ``free_energy``, ``knn_overlap`` (and ``knn_overlap_tsne``);
+        ``conceptor``, ``free_energy``, ``knn_overlap`` (and ``knn_overlap_tsne``, over the
+        same ``knn_rows`` unlabeled rows);
         ``arrays`` extra per-sample arrays (``kmeans``, ``tsne``, ``tsne_rows``).
     """
     z = features.float()
@@ -147,12 +151,14 @@ def feature_record(
         record.update(summarize_subspace(z, labeled, novel & unl, k, aperture))
         record["soc_k"] = k
     if logits is not None:
-        fe = free_energy(logits.float())
+        fe = free_energy(logits.float() / logit_temperature)
         groups = {"labeled": labeled, "unlabeled_old": unl & ~novel, "unlabeled_new": novel & unl}
         record["free_energy"] = to_host({g: masked_summary(fe, m) for g, m in groups.items()})
-    old_new = novel[unl]
-    if 0 < int(old_new.sum()) < int(unl.sum()) and int(unl.sum()) > KNN_K:
-        record["knn_overlap"] = knn_overlap(z[unl], old_new, k=KNN_K)
+        record["free_energy_temperature"] = float(logit_temperature)
+    # k-NN overlap over the same rows in feature space and in the map: the unlabeled rows
+    # (of the map's subsample when t-SNE runs), old = unlabeled old-class rows
+    rows = torch.nonzero(unl).flatten()
+    coords = None
     if tsne and len(z) >= 5:
         from entangle.report.tsne import tsne_embed
 
@@ -160,12 +166,15 @@ def feature_record(
             z.numpy(), seed=seed, max_points=tsne_max_points, labels=labels.numpy()
         )
         arrays["tsne"], arrays["tsne_rows"] = coords, kept
-        new_kept = torch.from_numpy(novel.numpy()[kept])
-        if 0 < int(new_kept.sum()) < len(kept) and len(kept) > KNN_K:
+        kept = torch.as_tensor(np.asarray(kept), dtype=torch.long)
+        in_map = unl[kept]
+        rows, coords = kept[in_map], np.asarray(coords, dtype=np.float32)[in_map.numpy()]
+    rows_new = novel[rows]
+    if 0 < int(rows_new.sum()) < len(rows) and len(rows) > KNN_K:
+        record["knn_overlap"] = knn_overlap(z[rows], rows_new, k=KNN_K)
+        record["knn_rows"] = len(rows)
+        if coords is not None:
             record["knn_overlap_tsne"] = knn_overlap(
-                torch.from_numpy(np.asarray(coords, dtype=np.float32)),
-                new_kept,
-                k=KNN_K,
-                metric="euclidean",
+                torch.from_numpy(coords), rows_new, k=KNN_K, metric="euclidean"
             )
     return record, arrays

@@ -277,6 +277,8 @@ def analyze_one(
             seed=config.seed,
             tsne_max_points=config.tsne_max_points,
             accuracy=config.accuracy,
+            # the head's softmax temperature (SimGCD's 0.1 once the loss settings exist)
+            logit_temperature=getattr(config, "student_temperature", 1.0),
         )
         steps = []
         if config.grad and config.grad_batches and not isinstance(data, FeatureData):

@@ -164,6 +164,7 @@ def _train_loop(config, setup, run, run_dir, resume, on_epoch, on_step) -> dict:
         probeset=probeset,
         attribution=config.attribution,
         attribution_group="last_block",
+        logit_temperature=loss_config.student_temperature,
     )
     augment = default_augment(data.input_kind)
 

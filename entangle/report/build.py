@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from entangle.errors import EntangleValueError
-from entangle.report.energy import EpochEnergy, aperture_of, epoch_energy
+from entangle.report.energy import EpochEnergy, aperture_of, epoch_energy, logit_temperature_of
 from entangle.report.figures import save
 from entangle.report.load import RunData, load_runs
 from entangle.report.output import atomic_report_dir
@@ -75,11 +75,12 @@ def _render(runs: list[RunData], tmp: Path, *, pdf, max_points, backend, seed) -
     for run in runs:
         epochs = _feature_epochs(run)
         aperture = aperture_of(run.config, run.reader.meta)
+        temperature = logit_temperature_of(run.config)
         energies[run.name] = []
         overlap = None
         for epoch in epochs:
             arrays = run.reader.features(epoch)
-            energies[run.name].append(epoch_energy(arrays, epoch, aperture))
+            energies[run.name].append(epoch_energy(arrays, epoch, aperture, temperature))
             if epoch == epochs[-1]:
                 overlap = compute_overlap(
                     arrays, epoch, max_points=max_points, backend=backend, seed=seed
@@ -129,8 +130,9 @@ def _render(runs: list[RunData], tmp: Path, *, pdf, max_points, backend, seed) -
             lambda: plot_energy.energy_figure(runs, energies, "free"),
             "free_energy",
             "Logit free energy",
-            "Free energy -logsumexp(logits) per sample; lower means a more confident "
-            "classifier. Oracle: the unlabeled old/new grouping uses ground truth.",
+            "Free energy -logsumexp(logits / T) per sample, T the classifier's softmax "
+            "temperature from the run config (SimGCD: 0.1; shown on each axis); lower means a "
+            "more confident classifier. Oracle: the unlabeled old/new grouping uses ground truth.",
         )
         if has_free
         else None,

@@ -36,6 +36,7 @@ class EpochEnergy:
 
     epoch: int
     aperture: float
+    temperature: float = 1.0
     ratio: dict[str, np.ndarray] = field(default_factory=dict)
     free: dict[str, np.ndarray] = field(default_factory=dict)
     eigenvalues: np.ndarray | None = None
@@ -59,6 +60,18 @@ def aperture_of(config, meta: Mapping | None = None) -> float:
     return DEFAULT_APERTURE
 
 
+def logit_temperature_of(config) -> float:
+    """T the run's classifier softmax divides its logits by: ``student_temperature`` in the
+    config (SimGCD: 0.1), else 1.0 (the saved logits as they are)."""
+    if isinstance(config, Mapping):
+        for node in (config, config.get("loss")):
+            if isinstance(node, Mapping):
+                value = node.get("student_temperature")
+                if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+                    return float(value)
+    return 1.0
+
+
 def group_masks(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Boolean ``[n]`` masks of labeled, unlabeled-old and unlabeled-new rows."""
     labeled = np.asarray(arrays["labeled"], dtype=bool)
@@ -70,7 +83,9 @@ def group_masks(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     }
 
 
-def epoch_energy(arrays: Mapping[str, np.ndarray], epoch: int, aperture: float) -> EpochEnergy:
+def epoch_energy(
+    arrays: Mapping[str, np.ndarray], epoch: int, aperture: float, temperature: float = 1.0
+) -> EpochEnergy:
     """Energy ratio (conceptor of the labeled rows) and logit free energy per group.
 
     Args:
@@ -78,12 +93,13 @@ def epoch_energy(arrays: Mapping[str, np.ndarray], epoch: int, aperture: float) 
             ``novel [n]``, optional ``logits [n, K]`` or ``energy [n]``.
         epoch: the epoch the arrays belong to.
         aperture: conceptor aperture.
+        temperature: the classifier's softmax temperature T; free energy -logsumexp(logits / T).
 
     Returns:
         an :class:`EpochEnergy`; with no labeled rows only the free energy is filled and
         ``note`` says why.
     """
-    out = EpochEnergy(epoch=epoch, aperture=aperture)
+    out = EpochEnergy(epoch=epoch, aperture=aperture, temperature=temperature)
     z = torch.from_numpy(np.asarray(arrays["features"], dtype=np.float32))
     masks = group_masks(arrays)
     if masks["labeled"].any():
@@ -102,16 +118,16 @@ def epoch_energy(arrays: Mapping[str, np.ndarray], epoch: int, aperture: float) 
             )
     else:
         out.note = "no labeled rows saved: the known-class conceptor cannot be fitted"
-    free = _free_energy(arrays)
+    free = _free_energy(arrays, temperature)
     if free is not None:
         out.free = {g: _finite(free[m]) for g, m in masks.items()}
     return out
 
 
-def _free_energy(arrays: Mapping[str, np.ndarray]) -> np.ndarray | None:
+def _free_energy(arrays: Mapping[str, np.ndarray], temperature: float) -> np.ndarray | None:
     if "logits" in arrays and np.asarray(arrays["logits"]).ndim == 2:
         logits = torch.from_numpy(np.asarray(arrays["logits"], dtype=np.float32))
-        return free_energy(logits).double().numpy()
+        return free_energy(logits / temperature).double().numpy()
     if "energy" in arrays and np.asarray(arrays["energy"]).ndim == 1:
         return np.asarray(arrays["energy"], dtype=np.float64)
     return None

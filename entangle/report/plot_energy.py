@@ -12,7 +12,7 @@ from entangle.report.records import summary_series
 
 ENERGY_KINDS = {
     "ratio": ("energy ratio z^T C z / ||z||^2", "Known-subspace energy ratio"),
-    "free": ("free energy -logsumexp(logits)", "Logit free energy"),
+    "free": ("free energy -logsumexp(logits / T)", "Logit free energy"),
 }
 
 
@@ -92,7 +92,9 @@ def energy_figure(runs: Sequence, per_run: Mapping[str, Sequence[EpochEnergy]], 
                 else:
                     no_data(ax, "not computable for this epoch")
                 ax.set_title(f"{text(run.name)}: {stage}, epoch {e.epoch}", fontsize="medium")
-                ax.set_xlabel(xlabel)
+                ax.set_xlabel(
+                    xlabel.replace("/ T", f"/ {e.temperature:g}") if kind == "free" else xlabel
+                )
                 ax.set_ylabel("density")
         fig.suptitle(f"{title}: labeled vs unlabeled old vs unlabeled new, early vs late")
         return fig

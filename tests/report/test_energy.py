@@ -55,3 +55,23 @@ def test_smooth_is_a_nan_aware_centred_mean():
     want = [np.nanmean(x[max(0, i - 1) : i + 2]) if np.isfinite(x[max(0, i - 1) : i + 2]).any()
             else np.nan for i in range(x.size)]  # fmt: skip
     np.testing.assert_allclose(got, want)
+
+
+def test_free_energy_uses_the_classifiers_softmax_temperature():
+    from types import SimpleNamespace
+
+    from entangle.report.energy import logit_temperature_of
+    from entangle.report.plot_energy import energy_figure
+
+    rng = np.random.default_rng(2)
+    cosine = np.clip(rng.normal(size=(40, 5)) * 0.3, -1, 1)  # SimGCD's head: cosine logits
+    flags = {"labeled": np.arange(40) < 15, "novel": np.arange(40) >= 30}
+    e = epoch_energy({"features": rng.normal(size=(40, 4)), **flags, "logits": cosine}, 0, 2.0, 0.1)
+    # the softmax SimGCD trains is over cosine / 0.1 (CVMI-Lab/SimGCD train.py, DistillLoss)
+    want = -np.log(np.exp(cosine / 0.1).sum(1))
+    np.testing.assert_allclose(e.free["labeled"], want[flags["labeled"]], rtol=1e-5)
+    assert logit_temperature_of({"student_temperature": 0.1}) == 0.1
+    assert logit_temperature_of({"loss": {"student_temperature": 0.2}}) == 0.2
+    assert logit_temperature_of({}) == 1.0
+    fig = energy_figure([SimpleNamespace(name="run")], {"run": [e]}, "free")
+    assert fig.axes[0].get_xlabel() == "free energy -logsumexp(logits / 0.1)"
