@@ -79,7 +79,7 @@ def sensitivity_figure(groups: Sequence[Group], key: str):
 
     Returns None when no line has two or more values of ``key``.
     """
-    from entangle.report.figures import colors, new_figure, style, text
+    from entangle.report.figures import colors, new_figure, style, suptitle, text
 
     series: dict[str, list[Group]] = {}
     for g in groups:
@@ -109,7 +109,7 @@ def sensitivity_figure(groups: Sequence[Group], key: str):
             ax.set_xlabel(text(key))
             ax.set_title(title)
         axes[0, 0].legend(fontsize="small")
-        fig.suptitle(f"Sensitivity to {text(key)} (mean ± std over seeds)")
+        suptitle(fig, f"Sensitivity to {text(key)} (mean ± std over seeds)")
         return fig
 
 
@@ -139,7 +139,7 @@ def _step_curve(run_dirs: Sequence[Path], keys: Sequence[str]):
 
 def steps_figure(curves: dict[str, list[Path]]):
     """Per-step GDC and raw cosine of each variant overlaid (mean over seeds, smoothed)."""
-    from entangle.report.figures import colors, new_figure, no_data, smooth, style, text
+    from entangle.report.figures import colors, new_figure, no_data, smooth, style, suptitle, text
 
     with style():
         fig, axes = new_figure(1, len(_STEP_SERIES), panel=(5.4, 3.6))
@@ -159,7 +159,7 @@ def steps_figure(curves: dict[str, list[Path]]):
             ax.set_xlabel("training step")
         if any(ax.get_legend_handles_labels()[0] for ax in axes[0]):
             axes[0, 0].legend(fontsize="small")
-        fig.suptitle("Per-step curves, last block (mean over seeds, smoothed)")
+        suptitle(fig, "Per-step curves, last block (mean over seeds, smoothed)")
         return fig
 
 

@@ -9,7 +9,7 @@ import math
 from entangle.report.energy import IDENTITY_QUOTA
 from entangle.report.figures import RenderedFigure
 from entangle.report.load import RunData
-from entangle.report.records import accuracy_protocol, flatten_config, nan_reasons
+from entangle.report.records import accuracy_protocol, as_float, flatten_config, nan_reasons
 from entangle.report.summary import format_delta, format_value, summary_metrics
 
 
@@ -56,16 +56,27 @@ def summary_rows(summaries: list[dict], has_eagc: bool) -> list[dict]:
 
 
 def delta_table(runs: list[RunData], summaries: list[dict], has_eagc: bool) -> dict:
-    """Differences of every run to the first one, per summary metric."""
+    """Differences of every run to the first one, per summary metric.
+
+    A reference run without EAGC has no corrected metrics: an EAGC run's corrected value is
+    then compared with the reference's raw one (the gradient each optimiser applied), and the
+    cell says so with ``(vs raw)``.
+    """
     ref = runs[0].name
     header = ["Metric", f"{ref} (reference)"] + [f"{r.name} - {ref}" for r in runs[1:]]
     rows = []
     for m in summary_metrics(has_eagc):
         base = summaries[0].get(m.key)
-        rows.append(
-            [m.label, format_value(base, m.integer)]
-            + [format_delta(s.get(m.key), base, m.integer) for s in summaries[1:]]
-        )
+        raw_key = m.key[: -len("_eagc")] + "_raw" if m.key.endswith("_eagc") else None
+        fallback = raw_key is not None and math.isnan(as_float(base))
+        cells = []
+        for s in summaries[1:]:
+            if fallback and not math.isnan(as_float(s.get(m.key))):
+                delta = format_delta(s.get(m.key), summaries[0].get(raw_key), m.integer)
+                cells.append(delta if delta == "-" else f"{delta} (vs raw)")
+            else:
+                cells.append(format_delta(s.get(m.key), base, m.integer))
+        rows.append([m.label, format_value(base, m.integer)] + cells)
     return {"header": header, "rows": rows}
 
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from entangle.report.figures import colors, new_figure, no_data, smooth, style, text
+from entangle.report.figures import colors, new_figure, no_data, smooth, style, suptitle, text
 from entangle.report.records import gradient_series, path_series
 
 KINDS = (("raw", "raw"), ("eagc", "EAGC-corrected"))
@@ -53,7 +53,7 @@ def conflict_figure(runs: Sequence):
                 ax.set_title(f"{text(run.name)}{group}: {what}", fontsize="medium")
                 ax.set_xlabel("training step")
                 ax.set_ylabel(ylabel)
-        fig.suptitle("Gradient conflict over training: raw vs EAGC-corrected")
+        suptitle(fig, "Gradient conflict over training: raw vs EAGC-corrected")
         return fig
 
 
@@ -101,7 +101,7 @@ def training_figure(runs: Sequence):
             ax.set_title(f"{name}: clustering accuracy", fontsize="medium")
             ax.set_xlabel("epoch")
             ax.set_ylabel("accuracy")
-        fig.suptitle("Gradient norms, subspace overlap and accuracy over training")
+        suptitle(fig, "Gradient norms, subspace overlap and accuracy over training")
         return fig
 
 
@@ -138,5 +138,5 @@ def comparison_figure(runs: Sequence):
         axes[0, 0].set_title("Gradient cosine per run", fontsize="medium")
         axes[0, 1].set_title("GDC per run", fontsize="medium")
         axes[0, 2].set_title("All accuracy per run", fontsize="medium")
-        fig.suptitle("Runs compared on shared axes (solid: raw, dashed: EAGC-corrected)")
+        suptitle(fig, "Runs compared on shared axes (solid: raw, dashed: EAGC-corrected)")
         return fig

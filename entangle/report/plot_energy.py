@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from entangle.report.energy import GROUP_LABELS, GROUPS, EpochEnergy
-from entangle.report.figures import colors, new_figure, no_data, style, text
+from entangle.report.figures import colors, new_figure, no_data, style, suptitle, text
 from entangle.report.records import summary_series
 
 ENERGY_KINDS = {
@@ -96,7 +96,7 @@ def energy_figure(runs: Sequence, per_run: Mapping[str, Sequence[EpochEnergy]], 
                     xlabel.replace("/ T", f"/ {e.temperature:g}") if kind == "free" else xlabel
                 )
                 ax.set_ylabel("density")
-        fig.suptitle(f"{title}: labeled vs unlabeled old vs unlabeled new, early vs late")
+        suptitle(fig, f"{title}: labeled vs unlabeled old vs unlabeled new, early vs late")
         return fig
 
 
@@ -122,7 +122,7 @@ def spectrum_figure(runs: Sequence, per_run: Mapping[str, Sequence[EpochEnergy]]
             ax.set_title(f"{text(run.name)}: conceptor spectrum", fontsize="medium")
             ax.set_xlabel("eigenvalue index (descending)")
             ax.set_ylabel("eigenvalue of C (0 to 1)")
-        fig.suptitle("Known-class conceptor spectrum (all eigenvalues near 1 = degenerate)")
+        suptitle(fig, "Known-class conceptor spectrum (all eigenvalues near 1 = degenerate)")
         return fig
 
 
@@ -149,5 +149,5 @@ def eep_weight_figure(runs: Sequence):
             ax.set_title(f"{text(run.name)}: EEP weight w_i", fontsize="medium")
             ax.set_xlabel("training step")
             ax.set_ylabel("EEP coefficient (unlabeled rows)")
-        fig.suptitle("Energy-aware elastic projection: distribution of per-row weights")
+        suptitle(fig, "Energy-aware elastic projection: distribution of per-row weights")
         return fig

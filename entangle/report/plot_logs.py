@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from entangle.report.figures import colors, new_figure, no_data, smooth, style, text
+from entangle.report.figures import colors, new_figure, no_data, smooth, style, suptitle, text
 from entangle.report.records import as_float, path_series
 
 # TensorBoard series drawn per run at most (the rest are in steps.jsonl)
@@ -72,5 +72,5 @@ def logged_figure(runs: Sequence):
             ax.set_title(f"{name}: epoch average loss (last {last:.4g})", fontsize="medium")
             ax.set_xlabel("epoch")
             ax.set_ylabel("average training loss")
-        fig.suptitle("Values read from imported training logs (entangle import-log)")
+        suptitle(fig, "Values read from imported training logs (entangle import-log)")
         return fig

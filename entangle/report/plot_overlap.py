@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from entangle.report.figures import colors, new_figure, no_data, style, text
+from entangle.report.figures import colors, new_figure, no_data, style, suptitle, text
 from entangle.report.tsne import tsne_embed
 
 KNN_K = 10
@@ -159,5 +159,5 @@ def tsne_figure(runs: Sequence, overlaps: Sequence[Overlap | None], class_names:
                     ax.set_ylim(*limits[1])
                 ax.set_xlabel("t-SNE 1")
                 ax.set_ylabel("t-SNE 2")
-        fig.suptitle("Feature overlap of old and new classes (t-SNE, shared axes across runs)")
+        suptitle(fig, "Feature overlap of old and new classes (t-SNE, shared axes across runs)")
         return fig
