@@ -27,7 +27,7 @@ def _register_commands() -> None:
     # importing each module runs its @app.command decorators
     import importlib
 
-    for name in ("bench", "demo", "train", "report", "analyze", "ablate", "import_log"):
+    for name in ("bench", "demo", "train", "report", "analyze", "ablate", "import_log", "export"):
         try:
             importlib.import_module(f"entangle_cli.{name}")
         except ModuleNotFoundError as exc:

@@ -76,6 +76,11 @@ class Probe:
         attribution: exact per-row shares of cos(g_S, g_U) on one group (see
             docs/attribution.md): True on every probed step, an int N on every N-th.
         attribution_group: the attributed group's name (default: the first group).
+        tensorboard: a ``torch.utils.tensorboard.SummaryWriter`` or a log directory: every
+            probed scalar and evaluation record is also written there under stable tags
+            (docs/records.md, "TensorBoard tags"); needs the ``[tb]`` extra.
+        histogram_every: with ``tensorboard``, histograms of the EEP weights and energy
+            ratios of the step's rows on every ``histogram_every``-th probed step.
 
     Example:
         >>> probe = Probe({"last_block": last_block(backbone)}, every=10)  # doctest: +SKIP
@@ -95,6 +100,8 @@ class Probe:
         distributed: bool | None = None,
         attribution: bool | int = False,
         attribution_group: str | None = None,
+        tensorboard=None,
+        histogram_every: int = 10,
     ) -> None:
         if int(every) < 1:
             raise EntangleValueError(f"every must be a positive integer, got {every}")
@@ -133,6 +140,12 @@ class Probe:
                 run = RunWriter(run)
                 self._own_run = True
             self.run = run
+        self.tensorboard = None
+        if tensorboard is not None and is_main_process():
+            from entangle.logs.tensorboard_out import TensorBoardOut
+
+            self.tensorboard = TensorBoardOut(tensorboard, histogram_every=histogram_every)
+        self._rows: dict = {}
         self._closed = False
 
     # ------------------------------------------------------------------ lifecycle
@@ -146,7 +159,13 @@ class Probe:
             return
         if self._own_run and self.run is not None:
             self.run.finish(summary)
+        self._close_tensorboard()
         self._closed = True
+
+    def _close_tensorboard(self) -> None:
+        if self.tensorboard is not None:
+            self.tensorboard.close()
+            self.tensorboard = None
 
     def __enter__(self) -> Probe:
         return self
@@ -155,6 +174,7 @@ class Probe:
         if exc_type is not None and self._own_run and self.run is not None:
             # an exception leaves the run incomplete (no DONE), as a crash would
             self.run.close()
+            self._close_tensorboard()
             self._closed = True
         self.close()
 
@@ -224,8 +244,13 @@ class Probe:
         if self.run is None:
             record = {"epoch": int(epoch), "step": self.calls} | record
             self.epoch_records.append(record)
-            return record
-        return write_epoch(self.run, epoch, self.calls, record, arrays if save_features else None)
+        else:
+            record = write_epoch(
+                self.run, epoch, self.calls, record, arrays if save_features else None
+            )
+        if self.tensorboard is not None:
+            self.tensorboard.write_epoch(record)
+        return record
 
     # ------------------------------------------------------------------ the backward
     def backward(
@@ -296,6 +321,9 @@ class Probe:
             self.run.write_step(record)
         else:
             self.records.append(record)
+        if self.tensorboard is not None:
+            self.tensorboard.write_step(record, self._rows)
+        self._rows = {}
         return record
 
     def _check_features(self, features, labeled, novel, logits):
@@ -460,6 +488,13 @@ class Probe:
             out[name] = conflict_from_products(*products)
         return out if self._named else out["params"]
 
+    def _keep_rows(self, name: str, values: torch.Tensor, labeled) -> None:
+        """Per-row values for TensorBoard histograms: references only, copied to the host by
+        the writer on its histogram steps (no sync here)."""
+        if self.tensorboard is not None and self.tensorboard.histogram_due():
+            self._rows[name] = values
+            self._rows["labeled"] = labeled
+
     def _energy(self, features, labeled, novel, logits, state) -> dict:
         conceptor = self.eagc.conceptor if self.eagc is not None else self.known_subspace
         groups = _row_groups(labeled, novel)
@@ -470,9 +505,11 @@ class Probe:
             else:
                 ratio = energy_ratio(features.detach(), conceptor.to(features.device), warn=False)
             out["ratio"] = {k: masked_summary(ratio, m) for k, m in groups.items()}
+            self._keep_rows("energy_ratio", ratio, labeled)
         if state is not None and state.weights is not None:
             unl = ~labeled if labeled is not None else None
             out["eep_weight"] = masked_summary(state.weights, unl)
+            self._keep_rows("eep_weight", state.weights, labeled)
             out["eep_weight"]["frac_zero"] = _share(state.weights == 0, unl)
             # rows EEP acts on (docs/calibration.md: w_i > 0.01)
             out["eep_weight"]["frac_active"] = _share(state.weights > 0.01, unl)

@@ -1,7 +1,9 @@
-"""Training logs in: the text logs of the SimGCD family and TensorBoard event files.
+"""Training logs in and out: the text logs of the SimGCD family and TensorBoard event files.
 
 ``import_log(files, out)`` writes an entangle run directory from them (docs/logs.md). Reading
-TensorBoard files needs the ``[tb]`` extra, imported only when such a file is read.
+TensorBoard files needs the ``[tb]`` extra, imported only when such a file is read; so does
+writing them (``entangle.logs.tensorboard_out``: ``Probe(tensorboard=)`` and
+``entangle export tensorboard``).
 """
 
 from entangle.logs.importer import ImportResult, import_log

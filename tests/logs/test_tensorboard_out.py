@@ -1,0 +1,182 @@
+"""TensorBoard output: tags are the record's key paths; live and exported logs read back."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+
+import pytest
+import torch
+
+from entangle import EAGC, Probe, ProbeSet, RunReader, last_block
+from entangle.errors import EntangleValueError
+from entangle.logs.tensorboard_out import record_scalars
+from entangle.metrics import conceptor
+from tests.support.toy import toy_batch, toy_losses, toy_models
+
+HAS_TB = importlib.util.find_spec("tensorboard") is not None
+
+
+def test_record_scalars_are_key_paths_of_finite_numbers():
+    record = {
+        "step": 4,
+        "epoch": 1,
+        "losses": {"sup": 1.5, "unsup": 0.25},
+        "raw": {"last_block": {"cos": -0.5, "gdc": 0.75, "conflict": True, "n": 3}},
+        "energy": {"eep_weight": {"q50": 0.125, "mean": float("nan")}},
+        "probeset": {"soc": 0.5, "principal_angles": [0.1, 0.2]},
+        "nan": {"eagc.all": "supervised gradient is zero on this group"},
+        "acc_protocol": "v2",
+        "missing": None,
+    }
+    assert dict(record_scalars(record)) == {
+        "losses/sup": 1.5,
+        "losses/unsup": 0.25,
+        "raw/last_block/cos": -0.5,
+        "raw/last_block/gdc": 0.75,
+        "raw/last_block/conflict": 1.0,
+        "raw/last_block/n": 3.0,
+        "energy/eep_weight/q50": 0.125,
+        "probeset/soc": 0.5,
+    }
+    assert dict(record_scalars({"epoch": 2, "acc_all": 0.5}, "epoch")) == {
+        "epoch/epoch": 2.0,
+        "epoch/acc_all": 0.5,
+    }
+
+
+def test_a_bad_writer_is_refused_with_what_to_pass():
+    from entangle.errors import EntangleTypeError
+
+    backbone, _ = toy_models()
+    with pytest.raises(EntangleTypeError, match="SummaryWriter or a log directory"):
+        Probe(backbone, tensorboard=42)
+
+
+@pytest.mark.skipif(HAS_TB, reason="checks the message shown when tensorboard is missing")
+def test_without_tensorboard_a_log_dir_says_which_extra(tmp_path):
+    backbone, _ = toy_models()
+    with pytest.raises(EntangleValueError, match=r"entangle-gcd\[tb\]"):
+        Probe(backbone, tensorboard=tmp_path / "tb")
+
+
+def _train(tmp_path, tensorboard, steps=8, every=2):
+    """A toy EAGC run with a ProbeSet and one evaluation; returns the run directory."""
+    backbone, head = toy_models()
+    backbone.stem.requires_grad_(False)
+    x, y, labeled, novel = toy_batch(n=24, n_labeled=10)
+    with torch.no_grad():
+        feats = backbone(x[labeled])
+    eagc = EAGC(conceptor(feats, 1.5), 0.5)
+    eagc.aperture = 1.5
+    probeset = ProbeSet(backbone, x, labeled, novel, every=4, k=2)
+    probe = Probe(
+        {"last_block": last_block(backbone)},
+        every=every,
+        run=tmp_path / "run",
+        eagc=eagc,
+        probeset=probeset,
+        tensorboard=tensorboard,
+        histogram_every=2,
+    )
+    opt = torch.optim.SGD([p for p in backbone.parameters() if p.requires_grad], lr=0.01)
+    for _ in range(steps):
+        z = eagc.coordinate(backbone(x), labeled, None)
+        sup, unsup, logits = toy_losses(head, z, y, labeled)
+        opt.zero_grad()
+        probe.backward(sup, unsup, features=z, labeled=labeled, novel=novel, logits=logits)
+        opt.step()
+    probe.record_epoch(backbone, head, [(x, y)], labeled=labeled, novel=novel)
+    probe.close()
+    return tmp_path / "run"
+
+
+def _read(log_dir):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(log_dir), size_guidance={"scalars": 0, "histograms": 0})
+    acc.Reload()
+    scalars = {t: [(e.step, e.value) for e in acc.Scalars(t)] for t in acc.Tags()["scalars"]}
+    hists = {t: [e.step for e in acc.Histograms(t)] for t in acc.Tags()["histograms"]}
+    return scalars, hists
+
+
+def _expected(run):
+    reader = RunReader(run)
+    want: dict[str, list] = {}
+    for rec in reader.steps:
+        for tag, value in record_scalars(rec):
+            want.setdefault(tag, []).append((rec["step"], value))
+    for rec in reader.epochs:
+        for tag, value in record_scalars(rec, "epoch"):
+            want.setdefault(tag, []).append((rec["step"], value))
+    return want
+
+
+def _assert_same(scalars, want):
+    assert set(scalars) == set(want)
+    for tag, points in want.items():
+        got = scalars[tag]
+        assert [s for s, _ in got] == [s for s, _ in points], tag
+        for (_, a), (_, b) in zip(got, points, strict=True):
+            assert math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-7), (tag, a, b)
+
+
+@pytest.mark.extras
+def test_live_probe_writes_every_probed_scalar_at_its_step(tmp_path):
+    pytest.importorskip("tensorboard")
+    run = _train(tmp_path, tmp_path / "tb")
+    scalars, hists = _read(tmp_path / "tb")
+    for tag in (
+        "raw/last_block/cos",
+        "raw/last_block/gdc",
+        "raw/last_block/norm_ratio",
+        "raw/last_block/gms",
+        "eagc/last_block/cos",
+        "eagc/last_block/gdc",
+        "energy/eep_weight/q50",
+        "energy/ratio/unlabeled_new/q90",
+        "probeset/soc",
+        "epoch/acc_all",
+        "epoch/soc",
+    ):
+        assert tag in scalars, tag
+    # probed steps 0, 2, 4, 6; the ProbeSet (every 4) on 0 and 4; the evaluation after 8 calls
+    assert [s for s, _ in scalars["raw/last_block/cos"]] == [0, 2, 4, 6]
+    assert [s for s, _ in scalars["probeset/soc"]] == [0, 4]
+    assert [s for s, _ in scalars["epoch/acc_all"]] == [8]
+    _assert_same(scalars, _expected(run))
+    # histograms on every 2nd probed step: steps 0 and 4
+    assert hists["hist/eep_weight/unlabeled"] == [0, 4]
+    assert hists["hist/energy_ratio/labeled"] == [0, 4]
+
+
+@pytest.mark.extras
+def test_a_given_writer_is_flushed_not_closed(tmp_path):
+    pytest.importorskip("tensorboard")
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(tmp_path / "tb"))
+    _train(tmp_path, writer, steps=2)
+    writer.add_scalar("mine", 1.0, 0)  # still open
+    writer.close()
+    scalars, _ = _read(tmp_path / "tb")
+    assert "mine" in scalars and "raw/last_block/cos" in scalars
+
+
+@pytest.mark.extras
+def test_export_of_a_run_directory_writes_the_same_scalars(tmp_path):
+    pytest.importorskip("tensorboard")
+    from typer.testing import CliRunner
+
+    from entangle_cli.app import app
+
+    run = _train(tmp_path, None)
+    result = CliRunner().invoke(
+        app, ["export", "tensorboard", str(run), "--out", str(tmp_path / "x")]
+    )
+    assert result.exit_code == 0, result.output
+    scalars, hists = _read(tmp_path / "x" / "run")
+    _assert_same(scalars, _expected(run))
+    # per-sample energies of the saved feature epoch, at its step
+    assert hists["epoch/hist/energy_ratio/unlabeled_new"] == [8]
