@@ -68,7 +68,15 @@ def _feature_epochs(run: RunData) -> list[int]:
 
 
 def _render(runs: list[RunData], tmp: Path, *, pdf, max_points, backend, seed) -> str:
-    from entangle.report import html, plot_curves, plot_energy, plot_logs, plot_overlap
+    from entangle.report import (
+        html,
+        plot_attribution,
+        plot_curves,
+        plot_energy,
+        plot_logs,
+        plot_overlap,
+    )
+    from entangle.report.verdict import compute_verdict
 
     energies: dict[str, list[EpochEnergy]] = {}
     overlaps: list[Overlap | None] = []
@@ -175,6 +183,27 @@ def _render(runs: list[RunData], tmp: Path, *, pdf, max_points, backend, seed) -
                 "(each run's accuracy protocol as in the summary).",
             ),
         ]
+    attribution = [
+        fig(
+            lambda: plot_attribution.class_attribution_figure(runs),
+            "class_attribution",
+            "Conflict by class",
+            "Exact share of cos(g_S, g_U) on the attributed group contributed by the unlabeled "
+            "rows of each class, per attributed step (smoothed; solid raw, dashed "
+            "EAGC-corrected). The shares of all rows sum to the cosine (docs/attribution.md). "
+            "Oracle: classes are ground truth where the run recorded it.",
+        )
+        if plot_attribution.has_attribution(runs)
+        else None,
+        fig(
+            lambda: plot_attribution.conflicting_samples_figure(runs),
+            "conflicting_samples",
+            "Most conflicting samples",
+            "Samples whose rows most often carry the most negative shares of cos(g_S, g_U): "
+            "dataset index, class (oracle), L/U = labeled/unlabeled, summed share and the "
+            "number of steps in which the row was among the 8 most conflicting.",
+        ),
+    ]
     return html.render_html(
         runs,
         sections={
@@ -182,7 +211,9 @@ def _render(runs: list[RunData], tmp: Path, *, pdf, max_points, backend, seed) -
             "energy": energy_figs,
             "overlap": overlap_figs,
             "comparison": comparison,
+            "attribution": attribution,
         },
+        verdict=compute_verdict(runs),
         summaries=[run_summary(r.steps, r.epochs, r.group) for r in runs],
         energies=energies,
         overlaps=overlaps,

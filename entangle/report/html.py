@@ -118,6 +118,16 @@ def _knn_table(runs, overlaps) -> dict:
     return {"header": header, "rows": rows}
 
 
+def _verdict_context(verdict) -> dict | None:
+    if verdict is None:
+        return None
+    return {
+        "lines": list(verdict.lines),
+        "table": {"header": ["Setting", "Quantity", "Value [95% interval] (method, n)"],
+                  "rows": [list(r) for r in verdict.rows]},
+    }  # fmt: skip
+
+
 def _section(id_, heading, figures, intro="", notes=(), table=None) -> dict:
     return {
         "id": id_,
@@ -129,7 +139,7 @@ def _section(id_, heading, figures, intro="", notes=(), table=None) -> dict:
     }
 
 
-def render_html(runs, *, sections, summaries, energies, overlaps) -> str:
+def render_html(runs, *, sections, summaries, energies, overlaps, verdict=None) -> str:
     """The complete ``index.html`` text.
 
     Args:
@@ -138,6 +148,7 @@ def render_html(runs, *, sections, summaries, energies, overlaps) -> str:
         summaries: one :func:`entangle.report.summary.run_summary` dict per run.
         energies: run name -> list of :class:`entangle.report.energy.EpochEnergy`.
         overlaps: one :class:`entangle.report.plot_overlap.Overlap` (or None) per run.
+        verdict: :class:`entangle.report.verdict.Verdict`, rendered first.
     """
     from entangle import __version__
 
@@ -183,6 +194,14 @@ def render_html(runs, *, sections, summaries, energies, overlaps) -> str:
                 table=delta_table(runs, summaries, has_eagc),
             )
         )
+    if sections.get("attribution") and any(sections["attribution"]):
+        page.append(
+            _section(
+                "attribution",
+                f"{len(page) + 2}. Attribution: which samples make the conflict",
+                sections["attribution"],
+            )
+        )
     banners = [
         {"name": r.name, "warnings": r.warnings or ["no DONE file: the run did not finish"]}
         for r in runs
@@ -200,5 +219,6 @@ def render_html(runs, *, sections, summaries, energies, overlaps) -> str:
             banners=banners,
             summary_rows=summary_rows(summaries, has_eagc),
             sections=page,
+            verdict=_verdict_context(verdict),
         )
     )

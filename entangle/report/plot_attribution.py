@@ -1,0 +1,148 @@
+"""Attribution figures: class shares of cos(g_S, g_U) over training; most conflicting samples."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from entangle.report.figures import colors, new_figure, no_data, smooth, style, text
+from entangle.report.records import as_float, dig, step_axis
+from entangle.report.verdict import class_matrix, class_name
+
+TOP_SAMPLES = 16
+
+
+def _attributed_steps(run, kind: str) -> np.ndarray:
+    x = step_axis(run.steps)
+    keep = [i for i, s in enumerate(run.steps) if isinstance(dig(s, kind, "unsup_rows"), dict)]
+    return x[keep]
+
+
+def has_attribution(runs: Sequence) -> bool:
+    return any(class_matrix(r)[0].size for r in runs)
+
+
+def class_attribution_figure(runs: Sequence):
+    """Per-class share of cos(g_S, g_U) from unlabeled rows over training, one column per run.
+
+    Solid lines: raw gradients; dashed: EAGC-corrected (when recorded). Negative shares pull
+    against the supervised direction.
+    """
+    with style():
+        fig, axes = new_figure(1, len(runs), sharey="row", panel=(5.2, 3.6))
+        for j, run in enumerate(runs):
+            ax = axes[0, j]
+            raw, id_kind = class_matrix(run, "attribution")
+            if raw.size == 0:
+                no_data(ax, "no attribution recorded")
+                ax.set_title(text(run.name), fontsize="medium")
+                continue
+            corrected, _ = class_matrix(run, "attribution_eagc")
+            x = _attributed_steps(run, "attribution")
+            xc = _attributed_steps(run, "attribution_eagc")
+            palette = colors(raw.shape[1])
+            for c in range(raw.shape[1]):
+                if not np.isfinite(raw[:, c]).any() or not np.nanmax(np.abs(raw[:, c])) > 0:
+                    continue  # classes without unlabeled rows (e.g. fully labeled)
+                label = class_name(run, c, id_kind)
+                ax.plot(x, smooth(raw[:, c]), color=palette[c], lw=1.5, label=label)
+                if corrected.size:
+                    ax.plot(xc, smooth(corrected[:, c]), color=palette[c], lw=1.0, ls="--")
+            ax.axhline(0.0, color="0.3", lw=0.8, ls=":")
+            ax.legend(loc="best", fontsize="x-small", ncol=2)
+            oracle = " (oracle classes)" if id_kind == "class" else " (predicted clusters)"
+            ax.set_title(f"{text(run.name)}: share of cos by class{oracle}", fontsize="medium")
+            ax.set_xlabel("training step")
+            ax.set_ylabel("sum of r_i / (|g_S| |g_U|), smoothed")
+        fig.suptitle("Which classes pull against the supervised direction (dashed: EAGC)")
+        return fig
+
+
+def top_samples(run, kind: str = "attribution", top: int = TOP_SAMPLES) -> list[tuple]:
+    """``(index, summed share, times in a step's top, labeled)`` of the most conflicting rows.
+
+    A row that appears in many steps' top lists with negative shares ranks first.
+    """
+    total: dict[int, list] = {}
+    for s in run.steps:
+        node = dig(s, kind, "unsup_rows")
+        if not isinstance(node, dict):
+            continue
+        idx, share = node.get("top_index") or [], node.get("top_share") or []
+        lab = node.get("top_labeled") or [False] * len(idx)
+        for i, v, m in zip(idx, share, lab, strict=False):
+            v = as_float(v)
+            if math.isnan(v):
+                continue
+            entry = total.setdefault(int(i), [0.0, 0, bool(m)])
+            entry[0] += v
+            entry[1] += 1
+    ranked = sorted(total.items(), key=lambda kv: kv[1][0])[:top]
+    return [(i, v, n, m) for i, (v, n, m) in ranked]
+
+
+def dataset_images(config: dict):
+    """``(images [N, H, W] or None, labels [N], class names)`` of the run's data, if images."""
+    spec = config.get("data") if isinstance(config, dict) else None
+    if not isinstance(spec, str) or spec == "synthetic":
+        return None, None, None
+    try:
+        from entangle.gcd.sources import read_source
+
+        x, labels, names, _, kind = read_source(spec, seed=int(config.get("seed") or 0))
+    except Exception:  # a moved dataset must not break the report; the figure says so
+        return None, None, None
+    if kind not in ("digits", "image"):
+        return None, None, None
+    return x, labels, names
+
+
+def _image(item) -> np.ndarray:
+    """``[H, W]`` or ``[H, W, 3]`` array of one stored sample (tensor, array or PIL image)."""
+    if hasattr(item, "convert"):
+        item = item.convert("RGB")
+    img = np.asarray(item, dtype=np.float64)
+    if img.ndim == 3 and img.shape[0] == 1:
+        img = img[0]
+    elif img.ndim == 3 and img.shape[0] == 3:
+        img = np.moveaxis(img, 0, -1)
+    if img.max() > 1.0:
+        img = img / 255.0
+    return img
+
+
+def conflicting_samples_figure(runs: Sequence):
+    """A grid of the most conflicting samples' images per run (None without image data)."""
+    panels = []
+    for run in runs:
+        images, labels, names = dataset_images(run.config)
+        rows = top_samples(run)
+        if images is not None and rows:
+            panels.append((run, images, labels, names, rows))
+    if not panels:
+        return None
+    cols = 8
+    with style():
+        n_rows = sum(math.ceil(len(p[4]) / cols) for p in panels)
+        fig, axes = new_figure(n_rows, cols, panel=(1.3, 1.5))
+        r = 0
+        for run, images, labels, names, rows in panels:
+            for k, (index, share, count, is_labeled) in enumerate(rows):
+                ax = axes[r + k // cols, k % cols]
+                img = _image(images[index])
+                ax.imshow(img, cmap="gray_r" if img.ndim == 2 else None)
+                label = names[int(labels[index])] if names is not None else "?"
+                mark = "L" if is_labeled else "U"
+                ax.set_title(f"#{index} {text(label, 8)} {mark}\n{share:+.3f} x{count}", fontsize=6)
+            for k in range(len(rows), math.ceil(len(rows) / cols) * cols):
+                axes[r + k // cols, k % cols].set_visible(False)
+            for k in range(0, len(rows), cols):
+                axes[r + k // cols, 0].set_ylabel(text(run.name, 14), fontsize=7)
+            r += math.ceil(len(rows) / cols)
+        for ax in axes.flat:
+            ax.set_xticks([])
+            ax.set_yticks([])
+        fig.suptitle("Most conflicting samples (summed share of cos over the steps they top)")
+        return fig
