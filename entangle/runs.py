@@ -16,7 +16,8 @@ reader sees ``None`` where a metric was NaN; :meth:`RunReader.column` turns them
 NaN. Each record is written with one ``write`` and then flushed and fsynced, so a killed
 process loses at most the record it was writing, which the reader reports as a torn last line.
 
-Only one process may write a run (under DDP, rank 0).
+Only one process may write a run (under DDP, rank 0): :class:`RunWriter` holds
+``RUN/.writer.lock`` (:mod:`entangle.runlock`) while open, and a second writer is refused.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from entangle.runio import (
     read_jsonl,
     to_jsonable,
 )
+from entangle.runlock import RunLock
 from entangle.untrusted import load_npz
 
 # to_jsonable and read_jsonl live in entangle.runio; re-exported so old imports keep working
@@ -121,12 +123,29 @@ class RunWriter:
         self.path = Path(path)
         self._finished = False
         self._closed = False
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # a file in the way, a read-only place, a name too long
+            raise EntangleValueError(
+                f"cannot create the run directory {self.path} ({exc.strerror or exc}); "
+                "choose another, writable location"
+            ) from None
+        # the lock comes first: two writers must never both see "no run.json yet"
+        self._lock = RunLock(self.path).acquire()
+        try:
+            self._open(config, seed, device, name, resume)
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def _open(self, config, seed, device, name, resume) -> None:
         meta_path = self.path / "run.json"
         if meta_path.exists():
             if not resume:
                 raise EntangleValueError(
                     f"{self.path} already holds a run (run.json exists) and runs are never "
-                    "overwritten; pass resume=True to append to it, or choose another path"
+                    "overwritten; choose another run directory (in Python, "
+                    "RunWriter(path, resume=True) appends to an unfinished run)"
                 )
             self._reopen(meta_path)
         else:
@@ -136,7 +155,6 @@ class RunWriter:
                     f"{self.path} has no run.json but already contains {', '.join(taken)}; "
                     "refusing to mix runs: choose an empty or new directory"
                 )
-            self.path.mkdir(parents=True, exist_ok=True)
             self.meta = {
                 "schema": SCHEMA_VERSION,
                 "name": name,
@@ -148,6 +166,8 @@ class RunWriter:
                 "start_time": _now(),
                 "host": socket.gethostname(),
             }
+            if self._lock.taken_over:
+                self.meta["lock_taken_over"] = self._lock.taken_over
             _atomic_json(meta_path, self.meta)
         (self.path / "features").mkdir(exist_ok=True)
         (self.path / "checkpoints").mkdir(exist_ok=True)
@@ -161,6 +181,20 @@ class RunWriter:
             )
         self.meta = RunReader(self.path).meta
         entry = {"time": _now()}
+        if self._lock.taken_over:
+            entry["took_over_lock_of"] = self._lock.taken_over
+        # half-written files of the killed writer: nobody else writes here (we hold the lock)
+        removed = [
+            str(p.relative_to(self.path))
+            for folder in (self.path, self.path / "features", self.path / "checkpoints")
+            if folder.is_dir()
+            for p in sorted(folder.iterdir())
+            if p.is_file() and p.name.endswith(_TMP_SUFFIX)
+        ]
+        for rel in removed:
+            (self.path / rel).unlink(missing_ok=True)
+        if removed:
+            entry["removed_tmp"] = removed
         for fname in ("steps.jsonl", "epochs.jsonl"):
             dropped = _drop_torn_tail(self.path / fname)
             if dropped:
@@ -284,17 +318,25 @@ class RunWriter:
         """
         if self._finished:
             raise EntangleRuntimeError(f"the run in {self.path} is already finished (DONE exists)")
-        self.close()
+        self._close_files()
         self._finished = True
-        _atomic_json(self.path / "DONE", {"end_time": _now(), "summary": summary or {}})
+        try:
+            _atomic_json(self.path / "DONE", {"end_time": _now(), "summary": summary or {}})
+        finally:
+            self._lock.release()
 
-    def close(self) -> None:
-        """Close the record files (idempotent). Does not mark the run complete."""
+    def _close_files(self) -> None:
         if self._closed:
             return
         self._closed = True
         for fh in self._files.values():
             fh.close()
+
+    def close(self) -> None:
+        """Close the record files and release the run's lock (idempotent). Does not mark the
+        run complete."""
+        self._close_files()
+        self._lock.release()
 
     def __enter__(self) -> RunWriter:
         return self
@@ -355,8 +397,8 @@ class RunReader:
                 raise EntangleValueError(f"{done_path} is not valid JSON: {exc}") from exc
         else:
             self.warnings.append(
-                "run is incomplete: no DONE file (still running or killed; resume it with "
-                "RunWriter(path, resume=True))"
+                "run is incomplete: no DONE file (still running, stopped or killed; rerun the "
+                "command that wrote it, e.g. `entangle train RUN`, to resume it)"
             )
 
     @property

@@ -264,8 +264,25 @@ def test_existing_runs_are_never_overwritten_and_names_stay_unique(tmp_path, dig
     assert names == ["digits", "digits-2"]
     done = json.loads((tmp_path / "digits" / "DONE").read_text())
     assert done["summary"]["grad_batches"] == 0
-    with pytest.raises(EntangleValueError, match="already holds a run"):
-        analyze([digits_ckpt], tmp_path, config)
+    # another checkpoint list or other settings: refused, naming the CLI flag
+    with pytest.raises(EntangleValueError, match=r"kmeans differ.*pass another --out"):
+        analyze([digits_ckpt], tmp_path, AnalyzeConfig(**SMALL | {"grad": False}))
+
+
+def test_a_rerun_skips_finished_runs_and_redoes_unfinished_ones(tmp_path, digits_ckpt):
+    config = AnalyzeConfig(**SMALL | {"grad": False, "kmeans": False, "max_samples": 60})
+    analyze([digits_ckpt, digits_ckpt], tmp_path, config)
+    first = (tmp_path / "digits" / "DONE").read_bytes()
+    # the second analysis was killed before it finished: no DONE, a torn record
+    (tmp_path / "digits-2" / "DONE").unlink()
+    with open(tmp_path / "digits-2" / "epochs.jsonl", "ab") as fh:
+        fh.write(b'{"epoch": 0, "acc')
+    result = analyze([digits_ckpt, digits_ckpt], tmp_path, config)
+    assert (tmp_path / "digits" / "DONE").read_bytes() == first  # not redone
+    assert "not redone" in result.analyses[0].notes[-1]
+    again = RunReader(tmp_path / "digits-2")
+    assert again.complete and again.meta["resumed_at"][0]["dropped_torn_bytes"]
+    assert result.analyses[1].summary["acc_all"] == result.analyses[0].summary["acc_all"]
 
 
 def test_data_the_model_cannot_take_fails_before_anything_is_written(tmp_path, digits_ckpt):

@@ -13,6 +13,7 @@ the gradients of the SimGCD objective raw and with EAGC, and write a run directo
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -30,7 +31,7 @@ from entangle.gcd.data import GCDData
 from entangle.gcd.losses import LossConfig, teacher_temperature_at
 from entangle.metrics import accuracy_protocols
 from entangle.report.summary import gradient_summary
-from entangle.runs import RunWriter
+from entangle.runs import RunReader, RunWriter
 from entangle.untrusted import safe_name
 
 Progress = Callable[[str, int, int, str], None]
@@ -148,7 +149,8 @@ def analyze(
         checkpoints: checkpoint files (may be empty with ``features:`` data: the features
             file alone is analysed).
         out: output folder; runs go to ``out/<checkpoint stem>``, the report to
-            ``out/report``. Existing runs are never overwritten.
+            ``out/report``. Existing runs are never overwritten: a rerun skips the finished
+            ones and redoes the unfinished ones (same checkpoints and settings only).
         config: the settings (:class:`AnalyzeConfig`).
         data: already loaded data (e.g. a custom in-memory source) instead of
             ``config.data``.
@@ -187,15 +189,29 @@ def analyze(
     analyses = []
     for path in list(checkpoints) or [None]:
         loaded = None
+        run_dir = out / _run_name(None if path is None else str(path), config.data, taken)
+        state = _earlier_run(run_dir, path, config)
+        if state == "done":  # a rerun after a failure or a kill skips what finished
+            analyses.append(_finished_analysis(run_dir, path))
+            continue
         if path is not None:
             loaded = load_gcd_checkpoint(
                 path, trust=config.trust_checkpoint, model_factory=config.model
             )
             if on_loaded is not None:
                 on_loaded(str(path), loaded)
-        run_dir = out / _run_name(None if path is None else str(path), config.data, taken)
         analyses.append(
-            analyze_one(loaded, path, data, run_dir, config, device, reference, progress)
+            analyze_one(
+                loaded,
+                path,
+                data,
+                run_dir,
+                config,
+                device,
+                reference,
+                progress,
+                resume=state == "unfinished",
+            )
         )
     report = None
     if config.report:
@@ -210,6 +226,44 @@ def analyze(
     return AnalysisResult(analyses, report, str(device))
 
 
+# settings that change what an analysis shows but not its run directory's numbers, and
+# old_classes, which run.json stores resolved (the class ids) rather than as given
+_OUTPUT_ONLY = ("report", "device", "trust_checkpoint", "old_classes")
+
+
+def _earlier_run(run_dir: Path, path, config: AnalyzeConfig) -> str | None:
+    """``"done"``, ``"unfinished"`` or None (no earlier run) for ``run_dir``.
+
+    Raises:
+        EntangleValueError: the run there analysed another checkpoint or other settings.
+    """
+    if not (run_dir / "run.json").exists():
+        return None
+    stored = RunReader(run_dir).config or {}
+    checkpoint = None if path is None else str(Path(path).resolve())
+    want = json.loads(json.dumps(dataclasses.asdict(config)))  # tuples read back as lists
+    differ = [k for k in want if k not in _OUTPUT_ONLY and k in stored and stored[k] != want[k]]
+    if stored.get("checkpoint") != checkpoint:
+        differ.insert(0, "checkpoint")
+    if differ:
+        raise EntangleValueError(
+            f"{run_dir} holds an analysis of {stored.get('checkpoint') or stored.get('data')} "
+            f"with other settings ({', '.join(differ)} differ); rerun with the same "
+            "checkpoints and options to resume it, or pass another --out"
+        )
+    return "done" if (run_dir / "DONE").exists() else "unfinished"
+
+
+def _finished_analysis(run_dir: Path, path) -> CheckpointAnalysis:
+    reader = RunReader(run_dir)
+    summary = reader.summary or {}
+    notes = list((reader.epochs[-1] if reader.epochs else {}).get("notes") or [])
+    notes.append("finished in an earlier run of analyze: not redone")
+    return CheckpointAnalysis(
+        None if path is None else str(path), run_dir, summary.get("format"), summary, notes
+    )
+
+
 def analyze_one(
     loaded: LoadedCheckpoint | None,
     path,
@@ -219,8 +273,13 @@ def analyze_one(
     device: torch.device,
     reference: torch.nn.Module | None = None,
     progress: Progress | None = None,
+    *,
+    resume: bool = False,
 ) -> CheckpointAnalysis:
-    """Analyse one loaded checkpoint (or none, for features: data) into ``run_dir``."""
+    """Analyse one loaded checkpoint (or none, for features: data) into ``run_dir``.
+
+    ``resume=True`` redoes an unfinished run there (its records are superseded).
+    """
     source = str(path) if path is not None else config.data
     notes = list(loaded.notes) if loaded is not None else []
     head = loaded.head if loaded is not None else None
@@ -247,7 +306,12 @@ def analyze_one(
     }
     timing: dict = {}
     with RunWriter(
-        run_dir, config=run_config, seed=config.seed, device=str(device), name=run_dir.name
+        run_dir,
+        config=run_config,
+        seed=config.seed,
+        device=str(device),
+        name=run_dir.name,
+        resume=resume,
     ) as run:
         if isinstance(data, FeatureData):
             z, logits = data.features, data.logits
