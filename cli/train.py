@@ -109,9 +109,17 @@ def train_command(
             "fills acc_all/old/new)."
         ),
     ] = "v2",
+    on_nan: Annotated[
+        str,
+        typer.Option(
+            help="After --nan-limit consecutive non-finite losses: stop (run left incomplete, "
+            "reason in STOPPED) or continue."
+        ),
+    ] = "stop",
+    nan_limit: Annotated[int, typer.Option(help="Consecutive non-finite losses tolerated.")] = 5,
 ) -> None:
     """Train a GCD model with the probe, writing steps, epochs, features and checkpoints."""
-    from entangle.gcd.train import TrainConfig, prepare, train
+    from entangle.gcd.train import TrainConfig, check_run_dir, prepare, train
 
     vit = model.startswith("vit-")
     config = TrainConfig(
@@ -121,7 +129,7 @@ def train_command(
         model=model,
         vit_backend=vit_backend,
         pretrained=pretrained,
-        epochs=epochs or (200 if vit else 12),
+        epochs=epochs if epochs is not None else (200 if vit else 12),
         batch_size=batch_size,
         lr=lr,
         momentum=momentum,
@@ -150,7 +158,10 @@ def train_command(
         device=device,
         seed=seed,
         accuracy=accuracy,
+        on_nan=on_nan,
+        nan_limit=nan_limit,
     )
+    check_run_dir(config, out)  # a settings mismatch fails now, not after pretraining
     with stage_progress() as progress:
         setup = prepare(
             config,

@@ -27,6 +27,7 @@ from torch import nn
 from entangle.errors import EntangleTypeError, EntangleValueError
 from entangle.gcd.heads import GCDHead, remap_weight_norm_keys
 from entangle.gcd.vit import VisionTransformer
+from entangle.runio import write_point
 from entangle.untrusted import pickle_globals
 
 ENTANGLE_CHECKPOINT_VERSION = 1
@@ -263,6 +264,7 @@ def save_checkpoint(
         "meta": meta,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
+    write_point(f"checkpoint:{path.stem}")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:

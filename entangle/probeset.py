@@ -21,7 +21,7 @@ from entangle.prefix import (
     run_prefix,
     run_suffix,
 )
-from entangle.summaries import masked_summary, to_host
+from entangle.summaries import QUANTILES, masked_summary, to_host
 
 EXACT_FALLBACK = (
     "pass exact=True to re-embed the whole probe set with backbone(x) at each evaluation "
@@ -161,6 +161,28 @@ class ProbeSet:
 REFIT_SOURCE = "refit on the labeled rows of these features"
 
 
+def nan_subspace_summary(labeled, novel, k: int, aperture: float, reason: str) -> dict:
+    """:func:`summarize_subspace`'s record with every quantity NaN and ``nan_reason`` set,
+    for features that hold non-finite values (the decompositions cannot run on them)."""
+    nan = float("nan")
+    labeled, novel = labeled.cpu(), novel.cpu()
+    groups = {"labeled": labeled, "unlabeled_old": ~labeled & ~novel, "unlabeled_new": novel}
+    stats = ("mean", "std", *(f"q{round(q * 100)}" for q in QUANTILES))
+    return {
+        "soc": nan,
+        "principal_angles": [nan] * int(k),
+        "energy": {g: {**dict.fromkeys(stats, nan), "n": int(m.sum())} for g, m in groups.items()},
+        "conceptor": {
+            "source": REFIT_SOURCE,
+            "aperture": float(aperture),
+            "quota": nan,
+            "effective_rank": nan,
+        },
+        "k": int(k),
+        "nan_reason": reason,
+    }
+
+
 def summarize_subspace(z, labeled, novel, k: int = 16, aperture: float = 2.0) -> dict:
     """SOC / principal angles / energy of features ``[N, D]`` with labeled and novel masks.
 
@@ -173,7 +195,20 @@ def summarize_subspace(z, labeled, novel, k: int = 16, aperture: float = 2.0) ->
         novel: ``[N]`` bool, Z_new rows.
         k: SOC / principal-angle subspace dimension.
         aperture: conceptor aperture.
+
+    Features holding NaN or inf give NaN quantities and ``nan_reason``
+    (:func:`nan_subspace_summary`), never an error.
     """
+    try:
+        return _summarize_subspace(z, labeled, novel, k, aperture)
+    except torch.linalg.LinAlgError:
+        if bool(torch.isfinite(z).all()):  # a real numerical failure: not ours to hide
+            raise
+        reason = "the features hold NaN or inf (training diverged?)"
+        return nan_subspace_summary(labeled, novel, k, aperture, reason)
+
+
+def _summarize_subspace(z, labeled, novel, k: int, aperture: float) -> dict:
     old, new = z[labeled], z[novel]
     c = conceptor(old, aperture)
     ratio = energy_ratio(z, c, warn=False)

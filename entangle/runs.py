@@ -10,6 +10,8 @@ Layout::
       features/       epoch_NNN.npz: features, labels, labeled, novel[, logits, extras]
       checkpoints/    state dicts, loadable with torch.load(weights_only=True)
       DONE            {"end_time", "summary"}, written last; absent = incomplete run
+      STOPPED         {"time", "reason", ...}: stopped on purpose (diverged); removed on resume
+      .writer.lock    the PID of the one process writing the run (entangle.runlock)
 
 JSON lines are standard JSON: NaN and +-inf are written as ``null`` (JSON has no NaN), so a
 reader sees ``None`` where a metric was NaN; :meth:`RunReader.column` turns them back into
@@ -45,6 +47,7 @@ from entangle.runio import (
     _dumps,
     read_jsonl,
     to_jsonable,
+    write_point,
 )
 from entangle.runlock import RunLock
 from entangle.untrusted import load_npz
@@ -54,7 +57,7 @@ __all__ = ["SCHEMA_VERSION", "RunReader", "RunWriter", "read_jsonl", "to_jsonabl
 
 SCHEMA_VERSION = 1
 
-_OWNED = ("steps.jsonl", "epochs.jsonl", "features", "checkpoints", "DONE")
+_OWNED = ("steps.jsonl", "epochs.jsonl", "features", "checkpoints", "DONE", "STOPPED")
 _FEATURE_FILE = re.compile(r"^epoch_(\d+)\.npz$")
 
 
@@ -195,6 +198,13 @@ class RunWriter:
             (self.path / rel).unlink(missing_ok=True)
         if removed:
             entry["removed_tmp"] = removed
+        stopped = self.path / "STOPPED"
+        if stopped.is_file():  # resuming a stopped run: keep why it stopped, in run.json
+            try:
+                entry["was_stopped"] = json.loads(stopped.read_text(encoding="utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                entry["was_stopped"] = {"reason": "unreadable STOPPED file"}
+            stopped.unlink()
         for fname in ("steps.jsonl", "epochs.jsonl"):
             dropped = _drop_torn_tail(self.path / fname)
             if dropped:
@@ -223,6 +233,7 @@ class RunWriter:
                 f"{fname}: a record must be a dict, got {type(record).__name__}"
             )
         # one write per record, so a kill leaves at most one torn last line
+        write_point(fname.partition(".")[0])
         fh = self._files[fname]
         fh.write((_dumps(record) + "\n").encode("utf-8"))
         fh.flush()
@@ -280,6 +291,7 @@ class RunWriter:
         for key, value in extra_arrays.items():
             arrays[key] = _as_array(value, key)
         target = self.path / "features" / f"epoch_{int(epoch):03d}.npz"
+        write_point("features")
         _atomic_write(target, lambda fh: np.savez(fh, **arrays))
         return target
 
@@ -308,8 +320,15 @@ class RunWriter:
             raise EntangleTypeError(f"checkpoint state must be a dict, got {type(state).__name__}")
         _check_weights_only(state, "state")
         target = self.checkpoint_path(name)
+        write_point(f"checkpoint:{target.stem}")
         _atomic_write(target, lambda fh: torch.save(state, fh))
         return target
+
+    def stop(self, reason: str, **details) -> None:
+        """Mark the run stopped on purpose (e.g. training diverged): ``STOPPED`` holds
+        ``{"time", "reason", **details}``; the run stays incomplete (no DONE)."""
+        self._check_open()
+        _atomic_json(self.path / "STOPPED", {"time": _now(), "reason": reason, **details})
 
     def finish(self, summary: dict | None = None) -> None:
         """Close the record files and write ``DONE`` with ``summary``; the run is then complete.
@@ -321,6 +340,7 @@ class RunWriter:
         self._close_files()
         self._finished = True
         try:
+            write_point("DONE")
             _atomic_json(self.path / "DONE", {"end_time": _now(), "summary": summary or {}})
         finally:
             self._lock.release()
@@ -395,6 +415,12 @@ class RunReader:
                 self._done = json.loads(done_path.read_text(encoding="utf-8"))
             except (UnicodeDecodeError, json.JSONDecodeError) as exc:
                 raise EntangleValueError(f"{done_path} is not valid JSON: {exc}") from exc
+        elif (self.path / "STOPPED").is_file():
+            try:
+                why = json.loads((self.path / "STOPPED").read_text(encoding="utf-8"))["reason"]
+            except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError):
+                why = "reason unreadable"
+            self.warnings.append(f"run stopped before its end: {why}")
         else:
             self.warnings.append(
                 "run is incomplete: no DONE file (still running, stopped or killed; rerun the "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass
 
 from entangle.errors import EntangleValueError
@@ -80,17 +81,32 @@ class TrainConfig:
     synthetic_overlap: float = 0.5
     # accuracy protocols of each evaluation (v1, v2, v2b; docs/accuracy.md); first = acc_*
     accuracy: tuple[str, ...] = ("v2",)
+    # what happens after nan_limit consecutive non-finite losses: "stop" (the run stays
+    # incomplete, the reason in STOPPED) or "continue" (docs/reliability.md)
+    on_nan: str = "stop"
+    nan_limit: int = 5
 
     def __post_init__(self):
         self.accuracy = accuracy_protocols(self.accuracy)
         self.aperture = _aperture_setting(self.aperture)
         if self.attribution < 0:
             raise EntangleValueError(f"attribution must be >= 0 (0: off), got {self.attribution}")
+        for name in _NON_NEGATIVE:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise EntangleValueError(f"{name} must be a number, got {value!r}")
+            if not math.isfinite(value) or value < 0:
+                raise EntangleValueError(
+                    f"{name} must be a finite number >= 0, got {value}; pass --"
+                    f"{name.replace('_', '-')} with a value such as {getattr(TrainConfig, name)}"
+                )
+        if self.on_nan not in ("stop", "continue"):
+            raise EntangleValueError(f"on_nan must be 'stop' or 'continue', got {self.on_nan!r}")
         if not 0 < self.labeled_fraction <= 1:
             raise EntangleValueError(
                 f"labeled_fraction must be in (0, 1], got {self.labeled_fraction}"
             )
-        for name in ("epochs", "probe_every", "probeset_every"):
+        for name in ("epochs", "probe_every", "probeset_every", "nan_limit"):
             if getattr(self, name) < 1:
                 raise EntangleValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.batch_size < 2:
@@ -184,6 +200,20 @@ def _aperture_setting(value) -> float | str:
 
 # settings that say where a run executes, not what it computes: a run may resume elsewhere
 PLACEMENT_FIELDS = ("device",)
+# what to do when training diverges: a stopped run may resume with another policy
+POLICY_FIELDS = ("on_nan", "nan_limit")
+# float settings that must be finite and >= 0 (lr nan / inf / -1 are refused up front)
+_NON_NEGATIVE = (
+    "lr",
+    "momentum",
+    "weight_decay",
+    "sup_weight",
+    "memax_weight",
+    "aga_weight",
+    "eep_weight",
+    "momentum_mu",
+    "synthetic_overlap",
+)
 
 
 def run_config(config: TrainConfig) -> dict:
@@ -203,5 +233,5 @@ def run_config(config: TrainConfig) -> dict:
 def config_differences(stored: dict, config: TrainConfig) -> list[str]:
     """Fields whose value in a run's stored config differs from ``config`` (placement aside)."""
     want = json.loads(json.dumps(run_config(config)))
-    keys = (set(stored) | set(want)) - set(PLACEMENT_FIELDS) - {"class_names"}
+    keys = (set(stored) | set(want)) - set(PLACEMENT_FIELDS) - set(POLICY_FIELDS) - {"class_names"}
     return sorted(k for k in keys if stored.get(k) != want.get(k))

@@ -14,14 +14,16 @@ from pathlib import Path
 
 import torch
 
+from entangle.checkpoints import CheckpointError, safe_load
 from entangle.checkpoints import save_checkpoint as save_model_checkpoint
 from entangle.eagc import EAGC, reference_features
 from entangle.epochs import write_epoch
-from entangle.errors import EntangleValueError
+from entangle.errors import EntangleRuntimeError, EntangleValueError
 from entangle.gcd.augment import default_augment
 from entangle.gcd.calibrate import start_calibration
 from entangle.gcd.config import PLACEMENT_FIELDS, TrainConfig, config_differences, run_config
 from entangle.gcd.data import BalancedBatchSampler, GCDData, eval_inputs, make_batch
+from entangle.gcd.divergence import NonFiniteWatch
 from entangle.gcd.evaluate import evaluate, run_summary
 from entangle.gcd.losses import gcd_losses
 from entangle.gcd.setup import (
@@ -43,6 +45,7 @@ __all__ = [
     "PLACEMENT_FIELDS",
     "Setup",
     "TrainConfig",
+    "check_run_dir",
     "config_differences",
     "ensure_reference",
     "evaluate",
@@ -81,16 +84,9 @@ def train(
     Returns:
         the summary written to DONE (last epoch's accuracies, mean conflict, GDC, SOC).
     """
+    resume = check_run_dir(config, run_dir)  # before prepare(): a mismatch fails at once
     setup = setup or prepare(config)
     run_dir = Path(run_dir)
-    resume = (run_dir / "run.json").exists()
-    if resume:
-        differ = config_differences(RunReader(run_dir).config or {}, config)
-        if differ:
-            raise EntangleValueError(
-                f"{run_dir} holds a run started with other settings ({', '.join(differ)} "
-                "differ); resume it with the same settings or choose another run directory"
-            )
     run = RunWriter(
         run_dir,
         config=run_config(config) | {"class_names": setup.data.class_names},
@@ -101,6 +97,33 @@ def train(
     )
     with run:  # closes the record files if training raises; DONE only on success
         return _train_loop(config, setup, run, run_dir, resume, on_epoch, on_step)
+
+
+def check_run_dir(config: TrainConfig, run_dir) -> bool:
+    """Whether ``run_dir`` holds an unfinished run of ``config`` to resume (False: none yet).
+
+    Raises:
+        EntangleValueError: the directory is a file, holds a finished run, or a run with
+            other settings.
+    """
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise EntangleValueError(
+            f"{run_dir} is a file, not a run directory; choose a new or unfinished run directory"
+        )
+    if not (run_dir / "run.json").exists():
+        return False
+    if (run_dir / "DONE").exists():
+        raise EntangleValueError(
+            f"{run_dir} holds a finished run (DONE exists); choose a new run directory"
+        )
+    differ = config_differences(RunReader(run_dir).config or {}, config)
+    if differ:
+        raise EntangleValueError(
+            f"{run_dir} holds a run started with other settings ({', '.join(differ)} "
+            "differ); resume it with the same settings or choose another run directory"
+        )
+    return True
 
 
 def _train_loop(config, setup, run, run_dir, resume, on_epoch, on_step) -> dict:
@@ -171,15 +194,9 @@ def _train_loop(config, setup, run, run_dir, resume, on_epoch, on_step) -> dict:
     start_epoch = 0
     last_ckpt = run.checkpoint_path("last")
     if resume and last_ckpt.exists():
-        state = torch.load(last_ckpt, map_location=device, weights_only=True)
-        backbone.load_state_dict(state["backbone"])
-        head.load_state_dict(state["head"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        if eagc is not None:
-            eagc.load_state_dict(state["eagc"])
-        start_epoch = int(state["epoch"]) + 1
+        start_epoch = _resume_from(last_ckpt, backbone, head, opt, sched, eagc)
 
+    watch = NonFiniteWatch(device)
     for epoch in range(start_epoch, config.epochs):
         backbone.train()
         head.train()
@@ -214,11 +231,24 @@ def _train_loop(config, setup, run, run_dir, resume, on_epoch, on_step) -> dict:
                 targets=batch["labels"].to(device).repeat(2),
                 index=batch["index"].to(device).repeat(2),
             )
+            watch.update(sup, unsup)
             opt.step()
             if on_step is not None:
                 on_step(step + 1, config.epochs * steps_per_epoch)
 
         sched.step()
+        diverged = watch.read()  # the epoch's one look at the losses
+        watch.reset()
+        if diverged >= config.nan_limit and config.on_nan == "stop":
+            reason = (
+                f"{diverged} consecutive non-finite losses in epoch {epoch} (limit "
+                f"{config.nan_limit}): training diverged"
+            )
+            run.stop(reason, epoch=epoch)
+            raise EntangleRuntimeError(
+                f"{run_dir}: {reason}; the run is left incomplete (reason in STOPPED). Lower "
+                "--lr and start a new run directory, or rerun with --on-nan continue"
+            )
         record, arrays = evaluate(
             backbone,
             head,
@@ -228,6 +258,7 @@ def _train_loop(config, setup, run, run_dir, resume, on_epoch, on_step) -> dict:
             k=config.soc_k,
             aperture=run.meta["calibration"]["aperture"],
         )
+        record["nonfinite_loss_run"] = diverged
         record = write_epoch(
             run,
             epoch,
@@ -244,14 +275,35 @@ def _train_loop(config, setup, run, run_dir, resume, on_epoch, on_step) -> dict:
         }
         if eagc is not None:
             state["eagc"] = eagc.state_dict()
-        run.save_checkpoint("last", state)
         # the model alone, in entangle's checkpoint format, for `entangle analyze`
         save_model_checkpoint(
             run.checkpoint_path("model"), backbone, head, meta={"epoch": epoch, "data": config.data}
         )
+        # last.pt is written last: it commits the epoch, so a run resumed after a kill
+        # anywhere before it redoes the whole epoch and DONE implies final-epoch artefacts
+        run.save_checkpoint("last", state)
         if on_epoch is not None:
             on_epoch(epoch, record)
 
     summary = run_summary(RunReader(run_dir))
     run.finish(summary)
     return summary
+
+
+def _resume_from(path: Path, backbone, head, opt, sched, eagc) -> int:
+    """Load ``last.pt`` into the run's objects; the first epoch still to train."""
+    state = safe_load(path)
+    try:
+        backbone.load_state_dict(state["backbone"])
+        head.load_state_dict(state["head"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        if eagc is not None:
+            eagc.load_state_dict(state["eagc"])
+        return int(state["epoch"]) + 1
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        detail = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+        raise CheckpointError(
+            f"{path} does not fit this run ({type(exc).__name__}: {detail}); delete it to "
+            "restart the run from its first epoch, or choose another run directory"
+        ) from None
