@@ -265,7 +265,7 @@ def test_existing_runs_are_never_overwritten_and_names_stay_unique(tmp_path, dig
     done = json.loads((tmp_path / "digits" / "DONE").read_text())
     assert done["summary"]["grad_batches"] == 0
     # another checkpoint list or other settings: refused, naming the CLI flag
-    with pytest.raises(EntangleValueError, match=r"kmeans differ.*pass another --out"):
+    with pytest.raises(EntangleValueError, match=r"max_samples, kmeans differ.*pass another --out"):
         analyze([digits_ckpt], tmp_path, AnalyzeConfig(**SMALL | {"grad": False}))
 
 

@@ -227,8 +227,8 @@ def analyze(
 
 
 # settings that change what an analysis shows but not its run directory's numbers, and
-# old_classes, which run.json stores resolved (the class ids) rather than as given
-_OUTPUT_ONLY = ("report", "device", "trust_checkpoint", "old_classes")
+# those run.json stores resolved (class ids, the epoch's temperature) rather than as given
+_OUTPUT_ONLY = ("report", "device", "trust_checkpoint", "old_classes", "teacher_temperature")
 
 
 def _earlier_run(run_dir: Path, path, config: AnalyzeConfig) -> str | None:
