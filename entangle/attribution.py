@@ -14,9 +14,11 @@ s_j = <(J g_U)_j, G_S[j]> attributes the same product over the rows' supervised 
 
 from __future__ import annotations
 
+from contextlib import contextmanager, nullcontext
+
 import torch
 
-from entangle.errors import EntangleValueError
+from entangle.errors import EntangleRuntimeError, EntangleValueError
 
 # autograd nodes whose output rows mix the batch when they run in training mode
 _ROW_COUPLING_NODES = ("BatchNorm",)
@@ -85,6 +87,33 @@ def check_rows_independent(features: torch.Tensor, params: list[torch.Tensor]) -
         )
 
 
+_NO_DOUBLE_BACKWARD = (
+    "attribution needs a double backward through the probed part, and an operation there "
+    "has none ({op}); fused attention kernels (F.scaled_dot_product_attention's flash / "
+    "memory-efficient ones) are the usual cause: run the forward of attributed steps inside "
+    "`with probe.attribution_forward():`, which selects the math attention kernel"
+)
+
+
+@contextmanager
+def math_attention():
+    """Select the math kernel of ``F.scaled_dot_product_attention`` (it has a double backward)."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    with sdpa_kernel(SDPBackend.MATH):
+        yield
+
+
+def _autograd(fn):
+    try:
+        return fn()
+    except RuntimeError as err:
+        if "derivative for" in str(err) and "not implemented" in str(err):
+            op = str(err).split("derivative for", 1)[1].split("is not", 1)[0].strip()
+            raise EntangleRuntimeError(_NO_DOUBLE_BACKWARD.format(op=op)) from err
+        raise
+
+
 class RowJacobian:
     """J t for every row, for any number of tangents t, from one double-backward graph.
 
@@ -101,13 +130,15 @@ class RowJacobian:
         self.shape = features.shape
         self._u = torch.zeros_like(features, requires_grad=True)
         with torch.enable_grad():
-            v = torch.autograd.grad(
-                features,
-                self.params,
-                self._u,
-                retain_graph=True,
-                create_graph=True,
-                allow_unused=True,
+            v = _autograd(
+                lambda: torch.autograd.grad(
+                    features,
+                    self.params,
+                    self._u,
+                    retain_graph=True,
+                    create_graph=True,
+                    allow_unused=True,
+                )
             )
         self._pairs = [(i, t) for i, t in enumerate(v) if t is not None and t.requires_grad]
 
@@ -121,7 +152,11 @@ class RowJacobian:
                 grads.append(t.to(v.dtype))
         if not outs:
             return torch.zeros(self.shape, device=self._u.device, dtype=self._u.dtype)
-        (jt,) = torch.autograd.grad(outs, [self._u], grads, retain_graph=keep, allow_unused=True)
+        (jt,) = _autograd(
+            lambda: torch.autograd.grad(
+                outs, [self._u], grads, retain_graph=keep, allow_unused=True
+            )
+        )
         return torch.zeros_like(self._u) if jt is None else jt
 
 
@@ -206,14 +241,22 @@ class Attributor:
         if int(every) < 1:
             raise EntangleValueError(f"attribution every must be >= 1, got {every}")
         self.group, self.params, self.every, self.top = group, list(params), int(every), top
-        self.probed = 0
         self._checked = False
 
-    def prepare(self, features: torch.Tensor) -> RowJacobian | None:
+    def is_due(self, probed: int) -> bool:
+        """Whether the probed step number ``probed`` (0, 1, ... in probe order) is attributed.
+
+        Counting from the Probe's own step number keeps a resumed run on the same schedule.
+        """
+        return probed % self.every == 0
+
+    def forward_context(self, probed: int | None):
+        """Math attention for the forward of an attributed step (``probed`` None: not probed)."""
+        return math_attention() if probed is not None and self.is_due(probed) else nullcontext()
+
+    def prepare(self, features: torch.Tensor, probed: int) -> RowJacobian | None:
         """On a due step, the row Jacobian (built before the training backward), else None."""
-        due = self.probed % self.every == 0
-        self.probed += 1
-        if not due:
+        if not self.is_due(probed):
             return None
         if not self._checked:
             # the graph's structure does not change between steps of one loop: check once

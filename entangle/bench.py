@@ -14,6 +14,9 @@ Ratio keys (``mlp_`` prefix: the same for the digits MLP):
   better; target <= 1.25 for the last-block ViT).
 - ``probe_every_10_vs_plain``: mean step of a 10-step window with ``Probe(every=10)`` / plain
   step (target <= 1.03).
+- ``attribution_extra_vs_plain``: (probed step with ``Probe(attribution=True)`` - probed step
+  without) / plain step: what exact per-sample attribution adds, in plain steps (target
+  <= 0.3 for the last-block ViT). ``probe_attribution_vs_plain`` is the whole step's ratio.
 - ``paper_diagnostics_vs_plain``: plain step + g_S and g_U by two ``autograd.grad`` calls + SOC
   by full re-embedding of the probe set / plain step (the reference code's way; the paper
   re-embeds the whole training set, so this is a lower bound of its cost).
@@ -45,6 +48,7 @@ TARGETS: dict[str, tuple[str, float]] = {
     "probe_every_10_vs_plain": ("<=", 1.03),
     "probeset_soc_vs_full_reembed": (">=", 8.0),
     "eagc_shared_prefix_vs_plain": ("<=", 1.10),
+    "attribution_extra_vs_plain": ("<=", 0.30),
 }
 
 # (variant, baseline, ratio key): per-round time of variant / time of baseline; the SOC entry
@@ -52,6 +56,7 @@ TARGETS: dict[str, tuple[str, float]] = {
 _RATIOS = (
     ("probe_every_step", "plain", "probe_every_step_vs_plain"),
     ("probe_every_10", "plain", "probe_every_10_vs_plain"),
+    ("probe_attribution", "plain", "probe_attribution_vs_plain"),
     ("paper_diagnostics", "plain", "paper_diagnostics_vs_plain"),
     ("full_reembed", "probeset_soc", "probeset_soc_vs_full_reembed"),
     ("eagc_shared_prefix", "plain", "eagc_shared_prefix_vs_plain"),
@@ -92,6 +97,16 @@ def _summarize(times: dict[str, list[float]], prefix: str) -> tuple[dict, dict, 
         ratios[prefix + key] = statistics.median(per_round)
         q = statistics.quantiles(per_round, n=4) if len(per_round) > 1 else per_round * 3
         spread[prefix + key] = [q[0], q[-1]]
+    # an extra cost in plain steps: both probed variants are timed in the same round
+    extra = [
+        (a - p) / b
+        for a, p, b in zip(
+            times["probe_attribution"], times["probe_every_step"], times["plain"], strict=True
+        )
+    ]
+    ratios[prefix + "attribution_extra_vs_plain"] = statistics.median(extra)
+    q = statistics.quantiles(extra, n=4) if len(extra) > 1 else extra * 3
+    spread[prefix + "attribution_extra_vs_plain"] = [q[0], q[-1]]
     return ratios, spread, ms
 
 

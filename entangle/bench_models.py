@@ -137,6 +137,7 @@ class BenchFixture:
         self.shared = SharedPrefix(self.backbone, self.reference)
         self.probe_every_step = Probe({"last_block": self.probed}, every=1)
         self.probe_every_10 = Probe({"last_block": self.probed}, every=10)
+        self.probe_attribution = Probe({"last_block": self.probed}, every=1, attribution=True)
 
     def _batch(self, g: torch.Generator, old_classes: int) -> dict:
         b = self.spec.batch_size
@@ -168,10 +169,15 @@ class BenchFixture:
 
     def probe_step(self, probe: Probe) -> None:
         batch = self.next_batch()
-        z = self.backbone(batch["views"])
+        with probe.attribution_forward():
+            z = self.backbone(batch["views"])
         sup, unsup, logits = self.losses(z, batch)
         self.opt.zero_grad(set_to_none=True)
-        probe.backward(sup, unsup, features=z, labeled=batch["labeled2"], logits=logits)
+        # targets only matter to the attribution (class sums); the other probes ignore them
+        targets = batch["labels"].repeat(2)
+        probe.backward(
+            sup, unsup, features=z, labeled=batch["labeled2"], logits=logits, targets=targets
+        )
         self.opt.step()
         probe.records.clear()  # keep memory flat over many timed steps
 
@@ -233,6 +239,7 @@ class BenchFixture:
             "plain": (self.plain, 1),
             "probe_every_step": (lambda: self.probe_step(self.probe_every_step), 1),
             "probe_every_10": (self.probe_window, 10),
+            "probe_attribution": (lambda: self.probe_step(self.probe_attribution), 1),
             "paper_diagnostics": (self.paper_diagnostics, 1),
             "probeset_soc": (self.probeset_soc, 1),
             "full_reembed": (self.full_reembed, 1),

@@ -18,7 +18,7 @@ All metrics stay on the device; the record reaches the host in one sync.
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import torch
@@ -181,6 +181,17 @@ class Probe:
     def is_due(self) -> bool:
         """Whether the next ``backward`` call will be probed."""
         return self.calls % self.every == 0
+
+    def attribution_forward(self):
+        """Context for the forward of the next step: math attention when it is attributed.
+
+        Fused attention kernels have no double backward, which attribution needs (see
+        docs/attribution.md); other steps keep the fast kernels. A no-op without attribution.
+        """
+        if self.attributor is None:
+            return nullcontext()
+        due = self.calls // self.every if self.is_due() else None
+        return self.attributor.forward_context(due)
 
     # ------------------------------------------------------------------ evaluations
     def record_epoch(
@@ -390,7 +401,7 @@ class Probe:
         jac = None
         if self.attributor is not None and features is not None:
             with _mode(state, "identity"):
-                jac = self.attributor.prepare(features)
+                jac = self.attributor.prepare(features, step // self.every)
 
         total, feature_total = self._training_backward(sup + unsup, scaler, params, features)
 

@@ -9,7 +9,7 @@ import torch
 
 from entangle import EAGC, Probe
 from entangle.attribution import RowJacobian, check_rows_independent, row_products
-from entangle.errors import EntangleValueError
+from entangle.errors import EntangleRuntimeError, EntangleValueError
 from entangle.metrics import conceptor
 from entangle.params import last_block
 from tests.support.toy import toy_batch, toy_losses, toy_models
@@ -196,3 +196,32 @@ def test_unknown_group_is_refused():
     backbone, _ = toy_models()
     with pytest.raises(EntangleValueError, match="attribution_group"):
         Probe({"last": last_block(backbone)}, attribution=True, attribution_group="nope")
+
+
+class AttentionBackbone(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.blocks = torch.nn.ModuleList([torch.nn.Linear(6, 6)])
+
+    def forward(self, x):
+        h = self.blocks[0](x).reshape(x.shape[0], 1, 3, 2)
+        return torch.nn.functional.scaled_dot_product_attention(h, h, h).reshape(x.shape[0], 6)
+
+
+def test_fused_attention_gets_a_clear_error_and_the_math_context_works(monkeypatch):
+    backbone = AttentionBackbone().double()
+    head = torch.nn.Linear(6, 4).double()
+    x, y, labeled, novel = toy_batch()
+    probe = Probe({"block": backbone.blocks[0]}, attribution=True)
+    with probe.attribution_forward():
+        record = _step(probe, backbone, head, x, y, labeled, novel)
+    assert record["attribution"]["closure"] == pytest.approx(1.0, rel=1e-6)
+
+    def no_double_backward(*args, **kwargs):
+        raise RuntimeError("derivative for aten::fused_attention_backward is not implemented")
+
+    monkeypatch.setattr(torch.autograd, "grad", no_double_backward)
+    jac_probe = Probe({"block": backbone.blocks[0]}, attribution=True)
+    z = backbone(x)
+    with pytest.raises(EntangleRuntimeError, match="attribution_forward"):
+        jac_probe.attributor.prepare(z, 0)

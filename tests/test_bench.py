@@ -24,6 +24,8 @@ RATIO_KEYS = (
     "probeset_soc_vs_full_reembed",
     "eagc_shared_prefix_vs_plain",
     "eagc_separate_reference_vs_plain",
+    "probe_attribution_vs_plain",
+    "attribution_extra_vs_plain",
 )
 VARIANTS = (
     "plain",
@@ -34,6 +36,7 @@ VARIANTS = (
     "full_reembed",
     "eagc_shared_prefix",
     "eagc_separate_reference",
+    "probe_attribution",
 )
 
 
@@ -47,8 +50,12 @@ def test_quick_bench_has_every_ratio_finite_and_positive(quick):
     assert set(quick["ratios"]) == expected
     assert set(quick["ratios_iqr"]) == expected
     for key, value in quick["ratios"].items():
-        assert math.isfinite(value) and value > 0, key
         low, high = quick["ratios_iqr"][key]
+        if key.endswith("attribution_extra_vs_plain"):
+            # a difference of two timings: on a noisy quick run it may dip below zero
+            assert math.isfinite(value) and low <= high, key
+            continue
+        assert math.isfinite(value) and value > 0, key
         assert 0 < low <= high, key
 
 

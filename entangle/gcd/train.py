@@ -211,11 +211,12 @@ def _train_loop(config, setup, run, run_dir, resume, on_epoch, on_step) -> dict:
             labeled = batch["labeled"].to(device)
             labeled2 = labeled.repeat(2)
             novel2 = batch["novel"].to(device).repeat(2)
-            if shared is not None:
-                z, z_ref = shared(views)
-                z = eagc.coordinate(z, labeled2, z_ref)
-            else:
-                z = backbone(views)
+            with probe.attribution_forward():  # math attention: attribution double-backwards
+                if shared is not None:
+                    z, z_ref = shared(views)
+                    z = eagc.coordinate(z, labeled2, z_ref)
+                else:
+                    z = backbone(views)
             proj, logits = head(z)
             sup, unsup, _ = gcd_losses(
                 proj, logits, batch["labels"].to(device), labeled, epoch=epoch, config=loss_config
