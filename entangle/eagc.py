@@ -233,7 +233,8 @@ class EAGC:
         return CoordinationState(weights, aga, conceptor, energy, scale)
 
     def _update_mu(self, energy: torch.Tensor, labeled: torch.Tensor) -> None:
-        e = torch.nan_to_num(energy[labeled], nan=0.0)
+        # a where, not energy[labeled]: a boolean-mask index is a host sync (its size)
+        e = torch.where(labeled, torch.nan_to_num(energy, nan=0.0), 0.0)
         total = global_sum(torch.stack([e.sum(), labeled.sum().to(e.dtype)]).double())
         if self._accumulation is not None:
             # one EMA move per optimiser step, applied when accumulate() exits

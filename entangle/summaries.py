@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
@@ -13,6 +15,13 @@ def _masked(values: torch.Tensor, mask: torch.Tensor | None):
     if mask is not None:
         x = torch.where(mask.to(x.device), x, float("nan"))
     return x, (~torch.isnan(x)).sum()
+
+
+@functools.lru_cache(maxsize=16)
+def _quantiles(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """:data:`QUANTILES` as a tensor, copied to each device once: a host-to-device copy
+    of Python data in every probed step would wait for the device."""
+    return torch.tensor(QUANTILES, device=device, dtype=dtype)
 
 
 def masked_summary(values: torch.Tensor, mask: torch.Tensor | None = None) -> dict:
@@ -31,7 +40,7 @@ def masked_summary(values: torch.Tensor, mask: torch.Tensor | None = None) -> di
     var = torch.nansum((x - mean).pow(2)) / n.clamp_min(1)
     # nansum over no rows is 0: an empty group's spread is unknown, not zero
     out = {"mean": mean, "std": torch.where(n > 0, var.sqrt(), float("nan"))}
-    qs = torch.nanquantile(x, torch.tensor(QUANTILES, device=x.device, dtype=x.dtype))
+    qs = torch.nanquantile(x, _quantiles(x.device, x.dtype))
     for q, v in zip(QUANTILES, qs, strict=True):
         out[f"q{round(q * 100)}"] = v
     out["n"] = n
