@@ -129,6 +129,10 @@ def test_bad_config_values():
         TrainConfig(labeled_fraction=0.0)
     with pytest.raises(EntangleValueError, match="unknown data source"):
         prepare(dataclasses.replace(TINY, data="mnist"))
+    with pytest.raises(EntangleValueError, match="'auto'"):
+        TrainConfig(aperture=-1.0)
+    assert TrainConfig(aperture="3").aperture == 3.0
+    assert TrainConfig(aperture="AUTO").aperture == "auto"
 
 
 @pytest.mark.parametrize(
@@ -139,6 +143,8 @@ def test_bad_config_values():
         (["--data", "digits", "--old-classes", "3,42"], "42"),
         (["--data", "imagefolder:{tmp}"], "image"),
         (["--accuracy", "v3"], "comma list of v1, v2, v2b"),
+        (["--aperture", "big"], "positive number or 'auto'"),
+        (["--attribution", "-1"], "attribution must be >= 0"),
     ],
 )
 def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
