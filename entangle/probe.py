@@ -64,7 +64,9 @@ class Probe:
             Without a run, records are kept in ``records``.
         eagc: the :class:`~entangle.eagc.EAGC` coordinating ``features``; its corrected
             per-loss gradients are measured too.
-        known_subspace: ``[D, D]`` conceptor for energy summaries when no EAGC is given.
+        known_subspace: ``[D, D]`` conceptor for energy summaries when no EAGC is given
+            (records name it ``known_subspace``; with EAGC the ratios are under EEP's own
+            conceptor, named ``eep``).
         probeset: a :class:`~entangle.probeset.ProbeSet` evaluated on the probed steps it is
             due (``probeset.is_due(step, every)``), before this step's training backward,
             with the weights the step's forward used; its result is the record's
@@ -517,6 +519,8 @@ class Probe:
                 ratio = energy_ratio(features.detach(), conceptor.to(features.device), warn=False)
             out["ratio"] = {k: masked_summary(ratio, m) for k, m in groups.items()}
             self._keep_rows("energy_ratio", ratio, labeled)
+            # which conceptor the ratios are under (docs/quantities.md, "Which conceptor")
+            out["conceptor"] = "eep" if self.eagc is not None else "known_subspace"
         if state is not None and state.weights is not None:
             unl = ~labeled if labeled is not None else None
             out["eep_weight"] = masked_summary(state.weights, unl)

@@ -21,6 +21,7 @@ from entangle.epochs import write_epoch
 from entangle.errors import EntangleRuntimeError, EntangleValueError
 from entangle.gcd.augment import default_augment
 from entangle.gcd.calibrate import start_calibration
+from entangle.gcd.conceptors import run_conceptor
 from entangle.gcd.config import PLACEMENT_FIELDS, TrainConfig, config_differences, run_config
 from entangle.gcd.data import BalancedBatchSampler, GCDData, eval_inputs, make_batch
 from entangle.gcd.divergence import NonFiniteWatch
@@ -170,6 +171,17 @@ def _train_loop(config, setup, run, run_dir, resume, on_epoch, on_step) -> dict:
     if "calibration" not in run.meta:
         model = reference[0] if reference is not None else backbone
         run.write_meta("calibration", start_calibration(config, data, subset, model, ref_labeled))
+    # step energies: EEP's conceptor, or (baseline) the starting weights' own, fixed
+    known_subspace, conceptor_meta = run_conceptor(
+        data,
+        backbone,
+        eagc,
+        aperture=run.meta["calibration"]["aperture"],
+        batch_size=config.batch_size,
+        seed=config.seed,
+    )
+    if "conceptor" not in run.meta:
+        run.write_meta("conceptor", conceptor_meta)
     probeset = ProbeSet(
         backbone,
         eval_inputs(data, subset),
@@ -184,6 +196,7 @@ def _train_loop(config, setup, run, run_dir, resume, on_epoch, on_step) -> dict:
         every=config.probe_every,
         run=run,
         eagc=eagc,
+        known_subspace=known_subspace,
         probeset=probeset,
         attribution=config.attribution,
         attribution_group="last_block",

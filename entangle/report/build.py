@@ -130,8 +130,9 @@ def _render(runs: list[RunData], tmp: Path, *, pdf, max_points, backend, seed) -
             lambda: plot_energy.energy_figure(runs, energies, "ratio"),
             "energy_ratio",
             "Known-subspace energy ratio",
-            "Energy ratio of each sample under the conceptor fitted on that epoch's labeled "
-            "features; new-class samples close to 1 lie inside the known subspace. Oracle: the "
+            "Energy ratio of each sample under a conceptor refitted on that epoch's labeled "
+            "features (not EEP's conceptor); new-class samples close to 1 lie inside the known "
+            "subspace. Oracle: the "
             "unlabeled old/new grouping uses ground truth the method never sees.",
         ),
         fig(
@@ -148,8 +149,20 @@ def _render(runs: list[RunData], tmp: Path, *, pdf, max_points, backend, seed) -
             lambda: plot_energy.spectrum_figure(runs, energies),
             "conceptor_spectrum",
             "Conceptor spectrum",
-            "Eigenvalues of the labeled-feature conceptor; quota = mean eigenvalue. A spectrum "
-            "flat near 1 means the known subspace is the whole space and EEP cannot act.",
+            "Solid: the run's own conceptor, the one its step energies use (EAGC runs: EEP's "
+            "conceptor, fitted on the reference model's labeled features; baselines: the "
+            "starting model's, fixed). Dashed: conceptors refitted on an epoch's labeled "
+            "features. Quota = mean eigenvalue; a spectrum flat near 1 means the known subspace "
+            "is the whole space, and EEP's flat near 1 means EEP cannot act.",
+        ),
+        fig(
+            lambda: plot_energy.step_energy_figure(runs),
+            "step_energy",
+            "Energy ratio over training",
+            "Per probed step, the energy ratio of the batch's rows under the run's own fixed "
+            "conceptor (EEP's for EAGC runs, the starting model's for baselines), so the runs "
+            "compare; lines are medians, bands quartiles. Oracle: the unlabeled old/new "
+            "grouping uses ground truth.",
         ),
         fig(
             lambda: plot_energy.eep_weight_figure(runs),

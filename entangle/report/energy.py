@@ -72,6 +72,26 @@ def logit_temperature_of(config) -> float:
     return 1.0
 
 
+def run_conceptor_of(meta: Mapping | None) -> dict | None:
+    """run.json's ``conceptor`` entry (the conceptor of the step energies), if recorded."""
+    entry = (meta or {}).get("conceptor")
+    if isinstance(entry, Mapping) and isinstance(entry.get("eigenvalues"), list):
+        return dict(entry)
+    return None
+
+
+def run_conceptor_note(meta: Mapping | None) -> str:
+    """What the run's own conceptor says about EEP: near the identity, EEP barely acts."""
+    entry = run_conceptor_of(meta)
+    if entry is None or not isinstance(entry.get("quota"), int | float):
+        return ""
+    name = "EEP's conceptor" if entry.get("name") == "eep" else "the starting model's conceptor"
+    if entry["quota"] > IDENTITY_QUOTA:
+        tail = "EEP barely acts" if entry.get("name") == "eep" else "EEP would barely act"
+        return f"{name} has quota {entry['quota']:.2f} (close to the identity): {tail}"
+    return ""
+
+
 def group_masks(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Boolean ``[n]`` masks of labeled, unlabeled-old and unlabeled-new rows."""
     labeled = np.asarray(arrays["labeled"], dtype=bool)
@@ -113,8 +133,8 @@ def epoch_energy(
         out.ratio = {g: _finite(ratio[m]) for g, m in masks.items()}
         if out.quota > IDENTITY_QUOTA:
             out.note = (
-                f"conceptor quota {out.quota:.2f} (close to the identity): energy ratios are "
-                "near 1 for every sample and EEP barely acts; a smaller aperture would help"
+                f"epoch-refit conceptor quota {out.quota:.2f} (close to the identity): energy "
+                "ratios under it are near 1 for every sample; a smaller aperture would help"
             )
     else:
         out.note = "no labeled rows saved: the known-class conceptor cannot be fitted"

@@ -6,7 +6,7 @@ import base64
 import datetime as _dt
 import math
 
-from entangle.report.energy import IDENTITY_QUOTA
+from entangle.report.energy import IDENTITY_QUOTA, run_conceptor_note
 from entangle.report.figures import RenderedFigure
 from entangle.report.load import RunData
 from entangle.report.records import accuracy_protocol, as_float, flatten_config, nan_reasons
@@ -154,6 +154,9 @@ def render_html(runs, *, sections, summaries, energies, overlaps, verdict=None) 
 
     has_eagc = any(r.has_eagc for r in runs)
     energy_notes = [
+        f"{r.name}: {run_conceptor_note(r.meta)}" for r in runs if run_conceptor_note(r.meta)
+    ]
+    energy_notes += [
         f"{name}, epoch {e.epoch}: {e.note}" for name, es in energies.items() for e in es if e.note
     ]
     overlap_notes = [
@@ -166,10 +169,12 @@ def render_html(runs, *, sections, summaries, energies, overlaps, verdict=None) 
             "3. Energy",
             sections["energy"],
             intro=(
-                "Energies are computed from the saved features of the first and the last saved "
-                "epoch; the conceptor is fitted on that epoch's labeled rows "
-                f"(aperture from the run config, default 2.0; quota above {IDENTITY_QUOTA} "
-                "flags a near-identity conceptor)."
+                "Two kinds of conceptor appear here, each named where it is used. The run's own "
+                "(EEP's conceptor for EAGC runs, the starting model's for baselines) is fixed for "
+                "the run and gives the step energies. The epoch distributions use a conceptor "
+                "refitted on that epoch's labeled rows of the first and the last saved epoch "
+                f"(aperture from the run; quota above {IDENTITY_QUOTA} flags a near-identity "
+                "conceptor)."
             ),
             notes=energy_notes,
         ),

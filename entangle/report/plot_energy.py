@@ -100,19 +100,37 @@ def energy_figure(runs: Sequence, per_run: Mapping[str, Sequence[EpochEnergy]], 
         return fig
 
 
+def _conceptor_label(entry: Mapping) -> str:
+    name = "EEP's conceptor" if entry.get("name") == "eep" else "starting model's (fixed)"
+    return f"{name}: quota {entry['quota']:.2f}, eff. rank {entry['effective_rank']:.1f}"
+
+
 def spectrum_figure(runs: Sequence, per_run: Mapping[str, Sequence[EpochEnergy]]):
-    """Eigenvalues of the labeled-feature conceptor per run, early and late epoch."""
+    """Eigenvalues per run of the run's own conceptor (EEP's for EAGC runs, the starting
+    model's for baselines; run.json ``conceptor``), and of the epoch refits, each named."""
+    from entangle.report.energy import run_conceptor_of
+
     with style():
         fig, axes = new_figure(1, len(runs), sharey=True)
         for j, run in enumerate(runs):
             ax = axes[0, j]
             drawn = False
+            own = run_conceptor_of(run.meta)
+            if own is not None:
+                ev = np.asarray(own["eigenvalues"], dtype=np.float64)
+                ax.plot(
+                    np.arange(1, ev.size + 1), ev, color="0.15", lw=2.2, label=_conceptor_label(own)
+                )
+                drawn = True
             for e, color in zip(per_run.get(run.name, ()), colors(2), strict=False):
                 if e.eigenvalues is None:
                     continue
                 ev = e.eigenvalues
-                label = f"epoch {e.epoch}: quota {e.quota:.2f}, eff. rank {e.effective_rank:.1f}"
-                ax.plot(np.arange(1, ev.size + 1), ev, color=color, lw=1.6, label=label)
+                label = (
+                    f"refit on epoch {e.epoch}'s labeled features: quota {e.quota:.2f}, "
+                    f"eff. rank {e.effective_rank:.1f}"
+                )
+                ax.plot(np.arange(1, ev.size + 1), ev, color=color, lw=1.2, ls="--", label=label)
                 drawn = True
             if drawn:
                 ax.set_ylim(-0.02, 1.02)
@@ -122,8 +140,57 @@ def spectrum_figure(runs: Sequence, per_run: Mapping[str, Sequence[EpochEnergy]]
             ax.set_title(f"{text(run.name)}: conceptor spectrum", fontsize="medium")
             ax.set_xlabel("eigenvalue index (descending)")
             ax.set_ylabel("eigenvalue of C (0 to 1)")
-        suptitle(fig, "Known-class conceptor spectrum (all eigenvalues near 1 = degenerate)")
+        suptitle(fig, "Known-class conceptor spectra (all eigenvalues near 1 = degenerate)")
         return fig
+
+
+def step_energy_figure(runs: Sequence):
+    """Energy ratio per row group over training under the run's own fixed conceptor.
+
+    The step records' ``energy.ratio``: EEP's conceptor for EAGC runs, the starting model's
+    for baselines, so the runs' curves compare. Returns None when no run recorded them.
+    """
+    labels = GROUP_LABELS | {"unlabeled": "unlabeled"}
+    series = []
+    for run in runs:
+        curves = {g: summary_series(run.steps, "energy", "ratio", g) for g in labels}
+        if curves["unlabeled_old"][0].size:  # the finer split makes "unlabeled" redundant
+            curves.pop("unlabeled")
+        curves = {g: c for g, c in curves.items() if c[0].size}
+        if curves:
+            series.append((run, curves))
+    if not series:
+        return None
+    with style():
+        fig, axes = new_figure(1, len(series), sharey=True)
+        for j, (run, curves) in enumerate(series):
+            ax = axes[0, j]
+            for (group, (x, stats)), color in zip(curves.items(), colors(4), strict=False):
+                ax.plot(x, stats["q50"], color=color, lw=1.5, label=labels[group])
+                ax.fill_between(x, stats["q25"], stats["q75"], color=color, alpha=0.15)
+            name = _step_conceptor_name(run)
+            ax.set_title(f"{text(run.name)}: under {name}", fontsize="medium")
+            ax.set_xlabel("training step")
+            ax.set_ylabel("energy ratio (median, quartiles)")
+            ax.set_ylim(-0.02, 1.02)
+            ax.legend(loc="best", fontsize="small")
+        suptitle(fig, "Energy ratio over training under each run's fixed conceptor")
+        return fig
+
+
+def _step_conceptor_name(run) -> str:
+    from entangle.report.energy import run_conceptor_of
+
+    names = {r.get("energy", {}).get("conceptor") for r in run.steps if isinstance(r, Mapping)}
+    names.discard(None)
+    own = run_conceptor_of(run.meta)
+    if not names and own is not None:  # records from before they named it: run.json does
+        names = {own.get("name")}
+    if names == {"eep"}:
+        return "EEP's conceptor"
+    if names == {"known_subspace"}:
+        return "the starting model's conceptor"
+    return "the probe's conceptor"
 
 
 def eep_weight_figure(runs: Sequence):

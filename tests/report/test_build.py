@@ -20,6 +20,7 @@ FIGURES = (
     "energy_ratio",
     "free_energy",
     "conceptor_spectrum",
+    "step_energy",
     "eep_weight",
     "tsne_overlap",
     "comparison_curves",

@@ -75,3 +75,51 @@ def test_free_energy_uses_the_classifiers_softmax_temperature():
     assert logit_temperature_of({}) == 1.0
     fig = energy_figure([SimpleNamespace(name="run")], {"run": [e]}, "free")
     assert fig.axes[0].get_xlabel() == "free energy -logsumexp(logits / 0.1)"
+
+
+def _with_conceptor(path, name: str, quota_high: bool):
+    """Add a run.json ``conceptor`` entry to a fake run (as the training loop writes it)."""
+    import json
+
+    meta = json.loads((path / "run.json").read_text())
+    ev = [0.97] * 16 if quota_high else list(np.linspace(0.9, 0.01, 16))
+    meta["conceptor"] = {
+        "name": name,
+        "source": "test",
+        "aperture": 2.0,
+        "eigenvalues": ev,
+        "quota": float(np.mean(ev)),
+        "effective_rank": 16.0 if quota_high else 9.0,
+    }
+    (path / "run.json").write_text(json.dumps(meta))
+    return path
+
+
+def test_spectrum_and_step_energy_name_each_conceptor(tmp_path):
+    from entangle.report.energy import run_conceptor_note
+    from entangle.report.load import load_runs
+    from entangle.report.plot_energy import spectrum_figure, step_energy_figure
+    from tests.report.fake_runs import make_run
+
+    base = _with_conceptor(make_run(tmp_path / "b", name="base"), "known_subspace", False)
+    eagc = _with_conceptor(make_run(tmp_path / "e", name="eagc", eagc=True), "eep", True)
+    runs = load_runs([base, eagc])
+    energies = {
+        r.name: [epoch_energy(r.reader.features(ep), ep, 2.0) for ep in r.reader.feature_epochs()]
+        for r in runs
+    }
+    fig = spectrum_figure(runs, energies)
+    legends = [[t.get_text() for t in ax.get_legend().get_texts()] for ax in fig.axes]
+    # before: only conceptors refitted on each epoch, unnamed, were drawn
+    assert legends[0][0].startswith("starting model's (fixed): quota 0.")
+    assert legends[1][0] == "EEP's conceptor: quota 0.97, eff. rank 16.0"
+    assert all("refit on epoch" in t for t in legends[1][1:]) and len(legends[1]) == 3
+    steps = step_energy_figure(runs)
+    titles = [ax.get_title() for ax in steps.axes]
+    assert titles == [
+        "base: under the starting model's conceptor",
+        "eagc: under EEP's conceptor",
+    ]
+    # EEP's own conceptor near the identity is what says EEP cannot act (not an epoch refit)
+    assert "EEP's conceptor has quota 0.97" in run_conceptor_note(runs[1].meta)
+    assert run_conceptor_note(runs[0].meta) == ""
