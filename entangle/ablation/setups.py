@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from entangle.gcd.setup import reference_head
 from entangle.gcd.train import Setup, TrainConfig, ensure_reference, prepare
 
 # settings that decide the data split, the pretrained backbone and the fresh head
@@ -38,7 +39,14 @@ SETUP_FIELDS = (
     "synthetic_overlap",
 )
 # ... and what ensure_reference() additionally reads to train the reference model
-REFERENCE_FIELDS = ("reference", "reference_epochs", "batch_size", "lr")
+REFERENCE_FIELDS = (
+    "reference",
+    "reference_epochs",
+    "reference_lr",
+    "reference_batch_size",
+    "reference_weight_decay",
+    "student_temperature",
+)
 
 
 def setup_key(config: TrainConfig, fields=SETUP_FIELDS) -> str:
@@ -150,7 +158,8 @@ def _cached_reference(config: TrainConfig, setup: Setup, folder: Path, progress)
             publish_once(path, {"backbone": ref_b.state_dict(), "head": ref_h.state_dict()})
             setup.reference = None
     state = torch.load(path, map_location=setup.device, weights_only=True)
-    ref_b, ref_h = copy.deepcopy(setup.backbone), copy.deepcopy(setup.head)
+    ref_b = copy.deepcopy(setup.backbone)
+    ref_h = reference_head(setup.head, len(setup.data.old_classes), config.seed)
     ref_b.load_state_dict(state["backbone"])
     ref_h.load_state_dict(state["head"])
     for module in (ref_b, ref_h):

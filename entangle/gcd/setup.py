@@ -17,8 +17,8 @@ from entangle.errors import EntangleValueError
 from entangle.gcd.augment import default_augment
 from entangle.gcd.backbones import build_backbone, freeze_prefix
 from entangle.gcd.config import TrainConfig
-from entangle.gcd.data import GCDData, eval_inputs, load_source
-from entangle.gcd.heads import build_head
+from entangle.gcd.data import GCDData, eval_inputs, load_source, make_batch
+from entangle.gcd.heads import GCDHead, build_head, infer_head_config
 from entangle.reference import train_reference
 
 
@@ -124,7 +124,12 @@ def _load_into(module: torch.nn.Module, path: str, part: str) -> None:
 
 
 def labeled_loader(data: GCDData, batch_size: int, device, augment, seed: int):
-    """A re-iterable list of augmented labeled batches ``(x, y)`` (one view per sample)."""
+    """A re-iterable list of labeled batches ``(x, y)`` (one view per sample).
+
+    ``augment=None`` (how EAGC fits its conceptor, on un-augmented inputs) gives the stored
+    inputs; with ``augment`` the views are drawn once, so every pass replays them (train the
+    reference on :class:`LabeledViews` instead, which draws fresh views every pass).
+    """
     idx = torch.nonzero(data.labeled).flatten()
     g = torch.Generator().manual_seed(seed)
     order = idx[torch.randperm(idx.numel(), generator=g)]
@@ -138,26 +143,100 @@ def labeled_loader(data: GCDData, batch_size: int, device, augment, seed: int):
     return batches
 
 
+def old_class_index(data: GCDData) -> torch.Tensor:
+    """``[K]`` int64: class id -> its index among the sorted old classes (-1 for novel ones)."""
+    lut = torch.full((data.num_classes,), -1, dtype=torch.int64)
+    old = torch.tensor(sorted(data.old_classes), dtype=torch.int64)
+    lut[old] = torch.arange(old.numel())
+    return lut
+
+
+class LabeledViews:
+    """The labeled samples as the EAGC authors train the reference model on them.
+
+    Every pass (epoch) shuffles the labeled samples and draws two FRESH augmented views of
+    each (a pass never replays the previous one's views); pass ``e`` is fixed by ``(seed,
+    e)``. Batches are ``(views, labels, index)`` like the authors' labeled-set loader:
+    ``views`` a list of two ``[b, ...]`` tensors, ``labels`` ``[b]`` the old-class index
+    (``0..n_old-1``, the reference head's outputs), ``index`` ``[b]`` the sample ids.
+    """
+
+    def __init__(self, data: GCDData, batch_size: int, augment, *, seed: int = 0, device="cpu"):
+        if batch_size < 1:
+            raise EntangleValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.data, self.batch_size, self.augment = data, int(batch_size), augment
+        self.seed, self.device = int(seed), torch.device(device)
+        self.rows = torch.nonzero(data.labeled).flatten()
+        self.old_index = old_class_index(data)
+        self.passes = 0
+
+    def __len__(self) -> int:
+        return -(-self.rows.numel() // self.batch_size)
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed * 7919 + 104729 + self.passes)
+        self.passes += 1
+        order = self.rows[torch.randperm(self.rows.numel(), generator=g)]
+        for start in range(0, order.numel(), self.batch_size):
+            batch = make_batch(self.data, order[start : start + self.batch_size], self.augment, g)
+            first, second = batch["views"].to(self.device).chunk(2)
+            labels = self.old_index[batch["labels"].cpu()].to(self.device)
+            yield [first, second], labels, batch["index"].to(self.device)
+
+
+def reference_head(head: torch.nn.Module, num_old: int, seed: int) -> torch.nn.Module:
+    """A fresh head like ``head`` (a :class:`GCDHead`) over the ``num_old`` old classes."""
+    shape = {k: v for k, v in head.config.items() if k not in ("in_dim", "num_classes")}
+    device = next(head.parameters()).device
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed + 1)  # its own seed: the live head's draw is left unchanged
+        return GCDHead(head.config["in_dim"], num_old, **shape).to(device)
+
+
+def _loaded_reference_head(path: str, head: torch.nn.Module) -> torch.nn.Module:
+    """The reference checkpoint's head, whatever its class count (old only, or all)."""
+    state = _state_dict_from(path, "head")
+    try:
+        ref_head = GCDHead(**infer_head_config(state)).to(next(head.parameters()).device)
+    except EntangleValueError as exc:
+        raise EntangleValueError(f"{path}: its head is not a GCD head: {exc}") from exc
+    _load_into(ref_head, path, "head")
+    return ref_head
+
+
 def ensure_reference(config: TrainConfig, setup: Setup, progress=None):
-    """The frozen reference model (loaded from ``config.reference`` or trained on labeled data)."""
+    """The frozen reference model (loaded from ``config.reference`` or trained on labeled data).
+
+    Trained as the EAGC authors do (see docs/protocol.md): the backbone's trainable part and
+    a fresh head over the old classes, CE on two fresh views of the labeled samples every
+    epoch (:class:`LabeledViews`), ``config.reference_*`` settings.
+    """
     if setup.reference is not None:
         return setup.reference
     backbone, head = setup.backbone, setup.head
     if config.reference:
-        ref_b, ref_h = copy.deepcopy(backbone), copy.deepcopy(head)
+        ref_b = copy.deepcopy(backbone)
         _load_into(ref_b, config.reference, "backbone")
-        _load_into(ref_h, config.reference, "head")
+        ref_h = _loaded_reference_head(config.reference, head)
         for m in (ref_b, ref_h):
             m.eval().requires_grad_(False)
     else:
-        augment = default_augment(setup.data.input_kind) if setup.data.in_memory else None
-        loader = labeled_loader(setup.data, config.batch_size, setup.device, augment, config.seed)
+        data = setup.data
+        views = LabeledViews(
+            data,
+            config.reference_batch_size,
+            default_augment(data.input_kind),
+            seed=config.seed,
+            device=setup.device,
+        )
         ref_b, ref_h = train_reference(
             backbone,
-            head,
-            loader,
+            reference_head(head, len(data.old_classes), config.seed),
+            views,
             epochs=config.reference_epochs,
-            lr=config.lr,
+            lr=config.reference_lr,
+            weight_decay=config.reference_weight_decay,
+            temperature=config.student_temperature,
             device=setup.device,
             on_epoch=(lambda e, loss: progress("reference", e, loss)) if progress else None,
         )

@@ -1,0 +1,66 @@
+"""The reference model as the EAGC authors train it: old-class head, fresh views each epoch."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from entangle.gcd.augment import default_augment
+from entangle.gcd.setup import LabeledViews, ensure_reference, old_class_index, prepare
+from entangle.gcd.train import TrainConfig
+
+TINY = TrainConfig(
+    data="synthetic",
+    epochs=1,
+    batch_size=64,
+    pretrain_epochs=0,
+    reference_epochs=2,
+    device="cpu",
+)
+
+
+def test_labeled_views_are_fresh_every_pass_and_reproducible():
+    data = prepare(TINY).data
+    views = LabeledViews(data, 32, default_augment(data.input_kind), seed=3)
+    first, second = list(views), list(views)
+    assert len(first) == len(views) == -(-int(data.labeled.sum()) // 32)
+    ids = [torch.cat([b[2] for b in p]).sort().values for p in (first, second)]
+    want = torch.nonzero(data.labeled).flatten()
+    assert torch.equal(ids[0], want) and torch.equal(ids[1], want)  # every labeled sample
+    # the second epoch draws new views (the old code replayed one augmented list)
+    assert not torch.equal(first[0][0][0], second[0][0][0])
+    assert not torch.equal(first[0][0][0], first[0][0][1])  # two views of each sample
+    again = list(LabeledViews(data, 32, default_augment(data.input_kind), seed=3))
+    assert all(torch.equal(a[0][0], b[0][0]) for a, b in zip(first, again, strict=True))
+    # labels are the reference head's outputs: the index among the old classes
+    lut = old_class_index(data)
+    for _views, labels, idx in first:
+        assert torch.equal(labels, lut[data.labels[idx]])
+        assert int(labels.min()) >= 0 and int(labels.max()) < len(data.old_classes)
+
+
+def test_reference_head_is_over_the_old_classes_only_and_reloads(tmp_path):
+    from entangle.checkpoints import save_checkpoint
+
+    setup = prepare(TINY)
+    epochs = []
+    ref_b, ref_h = ensure_reference(TINY, setup, progress=lambda s, e, loss: epochs.append(e))
+    assert epochs == [0, 1]  # reference_epochs
+    n_old = len(setup.data.old_classes)
+    assert ref_h.num_classes == n_old < setup.data.num_classes
+    with torch.no_grad():
+        assert ref_h(ref_b(setup.data.x[:5]))[1].shape == (5, n_old)
+    trained = [
+        k
+        for k, v in ref_b.state_dict().items()
+        if not torch.equal(v, setup.backbone.state_dict()[k])
+    ]
+    assert trained and all(not p.requires_grad for m in (ref_b, ref_h) for p in m.parameters())
+    path = save_checkpoint(tmp_path / "ref.pt", ref_b, ref_h)
+    loaded_b, loaded_h = ensure_reference(
+        dataclasses.replace(TINY, reference=str(path)), prepare(TINY)
+    )
+    for a, b in ((ref_b, loaded_b), (ref_h, loaded_h)):
+        for k, v in a.state_dict().items():
+            assert torch.equal(v, b.state_dict()[k]), k
