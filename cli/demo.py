@@ -14,7 +14,10 @@ from entangle_cli.common import console, stage_progress
 
 def summary_table(summaries: dict) -> Table:
     """Accuracy, conflict, GDC and SOC of each run as a rich table."""
-    table = Table(title="GCD on digits (old 0-4, novel 5-9): baseline vs +EAGC, same start")
+    table = Table(
+        title="GCD on digits (old 0-4, novel 5-9): baselines from pretrained / reference "
+        "weights, EAGC variants from the reference"
+    )
     cols = ("run", "All", "Old", "New", "mean cos", "conflict rate")
     cols += ("GDC (first 200)", "GDC (whole run)", "ProbeSet SOC (first 200)")
     for col in cols:
@@ -40,7 +43,7 @@ def demo(
     device: Annotated[str, typer.Option(help="'auto' (CUDA when present), 'cpu', 'cuda:0'.")] = (
         "auto"
     ),
-    seed: Annotated[int, typer.Option(help="Seed for split, pretraining and both runs.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed for split, pretraining and every run.")] = 0,
     epochs: Annotated[int, typer.Option(help="GCD training epochs per run.")] = 6,
     force: Annotated[bool, typer.Option(help="Replace an earlier demo's runs in --out.")] = False,
     report: Annotated[bool, typer.Option(help="Build the HTML/PNG report.")] = True,
@@ -48,7 +51,7 @@ def demo(
         str, typer.Option(help="Conceptor aperture, a number or 'auto' (docs/calibration.md).")
     ] = "2.0",
 ) -> None:
-    """Pretrain on digits, train the reference model, run baseline and +EAGC, write the report."""
+    """Pretrain on digits, train the reference model, run both baselines and EAGC's variants."""
     from entangle.gcd.demo import run_demo
 
     with stage_progress() as progress:

@@ -50,6 +50,7 @@ class CoordinationState:
     energy: torch.Tensor | None = None
     scale: torch.Tensor | float = 1.0
     mode: str = "full"
+    mu: torch.Tensor | None = None
     fired: int = field(default=0)
     scaled: bool = False
 
@@ -230,7 +231,8 @@ class EAGC:
                 k = self._accumulation.micro_batches if self._accumulation else 1
                 c = self.aga_weight * world_size() / (k * n_labeled.clamp_min(1.0) * z.shape[1])
                 aga = c * m[:, None].to(dtype) * (z - reference.detach().to(dtype))
-        return CoordinationState(weights, aga, conceptor, energy, scale)
+        mu_now = self.mu.detach().clone()  # a device scalar: no host sync
+        return CoordinationState(weights, aga, conceptor, energy, scale, mu=mu_now)
 
     def _update_mu(self, energy: torch.Tensor, labeled: torch.Tensor) -> None:
         # a where, not energy[labeled]: a boolean-mask index is a host sync (its size)

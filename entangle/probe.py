@@ -35,7 +35,7 @@ from entangle.summaries import conflict_summary, masked_summary, to_host
 # every top-level key a step record of the probe can hold (docs/records.md)
 RECORD_KEYS = frozenset(
     {"step", "epoch", "losses", "raw", "eagc", "feature", "feature_eagc", "energy"}
-    | {"n_labeled", "nan", "probeset", "attribution", "attribution_eagc"}
+    | {"n_labeled", "nan", "probeset", "attribution", "attribution_eagc", "eagc_mu"}
 )
 
 
@@ -444,6 +444,8 @@ class Probe:
             energy = self._energy(features, labeled, novel, logits, state)
             if energy:
                 record["energy"] = energy
+            if state is not None and state.mu is not None:
+                record["eagc_mu"] = state.mu  # EEP's threshold this step (docs/records.md)
         if labeled is not None:
             record["n_labeled"] = labeled.sum()
         record = to_host(record)

@@ -31,26 +31,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from entangle.errors import EntangleError, EntangleTypeError, EntangleValueError
+from entangle.gcd.config import VARIANTS as VARIANTS
 from entangle.gcd.train import TrainConfig
 
-# each method's EAGC switches; `eep-fixed` completes the set TrainConfig.method() names
-_METHODS: dict[str, dict[str, bool]] = {
-    "baseline": {"eagc": False, "aga": True, "eep": True, "adaptive": True},
-    "aga": {"eagc": True, "aga": True, "eep": False, "adaptive": True},
-    "eep": {"eagc": True, "aga": False, "eep": True, "adaptive": True},
-    "eep-fixed": {"eagc": True, "aga": False, "eep": True, "adaptive": False},
-    "eagc": {"eagc": True, "aga": True, "eep": True, "adaptive": True},
-    "eagc-fixed": {"eagc": True, "aga": True, "eep": True, "adaptive": False},
-}
-# each variant's switches and start: the method from its own start (the baseline from the
-# pretrained weights, EAGC from the reference model), and from the other one
-VARIANTS: dict[str, dict] = {name: sw | {"start": "auto"} for name, sw in _METHODS.items()}
-VARIANTS["baseline-reference"] = _METHODS["baseline"] | {"start": "reference"}
-VARIANTS |= {
-    f"{name}-pretrained": sw | {"start": "pretrained"}
-    for name, sw in _METHODS.items()
-    if name != "baseline"
-}
 _SWITCHES = ("eagc", "aga", "eep", "adaptive", "start")
 # the runner assigns devices per worker; sweeping them would make cells depend on placement
 _NOT_SWEPT = ("device",)

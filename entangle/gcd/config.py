@@ -198,6 +198,26 @@ def _aperture_setting(value) -> float | str:
     return number
 
 
+# each method's EAGC switches; `eep-fixed` completes the set TrainConfig.method() names
+_METHODS: dict[str, dict[str, bool]] = {
+    "baseline": {"eagc": False, "aga": True, "eep": True, "adaptive": True},
+    "aga": {"eagc": True, "aga": True, "eep": False, "adaptive": True},
+    "eep": {"eagc": True, "aga": False, "eep": True, "adaptive": True},
+    "eep-fixed": {"eagc": True, "aga": False, "eep": True, "adaptive": False},
+    "eagc": {"eagc": True, "aga": True, "eep": True, "adaptive": True},
+    "eagc-fixed": {"eagc": True, "aga": True, "eep": True, "adaptive": False},
+}
+# every name TrainConfig.variant() gives -> the settings that make it: each method from its
+# own start (the baseline from the pretrained weights, EAGC from the reference model), and
+# from the other start (`baseline-reference`, `eagc-pretrained`, ...)
+VARIANTS: dict[str, dict] = {name: sw | {"start": "auto"} for name, sw in _METHODS.items()}
+VARIANTS["baseline-reference"] = _METHODS["baseline"] | {"start": "reference"}
+VARIANTS |= {
+    f"{name}-pretrained": sw | {"start": "pretrained"}
+    for name, sw in _METHODS.items()
+    if name != "baseline"
+}
+
 # settings that say where a run executes, not what it computes: a run may resume elsewhere
 PLACEMENT_FIELDS = ("device",)
 # what to do when training diverges: a stopped run may resume with another policy

@@ -38,6 +38,7 @@ def run_details(run: RunData) -> dict:
         "group": run.group,
         "device": str(meta.get("device") or "-"),
         "seed": str(meta.get("seed") if meta.get("seed") is not None else "-"),
+        "start": run_start(run),
         "start_time": str(meta.get("start_time") or "-"),
         "git_sha": str(meta.get("git_sha") or "-"),
         "versions": [(str(k), str(v)) for k, v in versions.items()],
@@ -45,6 +46,23 @@ def run_details(run: RunData) -> dict:
         "nan_reasons": list(nan_reasons(run.steps).items()),
         "acc_protocol": accuracy_protocol(run.epochs),
     }
+
+
+START_LABELS = {
+    "pretrained": "pretrained",
+    "reference": "reference model (warm start)",
+}
+
+
+def run_start(run: RunData) -> str:
+    """The weights a run's backbone started from (run.json ``start``), as the report says it."""
+    start = run.config.get("start")
+    return START_LABELS.get(start, str(start)) if start else "-"
+
+
+def start_row(runs: list[RunData]) -> dict:
+    """The summary table's first row: where each run started (``-`` when not recorded)."""
+    return {"label": "Initial backbone weights", "cells": [run_start(r) for r in runs]}
 
 
 def summary_rows(summaries: list[dict], has_eagc: bool) -> list[dict]:
@@ -222,7 +240,7 @@ def render_html(runs, *, sections, summaries, energies, overlaps, verdict=None) 
             generated=now_text(),
             runs=[run_details(r) for r in runs],
             banners=banners,
-            summary_rows=summary_rows(summaries, has_eagc),
+            summary_rows=[start_row(runs)] + summary_rows(summaries, has_eagc),
             sections=page,
             verdict=_verdict_context(verdict),
         )

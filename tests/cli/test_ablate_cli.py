@@ -61,8 +61,18 @@ def test_dry_run_prints_the_cells_and_trains_nothing(tmp_path):
 def test_example_grid_is_shipped_and_valid():
     spec = load_grid(example_path())
     variants = {c.config.variant() for c in spec.cells()}
-    assert variants == {"baseline", "aga", "eep", "eagc", "eagc-fixed"}
-    assert {c.config.seed for c in spec.cells()} == {0, 1, 2}
+    assert variants == {"baseline", "baseline-reference", "aga", "eep", "eagc", "eagc-fixed"}
+    starts = {c.config.variant(): c.config.start_weights() for c in spec.cells()}
+    assert starts["baseline"] == "pretrained"
+    assert all(starts[v] == "reference" for v in variants - {"baseline"})
+    for variant in variants:  # at least five seeds of every variant
+        assert {c.config.seed for c in spec.cells() if c.config.variant() == variant} >= {
+            0,
+            1,
+            2,
+            3,
+            4,
+        }
     result = CliRunner().invoke(app, ["ablate", "--example", "--dry-run"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     assert f"{len(spec.cells())} cells" in result.output

@@ -248,3 +248,34 @@ def test_optimiser_is_simgcds_and_steps_its_schedule_per_epoch(setup, tmp_path):
     want = eta_min + (TINY.lr - eta_min) * (1 + math.cos(math.pi * TINY.epochs / TINY.epochs)) / 2
     assert decayed["lr"] == pytest.approx(want)
     assert RunReader(tmp_path / "r").config["loss"]["infonce_temperature"] == 1.0
+
+
+def test_eagc_starts_from_the_reference_model_so_step_0_has_no_aga_pull(setup, tmp_path):
+    # AGA alone, strong: any distance between live and reference features shows in step 0
+    warm = dataclasses.replace(TINY, eagc=True, eep=False, epochs=1, aga_weight=50.0)
+    cold = dataclasses.replace(warm, start="pretrained")
+    train(warm, tmp_path / "warm", setup)
+    train(cold, tmp_path / "cold", setup)
+    w, c = RunReader(tmp_path / "warm"), RunReader(tmp_path / "cold")
+    assert (w.config["start"], c.config["start"]) == ("reference", "pretrained")
+    assert (w.config["variant"], c.config["variant"]) == ("aga", "aga-pretrained")
+    w0, c0 = w.steps[0], c.steps[0]
+    # the authors' warm start: z == z_ref at step 0, so the corrected gradient is the raw one
+    assert w0["eagc"]["last_block"]["cos"] == pytest.approx(w0["raw"]["last_block"]["cos"])
+    assert w0["eagc"]["last_block"]["gdc"] == pytest.approx(w0["raw"]["last_block"]["gdc"])
+    # from the pretrained weights the same pull is far from zero
+    assert abs(c0["eagc"]["last_block"]["cos"] - c0["raw"]["last_block"]["cos"]) > 1e-2
+
+
+def test_every_eagc_step_records_mu_and_it_follows_the_labeled_energy(setup, tmp_path):
+    cfg = dataclasses.replace(TINY, eagc=True, epochs=1)
+    train(cfg, tmp_path / "e", setup)
+    steps = RunReader(tmp_path / "e").steps
+    mus = [s["eagc_mu"] for s in steps]
+    assert len(mus) == len(steps) and all(0 < m <= 1 for m in mus)
+    # mu's EMA (momentum 0.95) moves towards each step's labeled energy, before the weights
+    for prev, step in zip(steps, steps[1:], strict=False):
+        labeled = step["energy"]["ratio"]["labeled"]["mean"]
+        want = cfg.momentum_mu * prev["eagc_mu"] + (1 - cfg.momentum_mu) * labeled
+        assert step["eagc_mu"] == pytest.approx(want, rel=1e-6)
+    assert "eagc_mu" not in RunReader(tmp_path / "e").steps[0]["energy"]

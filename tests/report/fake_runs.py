@@ -113,6 +113,7 @@ def make_run(
         "data": "synthetic-blobs",
         "eagc": eagc,
         "aperture": 2.0,
+        "start": "reference" if eagc else "pretrained",
         "class_names": CLASS_NAMES if class_names is None else class_names,
         "lr": 0.01,
     }

@@ -76,6 +76,16 @@ def test_summary_table_and_delta_table_hold_the_runs_numbers(built_report):
     )
 
 
+def test_summary_and_run_details_say_where_each_run_started(built_report):
+    page = built_report.read_text(encoding="utf-8")
+    assert re.search(
+        r"Initial backbone weights</th><td class=\"num\">pretrained</td>"
+        r"<td class=\"num\">reference model \(warm start\)</td>",
+        page,
+    )
+    assert page.count("<tr><th>Initial backbone weights</th><td>") == 2  # run details
+
+
 def test_report_marks_subsampled_tsne(built_report):
     page = built_report.read_text(encoding="utf-8")
     assert "150 of 180" in page
