@@ -284,7 +284,7 @@ class Attributor:
         safe = torch.where(denom > 0, denom, 1.0)
         r = row_products(jac.jvp(g_s), feat_u)
         s = row_products(jac.jvp(g_u), feat_s)
-        nan = torch.tensor(float("nan"), dtype=torch.float64, device=r.device)
+        nan = float("nan")  # a Python scalar: no host-to-device copy
         r_share = torch.where(denom > 0, r / safe, nan)
         s_share = torch.where(denom > 0, s / safe, nan)
         su = su.to(r.device)

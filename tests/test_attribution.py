@@ -225,3 +225,42 @@ def test_fused_attention_gets_a_clear_error_and_the_math_context_works(monkeypat
     z = backbone(x)
     with pytest.raises(EntangleRuntimeError, match="attribution_forward"):
         jac_probe.attributor.prepare(z, 0)
+
+
+def test_an_attributed_probed_step_blocks_only_for_its_one_transfer(monkeypatch):
+    """The host-sync budget (see tests/test_syncaudit.py) holds with attribution and EAGC."""
+    import entangle.probe as probe_module
+    from entangle.gcd.backbones import ResidualMLP
+    from entangle.gcd.heads import GCDHead
+    from entangle.gcd.losses import LossConfig, gcd_losses
+    from entangle.syncaudit import BlockingOps
+
+    torch.manual_seed(0)
+    backbone, reference = ResidualMLP(16, 16, 2), ResidualMLP(16, 16, 2)
+    head = GCDHead(16, 6, hidden_dim=16, proj_dim=8)
+    views = torch.randn(32, 16)
+    labeled1 = torch.arange(16) % 2 == 0
+    labels = torch.arange(16) % 6
+    labeled, novel = labeled1.repeat(2), ((labels >= 4) & ~labeled1).repeat(2)
+    eagc = EAGC.fit(reference, [views[labeled]], aperture=2.0)
+    probe = Probe({"last_block": last_block(backbone)}, eagc=eagc, attribution=True)
+
+    def run():
+        with probe.attribution_forward():
+            z = eagc.coordinate(backbone(views), labeled, reference(views).detach())
+        proj, logits = head(z)
+        sup, unsup, _ = gcd_losses(proj, logits, labels, labeled1, epoch=0, config=LossConfig())
+        return probe.backward(
+            sup, unsup, features=z, labeled=labeled, novel=novel, logits=logits,
+            targets=labels.repeat(2), index=torch.arange(16).repeat(2),
+        )  # fmt: skip
+
+    run()  # first use: constants on the device, the graph check
+    transfers = []
+    real = probe_module.to_host
+    monkeypatch.setattr(probe_module, "to_host", lambda t: transfers.append(1) or real(t))
+    with BlockingOps() as ops:
+        record = run()
+    assert "attribution_eagc" in record
+    assert dict(ops.counts) == {}
+    assert len(transfers) == 1
