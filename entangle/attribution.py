@@ -235,12 +235,17 @@ class Attributor:
         params: its parameters (each must reach the features).
         every: attribute one probed step in ``every``.
         top: most conflicting rows kept per step.
+        sup_side: also split over the rows' supervised side (s_j); one more product per
+            step, so off by default.
     """
 
-    def __init__(self, group: str, params: list, *, every: int = 1, top: int = 8) -> None:
+    def __init__(
+        self, group: str, params: list, *, every: int = 1, top: int = 8, sup_side: bool = False
+    ) -> None:
         if int(every) < 1:
             raise EntangleValueError(f"attribution every must be >= 1, got {every}")
         self.group, self.params, self.every, self.top = group, list(params), int(every), top
+        self.sup_side = bool(sup_side)
         self._checked = False
 
     def is_due(self, probed: int) -> bool:
@@ -277,22 +282,20 @@ class Attributor:
         Returns:
             dict of device tensors: ``closure`` (sum_i r_i / <g_S, g_U>, 1 up to rounding
             when the decomposition holds), ``unsup_rows`` (r_i shares aggregated) and
-            ``sup_rows`` (s_j shares by row group).
+            ``sup_rows`` (s_j shares by row group; with ``sup_side`` only).
         """
         ss, uu, su = _dot(g_s, g_s), _dot(g_u, g_u), _dot(g_s, g_u)
         denom = (ss * uu).sqrt().to(feat_u.device)
         safe = torch.where(denom > 0, denom, 1.0)
         r = row_products(jac.jvp(g_s), feat_u)
-        s = row_products(jac.jvp(g_u), feat_s)
         nan = float("nan")  # a Python scalar: no host-to-device copy
         r_share = torch.where(denom > 0, r / safe, nan)
-        s_share = torch.where(denom > 0, s / safe, nan)
         su = su.to(r.device)
         closure = torch.where(su != 0, r.sum() / torch.where(su != 0, su, 1.0), nan)
-        labeled, novel = rows.get("labeled"), rows.get("novel")
-        sup = attribution_summary(s_share, labeled=labeled, novel=novel, top=0)
-        return {
-            "closure": closure,
-            "unsup_rows": attribution_summary(r_share, top=self.top, **rows),
-            "sup_rows": sup,
-        }
+        out = {"closure": closure, "unsup_rows": attribution_summary(r_share, top=self.top, **rows)}
+        if self.sup_side:
+            s = row_products(jac.jvp(g_u), feat_s)
+            s_share = torch.where(denom > 0, s / safe, nan)
+            labeled, novel = rows.get("labeled"), rows.get("novel")
+            out["sup_rows"] = attribution_summary(s_share, labeled=labeled, novel=novel, top=0)
+        return out

@@ -78,6 +78,7 @@ class Probe:
         attribution: exact per-row shares of cos(g_S, g_U) on one group (see
             docs/attribution.md): True on every probed step, an int N on every N-th.
         attribution_group: the attributed group's name (default: the first group).
+        attribution_sup_side: also split the product over the rows' supervised side.
         tensorboard: a ``torch.utils.tensorboard.SummaryWriter`` or a log directory: every
             probed scalar and evaluation record is also written there under stable tags
             (docs/records.md, "TensorBoard tags"); needs the ``[tb]`` extra.
@@ -102,6 +103,7 @@ class Probe:
         distributed: bool | None = None,
         attribution: bool | int = False,
         attribution_group: str | None = None,
+        attribution_sup_side: bool = False,
         tensorboard=None,
         histogram_every: int = 10,
     ) -> None:
@@ -124,7 +126,9 @@ class Probe:
             )
         self.logit_temperature = float(logit_temperature)
         self.distributed = world_size() > 1 if distributed is None else distributed
-        self.attributor = _attributor(self.groups, attribution, attribution_group)
+        self.attributor = _attributor(
+            self.groups, attribution, attribution_group, attribution_sup_side
+        )
         self.calls = 0
         self.epoch: int | None = None
         self.records: list[dict] = []
@@ -633,7 +637,7 @@ def _row_groups(labeled, novel) -> dict:
     return groups
 
 
-def _attributor(groups: dict, attribution, group: str | None) -> Attributor | None:
+def _attributor(groups: dict, attribution, group: str | None, sup_side: bool):
     if attribution is False or attribution is None or attribution == 0:
         return None
     every = 1 if attribution is True else int(attribution)
@@ -642,7 +646,7 @@ def _attributor(groups: dict, attribution, group: str | None) -> Attributor | No
         raise EntangleValueError(
             f"attribution_group {name!r} is not a probed group; choose one of {sorted(groups)}"
         )
-    return Attributor(name, groups[name], every=every)
+    return Attributor(name, groups[name], every=every, sup_side=sup_side)
 
 
 def _attribution_rows(rows: dict, labeled, novel, logits) -> dict:

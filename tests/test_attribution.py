@@ -47,6 +47,7 @@ def test_shares_sum_to_cosine(group):
         {"last": last_block(backbone), "backbone": backbone},
         attribution=True,
         attribution_group=group,
+        attribution_sup_side=True,
     )
     record = _step(probe, backbone, head, x, y, labeled, novel)
     att = record["attribution"]
@@ -55,6 +56,8 @@ def test_shares_sum_to_cosine(group):
     assert att["unsup_rows"]["sum"] == pytest.approx(cos, rel=1e-6)
     assert att["sup_rows"]["sum"] == pytest.approx(cos, rel=1e-6)
     groups = att["unsup_rows"]["group"]
+    sup_groups = att["sup_rows"]["group"]
+    assert sup_groups["labeled"] + sup_groups["unlabeled"] == pytest.approx(cos, rel=1e-6)
     assert groups["labeled"] + groups["unlabeled"] == pytest.approx(cos, rel=1e-6)
     assert groups["unlabeled_old"] + groups["unlabeled_new"] == pytest.approx(groups["unlabeled"])
     # class vector sums the unlabeled rows by their true class
@@ -190,6 +193,7 @@ def test_every_n_probed_steps_and_training_gradient_untouched():
     second = _step(probe, backbone, head, x, y, labeled, novel)
     third = _step(probe, backbone, head, x, y, labeled, novel)
     assert "attribution" not in second and "attribution" in third
+    assert "sup_rows" not in third["attribution"]  # the supervised side is opt-in
 
 
 def test_unknown_group_is_refused():
