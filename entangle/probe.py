@@ -36,7 +36,10 @@ from entangle.summaries import conflict_summary, masked_summary, to_host
 RECORD_KEYS = frozenset(
     {"step", "epoch", "losses", "raw", "eagc", "feature", "feature_eagc", "energy"}
     | {"n_labeled", "nan", "probeset", "attribution", "attribution_eagc", "eagc_mu"}
+    | {"rank_local"}
 )
+# entries computed from this rank's rows alone under DDP (named in the record's rank_local)
+RANK_LOCAL_KEYS = ("losses", "feature", "feature_eagc", "energy", "n_labeled")
 
 
 @contextmanager
@@ -454,6 +457,14 @@ class Probe:
             record["n_labeled"] = labeled.sum()
         record = to_host(record)
         record["nan"] = _nan_reasons(record)
+        if self.distributed and world_size() > 1:
+            # gradient metrics are of the all-reduced (global) gradients; these entries are
+            # of this rank's rows only, and the record says so (docs/records.md)
+            record["rank_local"] = {
+                "rank": torch.distributed.get_rank(),
+                "world_size": world_size(),
+                "keys": [k for k in RANK_LOCAL_KEYS if k in record],
+            }
         return record
 
     def _training_backward(self, total_loss, scaler, params, features):

@@ -93,6 +93,20 @@ def test_probe_raw_metrics_are_global_and_equal_on_every_rank(ddp):
         assert rec0["losses"] != rec1["losses"]
 
 
+def test_rank_local_entries_are_named_so(ddp):
+    ranks, run_dir = ddp
+    for rank, r in enumerate(ranks):
+        for rec in r["probe"]["records"]:
+            local = rec["rank_local"]
+            assert local["rank"] == rank and local["world_size"] == scenario.WORLD
+            assert {"feature", "energy", "losses"} <= set(local["keys"])
+            assert "raw" not in local["keys"]  # the gradient metrics are global
+    # the per-row entries really are of each rank's own rows: they differ between ranks
+    rec0, rec1 = (r["probe"]["records"][0] for r in ranks)
+    assert rec0["feature"] != rec1["feature"]
+    assert all("rank_local" in s for s in RunReader(run_dir).steps)
+
+
 def test_only_rank_zero_writes_the_run(ddp):
     ranks, run_dir = ddp
     assert [r["probe"]["has_run"] for r in ranks] == [True, False]

@@ -174,6 +174,16 @@ def render_html(runs, *, sections, summaries, energies, overlaps, verdict=None) 
     energy_notes = [
         f"{r.name}: {run_conceptor_note(r.meta)}" for r in runs if run_conceptor_note(r.meta)
     ]
+    for r in runs:
+        local = next(
+            (s["rank_local"] for s in r.steps if isinstance(s.get("rank_local"), dict)), None
+        )
+        if local:
+            energy_notes.append(
+                f"{r.name}: trained with DDP over {local.get('world_size')} processes; the "
+                "feature-level and energy entries are of rank "
+                f"{local.get('rank')}'s rows only (gradient metrics are global)"
+            )
     energy_notes += [
         f"{name}, epoch {e.epoch}: {e.note}" for name, es in energies.items() for e in es if e.note
     ]
