@@ -118,6 +118,13 @@ def analyze_command(
         str | None, typer.Option(help="Known classes: a count, a comma list, or a file.")
     ] = None,
     labeled_fraction: Annotated[float, typer.Option(help="Labeled share of old classes.")] = 0.5,
+    labeled_split: Annotated[
+        Path | None,
+        typer.Option(
+            help="File of your own labeled samples, one index or file name per line "
+            "(replaces the random split with --labeled-fraction)."
+        ),
+    ] = None,
     reference: Annotated[
         str | None,
         typer.Option(help="Reference checkpoint: EAGC with AGA and its conceptor (else EEP only)."),
@@ -177,6 +184,7 @@ def analyze_command(
         data=data,
         old_classes=old_classes,
         labeled_fraction=labeled_fraction,
+        labeled_split=None if labeled_split is None else str(labeled_split),
         reference=reference,
         grad_batches=grad_batches,
         batch_size=batch_size,

@@ -335,3 +335,43 @@ def test_knn_overlap_uses_the_same_rows_in_feature_space_and_in_the_map():
     coords = torch.from_numpy(np.asarray(arrays["tsne"], dtype=np.float32))[~labeled[kept]]
     want_map = knn_overlap(coords, novel[rows], k=KNN_K, metric="euclidean")
     assert record["knn_overlap_tsne"] == pytest.approx(want_map)
+
+
+def test_the_users_own_labeled_split_replaces_the_random_one(tmp_path):
+    base = load_inputs("digits")
+    old_rows = torch.nonzero(~base.novel).flatten()
+    chosen = old_rows[::7][:40]
+    split = tmp_path / "labeled.txt"
+    split.write_text("# my labeled samples\n" + "\n".join(str(int(i)) for i in chosen) + "\n")
+    data = load_inputs("digits", labeled_split=split)
+    # before: only entangle's own random split (--labeled-fraction) could be analysed
+    assert torch.equal(torch.nonzero(data.labeled).flatten(), chosen.sort().values)
+    assert torch.equal(data.novel, base.novel) and torch.equal(data.labels, base.labels)
+
+
+def test_labeled_split_by_file_name_and_its_errors(tmp_path):
+    from PIL import Image
+
+    root = tmp_path / "images"
+    for c in ("cat", "dog", "eel", "fox"):
+        (root / c).mkdir(parents=True)
+        for i in range(3):
+            Image.new("RGB", (8, 8), (i * 40, 10, 10)).save(root / c / f"{c}{i}.png")
+    split = tmp_path / "split.txt"
+    split.write_text("cat0.png\ncat/cat2.png\ndog1.png\n")
+    data = load_inputs(f"imagefolder:{root}", labeled_split=split)
+    names = [p.name for p in data.x.paths]
+    assert sorted(names[i] for i in torch.nonzero(data.labeled).flatten()) == [
+        "cat0.png",
+        "cat2.png",
+        "dog1.png",
+    ]
+    split.write_text("cat0.png\nwolf.png\n")
+    with pytest.raises(EntangleValueError, match="'wolf.png' names no sample"):
+        load_inputs(f"imagefolder:{root}", labeled_split=split)
+    split.write_text("eel0.png\n")  # eel is a novel class (the second half)
+    with pytest.raises(EntangleValueError, match="its class is novel"):
+        load_inputs(f"imagefolder:{root}", labeled_split=split)
+    split.write_text("99\n")
+    with pytest.raises(EntangleValueError, match="outside the data's 12 samples"):
+        load_inputs(f"imagefolder:{root}", labeled_split=split)

@@ -63,6 +63,7 @@ def load_inputs(
     labeled_fraction: float = 0.5,
     seed: int = 0,
     max_samples: int | None = None,
+    labeled_split: str | Path | None = None,
 ) -> GCDData | FeatureData:
     """Load ``spec`` (a recipe source or ``features:FILE.npz``), optionally subsampled.
 
@@ -72,6 +73,10 @@ def load_inputs(
             (for ``features:`` only ``old_classes`` is read, when the file has no ``novel``).
         max_samples: keep at most this many samples, chosen at random with ``seed`` (the split
             is made on the whole set first, so the labeled share is unchanged in expectation).
+        labeled_split: a text file naming the user's own labeled samples, one per line
+            (``#`` comments allowed): a sample index into the source's order, or a sample
+            name (for ``imagefolder:`` the file name or its path relative to the folder). It
+            replaces entangle's random labeled split; old / novel classes are unchanged.
 
     Raises:
         EntangleValueError: unknown source, unreadable or inconsistent feature file, too few
@@ -86,6 +91,8 @@ def load_inputs(
         data = load_source(
             spec, old_classes=old_classes, labeled_fraction=labeled_fraction, seed=seed
         )
+    if labeled_split is not None:
+        data = with_labeled_split(data, labeled_split)
     if max_samples is not None and len(data) > max_samples:
         g = torch.Generator().manual_seed(int(seed) + 11)
         keep = torch.randperm(len(data), generator=g)[:max_samples].sort().values
@@ -97,6 +104,71 @@ def load_inputs(
             "change --labeled-fraction"
         )
     return data
+
+
+def sample_names(data: GCDData | FeatureData, root: Path | None = None) -> list[list[str]] | None:
+    """Names each sample can be given by in a labeled-split file (None: indices only)."""
+    paths = getattr(getattr(data, "x", None), "paths", None)
+    if paths is None:
+        return None
+    out = []
+    for p in paths:
+        p = Path(p)
+        names = [p.name, str(p)]
+        if len(p.parts) >= 2:
+            names.append(str(Path(*p.parts[-2:])))  # class/file.jpg
+        out.append(names)
+    return out
+
+
+def with_labeled_split(data: GCDData | FeatureData, path: str | Path) -> GCDData | FeatureData:
+    """``data`` with the labeled samples named in the file ``path`` (see :func:`load_inputs`).
+
+    Raises:
+        EntangleValueError: unreadable file, an entry that names no sample, a labeled sample
+            of a novel class, or no labeled sample at all.
+    """
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise EntangleValueError(f"--labeled-split {path}: cannot read it ({exc})") from exc
+    entries = [ln.strip() for ln in lines if ln.strip() and not ln.strip().startswith("#")]
+    if not entries:
+        raise EntangleValueError(
+            f"--labeled-split {path}: no entries; write one labeled sample index or name per line"
+        )
+    n = len(data)
+    lookup: dict[str, int] = {}
+    for i, names in enumerate(sample_names(data) or []):
+        for name in names:
+            lookup.setdefault(name, i)
+    labeled = torch.zeros(n, dtype=torch.bool)
+    for entry in entries:
+        if entry.lstrip("-").isdigit():
+            i = int(entry)
+            if not 0 <= i < n:
+                raise EntangleValueError(
+                    f"--labeled-split {path}: index {i} is outside the data's {n} samples "
+                    "(indices count from 0 in the source's order)"
+                )
+        elif entry in lookup:
+            i = lookup[entry]
+        else:
+            hint = "file names or class/file paths" if lookup else "sample indices"
+            raise EntangleValueError(
+                f"--labeled-split {path}: {entry!r} names no sample of this data; use {hint}"
+            )
+        labeled[i] = True
+    bad = torch.nonzero(labeled & data.novel).flatten()
+    if bad.numel():
+        i = int(bad[0])
+        raise EntangleValueError(
+            f"--labeled-split {path}: sample {i} (class {data.class_names[int(data.labels[i])]!r})"
+            f" is labeled but its class is novel; label only old-class samples or add the class "
+            "to --old-classes"
+        )
+    return replace(data, labeled=labeled)
 
 
 def subset(data: GCDData | FeatureData, rows: torch.Tensor) -> GCDData | FeatureData:

@@ -44,6 +44,8 @@ class AnalyzeConfig:
     data: str = "digits"
     old_classes: str | None = None
     labeled_fraction: float = 0.5
+    # a file of the user's own labeled samples (indices or names), instead of a random split
+    labeled_split: str | None = None
     reference: str | None = None
     grad_batches: int = 4
     batch_size: int = 64
@@ -172,6 +174,7 @@ def analyze(
             labeled_fraction=config.labeled_fraction,
             seed=config.seed,
             max_samples=config.max_samples,
+            labeled_split=config.labeled_split,
         )
     if not checkpoints and not isinstance(data, FeatureData):
         raise EntangleValueError(

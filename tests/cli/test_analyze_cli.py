@@ -11,6 +11,7 @@ import torch
 from typer.testing import CliRunner
 
 from entangle.checkpoints import CheckpointError, save_checkpoint
+from entangle.errors import EntangleValueError
 from entangle.gcd.backbones import ResidualMLP
 from entangle.gcd.heads import GCDHead
 from entangle_cli.app import app
@@ -106,3 +107,22 @@ def test_accuracy_option_names_the_protocol_and_adds_rows(ckpt, tmp_path):
     assert "(v2)" not in result.output  # only the protocols asked for
     bad = CliRunner().invoke(app, [*args, "--accuracy", "v7"])
     assert bad.exit_code != 0
+
+
+def test_labeled_split_file_reaches_the_run_and_a_bad_one_exits_2(ckpt, tmp_path):
+    from entangle.analysis import load_inputs
+
+    old = torch.nonzero(~load_inputs("digits").novel).flatten()[::4]
+    split = tmp_path / "labeled.txt"
+    split.write_text("\n".join(str(int(i)) for i in old) + "\n")
+    args = ["analyze", str(ckpt), "--out", str(tmp_path / "o"), *FAST, "--no-report"]
+    args += ["--no-tsne", "--no-kmeans", "--no-grad", "--labeled-split", str(split)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    meta = json.loads((tmp_path / "o" / "model" / "run.json").read_text())
+    assert meta["config"]["labeled_split"] == str(split)
+    split.write_text("not-a-sample\n")
+    bad = CliRunner().invoke(app, [*args[:3], str(tmp_path / "o2"), *args[4:]])
+    # an EntangleError: the console script prints its one line and exits 2 (cli/app.py)
+    assert isinstance(bad.exception, EntangleValueError)
+    assert "'not-a-sample' names no sample" in str(bad.exception)
