@@ -294,6 +294,8 @@ def analyze_one(
         _check_model_takes_data(loaded, data, source, grad=config.grad and head is not None)
     loss = config.loss_config()
     epoch = teacher_epoch(loss, _epoch(loaded))
+    if loaded is not None and config.grad:
+        notes += _objective_notes(loaded.meta.get("loss"), loss, epoch)
     run_config = dataclasses.asdict(config) | {
         # the objective the gradients are of, with the teacher temperature at this checkpoint
         "loss": dataclasses.asdict(loss),
@@ -435,6 +437,39 @@ def _head_logits(head: torch.nn.Module, z: torch.Tensor, source: str) -> torch.T
 def _epoch(loaded: LoadedCheckpoint | None) -> float | None:
     epoch = None if loaded is None else loaded.meta.get("epoch")
     return float(epoch) if isinstance(epoch, int | float) and not isinstance(epoch, bool) else None
+
+
+def _objective_notes(trained, used: LossConfig, epoch: float) -> list[str]:
+    """A note when the checkpoint records another objective than the gradients use.
+
+    The warm-up settings are compared through their effect, the teacher temperature at the
+    checkpoint's epoch.
+    """
+    if not isinstance(trained, dict):
+        return []
+    names = [f.name for f in dataclasses.fields(LossConfig)]
+    try:
+        trained_loss = LossConfig(**{k: trained[k] for k in names if k in trained})
+    except (TypeError, EntangleValueError):
+        return []
+    schedule = ("warmup_teacher_temperature", "teacher_temperature", "warmup_teacher_epochs")
+    differ = [
+        f"{k} {getattr(trained_loss, k)} (gradients use {getattr(used, k)})"
+        for k in names
+        if k not in schedule and getattr(trained_loss, k) != getattr(used, k)
+    ]
+    t_trained = teacher_temperature_at(epoch, trained_loss)
+    t_used = teacher_temperature_at(epoch, used)
+    if abs(t_trained - t_used) > 1e-12:
+        differ.append(f"teacher temperature {t_trained:.4g} (gradients use {t_used:.4g})")
+    if not differ:
+        return []
+    return [
+        "the checkpoint was trained with another objective: "
+        + ", ".join(differ)
+        + "; pass its settings (--sup-weight, --*-temperature, --warmup-teacher-epochs, ...) "
+        "for its own gradients"
+    ]
 
 
 def _plain(meta: dict) -> dict:

@@ -9,6 +9,7 @@ weights (the reference code compares runs from different starts, see docs/protoc
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
@@ -291,7 +292,11 @@ def _train_loop(config, setup, run, run_dir, resume, on_epoch, on_step) -> dict:
             state["eagc"] = eagc.state_dict()
         # the model alone, in entangle's checkpoint format, for `entangle analyze`
         save_model_checkpoint(
-            run.checkpoint_path("model"), backbone, head, meta={"epoch": epoch, "data": config.data}
+            run.checkpoint_path("model"),
+            backbone,
+            head,
+            # the objective too: analyze says when its gradients use another one
+            meta={"epoch": epoch, "data": config.data, "loss": dataclasses.asdict(loss_config)},
         )
         # last.pt is written last: it commits the epoch, so a run resumed after a kill
         # anywhere before it redoes the whole epoch and DONE implies final-epoch artefacts

@@ -194,6 +194,12 @@ def test_run_checkpoints_load_in_analyze(setup, tmp_path):
     # the analysed model is the trained one: its accuracy equals the run's last evaluation
     last = RunReader(tmp_path / "run").epochs[-1]
     assert only.summary["acc_all"] == pytest.approx(last["acc_all"])
+    # the run's objective is SimGCD's: no note; analysed with another one, a note says so
+    assert not any("another objective" in n for n in only.notes)
+    other = dataclasses.replace(config, infonce_temperature=0.5)
+    (noted,) = analyze([ckpt / "model.pt"], tmp_path / "analysis2", other).analyses
+    (note,) = [n for n in noted.notes if "another objective" in n]
+    assert "infonce_temperature 1.0 (gradients use 0.5)" in note
 
 
 def test_resume_with_other_settings_is_refused(setup, tmp_path):
