@@ -89,6 +89,24 @@ def objective_line(config, result) -> str:
     return f"gradients of the SimGCD objective: {settings}{teacher}"
 
 
+def formats_table() -> Table:
+    """The registered checkpoint layouts, in detection order, with whom they serve."""
+    from entangle.checkpoints import list_layouts
+
+    table = Table(title="checkpoint formats (tried in this order)")
+    for column in ("format", "codebases", "what loads"):
+        table.add_column(column, overflow="fold")
+    for layout in list_layouts():
+        table.add_row(layout.name, layout.codebases, layout.loads)
+    return table
+
+
+def _print_formats(value: bool) -> None:
+    if value:
+        console.print(formats_table())
+        raise typer.Exit()
+
+
 def _jsonable(value):
     if isinstance(value, float) and not math.isfinite(value):
         return None
@@ -157,6 +175,29 @@ def analyze_command(
             "first fills the acc_* fields."
         ),
     ] = "v2",
+    format: Annotated[
+        str | None,
+        typer.Option(
+            "--format",
+            help="Force this checkpoint layout (see --list-formats) instead of detecting it.",
+        ),
+    ] = None,
+    head: Annotated[
+        str | None,
+        typer.Option(
+            help="Separate head file (GCD / SelEx model_proj_head.pt; found beside model.pt by "
+            "default)."
+        ),
+    ] = None,
+    list_formats: Annotated[
+        bool,
+        typer.Option(
+            "--list-formats",
+            help="Print the checkpoint layouts entangle reads, with their codebases, and exit.",
+            is_eager=True,
+            callback=_print_formats,
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
     sup_weight: SupWeight = LOSS_DEFAULTS["sup_weight"],
     memax_weight: MemaxWeight = LOSS_DEFAULTS["memax_weight"],
@@ -198,6 +239,8 @@ def analyze_command(
         model=model,
         seed=seed,
         accuracy=accuracy,
+        format=format,
+        head=head,
         sup_weight=sup_weight,
         memax_weight=memax_weight,
         student_temperature=student_temperature,

@@ -165,7 +165,7 @@ def test_detect_format_names_each_layout(vit, head):
         == "selex"
     )
     assert detect_format(bb) == "vit"
-    assert detect_format({"teacher": prefixed(bb, "backbone.")}) == "vit"
+    assert detect_format({"teacher": prefixed(bb, "backbone.")}) == "dino"
 
 
 def test_detect_format_rejects_unknown_layouts():
@@ -174,7 +174,7 @@ def test_detect_format_rejects_unknown_layouts():
     with pytest.raises(CheckpointError, match="pickled whole model"):
         detect_format(nn.Linear(2, 2))
     with pytest.raises(CheckpointError, match="version 2"):
-        detect_format({"entangle_checkpoint": 2})
+        load_gcd_object({"entangle_checkpoint": 2})
 
 
 # -------------------------------------------------------------------------- round trips

@@ -66,6 +66,9 @@ class AnalyzeConfig:
     tsne_max_points: int = 5000
     # accuracy protocols (v1, v2, v2b; docs/accuracy.md); the first fills acc_all/old/new
     accuracy: tuple[str, ...] = ("v2",)
+    # checkpoint layout forced instead of detected, and a separate head file (docs/checkpoints.md)
+    format: str | None = None
+    head: str | None = None
     # the objective the gradient diagnostics differentiate (defaults: SimGCD's)
     sup_weight: float = 0.35
     memax_weight: float = 2.0
@@ -199,7 +202,11 @@ def analyze(
             continue
         if path is not None:
             loaded = load_gcd_checkpoint(
-                path, trust=config.trust_checkpoint, model_factory=config.model
+                path,
+                trust=config.trust_checkpoint,
+                model_factory=config.model,
+                format=config.format,
+                head=config.head,
             )
             if on_loaded is not None:
                 on_loaded(str(path), loaded)

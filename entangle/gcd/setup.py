@@ -65,9 +65,12 @@ def prepare(config: TrainConfig, *, progress: Callable[[str, int, float], None] 
         kwargs["in_dim"] = int(data.x.shape[1])
     if config.model.startswith("vit-"):
         kwargs["backend"] = config.vit_backend
-        if config.pretrained:
-            kwargs["pretrained"] = config.pretrained
-    backbone = build_backbone(config.model, **kwargs).to(device)
+    backbone = build_backbone(config.model, **kwargs)
+    if config.model.startswith("vit-") and config.pretrained:
+        from entangle.checkpoints import load_pretrained_vit
+
+        load_pretrained_vit(backbone, config.pretrained)
+    backbone = backbone.to(device)
     if config.model == "digits-mlp":
         if config.pretrained:
             _load_into(backbone, config.pretrained, "backbone")

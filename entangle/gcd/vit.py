@@ -30,7 +30,6 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -337,81 +336,19 @@ def infer_vit_config(
     )
 
 
-def backbone_state_from(obj) -> dict[str, torch.Tensor]:
-    """The ViT state dict inside a DINO / DINOv2 weights object, with prefixes removed.
-
-    Accepts a plain state dict or a training checkpoint holding one under ``teacher``,
-    ``model`` or ``state_dict``; strips ``module.`` and ``backbone.`` prefixes, drops the
-    pretraining ``head.*`` (DINO's projection head) and renames timm's ``reg_token`` to
-    DINOv2's ``register_tokens``.
-    """
-    if isinstance(obj, Mapping):
-        for key in ("teacher", "model", "state_dict"):
-            inner = obj.get(key)
-            if isinstance(inner, Mapping) and not isinstance(obj.get("pos_embed"), torch.Tensor):
-                obj = inner
-                break
-    if not isinstance(obj, Mapping):
-        raise EntangleValueError(
-            f"expected a state dict (a mapping of names to tensors), got {type(obj).__name__}"
-        )
-    out: dict[str, torch.Tensor] = {}
-    for key, value in obj.items():
-        for prefix in ("module.", "backbone."):
-            if key.startswith(prefix):
-                key = key[len(prefix) :]
-        if key.startswith("head.") or key == "head":
-            continue
-        out["register_tokens" if key == "reg_token" else key] = value
-    return out
-
-
-def load_vit_weights(model: nn.Module, state: Mapping[str, torch.Tensor], *, source: str):
-    """Load ``state`` into ``model`` strictly, resampling ``pos_embed`` to the model's grid.
-
-    Raises:
-        CheckpointError: listing missing / unexpected keys and shape mismatches.
-    """
-    from entangle.checkpoints import load_strict  # lazy: checkpoints imports this module
-
-    state = dict(state)
-    pos = state.get("pos_embed")
-    target = model.pos_embed.shape
-    # only a different grid is resampled; a different width is a real mismatch, reported below
-    if (
-        isinstance(pos, torch.Tensor)
-        and pos.ndim == 3
-        and pos.shape != target
-        and pos.shape[-1] == target[-1]
-    ):
-        grid = model.config.grid
-        state["pos_embed"] = resample_pos_embed(pos, (grid, grid))
-    load_strict(model, state, what="ViT backbone", source=source)
-
-
-def build_vit(
-    name: str,
-    *,
-    pretrained: str | Path | None = None,
-    img_size: int | None = None,
-    backend: str = "auto",
-    trust: bool = False,
-) -> nn.Module:
+def build_vit(name: str, *, img_size: int | None = None, backend: str = "auto") -> nn.Module:
     """Build a ViT backbone that follows the entangle backbone protocol.
 
     Args:
         name: one of :data:`VIT_CONFIGS` (``vit-tiny-test``, ``vit-s16``, ``vit-b16``,
             ``vit-s14-dinov2``, ``vit-b14-dinov2``, ``vit-b14-reg4-dinov2``).
-        pretrained: a local DINO / DINOv2 weights file, loaded with ``weights_only=True`` and
-            strictly (prefixes ``module.``/``backbone.`` stripped, a ``head.*`` dropped).
-        img_size: build for this input size; the position embedding (also a pretrained one)
-            is resampled bicubically. Inputs of other sizes still work: the embedding is
+        img_size: build for this input size (pretrained weights loaded with
+            ``entangle.checkpoints.load_pretrained_vit`` have their position embedding
+            resampled bicubically). Inputs of other sizes still work: the embedding is
             resampled on the fly.
         backend: ``"builtin"`` (this module, torch only), ``"timm"`` (timm's
             ``VisionTransformer`` wrapped to the same protocol; DINO v1 layouts only) or
             ``"auto"``, which means builtin: results must not change with what is installed.
-        trust: let ``pretrained`` run code on load (``--trust-checkpoint``); DINO's full
-            training checkpoints store an ``argparse.Namespace`` and need it.
 
     Returns:
         an ``nn.Module`` with ``embed``, ``blocks``, ``pool``, ``feature_dim``; ``forward``
@@ -435,11 +372,6 @@ def build_vit(
         model = _build_timm(name, cfg)
     else:
         model = VisionTransformer(cfg)
-    if pretrained is not None:
-        from entangle.checkpoints import safe_load
-
-        state = backbone_state_from(safe_load(pretrained, trust=trust))
-        load_vit_weights(model, state, source=str(pretrained))
     return model
 
 

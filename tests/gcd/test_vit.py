@@ -12,14 +12,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from entangle.checkpoints import CheckpointError
+from entangle.checkpoints import CheckpointError, backbone_state_from, load_pretrained_vit
 from entangle.errors import EntangleValueError
 from entangle.gcd.vit import (
     VIT_CONFIGS,
     Attention,
     VisionTransformer,
     ViTConfig,
-    backbone_state_from,
     build_vit,
     infer_vit_config,
     resample_pos_embed,
@@ -128,7 +127,7 @@ def test_pretrained_strict_round_trip(tmp_path):
     src = tiny().eval()
     path = tmp_path / "w.pth"
     torch.save(src.state_dict(), path)
-    loaded = build_vit("vit-tiny-test", pretrained=path).eval()
+    loaded = load_pretrained_vit(build_vit("vit-tiny-test"), path).eval()
     x = torch.randn(2, 3, 32, 32)
     torch.testing.assert_close(loaded(x), src(x), rtol=0, atol=0)
 
@@ -139,7 +138,7 @@ def test_pretrained_dino_training_checkpoint_layout(tmp_path):
     teacher["module.head.last_layer.weight_v"] = torch.randn(10, 8)  # DINO's own head: dropped
     path = tmp_path / "dino_full.pth"
     torch.save({"teacher": teacher, "epoch": 100}, path)
-    loaded = build_vit("vit-tiny-test", pretrained=path).eval()
+    loaded = load_pretrained_vit(build_vit("vit-tiny-test"), path).eval()
     x = torch.randn(1, 3, 32, 32)
     torch.testing.assert_close(loaded(x), src(x), rtol=0, atol=0)
 
@@ -151,8 +150,8 @@ def test_pretrained_needing_code_requires_trust(tmp_path):
     path = tmp_path / "dino_full.pth"  # DINO's full checkpoints also store the run's args
     torch.save({"teacher": src.state_dict(), "args": argparse.Namespace(arch="vit")}, path)
     with pytest.raises(CheckpointError, match="--trust-checkpoint"):
-        build_vit("vit-tiny-test", pretrained=path)
-    loaded = build_vit("vit-tiny-test", pretrained=path, trust=True).eval()
+        load_pretrained_vit(build_vit("vit-tiny-test"), path)
+    loaded = load_pretrained_vit(build_vit("vit-tiny-test"), path, trust=True).eval()
     x = torch.randn(1, 3, 32, 32)
     torch.testing.assert_close(loaded(x), src(x), rtol=0, atol=0)
 
@@ -163,7 +162,7 @@ def test_pretrained_missing_key_is_listed(tmp_path):
     sd["extra.weight"] = torch.zeros(1)
     torch.save(sd, tmp_path / "w.pth")
     with pytest.raises(CheckpointError) as info:
-        build_vit("vit-tiny-test", pretrained=tmp_path / "w.pth")
+        load_pretrained_vit(build_vit("vit-tiny-test"), tmp_path / "w.pth")
     assert "blocks.1.attn.proj.weight" in str(info.value)
     assert "extra.weight" in str(info.value)
 
@@ -173,7 +172,7 @@ def test_pretrained_wrong_architecture_lists_shape_mismatch(tmp_path):
     sd["blocks.0.mlp.fc1.weight"] = torch.zeros(128, 64)  # an MLP ratio of 2, not 4
     torch.save(sd, tmp_path / "w.pth")
     with pytest.raises(CheckpointError, match="shape mismatches") as info:
-        build_vit("vit-tiny-test", pretrained=tmp_path / "w.pth")
+        load_pretrained_vit(build_vit("vit-tiny-test"), tmp_path / "w.pth")
     assert "blocks.0.mlp.fc1.weight: file (128, 64) vs model (256, 64)" in str(info.value)
 
 
@@ -203,7 +202,7 @@ def test_resample_reproduces_a_linear_field_inside_the_grid():
 def test_other_input_size_uses_resampled_position_embedding(tmp_path):
     src = tiny().eval()
     torch.save(src.state_dict(), tmp_path / "w.pth")
-    big = build_vit("vit-tiny-test", pretrained=tmp_path / "w.pth", img_size=48).eval()
+    big = load_pretrained_vit(build_vit("vit-tiny-test", img_size=48), tmp_path / "w.pth").eval()
     assert big.pos_embed.shape == (1, 1 + 36, 64)
     x = torch.randn(2, 3, 48, 48)
     # resampled once at load time == resampled on the fly by the 32-px model

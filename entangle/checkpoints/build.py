@@ -1,23 +1,10 @@
-"""Checkpoint format detection and model rebuilding, plus the public checkpoint API.
+"""Rebuild models from a checkpoint of any registered layout and load them strictly.
 
-:func:`load_gcd_checkpoint` loads a file with :func:`safe_load`, names its layout with
-:func:`detect_format`, rebuilds the models from the tensors' shapes and loads them strictly.
-Safe loading, strict loading and the writer live in :mod:`entangle.checkpoint_io`; they are
-re-exported here, so ``from entangle.checkpoints import safe_load`` keeps working.
-
-Layouts recognised by :func:`detect_format` (``module.`` prefixes from DDP are stripped):
-
-- ``entangle``: ``{"entangle_checkpoint": 1, "backbone": sd, "head": sd | None, "meta": {}}``
-  written by :func:`save_checkpoint`;
-- ``simgcd``: ``{"model": sd}`` where ``sd`` is ``Sequential(ViT, DINOHead)``: ``0.*`` / ``1.*``;
-- ``eagc``: the EAGC code's best checkpoint: ``backbone_state_dict`` and
-  ``projector_state_dict`` = ``Sequential(MLP_Head, DINOHead)`` (``0.mlp.*``, ``1.*``),
-  ``epoch`` and ``best_{all,old,new}_acc`` (numpy float64);
-- ``selex``: the EAGC code's SelEx checkpoint: ``backbone_state_dict``,
-  ``mlp_head_state_dict`` (``MLP_Head``) and ``projector_state_dict`` (DINO's projection
-  head, 65536 prototypes); SelEx clusters with k-means and has no class head;
-- ``vit``: a plain ViT state dict (DINO / DINOv2 weights, reference models), optionally
-  inside ``teacher`` / ``model`` / ``state_dict`` with ``backbone.`` prefixes.
+:func:`load_gcd_checkpoint` loads a file with :func:`~entangle.checkpoints.safe.safe_load`,
+names its layout (:func:`~entangle.checkpoints.registry.detect_format`, or ``format=``), lets
+the layout split it into state dicts (:class:`~entangle.checkpoints.registry.Parts`), builds
+the models with the builders of :mod:`entangle.gcd` from the tensors' shapes and loads them
+strictly. See docs/checkpoints.md for the layouts.
 """
 
 from __future__ import annotations
@@ -30,17 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
-from entangle.checkpoint_io import (
-    ENTANGLE_CHECKPOINT_VERSION,
-    CheckpointError,
-    load_strict,
-    safe_load,
-    save_checkpoint,
-)
+from entangle.checkpoints.keys import str_keyed, strip, sub
+from entangle.checkpoints.registry import Parts, SplitContext, detect_format, get_layout
+from entangle.checkpoints.safe import CheckpointError, safe_load
+from entangle.checkpoints.strict import load_strict
 from entangle.errors import EntangleTypeError, EntangleValueError
 from entangle.gcd.heads import (
     DINOProjectionHead,
@@ -50,79 +33,7 @@ from entangle.gcd.heads import (
     infer_head_config,
     infer_relu_mlp_config,
 )
-from entangle.gcd.vit import VisionTransformer, ViTConfig, backbone_state_from, infer_vit_config
-
-__all__ = [
-    "ENTANGLE_CHECKPOINT_VERSION",
-    "FORMATS",
-    "CheckpointError",
-    "LoadedCheckpoint",
-    "detect_format",
-    "load_gcd_checkpoint",
-    "load_gcd_object",
-    "load_strict",
-    "safe_load",
-    "save_checkpoint",
-]
-
-FORMATS = ("entangle", "simgcd", "eagc", "selex", "vit")
-
-
-# ------------------------------------------------------------------------ state-dict keys
-
-
-def _strip(state: Mapping[str, Any], prefix: str) -> dict[str, Any]:
-    """Remove ``prefix`` from every key that has it (a DDP ``module.``, say)."""
-    n = len(prefix)
-    return {(k[n:] if k.startswith(prefix) else k): v for k, v in state.items()}
-
-
-def _sub(state: Mapping[str, Any], prefix: str) -> dict[str, Any]:
-    """The entries under ``prefix``, with it removed."""
-    n = len(prefix)
-    return {k[n:]: v for k, v in state.items() if k.startswith(prefix)}
-
-
-# ------------------------------------------------------------------------ format detection
-
-
-def _str_keyed(obj: Any) -> bool:
-    return isinstance(obj, Mapping) and bool(obj) and all(isinstance(k, str) for k in obj)
-
-
-def detect_format(obj: Any) -> str:
-    """Name the layout of a loaded checkpoint object: one of :data:`FORMATS`.
-
-    Raises:
-        CheckpointError: unknown layout (the message lists the top-level keys).
-    """
-    if not isinstance(obj, Mapping):
-        raise CheckpointError(
-            f"expected a checkpoint dict, got {type(obj).__name__}; a pickled whole model is "
-            "not supported -- save its state_dict()"
-        )
-    if "entangle_checkpoint" in obj:
-        version = obj["entangle_checkpoint"]
-        if version != ENTANGLE_CHECKPOINT_VERSION:
-            raise CheckpointError(
-                f"entangle checkpoint version {version!r} is not supported (this entangle reads "
-                f"version {ENTANGLE_CHECKPOINT_VERSION}); upgrade entangle"
-            )
-        return "entangle"
-    if "backbone_state_dict" in obj:
-        return "selex" if "mlp_head_state_dict" in obj else "eagc"
-    inner = obj.get("model") if _str_keyed(obj.get("model")) else obj
-    keys = _strip(inner, "module.") if _str_keyed(inner) else {}
-    if "0.cls_token" in keys and any(k.startswith("1.") for k in keys):
-        return "simgcd"
-    if _str_keyed(obj) and "cls_token" in backbone_state_from(obj):
-        return "vit"
-    shown = ", ".join(sorted(map(str, obj))[:12])
-    raise CheckpointError(
-        f"unrecognised checkpoint layout (top-level keys: {shown}); entangle reads "
-        f"{', '.join(FORMATS)} layouts. For anything else pass --model package.module:factory"
-    )
-
+from entangle.gcd.vit import VisionTransformer, ViTConfig, infer_vit_config
 
 # ---------------------------------------------------------------------------------- loading
 
@@ -132,7 +43,8 @@ class LoadedCheckpoint:
     """Models rebuilt from a checkpoint, weights loaded strictly, in eval mode on the CPU.
 
     Attributes:
-        format: the detected layout (:data:`FORMATS`, or ``"custom"`` with a factory).
+        format: the layout's name (``entangle analyze --list-formats``; ``"custom"`` with a
+            factory).
         backbone: images ``[n, 3, H, W]`` to features ``z [n, D]``.
         head: features to ``(proj, logits [n, K])``; ``None`` when the file has no class head.
         meta: the file's metadata (epoch, best accuracies as floats, entangle meta).
@@ -148,82 +60,6 @@ class LoadedCheckpoint:
     num_classes: int | None
     notes: list[str] = field(default_factory=list)
     extras: dict[str, nn.Module] = field(default_factory=dict)
-
-
-@dataclass
-class _Parts:
-    backbone: dict
-    head: dict | None
-    meta: dict
-    extras: dict[str, dict] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-
-
-def _plain_meta(obj: Mapping, keys: tuple[str, ...]) -> dict:
-    meta = {}
-    for key in keys:
-        value = obj.get(key)
-        if isinstance(value, np.generic) or (
-            isinstance(value, torch.Tensor) and value.numel() == 1
-        ):
-            value = value.item()  # numpy float64 accuracies become plain floats
-        if isinstance(value, (int, float, str)):
-            meta[key] = value
-    return meta
-
-
-def _split(obj: Mapping, fmt: str) -> _Parts:
-    """Backbone / head / extra state dicts of a checkpoint in layout ``fmt``."""
-    notes = []
-
-    def unwrap(sd: Any, name: str) -> dict:
-        if not _str_keyed(sd):
-            raise CheckpointError(f"{fmt} checkpoint: {name} is not a state dict")
-        if any(k.startswith("module.") for k in sd):
-            notes.append(f"{name}: stripped the 'module.' prefix (distributed training)")
-        return _strip(sd, "module.")
-
-    acc_keys = ("epoch", "best_all_acc", "best_old_acc", "best_new_acc")
-    if fmt == "entangle":
-        head = obj.get("head")
-        meta = dict(obj.get("meta") or {})
-        return _Parts(
-            unwrap(obj.get("backbone"), "backbone"),
-            None if head is None else unwrap(head, "head"),
-            meta,
-            notes=notes,
-        )
-    if fmt == "simgcd":
-        sd = unwrap(obj["model"] if "model" in obj else obj, "model")
-        other = sorted({k.split(".")[0] for k in sd} - {"0", "1"})
-        if other:
-            raise CheckpointError(
-                f"simgcd checkpoint has entries outside 0.* (ViT) and 1.* (DINOHead): {other}"
-            )
-        return _Parts(_sub(sd, "0."), _sub(sd, "1."), _plain_meta(obj, ("epoch",)), notes=notes)
-    if fmt in ("eagc", "selex"):
-        parts = _Parts(
-            unwrap(obj["backbone_state_dict"], "backbone_state_dict"),
-            None,
-            _plain_meta(obj, acc_keys),
-            notes=notes,
-        )
-        proj = obj.get("projector_state_dict")
-        if fmt == "eagc":
-            if proj is None:
-                notes.append("no projector_state_dict: the file has no class head")
-            else:
-                parts.head = unwrap(proj, "projector_state_dict")
-        else:
-            parts.extras["mlp_head"] = unwrap(obj["mlp_head_state_dict"], "mlp_head_state_dict")
-            if proj is not None:
-                parts.extras["projector"] = unwrap(proj, "projector_state_dict")
-            notes.append(
-                "SelEx has no class head: cluster with k-means (SelEx clusters "
-                "normalize(mlp_head(backbone(x))))"
-            )
-        return parts
-    return _Parts(backbone_state_from(obj), None, {}, notes=notes)  # "vit"
 
 
 def _import_factory(spec: str):
@@ -325,12 +161,12 @@ def _digits_backbone(state: dict, notes: list[str]) -> nn.Module:
     return ResidualMLP(in_dim=in_dim, dim=dim, depth=depth, hidden_ratio=hidden_ratio)
 
 
-def _build_head(state: dict, fmt: str, src: str) -> nn.Module:
+def _build_head(state: dict, kind: str, fmt: str, src: str) -> nn.Module:
     try:
-        if fmt == "eagc" and any(k.startswith("0.") for k in state):
+        if kind == "mlp+gcd":
             return nn.Sequential(
-                ReLUMLP(**infer_relu_mlp_config(_sub(state, "0."))),
-                GCDHead(**_gcd_args(infer_head_config(_sub(state, "1.")))),
+                ReLUMLP(**infer_relu_mlp_config(sub(state, "0."))),
+                GCDHead(**_gcd_args(infer_head_config(sub(state, "1.")))),
             )
         return GCDHead(**_gcd_args(infer_head_config(state)))
     except EntangleValueError as exc:
@@ -348,7 +184,12 @@ def _head_in_dim(head: nn.Module) -> int | None:
 
 
 def load_gcd_checkpoint(
-    path: str | Path, *, trust: bool = False, model_factory: str | None = None
+    path: str | Path,
+    *,
+    trust: bool = False,
+    model_factory: str | None = None,
+    format: str | None = None,
+    head: str | Path | None = None,
 ) -> LoadedCheckpoint:
     """Load a GCD checkpoint of any known layout into freshly built models, strictly.
 
@@ -360,32 +201,66 @@ def load_gcd_checkpoint(
         trust: allow code in the pickle (``--trust-checkpoint``).
         model_factory: ``"package.module:function"``, a zero-argument callable returning
             ``(backbone, head)`` (head may be ``None``) to load into instead.
+        format: force this layout (a name of ``entangle analyze --list-formats``) instead of
+            detecting it.
+        head: a separate head file for the layouts that keep it apart (GCD's
+            ``model_proj_head.pt``; by default found beside ``path``).
 
     Raises:
         CheckpointError: unsafe, corrupt, unknown layout, missing/unexpected keys or shape
             mismatches (listed, with the detected format).
     """
+    path = Path(path)
+    ctx = SplitContext(
+        str(path),
+        path=path,
+        head_path=None if head is None else Path(head),
+        load=lambda p: safe_load(p, trust=trust),
+    )
     return load_gcd_object(
-        safe_load(path, trust=trust), source=str(path), model_factory=model_factory
+        safe_load(path, trust=trust),
+        source=str(path),
+        model_factory=model_factory,
+        format=format,
+        context=ctx,
     )
 
 
 def load_gcd_object(
-    obj: Any, *, source: str = "<checkpoint>", model_factory: str | None = None
+    obj: Any,
+    *,
+    source: str = "<checkpoint>",
+    model_factory: str | None = None,
+    format: str | None = None,
+    context: SplitContext | None = None,
 ) -> LoadedCheckpoint:
     """:func:`load_gcd_checkpoint` on an object already loaded (e.g. by :func:`safe_load`)."""
     src = source
+    ctx = context or SplitContext(src)
     factory = _import_factory(model_factory) if model_factory else None
-    try:
-        fmt = detect_format(obj)
-    except CheckpointError:
-        if factory is None or not _str_keyed(obj):
-            raise
-        fmt = "custom"
-    parts = _split_custom(obj) if fmt == "custom" else _split(obj, fmt)
+    if format is not None:
+        fmt = get_layout(format).name
+        if not isinstance(obj, Mapping):
+            raise CheckpointError(f"{src}: expected a checkpoint dict, got {type(obj).__name__}")
+    else:
+        try:
+            fmt = detect_format(obj)
+        except CheckpointError:
+            if factory is None or not str_keyed(obj):
+                raise
+            fmt = "custom"
+    if fmt == "custom":
+        parts = _split_custom(obj)
+    else:
+        try:
+            parts = get_layout(fmt).split(obj, ctx)
+        except (KeyError, TypeError, AttributeError) as exc:  # a forced format that does not fit
+            raise CheckpointError(
+                f"{src}: not a {fmt} checkpoint ({type(exc).__name__}: {exc}); top-level keys: "
+                f"{', '.join(sorted(map(str, obj))[:12])}"
+            ) from None
     notes = parts.notes
-    arch = parts.meta.get("arch") if fmt == "entangle" else None
-    arch = arch if isinstance(arch, Mapping) else {}
+    arch = parts.arch
 
     if factory is not None:
         built = factory()
@@ -399,8 +274,12 @@ def load_gcd_object(
     else:
         # built without memory or random init; the strict load below adopts the file's tensors
         with torch.device("meta"):
-            backbone = _build_backbone(parts.backbone, arch.get("backbone"), notes, fmt, src)
-            head = _build_head(parts.head, fmt, src) if parts.head is not None else None
+            backbone = _build_backbone(parts.backbone, arch, notes, fmt, src)
+            head = (
+                _build_head(parts.head, parts.head_kind, fmt, src)
+                if parts.head is not None
+                else None
+            )
     load = {"source": src, "fmt": fmt, "assign": factory is None}
     load_strict(backbone, parts.backbone, what="backbone", **load)
     if head is not None and parts.head is None:
@@ -446,15 +325,15 @@ def _check_materialised(module: nn.Module, src: str) -> None:
     module.eval()
 
 
-def _split_custom(obj: Mapping) -> _Parts:
+def _split_custom(obj: Mapping) -> Parts:
     """A flat state dict for a user factory: ``backbone.*``/``head.*``, ``0.*``/``1.*``, or
     all backbone."""
     sd = obj
     for key in ("state_dict", "model"):
-        if _str_keyed(obj.get(key)):
+        if str_keyed(obj.get(key)):
             sd = obj[key]
-    sd = _strip(sd, "module.")
+    sd = strip(sd, "module.")
     for bb, hd in (("backbone.", "head."), ("0.", "1.")):
         if all(k.startswith((bb, hd)) for k in sd):
-            return _Parts(_sub(sd, bb), _sub(sd, hd) or None, {})
-    return _Parts(dict(sd), None, {})
+            return Parts(sub(sd, bb), sub(sd, hd) or None, {})
+    return Parts(dict(sd), None, {})

@@ -1,0 +1,139 @@
+"""Safe checkpoint loading: tensors and numpy scalars only, never code from the file.
+
+Checkpoints are untrusted files: a pickle can run code on load. :func:`safe_load` uses
+``torch.load(weights_only=True)`` and allow-lists only numpy scalars and dtypes (which GCD
+codebases store as ``best_*_acc``), inside a context manager so nothing leaks into the
+process-wide allow-list. Anything else is refused unless the user passes
+``--trust-checkpoint`` (``trust=True``).
+"""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from entangle.errors import EntangleValueError
+from entangle.untrusted import pickle_globals
+
+_TRUST_HINT = (
+    "If you trust the file's source, pass --trust-checkpoint; loading it then runs whatever "
+    "code the file names."
+)
+
+
+class CheckpointError(EntangleValueError):
+    """A checkpoint that cannot be loaded safely or does not match the expected layout."""
+
+
+# ----------------------------------------------------------------------------- safe loading
+
+
+def _numpy_safe_globals() -> list:
+    """numpy's scalar constructor (under both module spellings) and plain dtype classes."""
+    scalar = np.float64(0).__reduce__()[0]  # numpy.(_)core.multiarray.scalar, per version
+    canonical = f"{scalar.__module__}.{scalar.__name__}"
+    aliases = {"numpy.core.multiarray.scalar", "numpy._core.multiarray.scalar"} - {canonical}
+    allowed: list = [scalar, *((scalar, name) for name in sorted(aliases)), np.dtype]
+    # numeric / bool dtypes only: object, void and string dtypes could smuggle objects
+    for ch in "?bhilqBHILQefdgFDG":
+        allowed.append(type(np.dtype(ch)))
+    return allowed
+
+
+def _allowed_globals() -> set[str]:
+    """``module.name`` of what a ``weights_only`` load accepts here: torch's own allow-list
+    plus :func:`_numpy_safe_globals`."""
+    allowed = set()
+    try:
+        from torch import _weights_only_unpickler
+
+        allowed |= set(_weights_only_unpickler._get_allowed_globals())
+    except Exception:  # a torch without the private helper: torch.* and collections.* pass
+        pass
+    for item in _numpy_safe_globals():
+        obj, name = item if isinstance(item, tuple) else (item, None)
+        allowed.add(name or f"{obj.__module__}.{obj.__qualname__}")
+    return allowed
+
+
+def unsafe_globals(path: str | Path) -> list[str]:
+    """The globals (``module.name``) a checkpoint would import beyond what
+    :func:`safe_load` allows, found without unpickling it.
+
+    A zip checkpoint is asked through ``torch.serialization.get_unsafe_globals_in_checkpoint``;
+    a legacy or raw pickle file has its opcodes read (:func:`entangle.untrusted.pickle_globals`).
+    """
+    path = Path(path)
+    if zipfile.is_zipfile(path):
+        try:
+            names = list(torch.serialization.get_unsafe_globals_in_checkpoint(path))
+        except Exception:  # a damaged archive names nothing
+            return []
+    else:
+        with open(path, "rb") as fh:
+            names = pickle_globals(fh)
+    allowed = _allowed_globals()
+    fallback = not any(k.startswith("torch.") for k in allowed)
+    return [
+        n
+        for n in names
+        if n not in allowed and not (fallback and n.startswith(("torch.", "collections.")))
+    ]
+
+
+def safe_load(path: str | Path, *, trust: bool = False) -> Any:
+    """Load a checkpoint on the CPU without running code from it.
+
+    Whether a refused file needs code is decided from the globals it names
+    (:func:`unsafe_globals`), never from torch's wording of the error.
+
+    Args:
+        path: a file written by ``torch.save`` (zip or legacy format) or a raw pickle.
+        trust: load with ``weights_only=False`` (runs arbitrary code from the file).
+
+    Raises:
+        CheckpointError: the file is missing, truncated or corrupt, or needs code to load
+            (the message names the offending globals and ``--trust-checkpoint``).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint file at {path}")
+    if not trust:
+        names = unsafe_globals(path)
+        if names:
+            raise CheckpointError(_needs_code(path, names))
+    try:
+        if trust:
+            return torch.load(path, map_location="cpu", weights_only=False)
+        with torch.serialization.safe_globals(_numpy_safe_globals()):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        # the weights-only unpickler refuses with UnpicklingError: name what it refused if
+        # the scan above missed it (an unsupported opcode, say)
+        if not trust and (names := unsafe_globals(path)):
+            raise CheckpointError(_needs_code(path, names)) from None
+        raise CheckpointError(_corrupt(path, exc)) from None
+    except Exception as exc:  # torch/zip/pickle raise many types for damaged files
+        raise CheckpointError(_corrupt(path, exc, trust)) from None
+
+
+def _needs_code(path: Path, names: list[str]) -> str:
+    shown = ", ".join(names[:6]) + (" ..." if len(names) > 6 else "")
+    return (
+        f"{path} needs code beyond tensors and numpy scalars to load ({shown}); entangle "
+        f"refused to run it. {_TRUST_HINT}"
+    )
+
+
+def _corrupt(path: Path, exc: BaseException, trust: bool = False) -> str:
+    detail = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+    extra = ", or needs code that is not importable here" if trust else ""
+    return (
+        f"{path} is truncated or corrupt{extra} and cannot be read "
+        f"({type(exc).__name__}: {detail}); copy it again or pick another checkpoint"
+    )

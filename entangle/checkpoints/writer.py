@@ -1,0 +1,99 @@
+"""entangle's own checkpoint layout: state dicts and plain metadata, written atomically.
+
+:func:`save_checkpoint` writes the ``entangle`` layout that
+:mod:`entangle.checkpoints.layouts.entangle` recognises and
+:func:`entangle.checkpoints.load_gcd_checkpoint` rebuilds.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from entangle.errors import EntangleTypeError
+from entangle.gcd.heads import GCDHead
+from entangle.gcd.vit import VisionTransformer
+from entangle.runio import write_point
+
+ENTANGLE_CHECKPOINT_VERSION = 1
+
+# ------------------------------------------------------------------------------- writing
+
+
+def _check_meta(value: Any, where: str = "meta") -> Any:
+    """Plain data a ``weights_only`` load accepts; numpy scalars become Python numbers."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    if isinstance(value, (list, tuple)):
+        return [_check_meta(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, Mapping):
+        out = {}
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise EntangleTypeError(f"{where}: keys must be strings, got {type(k).__name__}")
+            out[k] = _check_meta(v, f"{where}.{k}")
+        return out
+    raise EntangleTypeError(
+        f"{where}: {type(value).__name__} cannot be stored in a weights-only checkpoint; use "
+        "numbers, strings, lists, dicts or tensors"
+    )
+
+
+def _arch_of(module: nn.Module | None) -> dict | None:
+    if module is None:
+        return None
+    if isinstance(module, VisionTransformer):
+        return {"kind": "vit", "config": module.config.to_dict()}
+    if isinstance(module, GCDHead):
+        return {"kind": "gcd", "config": dict(module.config)}
+    return None  # rebuilt from the tensors' shapes on load (the digits backbone, say)
+
+
+def save_checkpoint(
+    path: str | Path, backbone: nn.Module, head: nn.Module | None, meta: Mapping | None = None
+) -> Path:
+    """Write an entangle checkpoint: state dicts and plain metadata only, atomically.
+
+    The file loads with ``weights_only=True``. The architecture goes into ``meta["arch"]``
+    (ViT and head configs: data, never code to call) so :func:`load_gcd_checkpoint` can
+    rebuild the models; other modules are rebuilt from their tensors'
+    shapes. A crash mid-write leaves any previous file intact.
+
+    Returns:
+        the path written.
+    """
+    path = Path(path)
+    meta = dict(_check_meta(dict(meta or {})))
+    meta.setdefault("arch", {"backbone": _arch_of(backbone), "head": _arch_of(head)})
+    payload = {
+        "entangle_checkpoint": ENTANGLE_CHECKPOINT_VERSION,
+        "backbone": {k: v.detach().cpu() for k, v in backbone.state_dict().items()},
+        "head": None
+        if head is None
+        else {k: v.detach().cpu() for k, v in head.state_dict().items()},
+        "meta": meta,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_point(f"checkpoint:{path.stem}")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(payload, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
