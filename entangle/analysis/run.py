@@ -67,8 +67,8 @@ class AnalyzeConfig:
     # accuracy protocols (v1, v2, v2b; docs/accuracy.md); the first fills acc_all/old/new
     accuracy: tuple[str, ...] = ("v2",)
     # checkpoint layout forced instead of detected, and a separate head file (docs/checkpoints.md)
-    format: str | None = None
-    head: str | None = None
+    checkpoint_format: str | None = None
+    head_file: str | None = None
     # the objective the gradient diagnostics differentiate (defaults: SimGCD's)
     sup_weight: float = 0.35
     memax_weight: float = 2.0
@@ -205,8 +205,8 @@ def analyze(
                 path,
                 trust=config.trust_checkpoint,
                 model_factory=config.model,
-                format=config.format,
-                head=config.head,
+                format=config.checkpoint_format,
+                head=config.head_file,
             )
             if on_loaded is not None:
                 on_loaded(str(path), loaded)

@@ -239,9 +239,14 @@ def load_gcd_object(
     ctx = context or SplitContext(src)
     factory = _import_factory(model_factory) if model_factory else None
     if format is not None:
-        fmt = get_layout(format).name
-        if not isinstance(obj, Mapping):
-            raise CheckpointError(f"{src}: expected a checkpoint dict, got {type(obj).__name__}")
+        layout = get_layout(format)
+        fmt = layout.name
+        if not isinstance(obj, Mapping) or not layout.recognise(obj):
+            keys = sorted(map(str, obj))[:12] if isinstance(obj, Mapping) else type(obj).__name__
+            raise CheckpointError(
+                f"{src}: not a {fmt} checkpoint (top-level keys: {keys}); drop --format to "
+                "detect the layout, or see entangle analyze --list-formats"
+            )
     else:
         try:
             fmt = detect_format(obj)

@@ -126,3 +126,11 @@ def test_labeled_split_file_reaches_the_run_and_a_bad_one_exits_2(ckpt, tmp_path
     # an EntangleError: the console script prints its one line and exits 2 (cli/app.py)
     assert isinstance(bad.exception, EntangleValueError)
     assert "'not-a-sample' names no sample" in str(bad.exception)
+
+
+def test_format_option_reaches_the_loader(ckpt, tmp_path):
+    args = ["analyze", str(ckpt), *FAST, "--no-report", "--no-tsne", "--no-grad", "--no-kmeans"]
+    ok = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "a"), "--format", "entangle"])
+    assert ok.exit_code == 0, ok.output
+    bad = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "b"), "--format", "simgcd"])
+    assert bad.exit_code != 0 and "not a simgcd checkpoint" in str(bad.exception)
