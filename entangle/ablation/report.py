@@ -215,6 +215,8 @@ def ablation_report(
         "'whole run': over every probed step.</p>",
         "<table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in header) + "</tr>",
     ]
+    # the verdict comes first: computed from the cells' records, seeds of a setting together
+    parts[4:4] = _verdict_html(groups, out)
     for r in body:
         parts.append(
             "<tr>"
@@ -255,6 +257,21 @@ def ablation_report(
     )
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def _verdict_html(groups: Sequence[Group], out: Path) -> list[str]:
+    """The report's verdict (entangle.report.verdict) over every finished cell."""
+    from entangle.ablation.runner import cells_dir
+    from entangle.report.load import load_runs
+    from entangle.report.verdict import compute_verdict
+
+    dirs = [cells_dir(out) / c for g in groups for c in g.cells if c not in g.failed]
+    dirs = [d for d in dirs if (d / "run.json").exists()]
+    if not dirs:
+        return []
+    lines = compute_verdict(load_runs(dirs, [d.name for d in dirs])).lines
+    items = "".join(f"<li>{html.escape(line)}</li>" for line in lines)
+    return [f"<h2>Verdict</h2><ul>{items}</ul>"]
 
 
 def _f(value) -> float:
