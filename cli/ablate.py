@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from entangle_cli.app import app
@@ -22,7 +23,8 @@ def cells_table(cells, keys) -> Table:
     for key in keys:
         table.add_column(key)
     for i, cell in enumerate(cells, 1):
-        table.add_row(str(i), cell.name, *(format_value(cell.settings[k]) for k in keys))
+        values = (escape(format_value(cell.settings[k])) for k in keys)
+        table.add_row(str(i), escape(cell.name), *values)
     return table
 
 
@@ -36,7 +38,7 @@ def results_table(rows, spec) -> Table:
     for i, col in enumerate(header):
         out.add_column(col, justify="left" if i < len(keys) else "right")
     for row in body:
-        out.add_row(*row)
+        out.add_row(*(escape(str(v)) for v in row))
     return out
 
 
@@ -84,7 +86,7 @@ def ablate(
     cells = spec.cells()
     if dry_run:
         console.print(cells_table(cells, spec.swept_keys()))
-        console.print(f"grid folder: [bold]{out}[/] (nothing run: --dry-run)")
+        console.print(f"grid folder: [bold]{escape(str(out))}[/] (nothing run: --dry-run)")
         return
     device_list = [d.strip() for d in devices.split(",") if d.strip()] if devices else None
 
@@ -94,7 +96,7 @@ def ablate(
         if outcome.error:
             note = f" {outcome.error}"
         console.print(
-            f"[{done}/{total}] [{style}]{outcome.status}[/] {outcome.name}{note}",
+            f"\\[{done}/{total}] [{style}]{outcome.status}[/] {escape(outcome.name)}{escape(note)}",
             highlight=False,
         )
 
@@ -112,7 +114,7 @@ def ablate(
     )
     console.print(results_table(result.rows, spec))
     for name, file in result.files.items():
-        console.print(f"{name}: [bold]{file}[/]")
+        console.print(f"{name}: [bold]{escape(str(file))}[/]", highlight=False)
     if not result.ok:
         console.print(
             f"[bold red]{len(result.failed)} cell(s) failed[/]; their errors are in "

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from entangle.metrics.clustering import ACCURACY_PROTOCOLS
@@ -55,7 +56,7 @@ def summary_table(result) -> Table:
     table = Table(title="entangle analyze")
     table.add_column("")
     for a in result.analyses:
-        table.add_column(a.run_dir.name, justify="right")
+        table.add_column(escape(a.run_dir.name), justify="right")
     for key, title, fmt in _COLUMNS:
         table.add_row(title, *(_cell(a.summary.get(key), fmt) for a in result.analyses))
     protocols = [str(a.summary.get("acc_protocol") or "-") for a in result.analyses]
@@ -254,7 +255,8 @@ def analyze_command(
     def loaded(path: str, ckpt) -> None:
         if not as_json:
             classes = f", K={ckpt.num_classes}" if ckpt.num_classes else ""
-            console.print(f"{path}: [bold]{ckpt.format}[/] layout{classes}", highlight=False)
+            line = f"{escape(path)}: [bold]{ckpt.format}[/] layout{classes}"
+            console.print(line, highlight=False)
 
     if as_json:
         result = analyze(checkpoints or [], out, config, on_loaded=loaded)
@@ -276,7 +278,7 @@ def analyze_command(
         console.print(objective_line(config, result), highlight=False)
     for a in result.analyses:
         for note in a.notes:
-            console.print(f"[dim]{a.run_dir.name}: {note}[/]", highlight=False)
+            console.print(f"[dim]{escape(a.run_dir.name)}: {escape(note)}[/]", highlight=False)
         s = a.summary
         timing = (
             [f"features {s['features_per_image_s'] * 1e3:.1f} ms/image"]
@@ -286,6 +288,6 @@ def analyze_command(
         if "grad_per_image_s" in s:
             timing.append(f"gradients {s['grad_per_image_s'] * 1e3:.1f} ms/view")
         if timing:
-            console.print(f"{a.run_dir.name} on {result.device}: {', '.join(timing)}")
+            console.print(f"{escape(a.run_dir.name)} on {result.device}: {', '.join(timing)}")
     if result.report is not None:
-        console.print(f"report: [bold]{result.report}[/]", highlight=False)
+        console.print(f"report: [bold]{escape(str(result.report))}[/]", highlight=False)

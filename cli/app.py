@@ -10,6 +10,7 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from entangle.errors import EntangleError
 
@@ -19,6 +20,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # help texts are plain text: "[vit]" and "[base]" name extras and TOML tables, not markup
+    rich_markup_mode=None,
 )
 err_console = Console(stderr=True)
 
@@ -43,5 +46,8 @@ def main() -> None:
     try:
         app()
     except EntangleError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        # the message carries user strings (paths with "[/]", say): never parse it as markup
+        err_console.print(
+            f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True
+        )
         sys.exit(2)

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from entangle_cli.app import app
@@ -71,5 +72,5 @@ def demo(
         "SOC over the first 200 steps (the paper's window) and GDC over the whole run."
     )
     if result["report"]:
-        console.print(f"report: [bold]{result['report']}[/]")
+        console.print(f"report: [bold]{escape(str(result['report']))}[/]", highlight=False)
     console.print(f"finished in {result['seconds']:.0f} s on {result['device']}")

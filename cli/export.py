@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from entangle_cli.app import app
 from entangle_cli.common import console
@@ -43,7 +44,8 @@ def tensorboard(
     for run, name in zip(runs, names, strict=True):
         counts = export_run(run, out / name, histogram_every=histogram_every)
         console.print(
-            f"[green]{run}[/] -> {out / name}: {counts['steps']} steps, {counts['epochs']} "
+            f"[green]{escape(str(run))}[/] -> {escape(str(out / name))}: {counts['steps']} "
+            f"steps, {counts['epochs']} "
             f"evaluations, {counts['histogram_epochs']} feature epochs as histograms",
             highlight=False,
         )

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from entangle_cli.app import app
 from entangle_cli.common import console
@@ -30,11 +31,12 @@ def import_log_command(
 
     result = import_log(files, out, name=name)
     for note in result.notes:
-        console.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
+        console.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
     unknown = f", {result.unknown_lines} unknown lines" if result.kind == "text" else ""
     console.print(
         f"[green]Imported[/] {result.kind} log: {result.epochs} evaluations, "
-        f"{result.steps} steps{unknown} -> {result.run_dir}  (entangle report {result.run_dir})",
+        f"{result.steps} steps{unknown} -> {escape(str(result.run_dir))}  "
+        f"(entangle report {escape(str(result.run_dir))})",
         highlight=False,
         soft_wrap=True,
     )

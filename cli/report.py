@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from entangle_cli.app import app
 from entangle_cli.common import console
@@ -53,4 +54,5 @@ def report(
         names=name or None,
     )
     n_png = len(list(index.parent.glob("*.png")))
-    console.print(f"[green]Report written:[/] {index} ({n_png} figures)", highlight=False)
+    shown = escape(str(index))
+    console.print(f"[green]Report written:[/] {shown} ({n_png} figures)", highlight=False)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from entangle_cli.app import app
 from entangle_cli.common import console, stage_progress
@@ -177,4 +177,6 @@ def train_command(
         )
     # NaN (a metric no probed step could compute) shows as null, never silently dropped
     console.print_json(data={k: (None if v != v else v) for k, v in summary.items()})
-    console.print(f"run written to [bold]{out}[/] ({dataclasses.asdict(config)['data']})")
+    console.print(
+        f"run written to [bold]{escape(str(out))}[/] ({escape(config.data)})", highlight=False
+    )
