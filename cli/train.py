@@ -119,7 +119,7 @@ def train_command(
     nan_limit: Annotated[int, typer.Option(help="Consecutive non-finite losses tolerated.")] = 5,
 ) -> None:
     """Train a GCD model with the probe, writing steps, epochs, features and checkpoints."""
-    from entangle.gcd.train import TrainConfig, check_run_dir, prepare, train
+    from entangle.gcd.train import TrainConfig, check_run_dir, prepare, resolve_device, train
 
     vit = model.startswith("vit-")
     config = TrainConfig(
@@ -161,7 +161,9 @@ def train_command(
         on_nan=on_nan,
         nan_limit=nan_limit,
     )
-    check_run_dir(config, out)  # a settings mismatch fails now, not after pretraining
+    # a bad device, run directory or settings mismatch fails now, not after pretraining
+    resolve_device(config.device)
+    check_run_dir(config, out)
     with stage_progress() as progress:
         setup = prepare(
             config,

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from entangle.errors import EntangleTypeError, EntangleValueError
+from entangle.errors import EntangleRuntimeError, EntangleTypeError, EntangleValueError
 
 _TMP_SUFFIX = ".tmp"
 
@@ -177,6 +177,15 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def write_error(path: Path, exc: BaseException) -> EntangleRuntimeError:
+    """One line for a failed write: the file, the cause, and that rerunning resumes."""
+    detail = getattr(exc, "strerror", None) or str(exc).splitlines()[0][:120] or type(exc).__name__
+    return EntangleRuntimeError(
+        f"cannot write {path} ({detail}): the disk may be full or not writable; free space "
+        "and rerun the same command to resume (the previous file, if any, is intact)"
+    )
+
+
 def _atomic_write(path: Path, write) -> None:
     """Write ``path`` through a temporary sibling and ``os.replace``: readers see old or new."""
     tmp = path.with_name(path.name + _TMP_SUFFIX)
@@ -186,6 +195,8 @@ def _atomic_write(path: Path, write) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as exc:  # disk full: torch.save says "unexpected pos"
+        raise write_error(path, exc) from None
     finally:
         if tmp.exists():
             tmp.unlink()

@@ -47,6 +47,7 @@ from entangle.runio import (
     _dumps,
     read_jsonl,
     to_jsonable,
+    write_error,
     write_point,
 )
 from entangle.runlock import RunLock
@@ -235,9 +236,12 @@ class RunWriter:
         # one write per record, so a kill leaves at most one torn last line
         write_point(fname.partition(".")[0])
         fh = self._files[fname]
-        fh.write((_dumps(record) + "\n").encode("utf-8"))
-        fh.flush()
-        os.fsync(fh.fileno())
+        try:
+            fh.write((_dumps(record) + "\n").encode("utf-8"))
+            fh.flush()
+            os.fsync(fh.fileno())
+        except OSError as exc:  # a torn line is cut on resume
+            raise write_error(self.path / fname, exc) from None
 
     def write_step(self, record: dict) -> None:
         """Append one probed step's record to ``steps.jsonl`` (NaN/inf are stored as null)."""
@@ -406,8 +410,12 @@ class RunReader:
         self.steps, step_warnings = read_jsonl(self.path / "steps.jsonl")
         self.epochs, epoch_warnings = read_jsonl(self.path / "epochs.jsonl")
         self.warnings = step_warnings + epoch_warnings
-        self.steps = _latest_per_key(self.steps, "step", "steps.jsonl", self.warnings)
-        self.epochs = _latest_per_key(self.epochs, "epoch", "epochs.jsonl", self.warnings)
+        self.steps = _latest_per_key(
+            self.steps, "step", str(self.path / "steps.jsonl"), self.warnings
+        )
+        self.epochs = _latest_per_key(
+            self.epochs, "epoch", str(self.path / "epochs.jsonl"), self.warnings
+        )
         self._done = None
         done_path = self.path / "DONE"
         if done_path.is_file():
@@ -488,7 +496,15 @@ class RunReader:
             raise EntangleValueError(
                 f"{self.path} has no features for epoch {epoch}; saved epochs: {epochs}"
             )
-        return load_npz(self.path / "features" / f"epoch_{epoch:03d}.npz")
+        path = self.path / "features" / f"epoch_{epoch:03d}.npz"
+        arrays = load_npz(path)
+        missing = [k for k in ("features", "labels", "labeled", "novel") if k not in arrays]
+        if missing:
+            raise EntangleValueError(
+                f"features file {path} lacks {', '.join(missing)}; it was not written by "
+                "entangle: remove it, or rerun the command that wrote the run"
+            )
+        return arrays
 
     def checkpoints(self) -> list[Path]:
         """Checkpoint files under ``checkpoints/``, sorted by name."""
@@ -508,6 +524,13 @@ def _latest_per_key(records: list[dict], key: str, fname: str, warnings: list[st
     """
     if not records or any(key not in r for r in records):
         return records
+    for i, r in enumerate(records, 1):
+        value = r[key]
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise EntangleValueError(
+                f"{fname}: record {i} has {key} = {value!r}, not an integer; the file was "
+                f"edited or damaged: fix or delete that line"
+            )
     latest = {r[key]: r for r in records}
     if len(latest) == len(records):
         return records

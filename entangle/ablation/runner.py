@@ -91,7 +91,13 @@ def check_grid_folder(cells: Sequence[Cell], out: Path) -> None:
         meta = cells_dir(out) / cell.name / "run.json"
         if not meta.is_file():
             continue
-        stored = json.loads(meta.read_text(encoding="utf-8")).get("config") or {}
+        try:
+            stored = json.loads(meta.read_text(encoding="utf-8")).get("config") or {}
+        except (UnicodeDecodeError, json.JSONDecodeError, AttributeError) as exc:
+            raise EntangleValueError(
+                f"{meta} is damaged ({type(exc).__name__}); remove the folder {meta.parent} "
+                "to run that cell again, or use another --out"
+            ) from None
         diff = config_differences(stored, cell.config)
         if diff:
             raise EntangleValueError(

@@ -251,9 +251,10 @@ def _check_list(key: str, values, where: str) -> list:
 def _check_value(key: str, value, where: str):
     _check_key(key, where)
     if key == "variant":
-        if value not in VARIANTS:
+        if not isinstance(value, str) or value not in VARIANTS:
             raise EntangleValueError(
-                f"{where}: variant {value!r} is not one of {', '.join(VARIANTS)}"
+                f"{where}: variant {value!r} is not one of {', '.join(VARIANTS)} (one name "
+                "per value; to sweep variants, list them under [grid])"
             )
         return value
     hint = typing.get_type_hints(TrainConfig)[key]

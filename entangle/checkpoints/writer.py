@@ -20,7 +20,7 @@ from torch import nn
 from entangle.errors import EntangleTypeError
 from entangle.gcd.heads import GCDHead
 from entangle.gcd.vit import VisionTransformer
-from entangle.runio import write_point
+from entangle.runio import write_error, write_point
 
 ENTANGLE_CHECKPOINT_VERSION = 1
 
@@ -93,6 +93,9 @@ def save_checkpoint(
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as exc:  # disk full: torch.save says "unexpected pos"
+        Path(tmp).unlink(missing_ok=True)
+        raise write_error(path, exc) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

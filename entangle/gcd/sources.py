@@ -34,7 +34,13 @@ def parse_old_classes(spec, class_names: list[str], default: list[int]) -> list[
     if spec is None:
         return default
     if isinstance(spec, Path) or (isinstance(spec, str) and Path(spec).is_file()):
-        lines = Path(spec).read_text().splitlines()
+        try:
+            lines = Path(spec).read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise EntangleValueError(
+                f"--old-classes file {spec} is not readable text ({type(exc).__name__}); give a "
+                "text file with one class name or id per line, a count, or a comma list"
+            ) from None
         spec = [ln.strip() for ln in lines if ln.strip() and not ln.strip().startswith("#")]
     elif isinstance(spec, str):
         text = spec.strip()

@@ -109,10 +109,18 @@ def check_run_dir(config: TrainConfig, run_dir) -> bool:
             other settings.
     """
     run_dir = Path(run_dir)
-    if run_dir.exists() and not run_dir.is_dir():
+    try:  # created now, so a read-only place or a too-long name fails before pretraining
+        if run_dir.exists() and not run_dir.is_dir():
+            raise EntangleValueError(
+                f"{run_dir} is a file, not a run directory; choose a new or unfinished run "
+                "directory"
+            )
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
         raise EntangleValueError(
-            f"{run_dir} is a file, not a run directory; choose a new or unfinished run directory"
-        )
+            f"cannot create the run directory {run_dir} ({exc.strerror or exc}); choose "
+            "another, writable location"
+        ) from None
     if not (run_dir / "run.json").exists():
         return False
     if (run_dir / "DONE").exists():
