@@ -506,3 +506,18 @@ def test_loaded_state_is_independent_of_the_source_file_bytes(tmp_path, vit, hea
     with torch.no_grad():
         next(a.backbone.parameters()).add_(1.0)
     assert_same_model(b, vit, head, images)
+
+
+def test_a_full_disk_while_saving_is_one_clear_line(tmp_path, monkeypatch, vit):
+    from entangle.errors import EntangleRuntimeError
+
+    def full(*args, **kwargs):
+        raise RuntimeError("[enforce fail at inline_container.cc:603] . unexpected pos 64 vs 0")
+
+    save_checkpoint(tmp_path / "m.pt", vit, None)
+    before = (tmp_path / "m.pt").read_bytes()
+    monkeypatch.setattr(torch, "save", full)
+    with pytest.raises(EntangleRuntimeError, match=r"cannot write .*m\.pt.*disk may be full"):
+        save_checkpoint(tmp_path / "m.pt", vit, None)
+    assert (tmp_path / "m.pt").read_bytes() == before  # the previous file is intact
+    assert not list(tmp_path.glob("*.tmp"))

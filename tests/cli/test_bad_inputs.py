@@ -145,6 +145,112 @@ CASES = [
 ]
 
 
+def report_run(tmp: Path, damage: str) -> Path:
+    """A small run directory for ``entangle report``, damaged in one way."""
+    from tests.report.fake_runs import make_run
+
+    run = make_run(tmp / "run", name="r", n_steps=10, n_per_class=8, feature_epochs=(1,))
+    npz = run / "features" / "epoch_001.npz"
+    if damage == "truncated-npz":
+        npz.write_bytes(npz.read_bytes()[:300])
+    elif damage == "key-missing-npz":
+        np.savez(npz, something=np.ones(3))
+    elif damage == "directory-npz":
+        npz.unlink()
+        npz.mkdir()
+    elif damage == "object-npz":
+        np.savez(npz, features=np.array([System("true")] * 3, dtype=object))
+    elif damage == "step-not-integer":
+        with open(run / "steps.jsonl", "ab") as fh:
+            fh.write(b'{"step": "seven", "time": 0}\n')
+    return run
+
+
+def report(damage: str):
+    return lambda t: ["report", str(report_run(t, damage)), "--out", str(t / "out")]
+
+
+def ablate_spec(tmp: Path, text: str) -> str:
+    (tmp / "grid.toml").write_text(text)
+    return str(tmp / "grid.toml")
+
+
+def corrupt_cell(tmp: Path) -> list[str]:
+    spec = ablate_spec(tmp, '[base]\ndata = "synthetic"\nepochs = 1\n[grid]\nseed = [0]\n')
+    (tmp / "out" / "cells" / "seed=0").mkdir(parents=True)
+    (tmp / "out" / "grid.json").write_text("{}")
+    (tmp / "out" / "cells" / "seed=0" / "run.json").write_text('{"config": {"lr"')
+    return ["ablate", spec, "--out", str(tmp / "out")]
+
+
+def other_settings_run(tmp: Path) -> str:
+    from entangle.runs import RunWriter
+
+    with RunWriter(tmp / "run", config={"data": "synthetic", "lr": 5.0}, seed=0):
+        pass
+    return str(tmp / "run")
+
+
+def train(*args):
+    return lambda t: ["train", *[a(t) if callable(a) else a for a in args]]
+
+
+NO_GPU = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU message")
+
+# (id, build the command line in a fresh folder, phrase the error line must contain)
+TABLE = [
+    ("train-run-is-a-file", train(lambda t: str(t / "keep" / "precious.txt")), "is a file"),
+    ("train-read-only-location", train("/proc/entangle-run"), "cannot create the run directory"),
+    ("train-300-character-name", train(lambda t: str(t / ("x" * 300))), "cannot create the run"),
+    ("train-device-tpu9", train(lambda t: str(t / "out"), "--device", "tpu9"), "use --device"),
+    ("train-lr-negative", train(lambda t: str(t / "out"), "--lr", "-1"), "--lr"),
+    ("train-lr-nan", train(lambda t: str(t / "out"), "--lr", "nan"), "finite number"),
+    ("train-epochs-0", train(lambda t: str(t / "out"), "--epochs", "0"), "epochs must be >= 1"),
+    (
+        "train-old-classes-binary-file",
+        train(lambda t: str(t / "out"), "--old-classes", "/bin/ls"),
+        "not readable text",
+    ),
+    (
+        "train-other-settings-before-pretraining",
+        train(other_settings_run, "--data", "synthetic"),
+        "other settings",
+    ),
+    (
+        "train-path-with-markup",
+        # the file keep/a[/]b[red]c: rich would read [/] and [red] as markup
+        lambda t: ["train", f"{t / 'keep'}/a[/]b[red]c"],
+        "a[/]b[red]c is a file",
+    ),
+    ("report-truncated-npz", report("truncated-npz"), "not a readable .npz"),
+    ("report-key-missing-npz", report("key-missing-npz"), "lacks features"),
+    ("report-directory-npz", report("directory-npz"), "not a readable .npz"),
+    ("report-object-npz", report("object-npz"), "hold Python objects"),
+    ("report-step-not-integer", report("step-not-integer"), "not an integer"),
+    (
+        "ablate-variant-as-list",
+        lambda t: [
+            "ablate",
+            ablate_spec(t, '[base]\nvariant = ["eagc"]\n[grid]\nseed = [0]\n'),
+            "--out",
+            str(t / "out"),
+            "--dry-run",
+        ],
+        "list them under [grid]",
+    ),
+    ("ablate-corrupt-cell-run-json", corrupt_cell, "is damaged"),
+]
+CASES += [(name, build, phrase) for name, build, phrase in TABLE]
+CASES.append(
+    pytest.param(
+        train(lambda t: str(t / "out"), "--device", "cuda:0"),
+        "CUDA device(s)",
+        id="train-device-cuda-without-gpu",
+        marks=NO_GPU,
+    )
+)
+
+
 def run_main(argv: list[str], capsys, monkeypatch) -> tuple[int, str]:
     monkeypatch.setattr(sys, "argv", ["entangle", *argv])
     with pytest.raises(SystemExit) as info:
@@ -152,10 +258,16 @@ def run_main(argv: list[str], capsys, monkeypatch) -> tuple[int, str]:
     return info.value.code, capsys.readouterr().err
 
 
-@pytest.mark.parametrize(("build", "phrase"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def _param(case):
+    return case if hasattr(case, "marks") else pytest.param(*case[1:], id=case[0])
+
+
+@pytest.mark.parametrize(("build", "phrase"), [_param(c) for c in CASES])
 def test_bad_input_gives_one_line_and_exit_2(build, phrase, tmp_path, capsys, monkeypatch):
     (tmp_path / "keep").mkdir()
     (tmp_path / "keep" / "precious.txt").write_text("keep me")
+    (tmp_path / "keep" / "a[").mkdir()
+    (tmp_path / "keep" / "a[" / "]b[red]c").write_text("")
     argv = build(tmp_path)
     code, err = run_main(argv, capsys, monkeypatch)
     assert code == 2, err
@@ -166,7 +278,8 @@ def test_bad_input_gives_one_line_and_exit_2(build, phrase, tmp_path, capsys, mo
     # nothing the file asked for happened
     assert not (tmp_path / "victim").exists()
     assert (tmp_path / "keep" / "precious.txt").read_text() == "keep me"
-    assert not (tmp_path / "out").exists()
+    if argv[0] == "analyze":
+        assert not (tmp_path / "out").exists()
 
 
 def test_a_checkpoint_named_dotdot_writes_only_inside_out(tmp_path, capsys, monkeypatch):
@@ -182,3 +295,36 @@ def test_a_checkpoint_named_dotdot_writes_only_inside_out(tmp_path, capsys, monk
     assert sorted(p.name for p in work.iterdir()) == ["...pt", "out"]
     (run,) = [p for p in target.iterdir()]
     assert (run / "DONE").is_file() and not run.name.startswith(".")
+
+
+class FullDisk:
+    """``os`` as ``entangle.runio`` sees it on a full disk: every fsync fails."""
+
+    def __getattr__(self, name):
+        return getattr(os, name)
+
+    @staticmethod
+    def fsync(fd):
+        raise OSError(28, "No space left on device")
+
+
+def test_disk_full_is_one_line_and_exit_2(tmp_path, capsys, monkeypatch):
+    from entangle import runio
+
+    ckpt = tiny_checkpoint(tmp_path / "model.pt")
+    monkeypatch.setattr(runio, "os", FullDisk())
+    argv = ["analyze", str(ckpt), "--out", str(tmp_path / "out"), "--grad-batches", "0"]
+    code, err = run_main(argv, capsys, monkeypatch)
+    assert code == 2, err
+    (line,) = err.strip().splitlines()
+    assert "No space left on device" in line and "rerun the same command" in line
+
+
+@pytest.mark.parametrize(("command", "shown"), [("train", "[vit] extra"), ("ablate", "[base]")])
+def test_literal_brackets_stay_visible_in_help(command, shown, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+    monkeypatch.setattr(sys, "argv", ["entangle", command, "--help"])
+    with pytest.raises(SystemExit) as info:
+        main()
+    assert info.value.code == 0
+    assert shown in capsys.readouterr().out

@@ -180,3 +180,20 @@ def test_a_diverging_run_stops_with_its_reason_recorded(setup, tmp_path):
     assert any("nan_reason" in p for p in probed)
     assert "NaN or inf" in reader.epochs[-1]["nan_reason"]
     assert reader.epochs[-1]["nonfinite_loss_run"] >= config.nan_limit
+
+
+def test_a_corrupt_last_checkpoint_on_resume_is_one_clear_line(setup, tmp_path):
+    from entangle.checkpoints import CheckpointError
+
+    config = dataclasses.replace(FAST, epochs=1, eagc=False)
+    runio.fault_hook = _kill_at("DONE", 1, tmp_path / "run")
+    try:
+        with pytest.raises(Killed):
+            train(config, tmp_path / "run", setup)
+    finally:
+        runio.fault_hook = None
+    last = tmp_path / "run" / "checkpoints" / "last.pt"
+    last.write_bytes(last.read_bytes()[:200])
+    with pytest.raises(CheckpointError, match="truncated or corrupt") as info:
+        train(config, tmp_path / "run", setup)
+    assert "\n" not in str(info.value)
