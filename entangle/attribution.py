@@ -97,11 +97,26 @@ _NO_DOUBLE_BACKWARD = (
 
 @contextmanager
 def math_attention():
-    """Select the math kernel of ``F.scaled_dot_product_attention`` (it has a double backward)."""
-    from torch.nn.attention import SDPBackend, sdpa_kernel
+    """Math kernel for the attention calls that build a graph (it has a double backward).
 
-    with sdpa_kernel(SDPBackend.MATH):
+    Only ``F.scaled_dot_product_attention`` calls whose query, key or value requires grad
+    switch: blocks of a frozen prefix (no graph) keep the fused kernels.
+    """
+    with _GraphAttentionMath():
         yield
+
+
+class _GraphAttentionMath(torch.overrides.TorchFunctionMode):
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is torch.nn.functional.scaled_dot_product_attention and torch.is_grad_enabled():
+            qkv = list(args[:3]) + [kwargs.get(k) for k in ("query", "key", "value")]
+            if any(isinstance(t, torch.Tensor) and t.requires_grad for t in qkv):
+                from torch.nn.attention import SDPBackend, sdpa_kernel
+
+                with sdpa_kernel(SDPBackend.MATH):
+                    return func(*args, **kwargs)
+        return func(*args, **kwargs)
 
 
 def _autograd(fn):

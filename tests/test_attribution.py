@@ -268,3 +268,22 @@ def test_an_attributed_probed_step_blocks_only_for_its_one_transfer(monkeypatch)
     assert "attribution_eagc" in record
     assert dict(ops.counts) == {}
     assert len(transfers) == 1
+
+
+def test_math_attention_switches_only_graph_building_calls(monkeypatch):
+    from entangle.attribution import math_attention
+
+    chosen = []
+    real = torch.nn.attention.sdpa_kernel
+
+    def spy(backends, *args, **kwargs):
+        chosen.append(backends)
+        return real(backends, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.attention, "sdpa_kernel", spy)
+    q = torch.randn(2, 1, 3, 2, requires_grad=True)
+    with math_attention():
+        torch.nn.functional.scaled_dot_product_attention(q.detach(), q.detach(), q.detach())
+        assert chosen == []  # a frozen block keeps its fused kernel
+        torch.nn.functional.scaled_dot_product_attention(q, q, q)
+    assert len(chosen) == 1
