@@ -89,7 +89,11 @@ def sensitivity_figure(groups: Sequence[Group], key: str):
     if not lines:
         return None
     baseline = [g for g in groups if g.settings.get("variant") == "baseline"]
-    panels = (("acc_all", "All accuracy"), ("acc_new", "New accuracy"), ("gdc", "GDC"))
+    panels = (
+        ("acc_all", "All accuracy"),
+        ("acc_new", "New accuracy"),
+        ("gdc", "GDC, first 200 steps"),
+    )
     with style():
         fig, axes = new_figure(1, 3, panel=(4.4, 3.4))
         palette = colors(len(lines))
