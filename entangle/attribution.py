@@ -205,7 +205,8 @@ def attribution_summary(
     Returns:
         dict of device tensors: ``sum``; ``group`` (sums over labeled / unlabeled /
         unlabeled_old / unlabeled_new rows); ``class`` and ``cluster`` ``[K]`` sums over
-        UNLABELED rows; ``top_index`` / ``top_share`` of the most negative rows.
+        UNLABELED rows (``class_outside``: rows whose id is not below K); ``top_index`` /
+        ``top_share`` of the most negative rows.
     """
     out: dict = {"sum": shares.sum()}
     if labeled is not None:
@@ -220,9 +221,12 @@ def attribution_summary(
             continue
         if num_classes is None:
             raise EntangleValueError(f"attribution: {key} given without num_classes")
-        ids = ids.to(shares.device).long().clamp(0, num_classes - 1)
+        ids = ids.to(shares.device).long()
+        # ids outside [0, K) (a head narrower than the classes) are summed apart, not clamped
+        inside = ((ids >= 0) & (ids < num_classes)).to(shares.dtype)
         out[key] = torch.zeros(num_classes, dtype=shares.dtype, device=shares.device)
-        out[key] = out[key].index_add(0, ids, weight)
+        out[key] = out[key].index_add(0, ids.clamp(0, num_classes - 1), weight * inside)
+        out[f"{key}_outside"] = (weight * (1 - inside)).sum()
     k = min(int(top), shares.shape[0])
     if k > 0:
         values, rows = torch.topk(-shares, k)

@@ -64,6 +64,16 @@ def test_shares_sum_to_cosine(group):
     assert sum(att["unsup_rows"]["class"]) == pytest.approx(groups["unlabeled"], rel=1e-6)
     assert sum(att["unsup_rows"]["cluster"]) == pytest.approx(groups["unlabeled"], rel=1e-6)
     assert all(100 <= i < 112 for i in att["unsup_rows"]["top_index"])
+    assert att["unsup_rows"]["class_outside"] == 0.0
+
+
+def test_class_ids_beyond_the_logits_width_are_summed_apart():
+    from entangle.attribution import attribution_summary
+
+    shares = torch.tensor([0.1, -0.2, 0.3], dtype=torch.float64)
+    out = attribution_summary(shares, classes=torch.tensor([0, 1, 5]), num_classes=2)
+    assert out["class"].tolist() == pytest.approx([0.1, -0.2])
+    assert out["class_outside"].item() == pytest.approx(0.3)
 
 
 def test_rows_equal_brute_force_vjp_loop():
