@@ -178,6 +178,19 @@ def _gcd_args(cfg: dict) -> dict:
     return {"in_dim": cfg.pop("in_dim"), "num_classes": cfg.pop("num_classes"), **cfg}
 
 
+def _prompted(backbone: nn.Module, state: dict, src: str, fmt: str) -> nn.Module:
+    """``backbone`` behind the image prompter ``state`` describes (SPTNet), loaded strictly."""
+    from entangle.gcd.prompters import PromptedBackbone, sptnet_prompter
+
+    patch = getattr(getattr(backbone, "config", None), "patch_size", None)
+    try:
+        prompter = sptnet_prompter(state, patch or 16)
+    except EntangleValueError as exc:
+        raise CheckpointError(f"{src} ({fmt} layout): {exc}") from None
+    load_strict(prompter, state, what="prompter", source=src, fmt=fmt)
+    return PromptedBackbone(prompter.eval(), backbone)
+
+
 def _head_in_dim(head: nn.Module) -> int | None:
     first = next((m for m in head.modules() if isinstance(m, nn.Linear)), None)
     return None if first is None else first.in_features
@@ -287,6 +300,8 @@ def load_gcd_object(
             )
     load = {"source": src, "fmt": fmt, "assign": factory is None}
     load_strict(backbone, parts.backbone, what="backbone", **load)
+    if parts.prompter is not None:
+        backbone = _prompted(backbone, parts.prompter, src, fmt)
     if head is not None and parts.head is None:
         notes.append("the file has no head weights: the factory's head keeps its own")
     elif parts.head is not None:

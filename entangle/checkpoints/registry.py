@@ -31,6 +31,7 @@ class Parts:
         head_kind: ``"gcd"`` (a ``GCDHead``) or ``"mlp+gcd"`` (EAGC's ``MLP_Head`` then
             ``DINOHead``, keys ``0.*`` / ``1.*``).
         arch: entangle's own architecture record (``meta["arch"]``), trusted as data only.
+        prompter: an image-space prompter's state dict (SPTNet), applied before the backbone.
     """
 
     backbone: dict
@@ -40,6 +41,7 @@ class Parts:
     notes: list[str] = field(default_factory=list)
     head_kind: str = "gcd"
     arch: Mapping | None = None
+    prompter: dict | None = None
 
 
 @dataclass

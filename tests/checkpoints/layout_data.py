@@ -69,8 +69,22 @@ def shape(rule: tuple, sizes: dict) -> tuple[int, ...]:
             out.append(dim)
         elif dim.startswith("1+"):
             out.append(1 + sizes[dim[2:]])
+        elif dim == "S-2pad":
+            out.append(sizes["S"] - 2 * sizes["pad"])
         elif dim[0].isdigit():
             out.append(int(dim[0]) * sizes[dim[1:]])
         else:
             out.append(sizes[dim])
     return tuple(out)
+
+
+# SPTNet prompters (Visual-AI/SPTNet prompters.py), S = image size (224), pad = 30 for
+# prompt_type 'all'; train_spt.py saves Sequential(prompter, Sequential(backbone, DINOHead))
+SPTNET_PATCH_PROMPTER = {"0.patch": (1, 3, "S", "S")}
+SPTNET_ALL_PROMPTER = {
+    "0.0.pad_up": (1, 3, "pad", "S"),
+    "0.0.pad_down": (1, 3, "pad", "S"),
+    "0.0.pad_left": (1, 3, "S-2pad", "pad"),
+    "0.0.pad_right": (1, 3, "S-2pad", "pad"),
+    "0.1.patch": (1, 3, "S", "S"),
+}

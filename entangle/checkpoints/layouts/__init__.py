@@ -11,5 +11,6 @@ from entangle.checkpoints.layouts import (  # noqa: F401
     eagc,
     entangle,
     simgcd,
+    sptnet,
     vit,
 )
