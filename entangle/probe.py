@@ -238,7 +238,7 @@ class Probe:
             epoch: the epoch number (default: ``probe.epoch`` if set, else a running count).
             accuracy: accuracy protocols, ``"v2"`` (SimGCD's and EAGC's), ``"v1"``, ``"v2b"`` or
                 a list / comma string; the first fills ``acc_*`` (see docs/accuracy.md).
-            k: SOC subspace dimension (default 16, the paper's).
+            k: SOC subspace dimension (default: the ProbeSet's k, else 16, the paper's).
             aperture: conceptor aperture (default: the EAGC's, else 2.0).
             save_features: save ``features/epoch_NNN.npz`` (the report needs it).
             autocast: context manager for the forward (e.g. bf16 autocast on CUDA).
@@ -258,7 +258,14 @@ class Probe:
         if aperture is None:
             aperture = getattr(self.eagc, "aperture", None) or 2.0
         record, arrays = epoch_record(
-            z, logits, labels, labeled, novel, accuracy=accuracy, k=k or 16, aperture=aperture
+            z,
+            logits,
+            labels,
+            labeled,
+            novel,
+            accuracy=accuracy,
+            k=k or getattr(self.probeset, "k", 16),
+            aperture=aperture,
         )
         self._epochs_recorded += 1
         if self.run is None:
