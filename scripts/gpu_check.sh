@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# The GPU check (docs/reliability.md): gpu-marked tests, a probed EAGC step under
+# torch.cuda.set_sync_debug_mode("error") (fp16 + GradScaler, bf16), and entangle bench at
+# the CUDA defaults with its peak memory. About 5 minutes; needs a CUDA device.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+exec timeout 330 python -m entangle.gpu_check "$@"
