@@ -34,6 +34,11 @@ from entangle.gcd.heads import (
     infer_relu_mlp_config,
 )
 from entangle.gcd.vit import VisionTransformer, ViTConfig, infer_vit_config
+from entangle.gcd.vit_clip import (
+    CLIPVisionTransformer,
+    infer_clip_vision_config,
+    is_clip_visual_state,
+)
 
 # ---------------------------------------------------------------------------------- loading
 
@@ -136,6 +141,13 @@ def _build_backbone(state: dict, arch: Any, notes: list[str], fmt: str, src: str
     try:
         if "stem.weight" in state:
             return _digits_backbone(state, notes)
+        if is_clip_visual_state(state):
+            ccfg = infer_clip_vision_config(state)
+            notes.append(
+                f"backbone: CLIP ViT {ccfg.width}-d, {ccfg.layers} blocks, patch "
+                f"{ccfg.patch_size}, {ccfg.img_size}px; features ln_post(cls) (use_proj False)"
+            )
+            return CLIPVisionTransformer(ccfg)
         cfg = infer_vit_config(state)
     except (EntangleValueError, TypeError, KeyError) as exc:
         raise CheckpointError(

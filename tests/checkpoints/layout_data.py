@@ -88,3 +88,38 @@ SPTNET_ALL_PROMPTER = {
     "0.0.pad_right": (1, 3, "S-2pad", "pad"),
     "0.1.patch": (1, 3, "S", "S"),
 }
+
+# CLIP's image encoder (openai/CLIP clip/model.py VisionTransformer; GET vendors it as
+# clip/model.py and saves the whole CLIP model as 'backbone', so these sit under 'visual.').
+# ViT-B/16: W = 768, p = 16, N = 196, E = 512 (the joint embedding), 12 resblocks
+CLIP_VISUAL_TOP = {
+    "conv1.weight": ("W", 3, "p", "p"),
+    "class_embedding": ("W",),
+    "positional_embedding": ("1+N", "W"),
+    "ln_pre.weight": ("W",),
+    "ln_pre.bias": ("W",),
+    "ln_post.weight": ("W",),
+    "ln_post.bias": ("W",),
+    "proj": ("W", "E"),
+}
+CLIP_RESBLOCK = {
+    "attn.in_proj_weight": ("3W", "W"),
+    "attn.in_proj_bias": ("3W",),
+    "attn.out_proj.weight": ("W", "W"),
+    "attn.out_proj.bias": ("W",),
+    "ln_1.weight": ("W",),
+    "ln_1.bias": ("W",),
+    "mlp.c_fc.weight": ("4W", "W"),
+    "mlp.c_fc.bias": ("4W",),
+    "mlp.c_proj.weight": ("W", "4W"),
+    "mlp.c_proj.bias": ("W",),
+    "ln_2.weight": ("W",),
+    "ln_2.bias": ("W",),
+}
+
+
+def clip_visual_keys(layers: int) -> dict:
+    out = dict(CLIP_VISUAL_TOP)
+    for i in range(layers):
+        out.update({f"transformer.resblocks.{i}.{k}": v for k, v in CLIP_RESBLOCK.items()})
+    return out

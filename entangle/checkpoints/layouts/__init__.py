@@ -10,6 +10,7 @@ from entangle.checkpoints.layouts import (  # noqa: F401
     dinov2,
     eagc,
     entangle,
+    get,
     simgcd,
     sptnet,
     vit,
