@@ -121,7 +121,7 @@ def summary_metrics(has_eagc: bool) -> list[Metric]:
     rows += [
         Metric("soc_early", f"ProbeSet SOC, {early}"),
         Metric("soc_all", "ProbeSet SOC, whole run"),
-        Metric("soc_last_epoch", "SOC at the last evaluation"),
+        Metric("soc_last_epoch", "SOC over all samples, last evaluation"),
         Metric("steps", "Probed steps", integer=True),
         Metric("nan_steps", "Steps with a NaN metric", integer=True),
         Metric("nan_cos_raw", "Steps without a raw cosine", integer=True),
