@@ -113,6 +113,8 @@ def test_gradient_records_are_the_simgcd_objective_at_the_checkpoint(digits_run)
     for step in reader.steps:
         assert set(step["raw"]) == {"last_block", "all"} and "eagc" in step
         assert -1 <= step["raw"]["last_block"]["cos"] <= 1
+        # free energy over SimGCD's softmax logits: the head's cosine logits / 0.1
+        assert step["energy"]["free_energy_temperature"] == config.student_temperature == 0.1
 
     want = _first_batch_conflict(config)
     got = reader.steps[0]["raw"]["last_block"]

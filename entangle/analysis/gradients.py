@@ -195,7 +195,10 @@ def gradient_diagnostics(
         with trainable_as_simgcd(backbone, head):
             params = [p for m in (backbone, head) for p in m.parameters() if p.requires_grad]
             groups = {"last_block": last_block(backbone), "all": params}
-            probe = Probe(groups, run=run, eagc=coordinator)
+            # free energy over the head's softmax logits (SimGCD: cosine / 0.1)
+            probe = Probe(
+                groups, run=run, eagc=coordinator, logit_temperature=config.student_temperature
+            )
             shared = _shared_prefix(backbone, reference) if reference is not None else None
             total = min(batches, len(sampler))
             for i, rows in enumerate(sampler):
