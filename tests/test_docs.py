@@ -20,6 +20,13 @@ def test_docstrings_point_into_the_repository_not_to_design_md():
     assert offenders == []
 
 
+def test_every_docs_page_a_docstring_names_exists():
+    named = {m for p in _sources() for m in POINTER.findall(p.read_text(encoding="utf-8"))}
+    assert {"quantities.md", "records.md"} <= named
+    missing = sorted(n for n in named if not (ROOT / "docs" / n).is_file())
+    assert missing == []
+
+
 def test_the_index_links_every_page_and_only_existing_ones():
     index = (ROOT / "docs" / "README.md").read_text(encoding="utf-8")
     links = set(re.findall(r"\]\(([A-Za-z0-9_\-]+\.md)\)", index))
