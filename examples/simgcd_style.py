@@ -55,6 +55,7 @@ def train(args) -> Path:
         run=run,
         eagc=eagc,
         probeset=probeset,
+        attribution=True,  # which unlabeled rows (classes) make the conflict
         tensorboard=args.tensorboard,
     )
 
@@ -71,13 +72,14 @@ def train(args) -> Path:
     for epoch in range(args.epochs):
         probe.epoch = epoch
         student.train()
-        for views, class_labels, _uq_idxs, mask_lab in train_loader:
+        for views, class_labels, uq_idxs, mask_lab in train_loader:
             mask_lab = mask_lab[:, 0].to(device).bool()
             class_labels = class_labels.to(device)
             images = torch.cat(views, dim=0).to(device)
             mask_lab2 = mask_lab.repeat(2)  # one entry per row of the stacked views
             with torch.autocast(device.type, enabled=scaler is not None):
-                z, z_ref = shared(images)
+                with probe.attribution_forward():  # attention with a second derivative
+                    z, z_ref = shared(images)
                 z = eagc.coordinate(z, mask_lab2, z_ref, scaler=scaler)
                 student_proj, student_out = head(z)
                 t = teacher_temperature_at(epoch, loss_config)
@@ -88,7 +90,8 @@ def train(args) -> Path:
                 unsup = (1 - w) * (cluster + contrastive)
             optimizer.zero_grad()
             # (sup + unsup), scaled when a scaler is given, backward; measured on probed steps
-            probe.backward(sup, unsup, features=z, labeled=mask_lab2, scaler=scaler)
+            oracle = {"targets": class_labels.repeat(2), "index": uq_idxs.repeat(2)}
+            probe.backward(sup, unsup, features=z, labeled=mask_lab2, scaler=scaler, **oracle)
             if scaler is None:
                 optimizer.step()
             else:
