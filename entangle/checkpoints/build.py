@@ -148,6 +148,8 @@ def _build_backbone(state: dict, arch: Any, notes: list[str], fmt: str, src: str
                 f"{ccfg.patch_size}, {ccfg.img_size}px; features ln_post(cls) (use_proj False)"
             )
             return CLIPVisionTransformer(ccfg)
+        if "prompt_tokens" in state:
+            return _vpt_backbone(state, notes)
         cfg = infer_vit_config(state)
     except (EntangleValueError, TypeError, KeyError) as exc:
         raise CheckpointError(
@@ -160,6 +162,18 @@ def _build_backbone(state: dict, arch: Any, notes: list[str], fmt: str, src: str
         "from the width (shapes do not record it)"
     )
     return VisionTransformer(cfg)
+
+
+def _vpt_backbone(state: dict, notes: list[str]) -> nn.Module:
+    """PromptCAL's VPT ViT: the plain ViT's sizes from the state without the prompt positions."""
+    from entangle.gcd.vit_vpt import VPTVisionTransformer
+
+    layers, prompts, _ = state["prompt_tokens"].shape
+    pos = state["pos_embed"]
+    plain = dict(state, pos_embed=torch.cat([pos[:, :1], pos[:, 1 + prompts :]], dim=1))
+    cfg = infer_vit_config(plain)
+    notes.append(f"backbone: ViT {cfg.embed_dim}-d, {cfg.depth} blocks, with deep prompts")
+    return VPTVisionTransformer(cfg, prompts, layers)
 
 
 def _digits_backbone(state: dict, notes: list[str]) -> nn.Module:

@@ -53,7 +53,7 @@ def _check_meta(value: Any, where: str = "meta") -> Any:
 def _arch_of(module: nn.Module | None) -> dict | None:
     if module is None:
         return None
-    if isinstance(module, VisionTransformer):
+    if type(module) is VisionTransformer:  # subclasses (PromptCAL's VPT) from the shapes
         return {"kind": "vit", "config": module.config.to_dict()}
     if isinstance(module, GCDHead):
         return {"kind": "gcd", "config": dict(module.config)}

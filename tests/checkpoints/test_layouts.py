@@ -139,17 +139,34 @@ def test_selex_dinov2_vitb14_reg4_backbone(tmp_path, vit_reg4):
     same_features(loaded, vit_reg4, torch.randn(2, 3, 28, 28))
 
 
-def test_promptcal_prompt_tokens_are_named_not_half_loaded(tmp_path, vit):
+def test_promptcal_vpt_backbone_with_deep_prompts(tmp_path, vit):
     # PromptCAL models/vpt_vision_transformer.py: prompt_tokens [depth, P, D] and a pos_embed
-    # with 1 + P + N positions
-    state = vit.state_dict()
-    state["prompt_tokens"] = torch.zeros(DEPTH, 5, 64)
-    state["pos_embed"] = torch.zeros(1, 1 + 5 + 16, 64)
+    # with 1 + P + N positions (the P prompt positions zeroed by mask_vpt_pos_embed); after
+    # block i < depth - 1 the prompt slots take prompt_tokens[i + 1]
+    p = 5
+    gen = torch.Generator().manual_seed(8)
+    state = dict(vit.state_dict())
+    prompts = torch.randn(DEPTH, p, 64, generator=gen)
+    pos = state["pos_embed"]
+    state["prompt_tokens"] = prompts
+    state["pos_embed"] = torch.cat([pos[:, :1], torch.zeros(1, p, 64), pos[:, 1:]], dim=1)
+    want_keys = {k: shape(r, TINY) for k, r in vit_keys(DEPTH).items()}
+    want_keys |= {"prompt_tokens": (DEPTH, p, 64), "pos_embed": (1, 1 + p + 16, 64)}
+    assert shapes(state) == want_keys
     torch.save(state, tmp_path / "model.pt")
-    with pytest.raises(
-        CheckpointError, match=r"PromptCAL VPT backbone \(prompt_tokens \(2, 5, 64\)"
-    ):
-        load_gcd_checkpoint(tmp_path / "model.pt")
+    loaded = load_gcd_checkpoint(tmp_path / "model.pt")
+    assert loaded.format == "vit" and any("PromptCAL VPT" in n for n in loaded.notes)
+    images = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():  # PromptCAL's forward, written out over the plain ViT's blocks
+        x = vit.patch_embed(images)
+        x = torch.cat([vit.cls_token.expand(2, -1, -1), prompts[0].expand(2, -1, -1), x], 1)
+        x = x + state["pos_embed"]
+        for i, block in enumerate(vit.blocks):
+            x = block(x)
+            if i < DEPTH - 1:
+                x = torch.cat([x[:, :1], prompts[i + 1].expand(2, -1, -1), x[:, 1 + p :]], 1)
+        want = vit.norm(x)[:, 0]
+        torch.testing.assert_close(loaded.backbone(images), want, rtol=1e-6, atol=1e-6)
 
 
 # ---------------------------------------------------------------------------------------- CMS

@@ -54,11 +54,10 @@ def split(obj, ctx) -> Parts:
     state = backbone_state_from(obj)
     notes: list[str] = []
     if "prompt_tokens" in state:
-        shape = tuple(state["prompt_tokens"].shape)
-        raise CheckpointError(
-            f"{ctx.source}: a PromptCAL VPT backbone (prompt_tokens {shape}, pos_embed with "
-            "prompt positions); entangle does not build VPT ViTs yet (see docs/checkpoints.md); "
-            "pass --model package.module:factory with PromptCAL's model"
+        layers, prompts, _ = state["prompt_tokens"].shape
+        notes.append(
+            f"PromptCAL VPT backbone: {prompts} prompts in {layers} layers (n_shallow_prompts "
+            "= 0 assumed, as PromptCAL's scripts use; the file cannot say)"
         )
     parts = Parts(state, None, {}, notes=notes)
     head_path = ctx.head_path
