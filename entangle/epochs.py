@@ -107,7 +107,12 @@ def epoch_record(
     record: dict = {}
     if logits is not None and unl.any():
         pred = logits.argmax(1).cpu()
-        record.update(accuracy_fields(labels[unl], pred[unl], ~novel[unl], accuracy))
+        acc = accuracy_fields(labels[unl], pred[unl], ~novel[unl], accuracy)
+        if not bool(torch.isfinite(logits).all()):
+            # argmax of NaN logits is a constant class: an accuracy of it would be made up
+            acc = _nan_numbers(acc)
+            record["nan_reason"] = "the logits hold NaN or inf (training diverged?)"
+        record.update(acc)
     n_labeled = int(labeled.sum())
     if n_labeled >= 2 and novel.any():
         lab, nov = labeled.to(features.device), novel.to(features.device)
@@ -119,6 +124,12 @@ def epoch_record(
         record["knn_overlap"] = knn_overlap(
             features[unl.to(features.device)], novel[unl], k=min(10, max(1, int(unl.sum()) - 1))
         )
+        if not bool(torch.isfinite(features).all()):  # neighbours of NaN rows are arbitrary
+            record["knn_overlap"] = {
+                k: v if k.endswith("_chance") else float("nan")  # chance levels are counts'
+                for k, v in record["knn_overlap"].items()
+            }
+            record.setdefault("nan_reason", "the features hold NaN or inf (training diverged?)")
     arrays = {
         "features": features.cpu(),
         "labels": labels,
@@ -231,3 +242,12 @@ def _mask(mask, n: int, name: str) -> torch.Tensor:
             "row, in the loader's order (use shuffle=False)"
         )
     return mask
+
+
+def _nan_numbers(tree):
+    """``tree`` with every float replaced by NaN (counts, names and flags kept)."""
+    if isinstance(tree, dict):
+        return {k: _nan_numbers(v) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [_nan_numbers(v) for v in tree]
+    return float("nan") if isinstance(tree, float) else tree

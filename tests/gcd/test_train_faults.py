@@ -179,6 +179,8 @@ def test_a_diverging_run_stops_with_its_reason_recorded(setup, tmp_path):
     probed = [s["probeset"] for s in reader.steps if "probeset" in s]
     assert any("nan_reason" in p for p in probed)
     assert "NaN or inf" in reader.epochs[-1]["nan_reason"]
+    # argmax of NaN logits would be a made-up accuracy
+    assert reader.epochs[-1]["acc_all"] is None and math.isnan(summary["acc_all"])  # null: NaN
     assert reader.epochs[-1]["nonfinite_loss_run"] >= config.nan_limit
 
 
