@@ -48,6 +48,13 @@ def demo(
     epochs: Annotated[int, typer.Option(help="GCD training epochs per run.")] = 6,
     force: Annotated[bool, typer.Option(help="Replace an earlier demo's runs in --out.")] = False,
     report: Annotated[bool, typer.Option(help="Build the HTML/PNG report.")] = True,
+    variants: Annotated[
+        str,
+        typer.Option(
+            help="Runs, comma list (default: baseline, baseline-reference, eagc, aga, eep, "
+            "eagc-fixed; e.g. 'baseline,eagc' for a shorter demo)."
+        ),
+    ] = "baseline,baseline-reference,eagc,aga,eep,eagc-fixed",
     aperture: Annotated[
         str, typer.Option(help="Conceptor aperture, a number or 'auto' (docs/calibration.md).")
     ] = "2.0",
@@ -65,6 +72,7 @@ def demo(
             report=report,
             progress=progress,
             aperture=aperture,
+            variants=[v.strip() for v in variants.split(",") if v.strip()],
         )
     console.print(summary_table(result["summaries"]))
     console.print(
