@@ -87,6 +87,7 @@ def run_summary(reader: RunReader) -> dict:
 
     The numbers come from the report's summary table (one implementation of each statistic).
     """
+    from entangle.report.records import accuracy_protocol
     from entangle.report.summary import EARLY_STEPS
     from entangle.report.summary import run_summary as summary_table
 
@@ -95,6 +96,7 @@ def run_summary(reader: RunReader) -> dict:
         "acc_all": table["acc_all_last"],
         "acc_old": table["acc_old_last"],
         "acc_new": table["acc_new_last"],
+        "acc_protocol": accuracy_protocol(reader.epochs),
         "early_steps": EARLY_STEPS,
         "gdc_early": table["gdc_early_raw"],
         "soc_early": table["soc_early"],

@@ -268,6 +268,7 @@ def test_every_accuracy_protocol_is_recorded_per_evaluation(setup, tmp_path):
         want = cluster_accuracy(saved["labels"][unl], pred, ~saved["novel"][unl], protocol)
         assert (acc["all"], acc["old"], acc["new"]) == pytest.approx(want)
     assert epoch["acc_all"] == epoch["acc_protocols"]["v2b"]["all"]
+    assert reader.summary["acc_protocol"] == "v2b"  # the DONE summary names it too
 
 
 def test_optimiser_is_simgcds_and_steps_its_schedule_per_epoch(setup, tmp_path):
