@@ -10,7 +10,8 @@ read here (after any loguru / logging prefix) are, see docs/logs.md:
 - ``Train Epoch: E Avg Loss: X`` (optionally ``| Seen Class Acc: Y``), ``Reference Epoch: E
   Avg Loss: X`` and SelEx's ``Epoch: E Avg Loss: X | Constrastive: Y``;
 - ``Epoch T, NAME_PROTOCOL: All A | Old O | New N`` (one accuracy protocol);
-- ``Train Accuracies: All A | Old O | New N`` (and ``Test`` / ``Best Train``);
+- ``Train Accuracies: All A | Old O | New N`` (and ``Test`` / ``Best Train``; GET's
+  ``Train Accuracies(img|text|sum): ..`` per prediction branch);
 - ``Using evaluation function v2 to print results`` (which protocol the line above shows);
 - ``[Best ACC Updated] Epoch E: All=A, Old=O, New=N``.
 
@@ -54,7 +55,12 @@ _ALL_OLD_NEW = rf"All (?P<all>{_NUM}) \| Old (?P<old>{_NUM}) \| New (?P<new>{_NU
 _PROTOCOL_ACC = re.compile(
     rf"^Epoch (?P<epoch>\d+|None), (?P<name>.+)_(?P<protocol>[A-Za-z0-9]+): {_ALL_OLD_NEW}\s*$"
 )
-_SUMMARY_ACC = re.compile(rf"^(?P<which>Train|Test|Best Train) Accuracies: {_ALL_OLD_NEW}\s*$")
+_SUMMARY_ACC = re.compile(
+    rf"^(?P<which>Train|Test|Best Train) Accuracies(?:\((?P<branch>[A-Za-z]+)\))?: "
+    rf"{_ALL_OLD_NEW}\s*$"
+)
+# GET (enguangW/GET s2_GET.py) logs one line per prediction branch; its "sum" fuses both
+BRANCH_SHOWN = "sum"
 _BEST = re.compile(
     rf"^\[Best ACC Updated\] Epoch (?P<epoch>\d+): All=(?P<all>{_NUM}), "
     rf"Old=(?P<old>{_NUM}), New=(?P<new>{_NUM})\s*$"
@@ -64,7 +70,7 @@ _EPOCH_ONLY = re.compile(r"^Epoch: (?P<epoch>\d+)\s*$")
 
 # messages of these codebases that carry no number entangle reads (paths, sizes, stages)
 _INFO = re.compile(
-    r"^(?:Testing on |model saved to |Model saved to|projection head saved to |Loading |"
+    r"^(?:Testing on |model saved to |full model saved to |Model saved to|projection head saved to |Loading |"
     r"Load reference model|model build|num_labeled_classes |num_unlabeled_classes |"
     r"Train dataset size|Unlabelled_train_examples_test size|Labelled dataset size|"
     r"Unlabelled dataset size|Starting reference model training|Reference model training "
@@ -135,6 +141,10 @@ def _epoch_record(epoch: int, raw: dict, printed: str | None) -> dict:
     logged = raw.get("logged", {})
     unlabelled = logged.get(SAVE_NAME_UNLABELLED, {})
     train = raw.get("train_acc")
+    branches = raw.get("branch_acc", {})
+    if train is None and BRANCH_SHOWN in branches:
+        train = branches[BRANCH_SHOWN]
+        rec["acc_branch"] = BRANCH_SHOWN
     if train is not None:
         rec.update({f"acc_{k}": v for k, v in train.items()})
         same = [p for p, acc in unlabelled.items() if _equal_4dp(acc, train)]
@@ -148,7 +158,7 @@ def _epoch_record(epoch: int, raw: dict, printed: str | None) -> dict:
     others = {name: accs for name, accs in logged.items() if name != SAVE_NAME_UNLABELLED}
     if others:
         rec["logged_acc"] = others
-    for key in ("test_acc", "loss_avg", "epoch_stats", "time"):
+    for key in ("test_acc", "branch_acc", "test_branch_acc", "loss_avg", "epoch_stats", "time"):
         if key in raw:
             rec[key] = raw[key]
     return rec
@@ -249,8 +259,13 @@ class _Parser:
             epoch = self.epoch
         else:
             epoch = int(m.group("epoch"))
-        raw = self._raw(epoch)
-        raw.setdefault("logged", {}).setdefault(m.group("name"), {})[m.group("protocol")] = _acc(m)
+        per_name = self._raw(epoch).setdefault("logged", {})
+        name, k = m.group("name"), 2
+        # a codebase logging one save name several times per epoch (GET: once per branch)
+        # keeps every line, numbered in order, never overwritten
+        while m.group("protocol") in per_name.get(name, {}):
+            name, k = f"{m.group('name')} ({k})", k + 1
+        per_name.setdefault(name, {})[m.group("protocol")] = _acc(m)
         return True
 
     def _summary_acc(self, msg, time) -> bool:
@@ -261,7 +276,11 @@ class _Parser:
             self.log.best.append({"epoch": self.epoch} | _acc(m))
             return True
         raw = self._raw(self.epoch)
-        raw["train_acc" if m.group("which") == "Train" else "test_acc"] = _acc(m)
+        if m.group("branch"):
+            key = "branch_acc" if m.group("which") == "Train" else "test_branch_acc"
+            raw.setdefault(key, {})[m.group("branch")] = _acc(m)
+        else:
+            raw["train_acc" if m.group("which") == "Train" else "test_acc"] = _acc(m)
         if time is not None:
             raw["time"] = time
         return True

@@ -105,3 +105,17 @@ LOGGING_LINES = "\n".join(
         "INFO:root:Epoch 3, Train ACC Unlabelled_v2: All 0.5000 | Old 0.6000 | New 0.4000",
     ]
 )
+
+# enguangW/GET s2_GET.py: test() calls log_accs_from_preds three times (image, text and the
+# fused prediction) with the same save name, then train_dual logs one line per branch
+GET_MESSAGES = [
+    "Train Epoch: 0 Avg Loss: 7.1000 ",
+    "Testing on unlabelled examples in the training data...",
+    "Epoch 0, Train ACC Unlabelled_v2: All 0.5000 | Old 0.6000 | New 0.4500",
+    "Epoch 0, Train ACC Unlabelled_v2: All 0.4000 | Old 0.5000 | New 0.3500",
+    "Epoch 0, Train ACC Unlabelled_v2: All 0.5500 | Old 0.6500 | New 0.5000",
+    "Train Accuracies(img): All 0.5000 | Old 0.6000 | New 0.4500",
+    "Train Accuracies(text): All 0.4000 | Old 0.5000 | New 0.3500",
+    "Train Accuracies(sum): All 0.5500 | Old 0.6500 | New 0.5000",
+    "full model saved to /exp/get/checkpoints/model.pt.",
+]

@@ -121,3 +121,17 @@ def test_files_that_are_not_training_logs_are_refused(tmp_path):
         read_text_log(binary)
     with pytest.raises(EntangleValueError, match="does not exist"):
         read_text_log(tmp_path / "missing.txt")
+
+
+def test_get_branch_lines_are_all_kept(tmp_path):
+    from tests.logs.log_samples import GET_MESSAGES
+
+    log = read_text_log(_write(tmp_path, loguru(GET_MESSAGES)))
+    (e0,) = log.epoch_records()
+    assert e0["branch_acc"]["text"] == {"all": 0.4, "old": 0.5, "new": 0.35}
+    assert e0["acc_branch"] == "sum" and e0["acc_all"] == 0.55
+    # the three same-named protocol lines are numbered, none overwritten
+    assert e0["acc_protocols"]["v2"]["all"] == 0.5
+    assert e0["logged_acc"]["Train ACC Unlabelled (2)"]["v2"]["all"] == 0.4
+    assert e0["logged_acc"]["Train ACC Unlabelled (3)"]["v2"]["all"] == 0.55
+    assert log.counts["unknown"] == 0
