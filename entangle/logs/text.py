@@ -70,7 +70,8 @@ _EPOCH_ONLY = re.compile(r"^Epoch: (?P<epoch>\d+)\s*$")
 
 # messages of these codebases that carry no number entangle reads (paths, sizes, stages)
 _INFO = re.compile(
-    r"^(?:Testing on |model saved to |full model saved to |Model saved to|projection head saved to |Loading |"
+    r"^(?:Testing on |model saved to |full model saved to |Model saved to|"
+    r"projection head saved to |Loading |"
     r"Load reference model|model build|num_labeled_classes |num_unlabeled_classes |"
     r"Train dataset size|Unlabelled_train_examples_test size|Labelled dataset size|"
     r"Unlabelled dataset size|Starting reference model training|Reference model training "
