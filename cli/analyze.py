@@ -123,7 +123,7 @@ def analyze_command(
     out: Annotated[Path, typer.Option(help="Output folder: one run per checkpoint + report/.")],
     checkpoints: Annotated[
         list[Path] | None,
-        typer.Argument(help="Checkpoint files (entangle, SimGCD, EAGC, SelEx, plain ViT)."),
+        typer.Argument(help="Checkpoint files in any layout of --list-formats."),
     ] = None,
     data: Annotated[
         str,
