@@ -30,8 +30,20 @@ def _to_numpy(x, name: str) -> np.ndarray:
     return arr
 
 
+# Beyond this many ids a dense D x D count matrix (D^2 int64) costs too much memory; the
+# compact matrix over the ids that occur gives the same matched count, but may break ties
+# between equally good assignments differently from the public code.
+_DENSE_IDS_MAX = 4096
+
+
 def hungarian_mapping(y_true: np.ndarray, y_pred: np.ndarray) -> dict[int, int]:
     """Cluster-to-class mapping that maximises the matched count (one assignment, all classes).
+
+    As the public GCD and SimGCD code (``util/cluster_and_log_utils.py``): a square
+    ``D x D`` count matrix over ids ``0..D-1`` (``D = max id + 1``) and
+    ``linear_sum_assignment(w.max() - w)``, so that ties between equally good assignments
+    break the same way and Old/New (v2) and the per-class means (v2b) equal theirs. Ids past
+    4096 use a compact matrix over the ids that occur (same matched count; ties may differ).
 
     Args:
         y_true: ``[n]`` non-negative integer classes.
@@ -43,7 +55,13 @@ def hungarian_mapping(y_true: np.ndarray, y_pred: np.ndarray) -> dict[int, int]:
     """
     from scipy.optimize import linear_sum_assignment
 
-    # index the ids that occur, not 0..max id: ids can be large (hashes, sparse cluster labels)
+    size = int(max(y_pred.max(), y_true.max())) + 1
+    if size <= _DENSE_IDS_MAX:
+        counts = np.zeros((size, size), dtype=np.int64)
+        np.add.at(counts, (y_pred, y_true), 1)
+        rows, cols = linear_sum_assignment(counts.max() - counts)
+        present = set(np.unique(y_pred).tolist())
+        return {int(r): int(c) for r, c in zip(rows, cols, strict=True) if int(r) in present}
     clusters, pred_idx = np.unique(y_pred, return_inverse=True)
     classes, true_idx = np.unique(y_true, return_inverse=True)
     counts = np.zeros((len(clusters), len(classes)), dtype=np.int64)
