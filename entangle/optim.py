@@ -14,9 +14,10 @@ ETA_MIN_FACTOR = 1e-3
 def param_groups(modules: Iterable[torch.nn.Module]) -> list[dict]:
     """Trainable parameters of ``modules`` in SimGCD's two groups (its ``get_params_groups``).
 
-    Biases (names ending in ``.bias``) and every 1-D parameter (norm scales, the
-    weight-norm ``g`` of a classifier) get ``weight_decay=0``; the rest the optimiser's
-    weight decay. Frozen parameters are left out.
+    Biases (names ending in ``.bias``) and every 1-D parameter (norm scales) get
+    ``weight_decay=0``; the rest the optimiser's weight decay (also the weight-norm ``g`` of
+    a classifier, shape ``[K, 1]``, as in SimGCD; it is frozen by default
+    anyway). Frozen parameters are left out.
 
     Returns:
         ``[{"params": decayed}, {"params": not_decayed, "weight_decay": 0.0}]`` (an empty

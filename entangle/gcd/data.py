@@ -184,12 +184,13 @@ def load_source(
 
 
 class BalancedBatchSampler:
-    """Index batches with a fixed share of labeled rows (SimGCD weights its sampler this way).
+    """Index batches with a fixed share of labeled rows (SimGCD's sampler: that share on average).
 
     Labeled and unlabeled indices are drawn from two pools, each cycled through in a fresh
     random order, so every sample is seen about once per pass over its pool and a batch never
     holds the same sample twice. An epoch is ``ceil(n / batch_size)`` full batches. Batches
     depend only on ``(seed, epoch)``: call ``set_epoch`` before iterating to resume exactly.
+    How this differs from SimGCD's weighted sampler: docs/protocol.md.
 
     Args:
         labeled: ``[n]`` bool mask of labeled samples.

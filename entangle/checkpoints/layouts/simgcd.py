@@ -23,7 +23,16 @@ def split(obj, ctx) -> Parts:
         raise CheckpointError(
             f"simgcd checkpoint has entries outside 0.* (ViT) and 1.* (DINOHead): {other}"
         )
-    return Parts(sub(sd, "0."), sub(sd, "1."), plain_meta(obj, ("epoch",)), notes=notes)
+    meta = plain_meta(obj, ("epoch",))
+    if isinstance(meta.get("epoch"), int) and meta["epoch"] >= 1:
+        # train.py saves epoch + 1 (epochs finished); entangle's meta["epoch"] is the 0-based
+        # index of the last epoch trained, which analyze reads the teacher temperature at
+        meta["epochs_done"] = meta["epoch"]
+        meta["epoch"] -= 1
+        notes.append(
+            f"epoch {meta['epochs_done']} saved as epochs done: last epoch index {meta['epoch']}"
+        )
+    return Parts(sub(sd, "0."), sub(sd, "1."), meta, notes=notes)
 
 
 LAYOUT = register(
