@@ -138,12 +138,19 @@ class RowJacobian:
     Args:
         features: ``[n, D]``.
         params: the group theta (each reaching ``features``).
+        at: ``[n, D]`` value of the dummy cotangent u (default zeros). v(u) = J^T u is linear
+            in u, so the products J t do not depend on it; with ``at = dL_sup/dz`` the
+            create-graph pass also yields the group's g_S (:attr:`value`), which saves the
+            Probe a separate backward through the group.
     """
 
-    def __init__(self, features: torch.Tensor, params: list[torch.Tensor]) -> None:
+    def __init__(
+        self, features: torch.Tensor, params: list[torch.Tensor], at: torch.Tensor | None = None
+    ) -> None:
         self.params = list(params)
         self.shape = features.shape
-        self._u = torch.zeros_like(features, requires_grad=True)
+        u = torch.zeros_like(features) if at is None else at.detach().clone()
+        self._u = u.requires_grad_(True)
         with torch.enable_grad():
             v = _autograd(
                 lambda: torch.autograd.grad(
@@ -156,6 +163,8 @@ class RowJacobian:
                 )
             )
         self._pairs = [(i, t) for i, t in enumerate(v) if t is not None and t.requires_grad]
+        # J^T u per parameter (None where unused): g_S of the group when u = dL_sup/dz
+        self.value = [None if t is None else t.detach() for t in v]
 
     def jvp(self, tangent: list[torch.Tensor | None], *, keep: bool = True) -> torch.Tensor:
         """``[n, D]`` rows of J t for the tangent ``t`` (one tensor per parameter, or None)."""
@@ -278,15 +287,20 @@ class Attributor:
         """Math attention for the forward of an attributed step (``probed`` None: not probed)."""
         return math_attention() if probed is not None and self.is_due(probed) else nullcontext()
 
-    def prepare(self, features: torch.Tensor, probed: int) -> RowJacobian | None:
-        """On a due step, the row Jacobian (built before the training backward), else None."""
+    def prepare(
+        self, features: torch.Tensor, probed: int, at: torch.Tensor | None = None
+    ) -> RowJacobian | None:
+        """On a due step, the row Jacobian (built before the training backward), else None.
+
+        ``at``: the dummy cotangent's value (see :class:`RowJacobian`), e.g. dL_sup/dz.
+        """
         if not self.is_due(probed):
             return None
         if not self._checked:
             # the graph's structure does not change between steps of one loop: check once
             check_rows_independent(features, self.params)
             self._checked = True
-        return RowJacobian(features, self.params)
+        return RowJacobian(features, self.params, at)
 
     def measure(self, jac: RowJacobian, g_s: list, g_u: list, feat_s, feat_u, **rows) -> dict:
         """Shares of cos(g_S, g_U) for this group's gradients ``g_s``/``g_u``.

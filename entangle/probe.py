@@ -400,8 +400,12 @@ class Probe:
         inputs = params + ([features] if features is not None else [])
         scale = loss_scale(scaler, sup.device)
 
+        jac = None
         with _mode(state, "identity"):
-            raw_sup = _grads(_scaled(sup, scaler), inputs)
+            if self.attributor is not None and features is not None:
+                jac, raw_sup = self._attributed_sup(step, _scaled(sup, scaler), inputs, features)
+            else:
+                raw_sup = _grads(_scaled(sup, scaler), inputs)
             if features is not None and raw_sup[-1] is None:
                 feat_unsup = _grads(_scaled(unsup, scaler), [features])[0]
                 if feat_unsup is None:
@@ -414,10 +418,6 @@ class Probe:
         if state is not None:
             with _mode(state, "full"):
                 corrected_sup = _grads(_scaled(sup, scaler), params)
-        jac = None
-        if self.attributor is not None and features is not None:
-            with _mode(state, "identity"):
-                jac = self.attributor.prepare(features, step // self.every)
 
         total, feature_total = self._training_backward(sup + unsup, scaler, params, features)
 
@@ -473,6 +473,26 @@ class Probe:
                 "keys": [k for k in RANK_LOCAL_KEYS if k in record],
             }
         return record
+
+    def _attributed_sup(self, step, sup, inputs, features):
+        """The raw supervised gradients of ``inputs``, and the row Jacobian on a due step.
+
+        On an attributed step dL_sup/dz comes first (the head only); the row Jacobian's
+        create-graph pass, taken at u = dL_sup/dz, then yields the attributed group's g_S as
+        its value, so only the parameters outside the group need another backward.
+        """
+        probed = step // self.every
+        if not self.attributor.is_due(probed):
+            return None, _grads(sup, inputs)
+        (feat_sup,) = _grads(sup, [features])
+        if feat_sup is None:  # not in the graph: the caller says so (or sup has no rows)
+            return None, _grads(sup, inputs)
+        jac = self.attributor.prepare(features, probed, at=feat_sup)
+        group = {id(p): value for p, value in zip(jac.params, jac.value, strict=True)}
+        rest = [p for p in inputs[:-1] if id(p) not in group]
+        rest_grads = dict(zip(map(id, rest), _grads(sup, rest), strict=True)) if rest else {}
+        grads = [group[id(p)] if id(p) in group else rest_grads[id(p)] for p in inputs[:-1]]
+        return jac, grads + [feat_sup]
 
     def _training_backward(self, total_loss, scaler, params, features):
         """The one training backward; hooks capture this call's gradient of every probed leaf."""

@@ -297,3 +297,31 @@ def test_math_attention_switches_only_graph_building_calls(monkeypatch):
         assert chosen == []  # a frozen block keeps its fused kernel
         torch.nn.functional.scaled_dot_product_attention(q, q, q)
     assert len(chosen) == 1
+
+
+@pytest.mark.parametrize("groups", ["one", "two"])
+@pytest.mark.parametrize("with_eagc", [False, True])
+def test_attributed_step_measures_the_same_gradients_as_an_unattributed_one(groups, with_eagc):
+    # on attributed steps the group's g_S comes from the row Jacobian's create-graph pass
+    # (one backward fewer); every gradient metric must equal the plain probe's
+    backbone, head = toy_models()
+    x, y, labeled, novel = toy_batch()
+    probed = {"last": last_block(backbone)}
+    if groups == "two":
+        probed["all"] = [p for p in backbone.parameters() if p.requires_grad]
+    with torch.no_grad():
+        ref = backbone(x) + 0.1
+        c = conceptor(ref[labeled].float()).double()
+    records = []
+    for attribution in (False, True):
+        # a fresh coordinator each time: mu moves with every coordinate call
+        eagc = EAGC(c, 0.5, eep_weight=1.0) if with_eagc else None
+        probe = Probe(probed, eagc=eagc, attribution=attribution)
+        records.append(_step(probe, backbone, head, x, y, labeled, novel, eagc=eagc, ref=ref))
+    plain, attributed = records
+    assert "attribution" in attributed and "attribution" not in plain
+    for kind in ("raw", "eagc") if with_eagc else ("raw",):
+        for name in probed:
+            for key, value in plain[kind][name].items():
+                assert attributed[kind][name][key] == pytest.approx(value, rel=1e-6, abs=1e-9)
+    assert attributed["attribution"]["closure"] == pytest.approx(1.0, rel=1e-6)
