@@ -34,6 +34,9 @@ from entangle.report.summary import gradient_summary
 from entangle.runs import RunReader, RunWriter
 from entangle.untrusted import safe_name
 
+# the SimGCD objective's defaults have one home: LossConfig
+_SIMGCD = LossConfig()
+
 Progress = Callable[[str, int, int, str], None]
 
 
@@ -70,14 +73,14 @@ class AnalyzeConfig:
     checkpoint_format: str | None = None
     head_file: str | None = None
     # the objective the gradient diagnostics differentiate (defaults: SimGCD's)
-    sup_weight: float = 0.35
-    memax_weight: float = 2.0
-    student_temperature: float = 0.1
-    warmup_teacher_temperature: float = 0.07
-    teacher_temperature: float = 0.04
-    warmup_teacher_epochs: int = 30
-    supcon_temperature: float = 0.07
-    infonce_temperature: float = 1.0
+    sup_weight: float = _SIMGCD.sup_weight
+    memax_weight: float = _SIMGCD.memax_weight
+    student_temperature: float = _SIMGCD.student_temperature
+    warmup_teacher_temperature: float = _SIMGCD.warmup_teacher_temperature
+    teacher_temperature: float = _SIMGCD.teacher_temperature
+    warmup_teacher_epochs: int = _SIMGCD.warmup_teacher_epochs
+    supcon_temperature: float = _SIMGCD.supcon_temperature
+    infonce_temperature: float = _SIMGCD.infonce_temperature
 
     def __post_init__(self):
         self.accuracy = accuracy_protocols(self.accuracy)

@@ -11,6 +11,9 @@ from entangle.errors import EntangleValueError
 from entangle.gcd.losses import LossConfig
 from entangle.metrics.clustering import accuracy_protocols
 
+# the SimGCD objective's defaults have one home: LossConfig
+_SIMGCD = LossConfig()
+
 # SimGCD warms the teacher temperature up over 30 of its 200 epochs (scripts/run_*.sh)
 SIMGCD_WARMUP_SHARE = 30 / 200
 STARTS = ("auto", "pretrained", "reference")
@@ -48,14 +51,14 @@ class TrainConfig:
     lr: float = 0.1
     momentum: float = 0.9
     weight_decay: float = 5e-5
-    sup_weight: float = 0.35
-    memax_weight: float = 2.0
-    student_temperature: float = 0.1
-    warmup_teacher_temperature: float = 0.07
-    teacher_temperature: float = 0.04
+    sup_weight: float = _SIMGCD.sup_weight
+    memax_weight: float = _SIMGCD.memax_weight
+    student_temperature: float = _SIMGCD.student_temperature
+    warmup_teacher_temperature: float = _SIMGCD.warmup_teacher_temperature
+    teacher_temperature: float = _SIMGCD.teacher_temperature
     warmup_teacher_epochs: int | None = None
-    supcon_temperature: float = 0.07
-    infonce_temperature: float = 1.0
+    supcon_temperature: float = _SIMGCD.supcon_temperature
+    infonce_temperature: float = _SIMGCD.infonce_temperature
     start: str = "auto"
     eagc: bool = False
     aga: bool = True
