@@ -24,9 +24,8 @@ from entangle.errors import EntangleRuntimeError, EntangleValueError
 from entangle.metrics import conceptor as fit_conceptor
 from entangle.metrics import energy_ratio
 from entangle.metrics._tensors import compute_dtype
+from entangle.metrics.energy import eep_gate
 from entangle.modes import eval_mode
-
-EPS = 1e-6
 
 
 @dataclass
@@ -217,9 +216,7 @@ class EAGC:
                     self._update_mu(energy, m)
                 if self.adaptive:
                     mu = self.mu.to(z.device, dtype)
-                    gate = (1.0 - energy / (mu + EPS)).clamp(0.0, 1.0)
-                    gate = torch.nan_to_num(gate, nan=0.0)
-                    weights = self.eep_weight * gate
+                    weights = self.eep_weight * eep_gate(energy, mu)
                 else:
                     weights = torch.full_like(energy, self.eep_weight)
                 weights = weights * (~m).to(dtype)

@@ -19,9 +19,8 @@ import torch
 
 from entangle.errors import EntangleValueError
 from entangle.metrics._tensors import as_matrix
-from entangle.metrics.energy import conceptor, conceptor_spectrum, energy_ratio
+from entangle.metrics.energy import conceptor, conceptor_spectrum, eep_gate, energy_ratio
 
-EPS = 1e-6  # the EEP gate's epsilon (see entangle.eagc)
 ACTIVE_WEIGHT = 0.01  # a row counts as acted on when its EEP weight exceeds this
 INERT_GAP = 0.05  # energy gap (labeled - unlabeled mean ratio) below which EEP cannot separate
 INERT_WEIGHT_SHARE = 0.1  # mean weight / beta below which the projection barely moves gradients
@@ -95,8 +94,7 @@ def eep_diagnosis(
     e_lab = energy_ratio(labeled.to(torch.float64), c, warn=False)
     e_unl = energy_ratio(unlabeled.to(torch.float64), c, warn=False)
     mu = e_lab.nanmean()
-    w = beta * (1 - e_unl / (mu + EPS)).clamp(0.0, 1.0)
-    w = torch.nan_to_num(w, nan=0.0)
+    w = beta * eep_gate(e_unl, mu)
     spectrum = conceptor_spectrum(c)
     out = {
         "aperture": float(aperture),

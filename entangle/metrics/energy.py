@@ -96,6 +96,26 @@ def energy_ratio(features: torch.Tensor, conceptor: torch.Tensor, *, warn: bool 
     return ratio
 
 
+# EAGC's epsilon in the EEP gate (the authors' ``mu + 1e-6``)
+EEP_EPS = 1e-6
+
+
+def eep_gate(energy: torch.Tensor, mu: torch.Tensor | float) -> torch.Tensor:
+    """EEP's energy-adaptive gate clip(1 - E / (mu + 1e-6), 0, 1) (see docs/quantities.md).
+
+    Rows with E >= mu (already looking known) get 0; a NaN energy gets 0.
+
+    Args:
+        energy: ``[n]`` energy ratios E(z_i).
+        mu: the labeled-energy threshold (a scalar or 0-d tensor on ``energy``'s device).
+
+    Returns:
+        ``[n]`` gate in [0, 1]; EEP's weight is ``beta * gate`` on unlabeled rows.
+    """
+    gate = (1.0 - energy / (mu + EEP_EPS)).clamp(0.0, 1.0)
+    return torch.nan_to_num(gate, nan=0.0)
+
+
 def free_energy(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """Logit free energy F(x) = -T logsumexp(logits / T); lower means more confident.
 
