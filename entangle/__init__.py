@@ -12,14 +12,14 @@ __version__ = "0.1.0"
 
 # public name -> module that defines it; loaded on first access so `import entangle` stays light
 _EXPORTS = {
-    "Probe": "entangle.probe",
-    "ProbeSet": "entangle.probeset",
-    "last_block": "entangle.params",
+    "Probe": "entangle.probing.probe",
+    "ProbeSet": "entangle.probing.probeset",
+    "last_block": "entangle.probing.params",
     "EAGC": "entangle.eagc",
-    "SharedPrefix": "entangle.prefix",
-    "train_reference": "entangle.reference",
-    "RunWriter": "entangle.runs",
-    "RunReader": "entangle.runs",
+    "SharedPrefix": "entangle.nn.prefix",
+    "train_reference": "entangle.gcd.reference",
+    "RunWriter": "entangle.runs.directory",
+    "RunReader": "entangle.runs.directory",
     "EntangleError": "entangle.errors",
     "EntangleWarning": "entangle.errors",
     "metrics": "entangle.metrics",

@@ -19,13 +19,13 @@ from dataclasses import dataclass, field
 
 import torch
 
-from entangle.distributed import global_sum, world_size
 from entangle.errors import EntangleRuntimeError, EntangleValueError
 from entangle.metrics import conceptor as fit_conceptor
 from entangle.metrics import energy_ratio
 from entangle.metrics._tensors import compute_dtype
 from entangle.metrics.energy import eep_gate
-from entangle.modes import eval_mode
+from entangle.nn.distributed import global_sum, world_size
+from entangle.nn.modes import eval_mode
 
 
 @dataclass

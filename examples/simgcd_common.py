@@ -76,7 +76,7 @@ def build_backbone(kind: str, size: int) -> torch.nn.Module:
         except ImportError:
             if kind == "timm":
                 raise
-    from entangle.gcd.vit import build_vit
+    from entangle.models.vit import build_vit
 
     return build_vit("vit-tiny-test", img_size=size, backend="builtin")
 

@@ -17,8 +17,8 @@ from simgcd_common import (
     test,
 )
 
-from entangle.gcd.heads import GCDHead
 from entangle.gcd.losses import LossConfig, teacher_temperature_at
+from entangle.models.heads import GCDHead
 
 
 def train(args) -> list:

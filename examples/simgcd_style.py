@@ -23,8 +23,8 @@ import torch
 from simgcd_common import build_backbone, freeze, loaders, params_groups, parse_args, simgcd_losses
 
 from entangle import EAGC, Probe, ProbeSet, RunWriter, SharedPrefix, last_block, train_reference
-from entangle.gcd.heads import GCDHead
 from entangle.gcd.losses import LossConfig, teacher_temperature_at
+from entangle.models.heads import GCDHead
 
 
 def train(args) -> Path:

@@ -4,4 +4,4 @@
 # the CUDA defaults with its peak memory. About 5 minutes; needs a CUDA device.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-exec timeout 330 python -m entangle.gpu_check "$@"
+exec timeout 330 python -m entangle.bench.gpu_check "$@"

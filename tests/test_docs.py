@@ -36,7 +36,7 @@ def test_the_index_links_every_page_and_only_existing_ones():
 
 def test_records_md_documents_the_keys_reports_read():
     records = (ROOT / "docs" / "records.md").read_text(encoding="utf-8")
-    from entangle.probe import RECORD_KEYS
+    from entangle.probing.probe import RECORD_KEYS
 
     for key in sorted(RECORD_KEYS):
         assert f"`{key}`" in records, key

@@ -11,7 +11,7 @@ import entangle
 
 def test_import_is_light():
     code = (
-        "import sys, json, entangle, entangle.metrics, entangle.probe, entangle.eagc; "
+        "import sys, json, entangle, entangle.metrics, entangle.probing.probe, entangle.eagc; "
         "print(json.dumps(sorted(m for m in ('matplotlib', 'seaborn', 'openTSNE', 'timm', "
         "'typer', 'sklearn') if m in sys.modules)))"
     )
@@ -58,7 +58,7 @@ def test_cli_is_not_installed_as_a_top_level_module(tmp_path):
     # run outside the checkout so only what is installed can be found
     code = (
         "import importlib.util as u; "
-        "print(u.find_spec('cli') is None, bool(u.find_spec('entangle_cli')))"
+        "print(u.find_spec('cli') is None, bool(u.find_spec('entangle.cli')))"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path

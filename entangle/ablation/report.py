@@ -119,7 +119,7 @@ def sensitivity_figure(groups: Sequence[Group], key: str):
 
 def _step_curve(run_dirs: Sequence[Path], keys: Sequence[str]):
     """Mean over runs of the first key with data, aligned on the step number."""
-    from entangle.runs import RunReader
+    from entangle.runs.directory import RunReader
 
     per_step: dict[float, list[float]] = {}
     for path in run_dirs:

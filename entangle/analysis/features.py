@@ -1,6 +1,7 @@
 """Feature-level analyses of one checkpoint: embedding, clustering accuracy, subspace, energy.
 
-Every number comes from :mod:`entangle.metrics` (or :func:`entangle.probeset.summarize_subspace`,
+Every number comes from :mod:`entangle.metrics` (or
+:func:`entangle.probing.probeset.summarize_subspace`,
 which calls it); this module only chooses the rows each metric sees.
 """
 
@@ -12,11 +13,11 @@ from contextlib import nullcontext
 import numpy as np
 import torch
 
-from entangle.gcd.data import GCDData
+from entangle.data.datasets import GCDData
 from entangle.gcd.evaluate import accuracy_fields, embed_all
 from entangle.metrics import free_energy, knn_overlap
-from entangle.probeset import summarize_subspace
-from entangle.summaries import masked_summary, to_host
+from entangle.probing.probeset import summarize_subspace
+from entangle.probing.summaries import masked_summary, to_host
 
 Progress = Callable[[str, int, int, str], None]
 KNN_K = 10
@@ -26,7 +27,7 @@ def input_transform(backbone: torch.nn.Module, data: GCDData, train: bool = Fals
     """The eval (or train) transform for image data, at the ViT's input size; None otherwise."""
     if data.in_memory:
         return None
-    from entangle.gcd.augment import gcd_transform
+    from entangle.data.augment import gcd_transform
 
     cfg = getattr(backbone, "config", None)
     size = getattr(cfg, "img_size", 224)

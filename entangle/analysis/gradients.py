@@ -3,7 +3,7 @@
 The probe measures g_S / g_U on the last block (and on everything trainable: last block +
 head), raw and EAGC-corrected, exactly as during training -- but no optimiser steps: the
 gradients are cleared after every batch and the weights never change. The trainable set is
-SimGCD's (last block + head, via :func:`~entangle.gcd.backbones.freeze_prefix`); the
+SimGCD's (last block + head, via :func:`~entangle.models.backbones.freeze_prefix`); the
 ``requires_grad`` flags are restored afterwards.
 
 EAGC without a reference model is EEP only, with the conceptor of the checkpoint's own
@@ -18,15 +18,15 @@ from contextlib import contextmanager
 
 import torch
 
+from entangle.data.augment import default_augment
+from entangle.data.datasets import BalancedBatchSampler, GCDData, eval_inputs, make_batch
 from entangle.eagc import EAGC
 from entangle.errors import EntangleValueError
-from entangle.gcd.augment import default_augment
-from entangle.gcd.backbones import freeze_prefix
-from entangle.gcd.data import BalancedBatchSampler, GCDData, eval_inputs, make_batch
 from entangle.gcd.losses import LossConfig, gcd_losses
-from entangle.params import last_block
-from entangle.prefix import SharedPrefix
-from entangle.probe import Probe
+from entangle.models.backbones import freeze_prefix
+from entangle.nn.prefix import SharedPrefix
+from entangle.probing.params import last_block
+from entangle.probing.probe import Probe
 
 Progress = Callable[[str, int, int, str], None]
 
@@ -141,7 +141,7 @@ def gradient_diagnostics(
         backbone, head: the checkpoint's models (on ``device``); left with their weights,
             modes and ``requires_grad`` flags as they were.
         data: the data (labels and masks on the CPU).
-        run: a :class:`~entangle.runs.RunWriter` the step records are appended to.
+        run: a :class:`~entangle.runs.directory.RunWriter` the step records are appended to.
         batches: how many batches to probe (fewer if the data has fewer).
         batch_size: samples per batch (two views each).
         reference: a reference backbone (same architecture): its conceptor and AGA anchor.

@@ -3,7 +3,7 @@
 Two kinds of input:
 
 - a training-recipe source (``digits``, ``synthetic``, ``imagefolder:PATH``, ``cifar10:PATH``,
-  ``cifar100:PATH``) loaded with :func:`entangle.gcd.data.load_source`; the model embeds it;
+  ``cifar100:PATH``) loaded with :func:`entangle.data.datasets.load_source`; the model embeds it;
 - ``features:FILE.npz``: precomputed arrays for models entangle cannot build -- ``features``
   ``[n, D]``, ``labels`` ``[n]``, ``labeled`` ``[n]`` and optionally ``novel`` ``[n]``,
   ``old_classes`` ``[m]``, ``logits`` ``[n, K]``, ``class_names`` ``[K]``. Analyses that
@@ -19,9 +19,9 @@ import numpy as np
 import torch
 
 from entangle.checkpoints import CheckpointError
+from entangle.data.datasets import GCDData, load_source
 from entangle.errors import EntangleValueError
-from entangle.gcd.data import GCDData, load_source
-from entangle.untrusted import load_npz
+from entangle.runs.untrusted import load_npz
 
 
 @dataclass
@@ -69,7 +69,7 @@ def load_inputs(
 
     Args:
         spec: data source, see the module docstring.
-        old_classes, labeled_fraction, seed: as in :func:`entangle.gcd.data.load_source`
+        old_classes, labeled_fraction, seed: as in :func:`entangle.data.datasets.load_source`
             (for ``features:`` only ``old_classes`` is read, when the file has no ``novel``).
         max_samples: keep at most this many samples, chosen at random with ``seed`` (the split
             is made on the whole set first, so the labeled share is unchanged in expectation).
@@ -248,7 +248,7 @@ def load_feature_file(path: str | Path, *, old_classes=None) -> FeatureData:
         old = sorted({int(c) for c in labels[~novel]})
     else:
         if old_classes is not None:
-            from entangle.gcd.data import _parse_old_classes
+            from entangle.data.datasets import _parse_old_classes
 
             old = _parse_old_classes(old_classes, names, [])
         elif file_old is not None:

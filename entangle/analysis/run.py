@@ -26,13 +26,13 @@ from entangle.analysis.features import embed, feature_record
 from entangle.analysis.gradients import gradient_diagnostics, teacher_epoch
 from entangle.analysis.inputs import FeatureData, check_classes, load_inputs
 from entangle.checkpoints import CheckpointError, LoadedCheckpoint, load_gcd_checkpoint
+from entangle.data.datasets import GCDData
 from entangle.errors import EntangleValueError
-from entangle.gcd.data import GCDData
 from entangle.gcd.losses import LossConfig, teacher_temperature_at
 from entangle.metrics import accuracy_protocols
 from entangle.report.summary import gradient_summary
-from entangle.runs import RunReader, RunWriter
-from entangle.untrusted import safe_name
+from entangle.runs.directory import RunReader, RunWriter
+from entangle.runs.untrusted import safe_name
 
 # the SimGCD objective's defaults have one home: LossConfig
 _SIMGCD = LossConfig()
@@ -412,7 +412,7 @@ def _check_model_takes_data(loaded: LoadedCheckpoint, data: GCDData, source: str
     """Fail before any output is written: transforms available, inputs the model accepts."""
     from entangle.analysis.features import input_transform
     from entangle.analysis.gradients import view_augment
-    from entangle.gcd.data import eval_inputs
+    from entangle.data.datasets import eval_inputs
 
     transform = input_transform(loaded.backbone, data)  # image data: needs torchvision
     if grad:

@@ -25,7 +25,7 @@ from entangle.checkpoints.registry import Parts, SplitContext, detect_format, ge
 from entangle.checkpoints.safe import CheckpointError, safe_load
 from entangle.checkpoints.strict import load_strict
 from entangle.errors import EntangleTypeError, EntangleValueError
-from entangle.gcd.heads import (
+from entangle.models.heads import (
     DINOProjectionHead,
     GCDHead,
     ReLUMLP,
@@ -33,8 +33,8 @@ from entangle.gcd.heads import (
     infer_head_config,
     infer_relu_mlp_config,
 )
-from entangle.gcd.vit import VisionTransformer, ViTConfig, infer_vit_config
-from entangle.gcd.vit_clip import (
+from entangle.models.vit import VisionTransformer, ViTConfig, infer_vit_config
+from entangle.models.vit_clip import (
     CLIPVisionTransformer,
     infer_clip_vision_config,
     is_clip_visual_state,
@@ -166,7 +166,7 @@ def _build_backbone(state: dict, arch: Any, notes: list[str], fmt: str, src: str
 
 def _vpt_backbone(state: dict, notes: list[str]) -> nn.Module:
     """PromptCAL's VPT ViT: the plain ViT's sizes from the state without the prompt positions."""
-    from entangle.gcd.vit_vpt import VPTVisionTransformer
+    from entangle.models.vit_vpt import VPTVisionTransformer
 
     layers, prompts, _ = state["prompt_tokens"].shape
     pos = state["pos_embed"]
@@ -178,7 +178,7 @@ def _vpt_backbone(state: dict, notes: list[str]) -> nn.Module:
 
 def _digits_backbone(state: dict, notes: list[str]) -> nn.Module:
     """entangle's residual-MLP digits backbone, its size read off ``stem`` / ``blocks.*``."""
-    from entangle.gcd.backbones import ResidualMLP
+    from entangle.models.backbones import ResidualMLP
 
     dim, in_dim = state["stem.weight"].shape
     depth = 1 + max(int(k.split(".")[1]) for k in state if k.startswith("blocks."))
@@ -206,7 +206,7 @@ def _gcd_args(cfg: dict) -> dict:
 
 def _prompted(backbone: nn.Module, state: dict, src: str, fmt: str) -> nn.Module:
     """``backbone`` behind the image prompter ``state`` describes (SPTNet), loaded strictly."""
-    from entangle.gcd.prompters import PromptedBackbone, sptnet_prompter
+    from entangle.models.prompters import PromptedBackbone, sptnet_prompter
 
     patch = getattr(getattr(backbone, "config", None), "patch_size", None)
     try:

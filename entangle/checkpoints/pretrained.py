@@ -11,7 +11,7 @@ from torch import nn
 from entangle.checkpoints.keys import backbone_state_from
 from entangle.checkpoints.safe import safe_load
 from entangle.checkpoints.strict import load_strict
-from entangle.gcd.vit import resample_pos_embed
+from entangle.models.vit import resample_pos_embed
 
 
 def load_vit_weights(model: nn.Module, state: Mapping[str, torch.Tensor], *, source: str):

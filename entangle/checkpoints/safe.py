@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from entangle.errors import EntangleValueError
-from entangle.untrusted import pickle_globals
+from entangle.runs.untrusted import pickle_globals
 
 _TRUST_HINT = (
     "If you trust the file's source, pass --trust-checkpoint; loading it then runs whatever "
@@ -66,7 +66,8 @@ def unsafe_globals(path: str | Path) -> list[str]:
     :func:`safe_load` allows, found without unpickling it.
 
     A zip checkpoint is asked through ``torch.serialization.get_unsafe_globals_in_checkpoint``;
-    a legacy or raw pickle file has its opcodes read (:func:`entangle.untrusted.pickle_globals`).
+    a legacy or raw pickle file has its opcodes read
+    (:func:`entangle.runs.untrusted.pickle_globals`).
     """
     path = Path(path)
     if zipfile.is_zipfile(path):

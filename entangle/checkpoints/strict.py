@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from entangle.checkpoints.safe import CheckpointError
-from entangle.gcd.heads import remap_weight_norm_keys
+from entangle.models.heads import remap_weight_norm_keys
 
 # ------------------------------------------------------------------------- strict loading
 

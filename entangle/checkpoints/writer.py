@@ -18,9 +18,9 @@ import torch
 from torch import nn
 
 from entangle.errors import EntangleTypeError
-from entangle.gcd.heads import GCDHead
-from entangle.gcd.vit import VisionTransformer
-from entangle.runio import write_error, write_point
+from entangle.models.heads import GCDHead
+from entangle.models.vit import VisionTransformer
+from entangle.runs.io import write_error, write_point
 
 ENTANGLE_CHECKPOINT_VERSION = 1
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from entangle.data.datasets import GCDData, eval_inputs
 from entangle.eagc import reference_features, resolve_aperture
-from entangle.gcd.data import GCDData, eval_inputs
 from entangle.metrics.calibration import calibration_record
 
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import torch
 
+from entangle.data.datasets import GCDData
 from entangle.eagc import EAGC, reference_features
-from entangle.gcd.data import GCDData
 from entangle.gcd.setup import labeled_loader
 from entangle.metrics import conceptor as fit_conceptor
 from entangle.metrics import conceptor_spectrum, energy_ratio

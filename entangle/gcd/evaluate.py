@@ -6,11 +6,12 @@ from collections.abc import Callable
 
 import torch
 
-from entangle.epochs import accuracy_fields, embed_batches, epoch_record
-from entangle.gcd.data import GCDData, eval_inputs
-from entangle.runs import RunReader
+from entangle.data.datasets import GCDData, eval_inputs
+from entangle.probing.evaluation import accuracy_fields, embed_batches, epoch_record
+from entangle.runs.directory import RunReader
 
-# accuracy_fields lives with the evaluation code in entangle.epochs; re-exported for callers
+# accuracy_fields lives with the evaluation code in entangle.probing.evaluation; re-exported
+# for callers
 __all__ = ["accuracy_fields", "embed_all", "evaluate", "run_summary"]
 
 
@@ -69,7 +70,7 @@ def evaluate(
 
     Returns:
         ``(record, arrays)``: the epoch record and the arrays to save in features/ (see
-        :func:`entangle.epochs.epoch_record`).
+        :func:`entangle.probing.evaluation.epoch_record`).
     """
     z, logit = embed_all(backbone, head, data, device, batch_size=batch_size)
     return epoch_record(

@@ -13,13 +13,13 @@ from dataclasses import dataclass
 
 import torch
 
+from entangle.data.augment import default_augment
+from entangle.data.datasets import GCDData, eval_inputs, load_source, make_batch
 from entangle.errors import EntangleValueError
-from entangle.gcd.augment import default_augment
-from entangle.gcd.backbones import build_backbone, freeze_prefix
 from entangle.gcd.config import TrainConfig
-from entangle.gcd.data import GCDData, eval_inputs, load_source, make_batch
-from entangle.gcd.heads import GCDHead, build_head, infer_head_config
-from entangle.reference import train_reference
+from entangle.gcd.reference import train_reference
+from entangle.models.backbones import build_backbone, freeze_prefix
+from entangle.models.heads import GCDHead, build_head, infer_head_config
 
 
 def resolve_device(name: str) -> torch.device:

@@ -17,17 +17,17 @@ import torch
 
 from entangle.checkpoints import CheckpointError, safe_load
 from entangle.checkpoints import save_checkpoint as save_model_checkpoint
+from entangle.data.augment import default_augment
+from entangle.data.datasets import BalancedBatchSampler, GCDData, eval_inputs, make_batch
 from entangle.eagc import EAGC, reference_features
-from entangle.epochs import write_epoch
 from entangle.errors import EntangleRuntimeError, EntangleValueError
-from entangle.gcd.augment import default_augment
 from entangle.gcd.calibrate import start_calibration
 from entangle.gcd.conceptors import run_conceptor
 from entangle.gcd.config import PLACEMENT_FIELDS, TrainConfig, config_differences, run_config
-from entangle.gcd.data import BalancedBatchSampler, GCDData, eval_inputs, make_batch
 from entangle.gcd.divergence import NonFiniteWatch
 from entangle.gcd.evaluate import evaluate, run_summary
 from entangle.gcd.losses import gcd_losses
+from entangle.gcd.optim import simgcd_optimizer
 from entangle.gcd.setup import (
     Setup,
     ensure_reference,
@@ -35,12 +35,12 @@ from entangle.gcd.setup import (
     prepare,
     resolve_device,
 )
-from entangle.optim import simgcd_optimizer
-from entangle.params import last_block
-from entangle.prefix import SharedPrefix
-from entangle.probe import Probe
-from entangle.probeset import ProbeSet
-from entangle.runs import RunReader, RunWriter
+from entangle.nn.prefix import SharedPrefix
+from entangle.probing.evaluation import write_epoch
+from entangle.probing.params import last_block
+from entangle.probing.probe import Probe
+from entangle.probing.probeset import ProbeSet
+from entangle.runs.directory import RunReader, RunWriter
 
 # re-exported: the recipe's public names all live at entangle.gcd.train
 __all__ = [

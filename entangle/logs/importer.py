@@ -143,7 +143,7 @@ def import_log(files: Sequence, out, *, name: str | None = None) -> ImportResult
     Raises:
         EntangleValueError: missing files, text and event files mixed, nothing readable.
     """
-    from entangle.runs import RunWriter
+    from entangle.runs.directory import RunWriter
 
     texts, events, root = _expand(files)
     notes: list[str] = []

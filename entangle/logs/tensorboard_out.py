@@ -163,7 +163,7 @@ def export_run(run_dir, log_dir, *, histogram_every: int = 10) -> dict:
         ``{"steps", "epochs", "histogram_epochs"}`` counts written.
     """
     from entangle.report.energy import aperture_of, epoch_energy
-    from entangle.runs import RunReader
+    from entangle.runs.directory import RunReader
 
     reader = RunReader(run_dir)
     out = TensorBoardOut(log_dir, histogram_every=histogram_every)

@@ -16,7 +16,7 @@ class RunData:
 
     name: str
     path: Path
-    reader: object  # entangle.runs.RunReader
+    reader: object  # entangle.runs.directory.RunReader
     steps: list = field(default_factory=list)
     epochs: list = field(default_factory=list)
     group: str = ""
@@ -47,7 +47,7 @@ def load_runs(paths: Sequence, names: Sequence[str] | None = None) -> list[RunDa
         EntangleValueError: no runs, a path that is not a run directory, or a ``names`` list
             of the wrong length.
     """
-    from entangle.runs import RunReader
+    from entangle.runs.directory import RunReader
 
     paths = [Path(p) for p in paths]
     if not paths:

@@ -89,7 +89,7 @@ def dataset_images(config: dict):
     if not isinstance(spec, str) or spec == "synthetic":
         return None, None, None
     try:
-        from entangle.gcd.sources import read_source
+        from entangle.data.sources import read_source
 
         x, labels, names, _, kind = read_source(spec, seed=int(config.get("seed") or 0))
     except Exception:  # a moved dataset must not break the report; the figure says so

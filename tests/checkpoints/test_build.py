@@ -22,8 +22,8 @@ from entangle.checkpoints import (
     save_checkpoint,
 )
 from entangle.errors import EntangleTypeError, EntangleValueError
-from entangle.gcd.heads import DINOProjectionHead, GCDHead, ReLUMLP
-from entangle.gcd.vit import VIT_CONFIGS, VisionTransformer, build_vit
+from entangle.models.heads import DINOProjectionHead, GCDHead, ReLUMLP
+from entangle.models.vit import VIT_CONFIGS, VisionTransformer, build_vit
 
 K = 6  # classes of the tiny models
 
@@ -201,7 +201,7 @@ def test_entangle_save_replaces_atomically_and_checks_meta(tmp_path, vit, head):
 
 
 def test_entangle_round_trip_of_the_digits_backbone(tmp_path):
-    from entangle.gcd.backbones import ResidualMLP
+    from entangle.models.backbones import ResidualMLP
 
     backbone = ResidualMLP(in_dim=64, dim=32, depth=3).eval()
     head = GCDHead(32, 10, hidden_dim=16, proj_dim=8).eval()
@@ -213,7 +213,7 @@ def test_entangle_round_trip_of_the_digits_backbone(tmp_path):
     "arch",
     [
         {"factory": "os:system", "kwargs": {"command": "true"}},
-        {"factory": "entangle.gcd.backbones:ResidualMLP", "kwargs": {"dim": 64}},
+        {"factory": "entangle.models.backbones:ResidualMLP", "kwargs": {"dim": 64}},
         {"kind": "timm", "config": {}},
         "vit",
     ],
@@ -460,8 +460,8 @@ def test_head_from_another_model_is_refused(tmp_path, vit):
 
 FACTORY = """
 import torch
-from entangle.gcd.heads import GCDHead
-from entangle.gcd.vit import VIT_CONFIGS, VisionTransformer
+from entangle.models.heads import GCDHead
+from entangle.models.vit import VIT_CONFIGS, VisionTransformer
 
 class Wrapped(torch.nn.Module):
     def __init__(self):

@@ -14,8 +14,8 @@ import torch
 from typer.testing import CliRunner
 
 from entangle.checkpoints import CheckpointError, detect_format, load_gcd_checkpoint
-from entangle.gcd.heads import DINOProjectionHead
-from entangle.gcd.vit import VisionTransformer, ViTConfig
+from entangle.models.heads import DINOProjectionHead
+from entangle.models.vit import VisionTransformer, ViTConfig
 from tests.checkpoints.layout_data import (
     DINO_HEAD,
     DINOV2_BLOCK,
@@ -264,7 +264,7 @@ def test_cli_lists_formats_and_unplaceable_file_exits_2(tmp_path):
     import subprocess
     import sys
 
-    from entangle_cli.app import app
+    from entangle.cli.app import app
 
     result = CliRunner().invoke(app, ["analyze", "--list-formats"])
     assert result.exit_code == 0, result.output
@@ -276,7 +276,7 @@ def test_cli_lists_formats_and_unplaceable_file_exits_2(tmp_path):
         [
             sys.executable,
             "-c",
-            "from entangle_cli.app import main; main()",
+            "from entangle.cli.app import main; main()",
             "analyze",
             str(tmp_path / "odd.pt"),
             "--out",
@@ -311,7 +311,7 @@ def sptnet_reference_prompt(prompter: dict, size: int, patch: int, pad: int | No
 
 @pytest.mark.parametrize("prompt_type", ["patch", "all"])
 def test_sptnet_prompter_acts_on_the_images(tmp_path, vit, prompt_type):
-    from entangle.gcd.heads import GCDHead
+    from entangle.models.heads import GCDHead
     from tests.checkpoints.layout_data import SPTNET_ALL_PROMPTER, SPTNET_PATCH_PROMPTER
 
     sizes = {"S": 32, "pad": 6}
@@ -389,8 +389,8 @@ def clip_visual_reference(state: dict, x: torch.Tensor, heads: int) -> torch.Ten
 
 
 def test_get_clip_visual_backbone_and_head(tmp_path):
-    from entangle.gcd.heads import GCDHead
-    from entangle.gcd.vit_clip import CLIPVisionConfig, CLIPVisionTransformer
+    from entangle.models.heads import GCDHead
+    from entangle.models.vit_clip import CLIPVisionConfig, CLIPVisionTransformer
     from tests.checkpoints.layout_data import clip_visual_keys
 
     sizes = {"W": 64, "p": 8, "N": 16, "E": 32}

@@ -54,7 +54,7 @@ def cycle_through(graph: dict[str, set[str]], start_prefix: str) -> list[str] | 
 
 def test_model_builders_never_import_checkpoints():
     graph = import_graph()
-    for builder in ("entangle.gcd.vit", "entangle.gcd.heads", "entangle.gcd.backbones"):
+    for builder in ("entangle.models.vit", "entangle.models.heads", "entangle.models.backbones"):
         assert not any(t.startswith("entangle.checkpoints") for t in graph[builder]), builder
 
 

@@ -14,9 +14,9 @@ import pytest
 from typer.testing import CliRunner
 
 from entangle.ablation import example_path, load_grid
+from entangle.cli.app import app
 from entangle.errors import EntangleValueError
-from entangle.runs import RunReader
-from entangle_cli.app import app
+from entangle.runs.directory import RunReader
 
 TINY_BASE = """
 [base]

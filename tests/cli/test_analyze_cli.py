@@ -11,10 +11,10 @@ import torch
 from typer.testing import CliRunner
 
 from entangle.checkpoints import CheckpointError, save_checkpoint
+from entangle.cli.app import app
 from entangle.errors import EntangleValueError
-from entangle.gcd.backbones import ResidualMLP
-from entangle.gcd.heads import GCDHead
-from entangle_cli.app import app
+from entangle.models.backbones import ResidualMLP
+from entangle.models.heads import GCDHead
 
 FAST = ["--max-samples", "120", "--grad-batches", "1", "--batch-size", "16"]
 
@@ -80,7 +80,7 @@ def test_malicious_checkpoint_exits_2_with_one_line_and_its_code_does_not_run(tm
         [
             sys.executable,
             "-c",
-            "from entangle_cli.app import main; main()",
+            "from entangle.cli.app import main; main()",
             "analyze",
             str(evil),
             "--out",
@@ -123,7 +123,7 @@ def test_labeled_split_file_reaches_the_run_and_a_bad_one_exits_2(ckpt, tmp_path
     assert meta["config"]["labeled_split"] == str(split)
     split.write_text("not-a-sample\n")
     bad = CliRunner().invoke(app, [*args[:3], str(tmp_path / "o2"), *args[4:]])
-    # an EntangleError: the console script prints its one line and exits 2 (cli/app.py)
+    # an EntangleError: the console script prints its one line and exits 2 (entangle/cli/app.py)
     assert isinstance(bad.exception, EntangleValueError)
     assert "'not-a-sample' names no sample" in str(bad.exception)
 

@@ -17,9 +17,9 @@ import pytest
 import torch
 
 from entangle.checkpoints import save_checkpoint
-from entangle.gcd.backbones import ResidualMLP
-from entangle.gcd.heads import GCDHead
-from entangle_cli.app import main
+from entangle.cli.app import main
+from entangle.models.backbones import ResidualMLP
+from entangle.models.heads import GCDHead
 
 
 class System:
@@ -184,7 +184,7 @@ def corrupt_cell(tmp: Path) -> list[str]:
 
 
 def other_settings_run(tmp: Path) -> str:
-    from entangle.runs import RunWriter
+    from entangle.runs.directory import RunWriter
 
     with RunWriter(tmp / "run", config={"data": "synthetic", "lr": 5.0}, seed=0):
         pass
@@ -298,7 +298,7 @@ def test_a_checkpoint_named_dotdot_writes_only_inside_out(tmp_path, capsys, monk
 
 
 class FullDisk:
-    """``os`` as ``entangle.runio`` sees it on a full disk: every fsync fails."""
+    """``os`` as ``entangle.runs.io`` sees it on a full disk: every fsync fails."""
 
     def __getattr__(self, name):
         return getattr(os, name)
@@ -309,7 +309,7 @@ class FullDisk:
 
 
 def test_disk_full_is_one_line_and_exit_2(tmp_path, capsys, monkeypatch):
-    from entangle import runio
+    from entangle.runs import io as runio
 
     ckpt = tiny_checkpoint(tmp_path / "model.pt")
     monkeypatch.setattr(runio, "os", FullDisk())

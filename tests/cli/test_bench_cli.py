@@ -7,7 +7,7 @@ import math
 
 from typer.testing import CliRunner
 
-from entangle_cli.app import app
+from entangle.cli.app import app
 
 runner = CliRunner()
 

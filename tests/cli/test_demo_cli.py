@@ -6,10 +6,10 @@ import inspect
 
 from typer.testing import CliRunner
 
+from entangle.cli.app import app
+from entangle.cli.demo import demo
 from entangle.errors import EntangleValueError
 from entangle.gcd.demo import DEMO_VARIANTS
-from entangle_cli.app import app
-from entangle_cli.demo import demo
 
 
 def test_default_variants_are_the_demos_both_baselines_and_eagcs():

@@ -8,8 +8,8 @@ import subprocess
 import pytest
 from typer.testing import CliRunner
 
+from entangle.cli.app import app
 from entangle.errors import EntangleValueError
-from entangle_cli.app import app
 from tests.report.fake_runs import make_run
 
 

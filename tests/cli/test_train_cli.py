@@ -8,9 +8,9 @@ import pytest
 from typer.testing import CliRunner
 
 import entangle.gcd.train as recipe
+from entangle.cli.app import app
+from entangle.cli.options import LOSS_DEFAULTS
 from entangle.gcd.losses import LossConfig
-from entangle_cli.app import app
-from entangle_cli.options import LOSS_DEFAULTS
 
 LOSS_FLAGS = {
     "--sup-weight": ("sup_weight", 0.5),

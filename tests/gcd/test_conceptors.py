@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
+from entangle.data.datasets import eval_inputs
 from entangle.eagc import reference_features
-from entangle.gcd.data import eval_inputs
 from entangle.gcd.train import TrainConfig, prepare, train
-from entangle.runs import RunReader
+from entangle.runs.directory import RunReader
 
 TINY = TrainConfig(
     data="synthetic",

@@ -41,7 +41,7 @@ def test_done_summary_headlines_the_first_200_steps(tmp_path):
     import numpy as np
 
     from entangle.gcd.evaluate import run_summary
-    from entangle.runs import RunReader, RunWriter
+    from entangle.runs.directory import RunReader, RunWriter
 
     rng = np.random.default_rng(0)
     gdc = rng.uniform(0, 1, 300)

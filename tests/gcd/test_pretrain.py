@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
+from entangle.data.augment import DigitAugment
+from entangle.data.datasets import load_source
 from entangle.errors import EntangleValueError
-from entangle.gcd.augment import DigitAugment
-from entangle.gcd.backbones import build_backbone
-from entangle.gcd.data import load_source
 from entangle.gcd.pretrain import pretrain_backbone
+from entangle.models.backbones import build_backbone
 
 
 @pytest.fixture(scope="module")

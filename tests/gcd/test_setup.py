@@ -6,7 +6,7 @@ import dataclasses
 
 import torch
 
-from entangle.gcd.augment import default_augment
+from entangle.data.augment import default_augment
 from entangle.gcd.setup import LabeledViews, ensure_reference, old_class_index, prepare
 from entangle.gcd.train import TrainConfig
 

@@ -10,7 +10,7 @@ import pytest
 
 from entangle.errors import EntangleValueError
 from entangle.gcd.train import TrainConfig, prepare, train
-from entangle.runs import RunReader
+from entangle.runs.directory import RunReader
 
 TINY = TrainConfig(
     data="synthetic",
@@ -159,7 +159,7 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
         [
             sys.executable,
             "-c",
-            "from entangle_cli.app import main; main()",
+            "from entangle.cli.app import main; main()",
             "train",
             str(tmp_path / "run"),
             *args,

@@ -1,6 +1,6 @@
 """Training survives a kill at every write point, diverging runs stop cleanly.
 
-The kill is injected through ``entangle.runio.fault_hook`` (docs/reliability.md): the hook
+The kill is injected through ``entangle.runs.io.fault_hook`` (docs/reliability.md): the hook
 raises at the last occurrence of a write point (the final epoch's), after leaving what a
 real SIGKILL there would leave (a torn record line, a half-written temporary file).
 """
@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 import torch
 
-from entangle import runio
 from entangle.errors import EntangleRuntimeError, EntangleValueError
 from entangle.gcd.train import TrainConfig, prepare, train
-from entangle.runs import RunReader
+from entangle.runs import io as runio
+from entangle.runs.directory import RunReader
 
 # probing and the probe set once per run: the kill test is about the writes, not the probe
 FAST = TrainConfig(

@@ -9,10 +9,10 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
+from entangle.cli.app import app
 from entangle.errors import EntangleValueError
 from entangle.logs import import_log
-from entangle.runs import RunReader
-from entangle_cli.app import app
+from entangle.runs.directory import RunReader
 from tests.logs.log_samples import EAGC_LOG, SIMGCD_LOG
 
 
@@ -99,7 +99,7 @@ def test_cli_prints_counts_and_bad_input_exits_2(simgcd_dir, tmp_path):
         [
             sys.executable,
             "-c",
-            "from entangle_cli.app import main; main()",
+            "from entangle.cli.app import main; main()",
             "import-log",
             str(tmp_path / "missing.txt"),
             "--out",

@@ -6,7 +6,7 @@ import pytest
 
 from entangle.logs import import_log
 from entangle.logs.tensorboard_in import read_event_files, series_name
-from entangle.runs import RunReader
+from entangle.runs.directory import RunReader
 
 pytestmark = pytest.mark.extras
 

@@ -169,7 +169,7 @@ def test_export_of_a_run_directory_writes_the_same_scalars(tmp_path):
     pytest.importorskip("tensorboard")
     from typer.testing import CliRunner
 
-    from entangle_cli.app import app
+    from entangle.cli.app import app
 
     run = _train(tmp_path, None)
     result = CliRunner().invoke(

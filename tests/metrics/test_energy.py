@@ -9,8 +9,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from entangle.data.synthetic import planted_features
 from entangle.errors import EntangleValueError, EntangleWarning
-from entangle.gcd.synthetic import planted_features
 from entangle.metrics import conceptor, conceptor_spectrum, energy_ratio, free_energy
 from entangle.metrics.energy import warn_if_identity_like
 

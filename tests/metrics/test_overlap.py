@@ -7,8 +7,8 @@ import pytest
 import torch
 from sklearn.neighbors import NearestNeighbors
 
+from entangle.data.synthetic import planted_features
 from entangle.errors import EntangleValueError, EntangleWarning
-from entangle.gcd.synthetic import planted_features
 from entangle.metrics import knn_overlap
 from entangle.metrics.overlap import knn_indices
 

@@ -9,8 +9,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from entangle.data.synthetic import planted_features
 from entangle.errors import EntangleValueError, EntangleWarning
-from entangle.gcd.synthetic import planted_features
 from entangle.metrics import principal_angles, soc
 
 OVERLAPS = [0.0, 0.25, 0.5, 0.75, 1.0]

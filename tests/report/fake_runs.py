@@ -1,6 +1,7 @@
 """Small, valid run directories for the report tests (test data, no test logic).
 
-Runs are written with the real :class:`entangle.runs.RunWriter`, so the report reads exactly
+Runs are written with the real :class:`entangle.runs.directory.RunWriter`, so the report reads
+exactly
 what a training loop would leave behind, including an unfinished run with a torn last line.
 """
 
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from entangle.runs import RunWriter
+from entangle.runs.directory import RunWriter
 
 XSS = "<script>alert(1)</script>"
 CLASS_NAMES = ["cat", "dog", XSS, "ship & boat", "truck", "bird"]

@@ -6,7 +6,7 @@ import pytest
 
 from entangle.report import plot_attribution
 from entangle.report.load import load_runs
-from entangle.runs import RunWriter
+from entangle.runs.directory import RunWriter
 
 
 def _run(path, data="synthetic"):

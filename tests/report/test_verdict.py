@@ -7,7 +7,7 @@ import pytest
 
 from entangle.report.load import load_runs
 from entangle.report.verdict import class_ranking, compute_verdict, settings
-from entangle.runs import RunWriter
+from entangle.runs.directory import RunWriter
 
 
 def _run(path, *, seed, eagc, n=260, gap=0.02, weight=0.01, planted=2, cos_shift=0.0):

@@ -1,4 +1,4 @@
-"""Two-process DDP scenarios (gloo, CPU, float64) for tests/test_ddp.py.
+"""Two-process DDP scenarios (gloo, CPU, float64) for tests/probing/test_ddp.py.
 
 The worker runs in spawned children; the builders are shared with the parent, which
 recomputes the same steps in one process. Test data and scenario code only, no assertions.
@@ -13,7 +13,7 @@ import torch
 
 from entangle import EAGC, Probe
 from entangle.metrics import conceptor
-from entangle.params import last_block
+from entangle.probing.params import last_block
 from tests.support.toy import toy_batch, toy_losses, toy_models
 
 WORLD = 2

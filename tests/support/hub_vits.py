@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from entangle.gcd.vit import Block, PatchEmbed, ViTConfig
+from entangle.models.vit import Block, PatchEmbed, ViTConfig
 
 CONFIG = ViTConfig(img_size=16, patch_size=8, embed_dim=32, depth=3, num_heads=4)
 

@@ -1,7 +1,7 @@
 """GET (enguangW/GET ``s2_GET.py``): ``{"backbone": CLIP model state dict, "model_tes_projector",
 "ln_t", "proj": DINOHead, "optimizer", "epoch"}``. The image branch GET classifies is
 ``proj(visual(x))`` with ``visual.use_proj = False`` (768-d ``ln_post`` features): entangle
-rebuilds CLIP's ViT-B/16 visual (:mod:`entangle.gcd.vit_clip`) and the head. The text side
+rebuilds CLIP's ViT-B/16 visual (:mod:`entangle.models.vit_clip`) and the head. The text side
 (CLIP's text transformer, the TES projector, ``ln_t``) is not rebuilt: GET's text and "sum"
 predictions need its TES CLIP."""
 

@@ -2,7 +2,8 @@
 ``Sequential(prompter, Sequential(backbone, DINOHead))`` as ``dinoB16_best_trainul.pt``: keys
 ``0.*`` (the prompter: ``0.patch``, or ``0.0.pad_*`` + ``0.1.patch`` for ``prompt_type
 'all'``), ``1.0.*`` (the ViT) and ``1.1.*`` (the class head). The prompter acts on the input
-images, so entangle's backbone applies it first (:class:`entangle.gcd.prompters.PromptedBackbone`).
+images, so entangle's backbone applies it first
+(:class:`entangle.models.prompters.PromptedBackbone`).
 """
 
 from __future__ import annotations

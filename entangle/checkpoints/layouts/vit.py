@@ -18,7 +18,7 @@ from entangle.checkpoints.keys import backbone_state_from, is_vit_state, str_key
 from entangle.checkpoints.registry import Layout, Parts, register
 from entangle.checkpoints.safe import CheckpointError
 from entangle.errors import EntangleValueError
-from entangle.gcd.heads import infer_head_config
+from entangle.models.heads import infer_head_config
 
 HEAD_MARK = "_proj_head"
 

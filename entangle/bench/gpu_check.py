@@ -1,0 +1,207 @@
+"""One command that checks the GPU path where there is a GPU: ``python -m
+entangle.bench.gpu_check``.
+
+Three parts, about five minutes on one modern GPU (see docs/reliability.md):
+
+1. the ``gpu``-marked tests (``pytest -m gpu``, from a repository checkout);
+2. a probed and a non-probed EAGC step under ``torch.cuda.set_sync_debug_mode("error")``,
+   once with fp16 autocast and a ``GradScaler`` and once with bf16 autocast: any host sync in
+   ``EAGC.coordinate`` or ``Probe.backward`` raises, except the probed step's one allowed
+   device-to-host transfer (``to_host``), which is counted;
+3. ``entangle bench --device cuda`` at the CUDA defaults (ViT-B/16, 224 px, batch 64), its
+   ratios printed with the peak GPU memory.
+
+Without a CUDA device it prints one line and exits with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from entangle.errors import EntangleError, EntangleRuntimeError
+
+
+def _tiny_step_parts(device: torch.device):
+    from entangle.eagc import EAGC
+    from entangle.models.backbones import ResidualMLP
+    from entangle.models.heads import GCDHead
+    from entangle.probing.params import last_block
+    from entangle.probing.probe import Probe
+
+    torch.manual_seed(0)
+    backbone = ResidualMLP(64, 64, 2).to(device)
+    reference = ResidualMLP(64, 64, 2).to(device)
+    head = GCDHead(64, 10, hidden_dim=64, proj_dim=32).to(device)
+    views = torch.randn(128, 64, device=device)  # two views of 64 samples
+    labels = torch.arange(64, device=device) % 10
+    labeled1 = torch.arange(64, device=device) % 2 == 0
+    labeled, novel = labeled1.repeat(2), ((labels >= 5) & ~labeled1).repeat(2)
+    eagc = EAGC.fit(reference, [views[:64]], aperture=2.0)
+    params = [p for m in (backbone, head) for p in m.parameters() if p.requires_grad]
+    probe = Probe({"last_block": last_block(backbone), "all": params}, every=2, eagc=eagc)
+    opt = torch.optim.SGD(params, lr=0.01)
+    return backbone, reference, head, views, labels, labeled1, labeled, novel, eagc, probe, opt
+
+
+def probed_steps(device, *, dtype: torch.dtype | None, scaler: bool, strict: bool) -> dict:
+    """Run a warm-up, a non-probed and a probed training step; return the transfer count.
+
+    Args:
+        device: where to run.
+        dtype: autocast dtype (``torch.float16`` / ``torch.bfloat16``) or None for none.
+        scaler: use a ``GradScaler`` (fp16).
+        strict: under ``torch.cuda.set_sync_debug_mode("error")`` (CUDA only): a host sync
+            in the step raises, except inside the allowed ``to_host`` transfer.
+    """
+    import entangle.probing.probe as probe_module
+    from entangle.gcd.losses import LossConfig, gcd_losses
+
+    device = torch.device(device)
+    parts = _tiny_step_parts(device)
+    backbone, reference, head, views, labels, labeled1, labeled, novel, eagc, probe, opt = parts
+    grad_scaler = torch.amp.GradScaler(device.type) if scaler else None
+    transfers = []
+    real = probe_module.to_host
+
+    def allowed(tree):
+        transfers.append(1)
+        with _sync_mode("default" if strict else None):
+            return real(tree)
+
+    def step(probed: bool):
+        probe.calls = 0 if probed else 1
+        autocast = torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext()
+        with _sync_mode("error" if strict else None):
+            with autocast:
+                z = eagc.coordinate(
+                    backbone(views), labeled, reference(views).detach(), scaler=grad_scaler
+                )
+                proj, logits = head(z)
+                sup, unsup, _ = gcd_losses(
+                    proj, logits, labels, labeled1, epoch=0, config=LossConfig()
+                )
+            opt.zero_grad(set_to_none=True)
+            probe.backward(
+                sup,
+                unsup,
+                features=z,
+                labeled=labeled,
+                novel=novel,
+                logits=logits,
+                scaler=grad_scaler,
+            )
+        # the optimiser step is torch's (GradScaler.step reads found_inf on the host)
+        if grad_scaler is not None:
+            grad_scaler.step(opt)
+            grad_scaler.update()
+        else:
+            opt.step()
+
+    probe_module.to_host = allowed
+    try:
+        step(probed=True)  # warm-up: constants go to the device once
+        transfers.clear()
+        step(probed=False)
+        non_probed = len(transfers)
+        step(probed=True)
+        probed = len(transfers) - non_probed
+    finally:
+        probe_module.to_host = real
+    return {"non_probed_transfers": non_probed, "probed_transfers": probed}
+
+
+@contextlib.contextmanager
+def _sync_mode(mode: str | None):
+    if mode is None or not torch.cuda.is_available():
+        yield
+        return
+    previous = torch.cuda.get_sync_debug_mode()
+    torch.cuda.set_sync_debug_mode(mode)
+    try:
+        yield
+    finally:
+        torch.cuda.set_sync_debug_mode(previous)
+
+
+def _section(title: str) -> float:
+    print(f"\n== {title}", flush=True)
+    return time.perf_counter()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m entangle.bench.gpu_check", description=__doc__)
+    parser.add_argument("--device", default="cuda", help="CUDA device (default cuda)")
+    parser.add_argument("--skip-tests", action="store_true", help="skip the gpu-marked tests")
+    parser.add_argument("--skip-bench", action="store_true", help="skip entangle bench")
+    args = parser.parse_args(argv)
+    if not torch.cuda.is_available():
+        print("error: no CUDA device here; run python -m entangle.bench.gpu_check on a GPU machine")
+        return 2
+    failures = []
+    start = time.perf_counter()
+    print(f"torch {torch.__version__}, {torch.cuda.get_device_name(args.device)}")
+
+    if not args.skip_tests:
+        t = _section("gpu-marked tests (pytest -m gpu)")
+        root = Path(__file__).resolve().parents[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-m", "gpu", str(root / "tests")],
+            cwd=root,
+            timeout=180,
+            check=False,
+        )
+        if done.returncode != 0:
+            failures.append("gpu-marked tests")
+        print(f"({time.perf_counter() - t:.0f} s)")
+
+    for label, dtype, scaler in (
+        ("fp16 autocast + GradScaler", torch.float16, True),
+        ("bf16 autocast", torch.bfloat16, False),
+    ):
+        t = _section(f"probed EAGC step, sync debug mode 'error', {label}")
+        try:
+            counts = probed_steps(args.device, dtype=dtype, scaler=scaler, strict=True)
+        except RuntimeError as exc:  # set_sync_debug_mode("error") raises RuntimeError
+            failures.append(f"host sync in the step ({label})")
+            print(f"FAILED: {str(exc).splitlines()[0]}")
+        else:
+            ok = counts == {"non_probed_transfers": 0, "probed_transfers": 1}
+            if not ok:
+                failures.append(f"transfer budget ({label})")
+            print(f"{'ok' if ok else 'FAILED'}: {counts} ({time.perf_counter() - t:.1f} s)")
+
+    if not args.skip_bench:
+        from entangle.bench.run import run_bench
+
+        t = _section("entangle bench --device cuda (ViT-B/16, 224 px, batch 64)")
+        torch.cuda.reset_peak_memory_stats(args.device)
+        result = run_bench(device=args.device)
+        for key, value in result["ratios"].items():
+            print(f"{key:45s} {value:8.3f}")
+        peak = torch.cuda.max_memory_allocated(args.device) / 2**30
+        print(f"peak GPU memory: {peak:.2f} GiB ({time.perf_counter() - t:.0f} s)")
+
+    took = time.perf_counter() - start
+    print(
+        f"\n{'FAILED: ' + ', '.join(failures) if failures else 'all GPU checks passed'} "
+        f"in {took:.0f} s"
+    )
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except EntangleError as exc:
+        print(f"error: {exc}")
+        sys.exit(2)
+    except subprocess.TimeoutExpired as exc:
+        print(f"error: {EntangleRuntimeError(f'timed out: {exc.cmd}')}")
+        sys.exit(2)

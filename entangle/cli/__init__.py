@@ -1,0 +1,1 @@
+"""entangle's command-line front end (installed as the ``entangle.cli`` package)."""

@@ -1,0 +1,123 @@
+"""`entangle ablate`: run a grid of training settings, resumably, and write the ablation table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from entangle.cli.app import app
+from entangle.cli.common import console
+
+
+def cells_table(cells, keys) -> Table:
+    """The cells of a grid as a rich table (the dry run's output)."""
+    from entangle.ablation.spec import format_value
+
+    table = Table(title=f"{len(cells)} cells")
+    table.add_column("#", justify="right")
+    table.add_column("cell (run directory)")
+    for key in keys:
+        table.add_column(key)
+    for i, cell in enumerate(cells, 1):
+        values = (escape(format_value(cell.settings[k])) for k in keys)
+        table.add_row(str(i), escape(cell.name), *values)
+    return table
+
+
+def results_table(rows, spec) -> Table:
+    """The paper-style table (mean ± std over seeds) as a rich table."""
+    from entangle.ablation.results import aggregate, group_keys, table
+
+    keys = group_keys(spec)
+    header, body = table(aggregate(rows, keys), keys)
+    out = Table(title="Ablation (accuracy %, mean ± std over seeds)")
+    for i, col in enumerate(header):
+        out.add_column(col, justify="left" if i < len(keys) else "right")
+    for row in body:
+        out.add_row(*(escape(str(v)) for v in row))
+    return out
+
+
+@app.command("ablate")
+def ablate(
+    config: Annotated[
+        Path | None, typer.Argument(help="Grid spec (TOML: [base] settings, [grid] lists).")
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Grid folder (default reports/ablate/<spec name>); rerun to resume."),
+    ] = None,
+    example: Annotated[
+        bool, typer.Option("--example", help="Run the shipped digits grid instead of CONFIG.")
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the cells and exit without training.")
+    ] = False,
+    workers: Annotated[int, typer.Option(help="Local worker processes (one cell each).")] = 1,
+    devices: Annotated[
+        str | None,
+        typer.Option(help="Comma list assigned to the workers in turn, e.g. cuda:0,cuda:1."),
+    ] = None,
+    launcher: Annotated[str, typer.Option(help="'local' processes or 'ray' tasks.")] = "local",
+    address: Annotated[
+        str | None, typer.Option(help="Ray cluster address (default: RAY_ADDRESS / ray start).")
+    ] = None,
+    gpus_per_cell: Annotated[float, typer.Option(help="GPUs per Ray task.")] = 0.0,
+    cpus_per_cell: Annotated[float, typer.Option(help="CPUs per Ray task.")] = 1.0,
+    report: Annotated[bool, typer.Option(help="Write report.html besides the table.")] = True,
+) -> None:
+    """Train every cell of an ablation grid (skipping finished ones) and aggregate over seeds.
+
+    Exit code 0 when every cell finished, 1 when a cell failed (recorded in its FAILED file
+    and in results.csv; rerun to retry), 2 for a bad spec or option.
+    """
+    from entangle.ablation import example_path, load_grid, run_grid
+    from entangle.errors import EntangleValueError
+
+    if example == (config is not None):
+        raise EntangleValueError("give either a grid spec CONFIG.toml or --example, not both")
+    path = example_path() if example else config
+    spec = load_grid(path)
+    out = out or Path("reports/ablate") / ("example" if example else Path(path).stem)
+    cells = spec.cells()
+    if dry_run:
+        console.print(cells_table(cells, spec.swept_keys()))
+        console.print(f"grid folder: [bold]{escape(str(out))}[/] (nothing run: --dry-run)")
+        return
+    device_list = [d.strip() for d in devices.split(",") if d.strip()] if devices else None
+
+    def progress(outcome, done, total):
+        style = {"done": "green", "skipped": "dim", "failed": "bold red"}[outcome.status]
+        note = f" {outcome.seconds:.0f} s" if outcome.status == "done" else ""
+        if outcome.error:
+            note = f" {outcome.error}"
+        console.print(
+            f"\\[{done}/{total}] [{style}]{outcome.status}[/] {escape(outcome.name)}{escape(note)}",
+            highlight=False,
+        )
+
+    result = run_grid(
+        spec,
+        out,
+        workers=workers,
+        devices=device_list,
+        launcher=launcher,
+        address=address,
+        gpus_per_cell=gpus_per_cell,
+        cpus_per_cell=cpus_per_cell,
+        report=report,
+        on_cell=progress,
+    )
+    console.print(results_table(result.rows, spec))
+    for name, file in result.files.items():
+        console.print(f"{name}: [bold]{escape(str(file))}[/]", highlight=False)
+    if not result.ok:
+        console.print(
+            f"[bold red]{len(result.failed)} cell(s) failed[/]; their errors are in "
+            "results.csv and cells/NAME/FAILED; rerun the same command to retry them"
+        )
+        raise typer.Exit(1)

@@ -1,0 +1,293 @@
+"""``entangle analyze``: diagnose saved GCD checkpoints into run directories and a report."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from entangle.cli.app import app
+from entangle.cli.common import console, stage_progress
+from entangle.cli.options import (
+    LOSS_DEFAULTS,
+    InfonceTemperature,
+    MemaxWeight,
+    StudentTemperature,
+    SupconTemperature,
+    SupWeight,
+    TeacherTemperature,
+    WarmupTeacherTemperature,
+)
+from entangle.metrics.clustering import ACCURACY_PROTOCOLS
+
+_COLUMNS = (
+    ("format", "format", "{}"),
+    ("num_classes", "head classes K", "{}"),
+    ("acc_all", "head acc All", "{:.3f}"),
+    ("acc_old", "head acc Old", "{:.3f}"),
+    ("acc_new", "head acc New", "{:.3f}"),
+    ("kmeans_all", "k-means All", "{:.3f}"),
+    ("kmeans_new", "k-means New", "{:.3f}"),
+    ("soc", "SOC", "{:.3f}"),
+    ("energy_labeled", "energy ratio labeled", "{:.3f}"),
+    ("energy_unlabeled_new", "energy ratio new", "{:.3f}"),
+    ("knn_new_to_old", "kNN new->old", "{:.3f}"),
+    ("cos_raw", "cos(g_S, g_U) raw", "{:+.3f}"),
+    ("conflict_rate_raw", "conflict rate raw", "{:.2f}"),
+    ("cos_eagc", "cos EAGC", "{:+.3f}"),
+    ("gdc_raw", "GDC raw", "{:.3f}"),
+    ("gdc_eagc", "GDC EAGC", "{:.3f}"),
+)
+
+
+def _cell(value, fmt: str) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return fmt.format(value)
+
+
+def summary_table(result) -> Table:
+    """One column per analysed checkpoint, one row per number (narrow terminals fit)."""
+    table = Table(title="entangle analyze")
+    table.add_column("")
+    for a in result.analyses:
+        table.add_column(escape(a.run_dir.name), justify="right")
+    for key, title, fmt in _COLUMNS:
+        table.add_row(title, *(_cell(a.summary.get(key), fmt) for a in result.analyses))
+    protocols = [str(a.summary.get("acc_protocol") or "-") for a in result.analyses]
+    table.add_row("accuracy protocol", *protocols)
+    # the protocols besides the one of the rows above, one row per number
+    for protocol in (p for p in ACCURACY_PROTOCOLS if p not in protocols):
+        for prefix, what in (("acc", "head acc"), ("kmeans", "k-means")):
+            for k in ("all", "old", "new"):
+                key = f"{prefix}_{k}_{protocol}"
+                if any(key in a.summary for a in result.analyses):
+                    cells = (_cell(a.summary.get(key), "{:.3f}") for a in result.analyses)
+                    table.add_row(f"{what} {k.title()} ({protocol})", *cells)
+    return table
+
+
+def objective_line(config, result) -> str:
+    """Which objective the gradient diagnostics differentiated (settings + teacher T)."""
+    loss = config.loss_config()
+    settings = (
+        f"sup_weight {loss.sup_weight}, memax {loss.memax_weight}, student T "
+        f"{loss.student_temperature}, teacher T {loss.warmup_teacher_temperature} -> "
+        f"{loss.teacher_temperature} over {loss.warmup_teacher_epochs} epochs, SupCon T "
+        f"{loss.supcon_temperature}, InfoNCE T {loss.infonce_temperature}"
+    )
+    used = [
+        f"{a.run_dir.name} {a.summary['teacher_temperature']:.4g}"
+        for a in result.analyses
+        if "teacher_temperature" in a.summary
+    ]
+    teacher = f"; teacher T used: {', '.join(used)}" if used else ""
+    return f"gradients of the SimGCD objective: {settings}{teacher}"
+
+
+def formats_table() -> Table:
+    """The registered checkpoint layouts, in detection order, with whom they serve."""
+    from entangle.checkpoints import list_layouts
+
+    table = Table(title="checkpoint formats (tried in this order)")
+    for column in ("format", "codebases", "what loads"):
+        table.add_column(column, overflow="fold")
+    for layout in list_layouts():
+        table.add_row(layout.name, layout.codebases, layout.loads)
+    return table
+
+
+def _print_formats(value: bool) -> None:
+    if value:
+        console.print(formats_table())
+        raise typer.Exit()
+
+
+def _jsonable(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+@app.command("analyze")
+def analyze_command(
+    out: Annotated[Path, typer.Option(help="Output folder: one run per checkpoint + report/.")],
+    checkpoints: Annotated[
+        list[Path] | None,
+        typer.Argument(help="Checkpoint files in any layout of --list-formats."),
+    ] = None,
+    data: Annotated[
+        str,
+        typer.Option(
+            help="digits | synthetic | imagefolder:PATH | cifar10:PATH | cifar100:PATH | "
+            "features:FILE.npz (arrays features, labels, labeled; optional novel, "
+            "old_classes, logits, class_names)"
+        ),
+    ] = "digits",
+    old_classes: Annotated[
+        str | None, typer.Option(help="Known classes: a count, a comma list, or a file.")
+    ] = None,
+    labeled_fraction: Annotated[float, typer.Option(help="Labeled share of old classes.")] = 0.5,
+    labeled_split: Annotated[
+        Path | None,
+        typer.Option(
+            help="File of your own labeled samples, one index or file name per line "
+            "(replaces the random split with --labeled-fraction)."
+        ),
+    ] = None,
+    reference: Annotated[
+        str | None,
+        typer.Option(help="Reference checkpoint: EAGC with AGA and its conceptor (else EEP only)."),
+    ] = None,
+    grad_batches: Annotated[int, typer.Option(help="Batches for gradient diagnostics.")] = 4,
+    batch_size: Annotated[int, typer.Option(help="Samples per batch.")] = 64,
+    device: Annotated[str, typer.Option(help="'auto', 'cpu', 'cuda:0'.")] = "auto",
+    max_samples: Annotated[
+        int | None, typer.Option(help="Analyse at most N samples (random, seeded).")
+    ] = None,
+    tsne: Annotated[bool, typer.Option("--tsne/--no-tsne", help="t-SNE map k-NN overlap.")] = True,
+    grad: Annotated[bool, typer.Option("--grad/--no-grad", help="Gradient diagnostics.")] = True,
+    kmeans: Annotated[bool, typer.Option("--kmeans/--no-kmeans", help="k-means accuracy.")] = True,
+    report: Annotated[bool, typer.Option("--report/--no-report", help="HTML/PNG report.")] = True,
+    trust_checkpoint: Annotated[
+        bool,
+        typer.Option(
+            "--trust-checkpoint", help="Allow checkpoints that run code on load (unsafe)."
+        ),
+    ] = False,
+    model: Annotated[
+        str | None,
+        typer.Option(help="package.module:factory returning (backbone, head) for other layouts."),
+    ] = None,
+    accuracy: Annotated[
+        str,
+        typer.Option(
+            help="Accuracy protocols, comma list of v1 (original GCD: one mapping per group), "
+            "v2 (one Hungarian mapping), v2b (SimGCD balanced: mean per-class recall); the "
+            "first fills the acc_* fields."
+        ),
+    ] = "v2",
+    format: Annotated[
+        str | None,
+        typer.Option(
+            "--format",
+            help="Force this checkpoint layout (see --list-formats) instead of detecting it.",
+        ),
+    ] = None,
+    head: Annotated[
+        str | None,
+        typer.Option(
+            help="Separate head file (GCD / SelEx model_proj_head.pt; found beside model.pt by "
+            "default)."
+        ),
+    ] = None,
+    list_formats: Annotated[
+        bool,
+        typer.Option(
+            "--list-formats",
+            help="Print the checkpoint layouts entangle reads, with their codebases, and exit.",
+            is_eager=True,
+            callback=_print_formats,
+        ),
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    sup_weight: SupWeight = LOSS_DEFAULTS["sup_weight"],
+    memax_weight: MemaxWeight = LOSS_DEFAULTS["memax_weight"],
+    student_temperature: StudentTemperature = LOSS_DEFAULTS["student_temperature"],
+    warmup_teacher_temperature: WarmupTeacherTemperature = LOSS_DEFAULTS[
+        "warmup_teacher_temperature"
+    ],
+    teacher_temperature: TeacherTemperature = LOSS_DEFAULTS["teacher_temperature"],
+    warmup_teacher_epochs: Annotated[
+        int,
+        typer.Option(
+            help="Teacher warm-up epochs of the training run (the teacher temperature is read "
+            "at the checkpoint's epoch; after the warm-up when it has none).",
+            rich_help_panel="SimGCD objective",
+        ),
+    ] = 30,
+    supcon_temperature: SupconTemperature = LOSS_DEFAULTS["supcon_temperature"],
+    infonce_temperature: InfonceTemperature = LOSS_DEFAULTS["infonce_temperature"],
+    seed: Annotated[int, typer.Option(help="Seed of split, subsample, batches, k-means.")] = 0,
+) -> None:
+    """Diagnose saved GCD checkpoints: accuracy, subspace overlap, energy, gradient conflict."""
+    from entangle.analysis import AnalyzeConfig, analyze
+
+    config = AnalyzeConfig(
+        data=data,
+        old_classes=old_classes,
+        labeled_fraction=labeled_fraction,
+        labeled_split=None if labeled_split is None else str(labeled_split),
+        reference=reference,
+        grad_batches=grad_batches,
+        batch_size=batch_size,
+        device=device,
+        max_samples=max_samples,
+        tsne=tsne,
+        grad=grad,
+        kmeans=kmeans,
+        report=report,
+        trust_checkpoint=trust_checkpoint,
+        model=model,
+        seed=seed,
+        accuracy=accuracy,
+        checkpoint_format=format,
+        head_file=head,
+        sup_weight=sup_weight,
+        memax_weight=memax_weight,
+        student_temperature=student_temperature,
+        warmup_teacher_temperature=warmup_teacher_temperature,
+        teacher_temperature=teacher_temperature,
+        warmup_teacher_epochs=warmup_teacher_epochs,
+        supcon_temperature=supcon_temperature,
+        infonce_temperature=infonce_temperature,
+    )
+
+    def loaded(path: str, ckpt) -> None:
+        if not as_json:
+            classes = f", K={ckpt.num_classes}" if ckpt.num_classes else ""
+            line = f"{escape(path)}: [bold]{ckpt.format}[/] layout{classes}"
+            console.print(line, highlight=False)
+
+    if as_json:
+        result = analyze(checkpoints or [], out, config, on_loaded=loaded)
+        payload = {
+            "device": result.device,
+            "report": None if result.report is None else str(result.report),
+            "runs": [
+                {"checkpoint": a.checkpoint, "run": str(a.run_dir), "notes": a.notes}
+                | {"summary": a.summary}
+                for a in result.analyses
+            ],
+        }
+        typer.echo(json.dumps(_jsonable(payload), indent=2))
+        return
+    with stage_progress() as progress:
+        result = analyze(checkpoints or [], out, config, progress=progress, on_loaded=loaded)
+    console.print(summary_table(result))
+    if grad:
+        console.print(objective_line(config, result), highlight=False)
+    for a in result.analyses:
+        for note in a.notes:
+            console.print(f"[dim]{escape(a.run_dir.name)}: {escape(note)}[/]", highlight=False)
+        s = a.summary
+        timing = (
+            [f"features {s['features_per_image_s'] * 1e3:.1f} ms/image"]
+            if ("features_per_image_s" in s)
+            else []
+        )
+        if "grad_per_image_s" in s:
+            timing.append(f"gradients {s['grad_per_image_s'] * 1e3:.1f} ms/view")
+        if timing:
+            console.print(f"{escape(a.run_dir.name)} on {result.device}: {', '.join(timing)}")
+    if result.report is not None:
+        console.print(f"report: [bold]{escape(str(result.report))}[/]", highlight=False)

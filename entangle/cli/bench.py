@@ -1,0 +1,119 @@
+"""``entangle bench``: step-time ratios of the probe, paper-style diagnostics and EAGC."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from entangle.cli.app import app
+
+
+@app.command()
+def bench(
+    device: Annotated[
+        str, typer.Option(help="auto (CUDA when present), cpu, cuda or cuda:N.")
+    ] = "auto",
+    batch_size: Annotated[
+        int | None,
+        typer.Option(
+            help="Samples per step (two views each); default ViT 8 (CPU) / 64 (CUDA), MLP 128."
+        ),
+    ] = None,
+    model: Annotated[
+        str, typer.Option(help="ViT backend: auto (timm when installed), builtin or timm.")
+    ] = "auto",
+    repeats: Annotated[
+        int | None, typer.Option(help="Timed rounds after one warm-up round (default 7).")
+    ] = None,
+    threads: Annotated[
+        int | None,
+        typer.Option(help="torch threads for the run; 1 avoids oversubscribing a shared CPU."),
+    ] = None,
+    clock: Annotated[
+        str, typer.Option(help="wall (default) or cpu: process CPU time, CPU device only.")
+    ] = "wall",
+    probe_set_size: Annotated[
+        int | None,
+        typer.Option(help="SOC probe-set samples (default ViT 256 CPU / 2048 CUDA, MLP 1024)."),
+    ] = None,
+    image_size: Annotated[
+        int | None,
+        typer.Option(help="ViT input size (default 64 px ViT-S/16 on CPU, 224 px ViT-B/16 CUDA)."),
+    ] = None,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print the result as JSON instead of tables.")
+    ] = False,
+    quick: Annotated[
+        bool, typer.Option(help="Tiny models and 3 rounds: checks the machinery, not speed.")
+    ] = False,
+    report_rows: Annotated[
+        int,
+        typer.Option(
+            help="Also time a report of a run with this many saved feature rows, openTSNE vs "
+            "scikit-learn side by side (20000 takes minutes); 0 skips it."
+        ),
+    ] = 0,
+) -> None:
+    """Time plain, probed, paper-style and EAGC training steps side by side; print ratios."""
+    from entangle.bench.run import meets_target, run_bench
+
+    err = Console(stderr=True)
+    progress = None if json_output else (lambda message: err.print(f"[dim]{message}[/]"))
+    result = run_bench(
+        device=device,
+        batch_size=batch_size,
+        model=model,
+        repeats=repeats,
+        quick=quick,
+        threads=threads,
+        clock=clock,
+        probe_set_size=probe_set_size,
+        image_size=image_size,
+        progress=progress,
+    )
+    if report_rows:
+        from entangle.bench.tsne import bench_report
+
+        if progress:
+            progress(f"report of a run with {report_rows} feature rows, both t-SNE backends")
+        result["report"] = bench_report(n_rows=report_rows)
+    if json_output:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    console = Console()
+    s = result["settings"]
+    console.print(
+        f"device {s['device']}, torch {s['torch']}, {s['threads']} threads, {s['clock']} clock, "
+        f"{s['rounds']} rounds, load {s['load_average_before']} -> {s['load_average_after']}"
+    )
+    for name in ("vit", "mlp"):
+        console.print(f"[bold]{name}[/]: {s[name]['model']}, batch {s[name]['batch_size']}")
+    table = Table(title="step-time ratios (median of per-round ratios)")
+    for column in ("ratio", "value", "IQR", "target", ""):
+        table.add_column(column, justify="left" if column == "ratio" else "right")
+    for key, value in result["ratios"].items():
+        low, high = result["ratios_iqr"][key]
+        op, bound = result["targets"].get(key, ("", None))
+        ok = meets_target(key, value)
+        mark = "" if ok is None else ("[green]ok[/]" if ok else "[red]missed[/]")
+        target = f"{op} {bound:g}" if bound is not None else ""
+        table.add_row(key, f"{value:.3f}x", f"{low:.2f}-{high:.2f}", target, mark)
+    console.print(table)
+    times = Table(title="median time per step / per evaluation (ms)")
+    times.add_column("variant")
+    times.add_column("ms", justify="right")
+    for key, value in result["times_ms"].items():
+        times.add_row(key, f"{value:.1f}")
+    console.print(times)
+    for key, value in result["checks"].items():
+        console.print(f"{key}: {value:.2e}")
+    if "report" in result:
+        r = result["report"]
+        console.print(
+            f"report with {r['n_rows']} feature rows: openTSNE {r['opentsne_s']:.1f} s, "
+            f"scikit-learn {r['sklearn_s']:.1f} s ({r['speedup']:.1f}x)"
+        )

@@ -1,0 +1,184 @@
+"""`entangle train`: one GCD run with the probe (and optionally EAGC) into a run directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from entangle.cli.app import app
+from entangle.cli.common import console, stage_progress
+from entangle.cli.options import (
+    LOSS_DEFAULTS,
+    InfonceTemperature,
+    MemaxWeight,
+    StudentTemperature,
+    SupconTemperature,
+    SupWeight,
+    TeacherTemperature,
+    WarmupTeacherTemperature,
+)
+
+
+@app.command("train")
+def train_command(
+    out: Annotated[Path, typer.Argument(help="Run directory (an unfinished one is resumed).")],
+    data: Annotated[
+        str,
+        typer.Option(help="digits | synthetic | imagefolder:PATH | cifar10:PATH | cifar100:PATH"),
+    ] = "digits",
+    old_classes: Annotated[
+        str | None, typer.Option(help="Known classes: a count, a comma list, or a file.")
+    ] = None,
+    labeled_fraction: Annotated[float, typer.Option(help="Labeled share of old classes.")] = 0.5,
+    model: Annotated[str, typer.Option(help="digits-mlp | vit-s16 | vit-b16 | vit-tiny-test")] = (
+        "digits-mlp"
+    ),
+    vit_backend: Annotated[
+        str,
+        typer.Option(help="ViT implementation: auto/builtin (torch only) or timm ([vit] extra)."),
+    ] = "auto",
+    pretrained: Annotated[
+        str | None, typer.Option(help="Local DINO/DINOv2 weights (ViT) or backbone state dict.")
+    ] = None,
+    epochs: Annotated[int | None, typer.Option(help="Epochs (ViT default 200, digits 12).")] = None,
+    batch_size: Annotated[int, typer.Option(help="Batch size.")] = 128,
+    lr: Annotated[float, typer.Option(help="SGD learning rate (cosine schedule).")] = 0.1,
+    momentum: Annotated[float, typer.Option(help="SGD momentum.")] = 0.9,
+    weight_decay: Annotated[
+        float, typer.Option(help="Weight decay (none on biases and 1-D parameters).")
+    ] = 5e-5,
+    sup_weight: SupWeight = LOSS_DEFAULTS["sup_weight"],
+    memax_weight: MemaxWeight = LOSS_DEFAULTS["memax_weight"],
+    student_temperature: StudentTemperature = LOSS_DEFAULTS["student_temperature"],
+    warmup_teacher_temperature: WarmupTeacherTemperature = LOSS_DEFAULTS[
+        "warmup_teacher_temperature"
+    ],
+    teacher_temperature: TeacherTemperature = LOSS_DEFAULTS["teacher_temperature"],
+    warmup_teacher_epochs: Annotated[
+        int | None,
+        typer.Option(
+            help="Teacher warm-up epochs (default: SimGCD's 30 of 200, scaled to --epochs).",
+            rich_help_panel="SimGCD objective",
+        ),
+    ] = None,
+    supcon_temperature: SupconTemperature = LOSS_DEFAULTS["supcon_temperature"],
+    infonce_temperature: InfonceTemperature = LOSS_DEFAULTS["infonce_temperature"],
+    start: Annotated[
+        str,
+        typer.Option(
+            help="Initial backbone: pretrained | reference | auto (reference for EAGC, as "
+            "its authors; pretrained for the baseline)."
+        ),
+    ] = "auto",
+    eagc: Annotated[bool, typer.Option("--eagc/--no-eagc", help="Apply EAGC.")] = False,
+    aga: Annotated[bool, typer.Option("--aga/--no-aga", help="EAGC's AGA part.")] = True,
+    eep: Annotated[bool, typer.Option("--eep/--no-eep", help="EAGC's EEP part.")] = True,
+    adaptive: Annotated[
+        bool, typer.Option("--adaptive/--fixed", help="Energy-adaptive or fixed EEP weight.")
+    ] = True,
+    aga_weight: Annotated[float, typer.Option(help="lambda_AGA.")] = 0.7,
+    eep_weight: Annotated[float, typer.Option(help="beta (EEP strength).")] = 0.5,
+    aperture: Annotated[
+        str,
+        typer.Option(
+            help="Conceptor aperture (a number), or 'auto': Jaeger's criterion on the "
+            "reference's labeled features (docs/calibration.md)."
+        ),
+    ] = "2.0",
+    reference: Annotated[
+        str | None,
+        typer.Option(help="Reference model checkpoint; trained on labeled data if unset."),
+    ] = None,
+    reference_epochs: Annotated[
+        int, typer.Option(help="Reference model epochs (labeled data only).")
+    ] = 30,
+    reference_lr: Annotated[float, typer.Option(help="Reference model learning rate.")] = 0.02,
+    probe_every: Annotated[int, typer.Option(help="Probe one step in N.")] = 1,
+    attribution: Annotated[
+        int, typer.Option(help="Per-sample conflict attribution every N probed steps; 0: off.")
+    ] = 1,
+    device: Annotated[str, typer.Option(help="'auto', 'cpu', 'cuda:0'.")] = "auto",
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    accuracy: Annotated[
+        str,
+        typer.Option(
+            help="Accuracy protocols of each evaluation: comma list of v1, v2, v2b (the first "
+            "fills acc_all/old/new)."
+        ),
+    ] = "v2",
+    on_nan: Annotated[
+        str,
+        typer.Option(
+            help="After --nan-limit consecutive non-finite losses: stop (run left incomplete, "
+            "reason in STOPPED) or continue."
+        ),
+    ] = "stop",
+    nan_limit: Annotated[int, typer.Option(help="Consecutive non-finite losses tolerated.")] = 5,
+) -> None:
+    """Train a GCD model with the probe, writing steps, epochs, features and checkpoints."""
+    from entangle.gcd.train import TrainConfig, check_run_dir, prepare, resolve_device, train
+
+    vit = model.startswith("vit-")
+    config = TrainConfig(
+        data=data,
+        old_classes=old_classes,
+        labeled_fraction=labeled_fraction,
+        model=model,
+        vit_backend=vit_backend,
+        pretrained=pretrained,
+        epochs=epochs if epochs is not None else (200 if vit else 12),
+        batch_size=batch_size,
+        lr=lr,
+        momentum=momentum,
+        weight_decay=weight_decay,
+        sup_weight=sup_weight,
+        memax_weight=memax_weight,
+        student_temperature=student_temperature,
+        warmup_teacher_temperature=warmup_teacher_temperature,
+        teacher_temperature=teacher_temperature,
+        warmup_teacher_epochs=warmup_teacher_epochs,
+        supcon_temperature=supcon_temperature,
+        infonce_temperature=infonce_temperature,
+        start=start,
+        eagc=eagc,
+        aga=aga,
+        eep=eep,
+        adaptive=adaptive,
+        aga_weight=aga_weight,
+        eep_weight=eep_weight,
+        aperture=aperture,
+        reference=reference,
+        reference_epochs=reference_epochs,
+        reference_lr=reference_lr,
+        probe_every=probe_every,
+        attribution=attribution,
+        device=device,
+        seed=seed,
+        accuracy=accuracy,
+        on_nan=on_nan,
+        nan_limit=nan_limit,
+    )
+    # a bad device, run directory or settings mismatch fails now, not after pretraining
+    resolve_device(config.device)
+    check_run_dir(config, out)
+    with stage_progress() as progress:
+        setup = prepare(
+            config,
+            progress=lambda stage, e, loss: progress(
+                stage, e + 1, config.pretrain_epochs, f"{loss:.3f}"
+            ),
+        )
+        summary = train(
+            config,
+            out,
+            setup,
+            on_step=lambda s, total: progress(f"train {config.variant()}", s, total, ""),
+        )
+    # NaN (a metric no probed step could compute) shows as null, never silently dropped
+    console.print_json(data={k: (None if v != v else v) for k, v in summary.items()})
+    console.print(
+        f"run written to [bold]{escape(str(out))}[/] ({escape(config.data)})", highlight=False
+    )

@@ -1,0 +1,3 @@
+"""The in-loop instruments: Probe, ProbeSet, attribution, parameter groups, step summaries and
+the one evaluation record.
+"""

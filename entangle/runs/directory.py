@@ -1,0 +1,550 @@
+"""The run directory: an append-only, crash-safe writer and a tolerant reader (docs/records.md).
+
+Layout::
+
+    RUN/
+      run.json        {"schema", "name", "config", "seed", "versions", "git_sha", "device",
+                       "start_time", "host"} (+ "resumed_at": [{"time", ...}] per resume)
+      steps.jsonl     one JSON object per probed step
+      epochs.jsonl    one JSON object per evaluation
+      features/       epoch_NNN.npz: features, labels, labeled, novel[, logits, extras]
+      checkpoints/    state dicts, loadable with torch.load(weights_only=True)
+      DONE            {"end_time", "summary"}, written last; absent = incomplete run
+      STOPPED         {"time", "reason", ...}: stopped on purpose (diverged); removed on resume
+      .writer.lock    the PID of the one process writing the run (entangle.runs.lock)
+
+JSON lines are standard JSON: NaN and +-inf are written as ``null`` (JSON has no NaN), so a
+reader sees ``None`` where a metric was NaN; :meth:`RunReader.column` turns them back into
+NaN. Each record is written with one ``write`` and then flushed and fsynced, so a killed
+process loses at most the record it was writing, which the reader reports as a torn last line.
+
+Only one process may write a run (under DDP, rank 0): :class:`RunWriter` holds
+``RUN/.writer.lock`` (:mod:`entangle.runs.lock`) while open, and a second writer is refused.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import re
+import socket
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from entangle.errors import EntangleRuntimeError, EntangleTypeError, EntangleValueError
+from entangle.runs.io import (
+    _TMP_SUFFIX,
+    _as_array,
+    _atomic_json,
+    _atomic_write,
+    _check_weights_only,
+    _drop_torn_tail,
+    _dumps,
+    read_jsonl,
+    to_jsonable,
+    write_error,
+    write_point,
+)
+from entangle.runs.lock import RunLock
+from entangle.runs.untrusted import load_npz
+
+# to_jsonable and read_jsonl live in entangle.runs.io; re-exported so old imports keep working
+__all__ = ["SCHEMA_VERSION", "RunReader", "RunWriter", "read_jsonl", "to_jsonable"]
+
+SCHEMA_VERSION = 1
+
+_OWNED = ("steps.jsonl", "epochs.jsonl", "features", "checkpoints", "DONE", "STOPPED")
+_FEATURE_FILE = re.compile(r"^epoch_(\d+)\.npz$")
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _git_sha() -> str | None:
+    """HEAD of the git repository around the working directory, or None (never raises)."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    sha = out.stdout.strip()
+    return sha if out.returncode == 0 and re.fullmatch(r"[0-9a-f]{7,64}", sha) else None
+
+
+def _versions() -> dict:
+    from entangle import __version__
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "entangle": __version__,
+    }
+
+
+# ---------------------------------------------------------------- writer
+
+
+class RunWriter:
+    """Write one run directory; append-only and safe against a kill at any point.
+
+    Args:
+        path: the run directory (created with its parents).
+        config: the run's configuration, stored in ``run.json`` (dict or dataclass).
+        seed: the random seed.
+        device: the device the run uses, e.g. ``"cuda:0"``.
+        name: a display name (defaults to the directory name when read).
+        resume: reopen an existing, unfinished run and append to it. Without it an existing
+            run is never touched.
+
+    Example:
+        >>> with RunWriter(tmp / "run", config={"lr": 0.1}, seed=0) as run:  # doctest: +SKIP
+        ...     run.write_step({"step": 0, "cos": -0.2})
+        ...     run.finish({"acc_all": 0.61})
+    """
+
+    def __init__(
+        self,
+        path,
+        *,
+        config: dict | None = None,
+        seed: int | None = None,
+        device: str | None = None,
+        name: str | None = None,
+        resume: bool = False,
+    ):
+        self.path = Path(path)
+        self._finished = False
+        self._closed = False
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # a file in the way, a read-only place, a name too long
+            raise EntangleValueError(
+                f"cannot create the run directory {self.path} ({exc.strerror or exc}); "
+                "choose another, writable location"
+            ) from None
+        # the lock comes first: two writers must never both see "no run.json yet"
+        self._lock = RunLock(self.path).acquire()
+        try:
+            self._open(config, seed, device, name, resume)
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def _open(self, config, seed, device, name, resume) -> None:
+        meta_path = self.path / "run.json"
+        if meta_path.exists():
+            if not resume:
+                raise EntangleValueError(
+                    f"{self.path} already holds a run (run.json exists) and runs are never "
+                    "overwritten; choose another run directory (in Python, "
+                    "RunWriter(path, resume=True) appends to an unfinished run)"
+                )
+            self._reopen(meta_path)
+        else:
+            taken = [n for n in _OWNED if (self.path / n).exists()]
+            if taken:
+                raise EntangleValueError(
+                    f"{self.path} has no run.json but already contains {', '.join(taken)}; "
+                    "refusing to mix runs: choose an empty or new directory"
+                )
+            self.meta = {
+                "schema": SCHEMA_VERSION,
+                "name": name,
+                "config": config,
+                "seed": seed,
+                "versions": _versions(),
+                "git_sha": _git_sha(),
+                "device": None if device is None else str(device),
+                "start_time": _now(),
+                "host": socket.gethostname(),
+            }
+            if self._lock.taken_over:
+                self.meta["lock_taken_over"] = self._lock.taken_over
+            _atomic_json(meta_path, self.meta)
+        (self.path / "features").mkdir(exist_ok=True)
+        (self.path / "checkpoints").mkdir(exist_ok=True)
+        self._files = {n: open(self.path / n, "ab") for n in ("steps.jsonl", "epochs.jsonl")}
+
+    def _reopen(self, meta_path: Path) -> None:
+        if (self.path / "DONE").exists():
+            raise EntangleValueError(
+                f"{self.path} is a finished run (DONE exists); resuming would append after its "
+                "end: start a new run directory instead"
+            )
+        self.meta = RunReader(self.path).meta
+        entry = {"time": _now()}
+        if self._lock.taken_over:
+            entry["took_over_lock_of"] = self._lock.taken_over
+        # half-written files of the killed writer: nobody else writes here (we hold the lock)
+        removed = [
+            str(p.relative_to(self.path))
+            for folder in (self.path, self.path / "features", self.path / "checkpoints")
+            if folder.is_dir()
+            for p in sorted(folder.iterdir())
+            if p.is_file() and p.name.endswith(_TMP_SUFFIX)
+        ]
+        for rel in removed:
+            (self.path / rel).unlink(missing_ok=True)
+        if removed:
+            entry["removed_tmp"] = removed
+        stopped = self.path / "STOPPED"
+        if stopped.is_file():  # resuming a stopped run: keep why it stopped, in run.json
+            try:
+                entry["was_stopped"] = json.loads(stopped.read_text(encoding="utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                entry["was_stopped"] = {"reason": "unreadable STOPPED file"}
+            stopped.unlink()
+        for fname in ("steps.jsonl", "epochs.jsonl"):
+            dropped = _drop_torn_tail(self.path / fname)
+            if dropped:
+                # appending after a torn fragment would glue two records into one bad line
+                entry.setdefault("dropped_torn_bytes", {})[fname] = dropped
+        self.meta.setdefault("resumed_at", []).append(entry)
+        _atomic_json(meta_path, self.meta)
+
+    def write_meta(self, key: str, value) -> None:
+        """Add a top-level entry to ``run.json`` (e.g. the resolved calibration); never replaces."""
+        self._check_open()
+        if key in self.meta or key in ("schema", "config"):
+            raise EntangleValueError(f"run.json already has {key!r}; entries are never replaced")
+        self.meta[key] = to_jsonable(value, f"run.json {key}")
+        _atomic_json(self.path / "run.json", self.meta)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            state = "finished" if self._finished else "closed"
+            raise EntangleRuntimeError(f"RunWriter for {self.path} is {state}; open a new one")
+
+    def _append(self, fname: str, record: dict) -> None:
+        self._check_open()
+        if not isinstance(record, dict):
+            raise EntangleTypeError(
+                f"{fname}: a record must be a dict, got {type(record).__name__}"
+            )
+        # one write per record, so a kill leaves at most one torn last line
+        write_point(fname.partition(".")[0])
+        fh = self._files[fname]
+        try:
+            fh.write((_dumps(record) + "\n").encode("utf-8"))
+            fh.flush()
+            os.fsync(fh.fileno())
+        except OSError as exc:  # a torn line is cut on resume
+            raise write_error(self.path / fname, exc) from None
+
+    def write_step(self, record: dict) -> None:
+        """Append one probed step's record to ``steps.jsonl`` (NaN/inf are stored as null)."""
+        self._append("steps.jsonl", record)
+
+    def write_epoch(self, record: dict) -> None:
+        """Append one evaluation's record to ``epochs.jsonl`` (NaN/inf are stored as null)."""
+        self._append("epochs.jsonl", record)
+
+    def save_features(
+        self, epoch: int, *, features, labels, labeled, novel, logits=None, **extra_arrays
+    ) -> Path:
+        """Save one evaluation's per-sample arrays to ``features/epoch_{epoch:03d}.npz``.
+
+        Args:
+            epoch: non-negative epoch number.
+            features: ``[n, D]`` features.
+            labels: ``[n]`` integer ground-truth classes.
+            labeled: ``[n]`` bool, True for labeled rows.
+            novel: ``[n]`` bool, True for rows of novel classes.
+            logits: optional ``[n, K]``.
+            **extra_arrays: more arrays stored under their keyword (e.g. ``tsne=[n, 2]``).
+
+        Returns:
+            the path written. Saving the same epoch again (after a resume) replaces the file
+            atomically.
+        """
+        self._check_open()
+        if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)) or epoch < 0:
+            raise EntangleValueError(f"epoch must be a non-negative int, got {epoch!r}")
+        arrays = {
+            "features": _as_array(features, "features"),
+            "labels": _as_array(labels, "labels").astype(np.int64),
+            "labeled": _as_array(labeled, "labeled").astype(bool),
+            "novel": _as_array(novel, "novel").astype(bool),
+        }
+        if logits is not None:
+            arrays["logits"] = _as_array(logits, "logits")
+        want = {"features": 2, "labels": 1, "labeled": 1, "novel": 1, "logits": 2}
+        for key, ndim in want.items():
+            if key in arrays and arrays[key].ndim != ndim:
+                raise EntangleValueError(
+                    f"save_features: {key} must be {ndim}-D, got shape {arrays[key].shape}"
+                )
+        n = arrays["features"].shape[0]
+        lengths = {k: a.shape[0] for k, a in arrays.items()}
+        if any(m != n for m in lengths.values()):
+            raise EntangleValueError(
+                f"save_features: every array needs one row per sample, got lengths {lengths}"
+            )
+        for key, value in extra_arrays.items():
+            arrays[key] = _as_array(value, key)
+        target = self.path / "features" / f"epoch_{int(epoch):03d}.npz"
+        write_point("features")
+        _atomic_write(target, lambda fh: np.savez(fh, **arrays))
+        return target
+
+    def checkpoint_path(self, name: str) -> Path:
+        """Path of checkpoint ``name`` under ``checkpoints/`` (``.pt`` added without a suffix)."""
+        if not name or Path(name).name != name or name in (".", ".."):
+            raise EntangleValueError(
+                f"checkpoint name must be a plain file name like 'epoch_010', got {name!r}"
+            )
+        if not name.endswith((".pt", ".pth")):
+            name += ".pt"
+        return self.path / "checkpoints" / name
+
+    def save_checkpoint(self, name: str, state: dict) -> Path:
+        """Save a dict of tensors and plain values atomically; it loads with weights_only=True.
+
+        Args:
+            name: file name under ``checkpoints/``, see :meth:`checkpoint_path`.
+            state: e.g. ``{"model": model.state_dict(), "epoch": 3}``.
+
+        Returns:
+            the path written.
+        """
+        self._check_open()
+        if not isinstance(state, dict):
+            raise EntangleTypeError(f"checkpoint state must be a dict, got {type(state).__name__}")
+        _check_weights_only(state, "state")
+        target = self.checkpoint_path(name)
+        write_point(f"checkpoint:{target.stem}")
+        _atomic_write(target, lambda fh: torch.save(state, fh))
+        return target
+
+    def stop(self, reason: str, **details) -> None:
+        """Mark the run stopped on purpose (e.g. training diverged): ``STOPPED`` holds
+        ``{"time", "reason", **details}``; the run stays incomplete (no DONE)."""
+        self._check_open()
+        _atomic_json(self.path / "STOPPED", {"time": _now(), "reason": reason, **details})
+
+    def finish(self, summary: dict | None = None) -> None:
+        """Close the record files and write ``DONE`` with ``summary``; the run is then complete.
+
+        Allowed after :meth:`close` (e.g. after a ``with`` block), but only once.
+        """
+        if self._finished:
+            raise EntangleRuntimeError(f"the run in {self.path} is already finished (DONE exists)")
+        self._close_files()
+        self._finished = True
+        try:
+            write_point("DONE")
+            _atomic_json(self.path / "DONE", {"end_time": _now(), "summary": summary or {}})
+        finally:
+            self._lock.release()
+
+    def _close_files(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for fh in self._files.values():
+            fh.close()
+
+    def close(self) -> None:
+        """Close the record files and release the run's lock (idempotent). Does not mark the
+        run complete."""
+        self._close_files()
+        self._lock.release()
+
+    def __enter__(self) -> RunWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+# ---------------------------------------------------------------- reader
+
+
+class RunReader:
+    """Read a run directory written by :class:`RunWriter`, complete or not.
+
+    Args:
+        path: the run directory.
+
+    Attributes:
+        meta: the ``run.json`` dict; ``steps`` / ``epochs``: lists of record dicts (NaN was
+        stored as None); ``warnings``: strings describing torn lines and a missing DONE.
+    """
+
+    def __init__(self, path):
+        self.path = Path(path)
+        meta_path = self.path / "run.json"
+        if not meta_path.is_file():
+            raise EntangleValueError(
+                f"not a run directory: {self.path}; expected run.json written by entangle"
+            )
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise EntangleValueError(f"{meta_path} is not valid JSON: {exc}") from exc
+        if not isinstance(meta, dict):
+            raise EntangleValueError(f"{meta_path}: expected a JSON object")
+        major = _schema_major(meta.get("schema"), meta_path)
+        if major > SCHEMA_VERSION:
+            raise EntangleValueError(
+                f"{self.path} was written by a newer entangle (schema {meta['schema']}); "
+                f"this entangle reads schema {SCHEMA_VERSION}: upgrade entangle"
+            )
+        if major < 1:
+            raise EntangleValueError(
+                f"{meta_path}: unknown schema {meta['schema']!r}; expected {SCHEMA_VERSION}"
+            )
+        self.meta = meta
+        self.steps, step_warnings = read_jsonl(self.path / "steps.jsonl")
+        self.epochs, epoch_warnings = read_jsonl(self.path / "epochs.jsonl")
+        self.warnings = step_warnings + epoch_warnings
+        self.steps = _latest_per_key(
+            self.steps, "step", str(self.path / "steps.jsonl"), self.warnings
+        )
+        self.epochs = _latest_per_key(
+            self.epochs, "epoch", str(self.path / "epochs.jsonl"), self.warnings
+        )
+        self._done = None
+        done_path = self.path / "DONE"
+        if done_path.is_file():
+            try:
+                self._done = json.loads(done_path.read_text(encoding="utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                raise EntangleValueError(f"{done_path} is not valid JSON: {exc}") from exc
+        elif (self.path / "STOPPED").is_file():
+            try:
+                why = json.loads((self.path / "STOPPED").read_text(encoding="utf-8"))["reason"]
+            except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError):
+                why = "reason unreadable"
+            self.warnings.append(f"run stopped before its end: {why}")
+        else:
+            self.warnings.append(
+                "run is incomplete: no DONE file (still running, stopped or killed; rerun the "
+                "command that wrote it, e.g. `entangle train RUN`, to resume it)"
+            )
+
+    @property
+    def config(self) -> dict | None:
+        return self.meta.get("config")
+
+    @property
+    def name(self) -> str:
+        return self.meta.get("name") or self.path.resolve().name
+
+    @property
+    def complete(self) -> bool:
+        """True when the run wrote DONE (finished normally)."""
+        return self._done is not None
+
+    @property
+    def summary(self) -> dict | None:
+        """The summary passed to :meth:`RunWriter.finish`, or None for an incomplete run."""
+        return None if self._done is None else self._done.get("summary", {})
+
+    @property
+    def end_time(self) -> str | None:
+        return None if self._done is None else self._done.get("end_time")
+
+    def column(self, key: str, table: str = "steps") -> np.ndarray:
+        """One value per record as float64, NaN where the value is null or missing.
+
+        Args:
+            key: record key; dots reach into nested dicts (``"raw.cos"``).
+            table: ``"steps"`` or ``"epochs"``.
+
+        Returns:
+            ``[n_records]`` float64 array.
+        """
+        if table not in ("steps", "epochs"):
+            raise EntangleValueError(f"table must be 'steps' or 'epochs', got {table!r}")
+        out = []
+        for record in getattr(self, table):
+            value = record
+            for part in key.split("."):
+                value = value.get(part) if isinstance(value, dict) else None
+            out.append(np.nan if value is None or isinstance(value, (dict, list, str)) else value)
+        return np.asarray(out, dtype=np.float64)
+
+    def feature_epochs(self) -> list[int]:
+        """Epochs with a saved ``features/epoch_NNN.npz``, ascending."""
+        folder = self.path / "features"
+        if not folder.is_dir():
+            return []
+        found = (_FEATURE_FILE.match(p.name) for p in folder.iterdir())
+        return sorted(int(m.group(1)) for m in found if m)
+
+    def features(self, epoch: int | None = None) -> dict[str, np.ndarray]:
+        """The arrays saved for ``epoch`` (the latest when None), loaded into memory."""
+        epochs = self.feature_epochs()
+        if not epochs:
+            raise EntangleValueError(f"{self.path} has no saved features (features/epoch_*.npz)")
+        if epoch is None:
+            epoch = epochs[-1]
+        if epoch not in epochs:
+            raise EntangleValueError(
+                f"{self.path} has no features for epoch {epoch}; saved epochs: {epochs}"
+            )
+        path = self.path / "features" / f"epoch_{epoch:03d}.npz"
+        arrays = load_npz(path)
+        missing = [k for k in ("features", "labels", "labeled", "novel") if k not in arrays]
+        if missing:
+            raise EntangleValueError(
+                f"features file {path} lacks {', '.join(missing)}; it was not written by "
+                "entangle: remove it, or rerun the command that wrote the run"
+            )
+        return arrays
+
+    def checkpoints(self) -> list[Path]:
+        """Checkpoint files under ``checkpoints/``, sorted by name."""
+        folder = self.path / "checkpoints"
+        if not folder.is_dir():
+            return []
+        return sorted(
+            p for p in folder.iterdir() if p.is_file() and not p.name.endswith(_TMP_SUFFIX)
+        )
+
+
+def _latest_per_key(records: list[dict], key: str, fname: str, warnings: list[str]) -> list[dict]:
+    """Keep the last record of each ``key`` value, in order of that value.
+
+    A run resumed from a checkpoint re-writes the steps after it; the records of the abandoned
+    tail are superseded, not deleted (files are append-only).
+    """
+    if not records or any(key not in r for r in records):
+        return records
+    for i, r in enumerate(records, 1):
+        value = r[key]
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise EntangleValueError(
+                f"{fname}: record {i} has {key} = {value!r}, not an integer; the file was "
+                f"edited or damaged: fix or delete that line"
+            )
+    latest = {r[key]: r for r in records}
+    if len(latest) == len(records):
+        return records
+    warnings.append(
+        f"{fname}: {len(records) - len(latest)} records superseded by a resume (the later "
+        f"record of each {key} is used)"
+    )
+    return [latest[k] for k in sorted(latest)]
+
+
+def _schema_major(schema, meta_path: Path) -> int:
+    try:
+        return int(str(schema).split(".")[0])
+    except ValueError:
+        raise EntangleValueError(
+            f"{meta_path}: missing or malformed 'schema' ({schema!r}); expected {SCHEMA_VERSION}"
+        ) from None
