@@ -51,7 +51,3 @@ def main() -> None:
             f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True
         )
         sys.exit(2)
-
-
-if __name__ == "__main__":
-    main()
