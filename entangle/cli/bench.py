@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -57,12 +58,32 @@ def bench(
             "scikit-learn side by side (20000 takes minutes); 0 skips it."
         ),
     ] = 0,
+    report: Annotated[
+        bool,
+        typer.Option(
+            "--report",
+            help="Instead: time building the demo's six-run report, cold and from its cache "
+            "(median of --rounds rounds); runs the demo first unless --demo-runs is given.",
+        ),
+    ] = False,
+    demo_runs: Annotated[
+        Path | None,
+        typer.Option(help="With --report: an existing `entangle demo --out` folder to use."),
+    ] = None,
+    rounds: Annotated[int, typer.Option(help="With --report: rounds (median).")] = 3,
 ) -> None:
-    """Time plain, probed, paper-style and EAGC training steps side by side; print ratios."""
+    """Time plain, probed, paper-style and EAGC training steps side by side; print ratios.
+
+    Examples: `entangle bench` (about a minute on 2 CPU cores), `entangle bench --quick
+    --json`, `entangle bench --report --demo-runs reports/demo`.
+    """
     from entangle.bench.run import meets_target, run_bench
 
     err = Console(stderr=True)
     progress = None if json_output else (lambda message: err.print(f"[dim]{message}[/]"))
+    if report:
+        _report_mode(demo_runs, rounds, json_output, progress)
+        return
     result = run_bench(
         device=device,
         batch_size=batch_size,
@@ -117,3 +138,28 @@ def bench(
             f"report with {r['n_rows']} feature rows: openTSNE {r['opentsne_s']:.1f} s, "
             f"scikit-learn {r['sklearn_s']:.1f} s ({r['speedup']:.1f}x)"
         )
+
+
+def _report_mode(demo_runs, rounds: int, json_output: bool, progress) -> None:
+    from entangle.bench.report_time import bench_demo
+    from entangle.errors import EntangleValueError
+
+    if rounds < 1:
+        raise EntangleValueError(f"--rounds must be at least 1, got {rounds}")
+    if demo_runs is not None and not (demo_runs / "runs").is_dir():
+        raise EntangleValueError(
+            f"--demo-runs {demo_runs} has no runs/ folder: pass the folder `entangle demo "
+            "--out` wrote (it holds runs/ and report/)"
+        )
+    result = bench_demo(rounds=rounds, demo_folder=demo_runs, progress=progress)
+    if json_output:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    console = Console()
+    if "demo_runs_s" in result:
+        console.print(f"demo runs (no report): {result['demo_runs_s']:.1f} s")
+    console.print(
+        f"report of {result['runs']} runs, median of {result['rounds']} rounds: cold "
+        f"{result['cold_s']:.1f} s, cached {result['cached_s']:.2f} s "
+        f"({result['cached_vs_cold']:.3f}x)"
+    )

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from entangle.errors import EntangleValueError
-from entangle.report.energy import EpochEnergy, aperture_of, epoch_energy, logit_temperature_of
-from entangle.report.figures import save
+from entangle.report.cache import ReportCache, cached_figure, runs_digest
+from entangle.report.figures import figure_bytes, write_figure
 from entangle.report.load import RunData, load_runs
-from entangle.report.output import atomic_report_dir
-from entangle.report.plot_overlap import Overlap, compute_overlap
+from entangle.report.output import atomic_report_dir, is_report_dir
+from entangle.report.precompute import report_numbers
 from entangle.report.summary import run_summary
 from entangle.report.tsne import BACKENDS
 
@@ -24,6 +24,8 @@ def build_report(
     tsne_backend: str = "auto",
     seed: int = 0,
     names: Sequence[str] | None = None,
+    workers: int | None = None,
+    on_map: Callable[[int, int], None] | None = None,
 ) -> Path:
     """Write a self-contained HTML report (plus every figure as PNG) for one or more runs.
 
@@ -36,6 +38,11 @@ def build_report(
         tsne_backend: ``"auto"``, ``"opentsne"`` or ``"sklearn"``.
         seed: seeds t-SNE and its subsampling.
         names: display names, one per run (default: the runs' own names).
+        workers: processes for the t-SNE maps (default: the available cores).
+        on_map: progress callback ``(maps done, maps in all)``.
+
+    A second report of the same runs into the same ``out`` reuses the previous report's
+    t-SNE maps and conceptor refits (``out/cache/``, keyed by the features files' content).
 
     Returns:
         path of ``out/index.html``.
@@ -51,23 +58,37 @@ def build_report(
     loaded = load_runs(runs, names)
     from entangle import __version__
 
+    previous = out if is_report_dir(out) else None
     with atomic_report_dir(out, generator=f"entangle {__version__}") as tmp:
+        cache = ReportCache(previous, tmp)
+        energies, overlaps = report_numbers(
+            loaded,
+            cache,
+            max_points=tsne_max_points,
+            backend=tsne_backend,
+            seed=seed,
+            workers=workers,
+            on_map=on_map,
+        )
+        digest = runs_digest(
+            [run.reader.path for run in loaded],
+            [run.name for run in loaded],
+            {"max_points": tsne_max_points, "backend": tsne_backend, "seed": seed},
+        )
         html = _render(
-            loaded, tmp, pdf=pdf, max_points=tsne_max_points, backend=tsne_backend, seed=seed
+            loaded,
+            tmp,
+            pdf=pdf,
+            energies=energies,
+            overlaps=overlaps,
+            cache=cache,
+            digest=digest,
         )
         (tmp / "index.html").write_text(html, encoding="utf-8")
     return out / "index.html"
 
 
-def _feature_epochs(run: RunData) -> list[int]:
-    """The early and the late saved epoch (one when only one was saved)."""
-    epochs = run.reader.feature_epochs()
-    if not epochs:
-        return []
-    return [epochs[0], epochs[-1]] if len(epochs) > 1 else [epochs[-1]]
-
-
-def _render(runs: list[RunData], tmp: Path, *, pdf, max_points, backend, seed) -> str:
+def _render(runs: list[RunData], tmp: Path, *, pdf, energies, overlaps, cache, digest) -> str:
     from entangle.report import (
         html,
         plot_attribution,
@@ -78,26 +99,13 @@ def _render(runs: list[RunData], tmp: Path, *, pdf, max_points, backend, seed) -
     )
     from entangle.report.verdict import compute_verdict
 
-    energies: dict[str, list[EpochEnergy]] = {}
-    overlaps: list[Overlap | None] = []
-    for run in runs:
-        epochs = _feature_epochs(run)
-        aperture = aperture_of(run.config, run.reader.meta)
-        temperature = logit_temperature_of(run.config)
-        energies[run.name] = []
-        overlap = None
-        for epoch in epochs:
-            arrays = run.reader.features(epoch)
-            energies[run.name].append(epoch_energy(arrays, epoch, aperture, temperature))
-            if epoch == epochs[-1]:
-                overlap = compute_overlap(
-                    arrays, epoch, max_points=max_points, backend=backend, seed=seed
-                )
-        overlaps.append(overlap)
-
     def fig(maker, name, title, caption):
-        figure = maker()
-        return None if figure is None else save(figure, name, title, caption, tmp, pdf)
+        def draw():
+            figure = maker()
+            return None if figure is None else figure_bytes(figure, pdf)
+
+        drawn = cached_figure(cache, digest, name, pdf, draw)
+        return None if drawn is None else write_figure(name, title, caption, tmp, *drawn)
 
     curves = [
         fig(

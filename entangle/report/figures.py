@@ -78,12 +78,29 @@ def text(value, limit: int = MAX_LABEL) -> str:
 
 def save(fig, name: str, title: str, caption: str, out_dir: Path, pdf: bool) -> RenderedFigure:
     """Write ``name.png`` (150 dpi) and, with ``pdf``, ``name.pdf`` to ``out_dir``."""
+    png, vector = figure_bytes(fig, pdf)
+    return write_figure(name, title, caption, out_dir, png, vector)
+
+
+def figure_bytes(fig, pdf: bool) -> tuple[bytes, bytes | None]:
+    """The PNG (150 dpi) and, with ``pdf``, the PDF of a figure, as bytes."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=DPI)
-    png = buf.getvalue()
-    (out_dir / f"{name}.png").write_bytes(png)
+    vector = None
     if pdf:
-        fig.savefig(out_dir / f"{name}.pdf", format="pdf")
+        pdf_buf = io.BytesIO()
+        fig.savefig(pdf_buf, format="pdf")
+        vector = pdf_buf.getvalue()
+    return buf.getvalue(), vector
+
+
+def write_figure(
+    name: str, title: str, caption: str, out_dir: Path, png: bytes, pdf: bytes | None
+) -> RenderedFigure:
+    """Write a figure's bytes as ``name.png`` (and ``name.pdf``) into ``out_dir``."""
+    (out_dir / f"{name}.png").write_bytes(png)
+    if pdf is not None:
+        (out_dir / f"{name}.pdf").write_bytes(pdf)
     return RenderedFigure(name=name, title=title, caption=caption, png=png)
 
 

@@ -39,7 +39,15 @@ class Overlap:
         return 0 if self.coords is None else int(self.coords.shape[0])
 
 
-def compute_overlap(arrays, epoch: int, *, max_points: int, backend: str, seed: int) -> Overlap:
+def finite_rows(arrays) -> np.ndarray:
+    """``[m]`` indices of the rows whose features are all finite (the rows a map can show)."""
+    features = np.asarray(arrays["features"], dtype=np.float32)
+    return np.flatnonzero(np.isfinite(features).all(axis=1))
+
+
+def compute_overlap(
+    arrays, epoch: int, *, max_points: int, backend: str, seed: int, tsne_map=None
+) -> Overlap:
     """t-SNE map (class-stratified cap) and k-NN overlap of one epoch's saved features.
 
     Args:
@@ -47,6 +55,8 @@ def compute_overlap(arrays, epoch: int, *, max_points: int, backend: str, seed: 
             ``novel [n]``.
         epoch: the epoch the arrays belong to.
         max_points, backend, seed: see :func:`entangle.report.tsne.tsne_embed`.
+        tsne_map: ``(coords, kept)`` already computed for the :func:`finite_rows` (from the
+            report's cache or its worker processes); None computes it here.
     """
     import torch
 
@@ -63,9 +73,11 @@ def compute_overlap(arrays, epoch: int, *, max_points: int, backend: str, seed: 
     if rows.size < 5:
         out.note += "too few finite feature rows for a t-SNE map"
         return out
-    coords, kept = tsne_embed(
-        features[rows], seed=seed, max_points=max_points, labels=labels[rows], backend=backend
-    )
+    if tsne_map is None:
+        tsne_map = tsne_embed(
+            features[rows], seed=seed, max_points=max_points, labels=labels[rows], backend=backend
+        )
+    coords, kept = tsne_map
     kept = rows[kept]
     out.coords, out.novel, out.labels = coords, novel[kept], labels[kept]
     n_new = int(out.novel.sum())

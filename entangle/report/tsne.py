@@ -13,9 +13,12 @@ import numpy as np
 from entangle.errors import EntangleValueError
 
 PCA_DIMS = 50
-# below this many points openTSNE's Barnes-Hut gradient is faster than its FFT grid, whose
-# cost per iteration is nearly fixed (seconds for a few hundred points)
-FFT_MIN_POINTS = 1000
+# openTSNE's Barnes-Hut gradient costs ~n log n per iteration, its FFT grid nearly a fixed
+# amount up to ~10k points; measured side by side (entangle's 50-d PCA input, 10 clusters,
+# one thread, perplexity 30, this project's 2-core machine, min of 2): BH / FFT seconds
+# 1k 2.1 / 9.2, 2k 5.0 / 9.2, 5k 22.3 / 16.6, 10k 66.1 / 21.6 (docs/performance.md).
+# The curves cross near 3.3k points.
+FFT_MIN_POINTS = 3500
 # below this many points threads cost more than they save (their barriers spin, and on a
 # shared machine a small map took 20 s with 2 threads against 0.5 s with one)
 THREADED_MIN_POINTS = 1000
@@ -84,6 +87,7 @@ def tsne_embed(
     max_points: int,
     labels=None,
     backend: str = "auto",
+    threads: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Two-dimensional t-SNE map of (a class-stratified subsample of) the features.
 
@@ -95,6 +99,8 @@ def tsne_embed(
         backend: ``"opentsne"`` (FFT-accelerated from ``FFT_MIN_POINTS`` rows on, Barnes-Hut
             below; ``n_jobs`` = available cores from ``THREADED_MIN_POINTS`` rows on),
             ``"sklearn"`` (Barnes-Hut), or ``"auto"`` (openTSNE when installed).
+        threads: threads for the optimiser (default: available cores from
+            ``THREADED_MIN_POINTS`` rows on, else 1).
 
     Returns:
         ``(coords [m, 2] float64, kept_indices [m])``; ``kept_indices`` index ``features``.
@@ -124,14 +130,23 @@ def tsne_embed(
     x = pca_reduce(x, PCA_DIMS, seed)
     # perplexity must stay well below the number of points
     perplexity = float(min(30.0, (x.shape[0] - 1) / 3.0))
-    if backend == "auto":
-        backend = "opentsne" if _has_opentsne() else "sklearn"
-    threads = available_cores() if x.shape[0] >= THREADED_MIN_POINTS else 1
+    backend = resolve_backend(backend)
+    if threads is None:
+        threads = available_cores() if x.shape[0] >= THREADED_MIN_POINTS else 1
     if backend == "opentsne":
         coords = _opentsne(x, perplexity, seed, threads)
     else:
         coords = _sklearn_tsne(x, perplexity, seed, threads)
     return np.asarray(coords, dtype=np.float64), kept
+
+
+def resolve_backend(backend: str) -> str:
+    """``"auto"`` -> ``"opentsne"`` when installed, else ``"sklearn"``; others unchanged."""
+    if backend not in BACKENDS:
+        raise EntangleValueError(f"tsne backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "auto":
+        return "opentsne" if _has_opentsne() else "sklearn"
+    return backend
 
 
 def _has_opentsne() -> bool:

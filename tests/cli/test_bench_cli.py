@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 
+import pytest
 from typer.testing import CliRunner
 
 from entangle.cli.app import app
@@ -55,3 +56,35 @@ def test_bench_times_a_report_with_both_tsne_backends():
     assert report["n_rows"] == 300
     for key in ("opentsne_s", "sklearn_s", "speedup"):
         assert math.isfinite(report[key]) and report[key] > 0
+
+
+def test_bench_report_times_a_cold_and_a_cached_report(tmp_path):
+    from tests.report.fake_runs import make_run
+
+    demo = tmp_path / "demo"
+    make_run(demo / "runs" / "baseline", name="baseline", seed=1, n_steps=20, feature_epochs=(2,))
+    make_run(
+        demo / "runs" / "eagc", name="eagc", eagc=True, seed=2, n_steps=20, feature_epochs=(2,)
+    )
+    result = CliRunner().invoke(
+        app, ["bench", "--report", "--demo-runs", str(demo), "--rounds", "1", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["runs"] == 2 and data["rounds"] == 1
+    assert data["cached_s"] < data["cold_s"]
+    assert data["cached_vs_cold"] == pytest.approx(data["cached_s"] / data["cold_s"])
+
+
+def test_bench_report_names_a_folder_without_runs(tmp_path, capsys, monkeypatch):
+    import sys
+
+    from entangle.cli.app import main
+
+    monkeypatch.setattr(
+        sys, "argv", ["entangle", "bench", "--report", "--demo-runs", str(tmp_path)]
+    )
+    with pytest.raises(SystemExit) as info:
+        main()
+    assert info.value.code == 2
+    assert "has no runs/ folder" in capsys.readouterr().err
