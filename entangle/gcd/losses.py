@@ -46,7 +46,7 @@ class LossConfig:
     Attributes:
         sup_weight: w, the weight of the supervised part (``1 - w`` for the unsupervised).
         memax_weight: lambda_me of the mean-entropy regulariser (SimGCD's default 2; its
-            scripts use 1 for CIFAR-10, Cars and Aircraft, 4 for CIFAR-100, 2 elsewhere).
+            scripts use 4 for CIFAR-100, 2 for CUB, 1 elsewhere: ``gcd.script_values``).
         student_temperature: tau_s of the classifier's softmax (CE, distillation, memax).
         warmup_teacher_temperature, teacher_temperature: the teacher's temperature warms
             linearly from the first to the second over ``warmup_teacher_epochs``.
