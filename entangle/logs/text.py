@@ -6,7 +6,9 @@ read here (after any loguru / logging prefix) are, see docs/logs.md:
 
 - ``Epoch: [E][B/N]\\t loss X\\t cls_loss: .. cluster_loss: .. sup_con_loss: ..
   contrastive_loss: ..`` (one training step; EAGC drops the ``loss X`` part, LegoGCD adds
-  ``nll_loss``; every ``name: value`` pair is kept), and ``Reference Epoch: [E][B/N] ...``;
+  ``nll_loss``; every ``name: value`` pair is kept; LegoGCD's free text after them,
+  ``Unlabeled condidate 0 Unlabeled pred Old 0 ..``, is read as ``log_values``), and
+  ``Reference Epoch: [E][B/N] ...``;
 - ``Train Epoch: E Avg Loss: X`` (optionally ``| Seen Class Acc: Y``), ``Reference Epoch: E
   Avg Loss: X`` and SelEx's ``Epoch: E Avg Loss: X | Constrastive: Y``;
 - ``Epoch T, NAME_PROTOCOL: All A | Old O | New N`` (one accuracy protocol);
@@ -46,6 +48,11 @@ _STEP = re.compile(
     r"(?P<rest>.*)$"
 )
 _PAIR = re.compile(rf"(?P<name>[A-Za-z_]\w*):?\s+(?P<value>{_NUM})(?=\s|$)")
+# free text after the pairs, LegoGCD train.py: 'Unlabeled condidate 0 Unlabeled pred Old 0 ..'
+# (a phrase of at most 6 words, then a number); bounded so a long line stays linear
+_PHRASE_PAIR = re.compile(
+    rf"(?P<name>[A-Za-z_][\w]*(?: [A-Za-z_][\w]*){{0,5}}):?\s+(?P<value>{_NUM})(?=\s|$)"
+)
 _EPOCH_AVG = re.compile(
     rf"^(?P<ref>Reference )?(?:Train )?Epoch: (?P<epoch>\d+) Avg Loss: (?P<loss>{_NUM})"
     r"(?P<rest>.*)$"
@@ -179,11 +186,20 @@ def strip_prefix(line: str) -> tuple[str, str | None]:
     return line, None
 
 
-def _pairs(rest: str) -> dict[str, float] | None:
-    """``name: value`` pairs of a step line's tail; None when something else is left over."""
-    out = {m.group("name"): _float(m.group("value")) for m in _PAIR.finditer(rest)}
-    left = _PAIR.sub("", rest).strip()
-    return out if out and not left else None
+def _pairs(rest: str) -> tuple[dict[str, float], dict[str, float], str]:
+    """``(name: value pairs, phrase value pairs, text left over)`` of a step line's tail.
+
+    One-word names (``cls_loss: 4.6``, ``loss 7.2``) are the logged losses; a phrase of
+    several words before a number (``Unlabeled pred Old 0``) is a logged count or value; what
+    is neither is kept as text.
+    """
+    losses: dict[str, float] = {}
+    values: dict[str, float] = {}
+    for m in _PHRASE_PAIR.finditer(rest):
+        name = m.group("name")
+        (values if " " in name else losses)[name] = _float(m.group("value"))
+    left = " ".join(_PHRASE_PAIR.sub(" ", rest).split())
+    return losses, values, left
 
 
 class _Parser:
@@ -215,8 +231,8 @@ class _Parser:
         m = _STEP.match(msg)
         if not m:
             return False
-        values = _pairs(m.group("rest"))
-        if values is None:
+        values, phrases, left = _pairs(m.group("rest"))
+        if not values and not phrases:
             return False
         epoch, batch, batches = (int(m.group(k)) for k in ("epoch", "batch", "batches"))
         rec = {"epoch": epoch, "batch": batch, "batches": batches}
@@ -224,6 +240,10 @@ class _Parser:
         if loss is not None:
             rec["loss"] = loss
         rec["log_losses"] = values
+        if phrases:
+            rec["log_values"] = phrases
+        if left:
+            rec["log_text"] = left
         if m.group("ref"):
             self.log.reference_steps.append(rec)
         else:

@@ -119,3 +119,26 @@ GET_MESSAGES = [
     "Train Accuracies(sum): All 0.5500 | Old 0.6500 | New 0.5000",
     "full model saved to /exp/get/checkpoints/model.pt.",
 ]
+
+# Cliffia123/LegoGCD train.py: args.logger.info('Epoch: [{}][{}/{}]\t loss {:.5f}\t {}
+# Unlabeled condidate {} Unlabeled pred Old {} Unabeled true {} Unlabeled true_to_old {}
+# Unlabeled true_to_novel {} Unabeled wrong {} Wrong old {} Wrong novel {} Wrong novel_to_old {}
+# Wrong novel_to_novel {}') with pstr ending in 'nll_loss: {:.4f} ' (so two spaces follow it);
+# the counts are .item() of integer sums. Here every count is {v}, the batch {b}.
+LEGOGCD_FREE_TEXT_NAMES = [
+    "Unlabeled condidate",
+    "Unlabeled pred Old",
+    "Unabeled true",
+    "Unlabeled true_to_old",
+    "Unlabeled true_to_novel",
+    "Unabeled wrong",
+    "Wrong old",
+    "Wrong novel",
+    "Wrong novel_to_old",
+    "Wrong novel_to_novel",
+]
+LEGOGCD_STEP = (
+    "Epoch: [0][{b}/1000]\t loss 7.21934\t cls_loss: 4.6174 cluster_loss: 8.3042 "
+    "sup_con_loss: 5.7190 contrastive_loss: 5.2962 nll_loss: 0.0000  "
+    + " ".join(f"{name} {{v}}" for name in LEGOGCD_FREE_TEXT_NAMES)
+)

@@ -9,6 +9,8 @@ from entangle.logs.text import read_text_log, strip_prefix
 from tests.logs.log_samples import (
     EAGC_LOG,
     GCD_STDOUT,
+    LEGOGCD_FREE_TEXT_NAMES,
+    LEGOGCD_STEP,
     LOGGING_LINES,
     SIMGCD_LOG,
     SIMGCD_MESSAGES,
@@ -100,10 +102,30 @@ def test_python_logging_prefixes(tmp_path):
     assert strip_prefix("plain message") == ("plain message", None)
 
 
-def test_a_step_line_with_a_garbled_tail_is_unknown_not_half_read(tmp_path):
+def test_a_step_line_with_free_text_keeps_its_pairs_and_the_text(tmp_path):
     garbled = "Epoch: [0][0/46]\t loss 7.2\t cls_loss: 4.6 and then something"
     log = read_text_log(_write(tmp_path, loguru([garbled, "Train Epoch: 0 Avg Loss: 6.8 "])))
-    assert log.steps == [] and log.counts["unknown"] == 1
+    (step,) = log.steps
+    assert step["loss"] == 7.2 and step["log_losses"] == {"cls_loss": 4.6}
+    assert step["log_text"] == "and then something" and log.counts["unknown"] == 0
+
+
+def test_legogcd_step_lines_with_free_text_keep_every_value(tmp_path):
+    """1000 of 1000 such lines were counted unknown before (issue 22)."""
+    lines = [LEGOGCD_STEP.format(b=b, v=b % 3) for b in range(0, 1000)]
+    log = read_text_log(_write(tmp_path, loguru([*lines, "Train Epoch: 0 Avg Loss: 6.8 "])))
+    assert len(log.steps) == 1000 and log.counts["unknown"] == 0
+    step = log.steps[7]
+    assert step["loss"] == 7.21934 and step["log_losses"] == {
+        "cls_loss": 4.6174,
+        "cluster_loss": 8.3042,
+        "sup_con_loss": 5.719,
+        "contrastive_loss": 5.2962,
+        "nll_loss": 0.0,
+    }
+    assert list(step["log_values"]) == LEGOGCD_FREE_TEXT_NAMES
+    assert step["log_values"]["Unlabeled pred Old"] == 7 % 3
+    assert "log_text" not in step
 
 
 def test_nan_losses_are_kept_as_nan(tmp_path):
