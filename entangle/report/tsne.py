@@ -16,7 +16,8 @@ PCA_DIMS = 50
 # openTSNE's Barnes-Hut gradient costs ~n log n per iteration, its FFT grid nearly a fixed
 # amount up to ~10k points; measured side by side (entangle's 50-d PCA input, 10 clusters,
 # one thread, perplexity 30, this project's 2-core machine, min of 2): BH / FFT seconds
-# 1k 2.1 / 9.2, 2k 5.0 / 9.2, 5k 22.3 / 16.6, 10k 66.1 / 21.6 (docs/performance.md).
+# 1k 2.1 / 9.2, 2k 5.0 / 9.2, 5k 22.3 / 16.6, 10k 66.1 / 21.6, 20k 151 / 36, 50k - / 145
+# (BH at 50k not run: it grows past 10 minutes).
 # The curves cross near 3.3k points.
 FFT_MIN_POINTS = 3500
 # below this many points threads cost more than they save (their barriers spin, and on a
