@@ -70,7 +70,19 @@ def bench(
         Path | None,
         typer.Option(help="With --report: an existing `entangle demo --out` folder to use."),
     ] = None,
-    rounds: Annotated[int, typer.Option(help="With --report: rounds (median).")] = 3,
+    rounds: Annotated[int, typer.Option(help="With --report / --scaling: rounds (median).")] = 3,
+    scaling: Annotated[
+        bool,
+        typer.Option(
+            "--scaling",
+            help="Instead: how each instrument's cost grows with its work (batch, probed "
+            "group, probe set, feature dimension, points), as ratios to the plain step.",
+        ),
+    ] = False,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="With --scaling: folder for scaling.json and scaling.png."),
+    ] = None,
 ) -> None:
     """Time plain, probed, paper-style and EAGC training steps side by side; print ratios.
 
@@ -83,6 +95,9 @@ def bench(
     progress = None if json_output else (lambda message: err.print(f"[dim]{message}[/]"))
     if report:
         _report_mode(demo_runs, rounds, json_output, progress)
+        return
+    if scaling:
+        _scaling_mode(quick, rounds, out, json_output, progress)
         return
     result = run_bench(
         device=device,
@@ -163,3 +178,28 @@ def _report_mode(demo_runs, rounds: int, json_output: bool, progress) -> None:
         f"{result['cold_s']:.1f} s, cached {result['cached_s']:.2f} s "
         f"({result['cached_vs_cold']:.3f}x)"
     )
+
+
+def _scaling_mode(quick: bool, rounds: int, out, json_output: bool, progress) -> None:
+    from entangle.bench.scaling import run_scaling, scaling_figure
+    from entangle.errors import EntangleValueError
+
+    if rounds < 1:
+        raise EntangleValueError(f"--rounds must be at least 1, got {rounds}")
+    result = run_scaling(quick=quick, rounds=rounds, progress=progress)
+    if out is not None:
+        from entangle.report.figures import figure_bytes
+
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "scaling.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        (out / "scaling.png").write_bytes(figure_bytes(scaling_figure(result), False)[0])
+    if json_output:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    console = Console()
+    for name, points in result["curves"].items():
+        cells = []
+        for p in points:
+            values = ", ".join(f"{v:.3g}" for k, v in p.items() if k != "x")
+            cells.append(f"{p['x']}: {values}")
+        console.print(f"{name}: " + "; ".join(cells), highlight=False)

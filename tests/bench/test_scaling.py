@@ -1,0 +1,38 @@
+"""entangle bench --scaling: every curve has its points and ratios (no timed assertions)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+from typer.testing import CliRunner
+
+from entangle.bench import scaling
+from entangle.cli.app import app
+
+
+def test_quick_scaling_writes_every_curve_and_its_figure(tmp_path):
+    result = CliRunner().invoke(
+        app, ["bench", "--scaling", "--quick", "--rounds", "1", "--out", str(tmp_path)]
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads((tmp_path / "scaling.json").read_text())
+    curves = data["curves"]
+    expected_x = {
+        "probe_vs_batch": scaling.BATCHES[1],
+        "attribution_vs_batch": scaling.BATCHES[1],
+        "probe_vs_group": scaling.GROUPS[1],
+        "probeset_vs_size": scaling.PROBE_SETS[1],
+        "eagc_vs_dim": scaling.DIMS[1],
+        "knn_vs_points": scaling.KNN_POINTS[1],
+        "tsne_vs_points": scaling.TSNE_POINTS[1],
+    }
+    for name, xs in expected_x.items():
+        assert [p["x"] for p in curves[name]] == list(xs), name
+        for point in curves[name]:
+            values = [v for k, v in point.items() if k != "x"]
+            assert values and all(math.isfinite(v) for v in values), (name, point)
+    # a probed step does the plain step's work and more
+    assert all(p["ratio"] > 1.0 for p in curves["probe_vs_batch"])
+    assert (tmp_path / "scaling.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "probe_vs_batch" in result.output
