@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
 from entangle.cli.app import app
 from entangle.cli.common import console
@@ -30,13 +29,14 @@ def import_log_command(
     from entangle.logs import import_log
 
     result = import_log(files, out, name=name)
+    # log lines are user text: printed literally (rich would turn ':train:' into an emoji)
+    literal = {"markup": False, "emoji": False, "highlight": False, "soft_wrap": True}
     for note in result.notes:
-        console.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
-    unknown = f", {result.unknown_lines} unknown lines" if result.kind == "text" else ""
+        console.print(f"note: {note}", style="yellow", **literal)
+    unknown = f", {result.unknown_lines} unknown lines" if "text" in result.kind else ""
     console.print(
-        f"[green]Imported[/] {result.kind} log: {result.epochs} evaluations, "
-        f"{result.steps} steps{unknown} -> {escape(str(result.run_dir))}  "
-        f"(entangle report {escape(str(result.run_dir))})",
-        highlight=False,
-        soft_wrap=True,
+        f"Imported {result.kind} log: {result.epochs} evaluations, "
+        f"{result.steps} steps{unknown} -> {result.run_dir}",
+        **literal,
     )
+    console.print(f"next: entangle report {result.run_dir}", **literal)

@@ -35,44 +35,38 @@ class ImportResult:
     """What :func:`import_log` wrote and what it could not read."""
 
     run_dir: Path
-    kind: str  # "text" or "tensorboard"
+    kind: str  # "text", "tensorboard" or "text+tensorboard"
     epochs: int
     steps: int
     unknown_lines: int = 0
     notes: list[str] = field(default_factory=list)
 
 
-def _expand(files: Sequence) -> tuple[list[Path], list[Path], Path | None]:
+def _expand(files: Sequence) -> tuple[list[Path], list[Path]]:
     """Split the arguments into text logs and event files; folders are searched."""
-    texts, events, root = [], [], None
+    texts, events = [], []
     for item in files:
         path = Path(item)
         if path.is_dir():
             found = find_event_files(path)
-            if found:
-                events += found
-                root = root or path
-            texts += sorted(p for name in TEXT_LOG_NAMES for p in path.rglob(name))
-            if not found and not any(p.is_relative_to(path) for p in texts):
+            logs = sorted(p for name in TEXT_LOG_NAMES for p in path.rglob(name))
+            if not found and not logs:
                 raise EntangleValueError(
                     f"{path} holds no log.txt and no TensorBoard event file "
                     "(events.out.tfevents.*); pass the log files themselves"
                 )
+            events += found
+            texts += logs
         elif not path.is_file():
             raise EntangleValueError(f"log file {path} does not exist")
         elif is_event_file(path):
             events.append(path)
         else:
             texts.append(path)
-    if texts and events:
-        raise EntangleValueError(
-            f"got text logs ({', '.join(p.name for p in texts[:3])}) and TensorBoard event "
-            "files together; their step axes differ, so import each kind into its own run "
-            "(two import-log calls with different --out)"
-        )
     if not texts and not events:
         raise EntangleValueError("import-log: no log files given")
-    return texts, events, root
+    unique = lambda paths: sorted({p.resolve() for p in paths})  # noqa: E731
+    return unique(texts), unique(events)
 
 
 def _merge_text(logs: list[TextLog]) -> tuple[list[dict], list[dict], list[str]]:
@@ -128,12 +122,118 @@ def tensorboard_records(log: ScalarLog) -> tuple[list[dict], list[dict]]:
     return epochs, [by_step[s] for s in sorted(by_step)]
 
 
+# an accuracy both sources hold must agree to the 4 decimals the text log prints
+AGREE_TOL = 5e-5
+
+
+def _epoch_axis(points, epochs: set[int]) -> bool:
+    """True when a TensorBoard series was logged per epoch (see :func:`combine_records`)."""
+    return bool(points) and all(step in epochs for step, _, _ in points)
+
+
+def combine_records(
+    epochs: list[dict], steps: list[dict], log: ScalarLog
+) -> tuple[list[dict], list[dict], list[str]]:
+    """The text log's records with every TensorBoard scalar of the same run beside them.
+
+    The rule (docs/logs.md, "A whole output folder"):
+
+    - a series whose every step is an epoch the text log names was written per epoch (the
+      GCD family passes the epoch to ``add_scalar`` / ``add_scalars``): its values go into
+      that epoch's record, under ``scalars``; any other series is on the global-step axis
+      of the step records (``step = epoch x batches + batch``), under ``scalars`` of the step
+      record of that step (a new record where the text log has none);
+    - an evaluation (``Train ACC Unlabelled_<protocol>/All|Old|New``) comes from the text
+      log where it has one; TensorBoard's numbers must agree to 4 decimals
+      (:data:`AGREE_TOL`), else a note names every epoch that differs. An evaluation only
+      TensorBoard holds is taken from it (``acc_source: "tensorboard"``).
+
+    Returns:
+        ``(epoch records, step records, notes)``.
+    """
+    by_epoch = {rec["epoch"]: rec for rec in epochs}
+    by_step = {rec["step"]: rec for rec in steps}
+    per_epoch = ScalarLog(series={})
+    for name, points in log.series.items():
+        if _epoch_axis(points, set(by_epoch)):
+            per_epoch.series[name] = points
+            continue
+        for step, _, value in points:
+            by_step.setdefault(step, {"step": step}).setdefault("scalars", {})[name] = value
+    tb_epochs, _ = tensorboard_records(per_epoch)
+    tb_by_epoch = {rec["epoch"]: rec for rec in tb_epochs}
+    for name, points in per_epoch.series.items():
+        for step, _, value in points:
+            by_epoch[step].setdefault("scalars", {})[name] = value
+    differ, checked = [], 0
+    for epoch, tb in tb_by_epoch.items():
+        rec = by_epoch[epoch]
+        if "acc_all" not in tb:
+            continue
+        if "acc_all" not in rec:
+            rec.update({k: tb[k] for k in ("logged_acc",) if k in tb})
+            rec.update({k: tb[k] for k in (*_SUMMARY_KEYS, "acc_protocols") if k in tb})
+            rec["acc_source"] = "tensorboard"
+            continue
+        rec["acc_source"] = "text"
+        if "logged_acc" in tb:
+            rec.setdefault("logged_acc", tb["logged_acc"])
+        shown = rec.get("acc_protocol")
+        text_accs = rec.get("acc_protocols", {})
+        for protocol, accs in tb["acc_protocols"].items():
+            want = text_accs.get(protocol) or (
+                {k: rec[f"acc_{k}"] for k in ("all", "old", "new")} if protocol == shown else None
+            )
+            if want is None:
+                text_accs[protocol] = accs
+                continue
+            checked += 1
+            if any(abs(want[k] - accs[k]) > AGREE_TOL for k in ("all", "old", "new")):
+                differ.append(f"epoch {epoch} {protocol}")
+        if text_accs:
+            rec["acc_protocols"] = text_accs
+    notes = []
+    if differ:
+        notes.append(
+            f"text log and TensorBoard disagree (> {AGREE_TOL:g}) on {len(differ)} of "
+            f"{checked} evaluations ({', '.join(differ[:5])}); the text log's are kept"
+        )
+    merged_steps = [by_step[s] for s in sorted(by_step)]
+    return [by_epoch[e] for e in sorted(by_epoch)], merged_steps, notes
+
+
+def _text_config(logs: list[TextLog]) -> dict:
+    return {
+        "parse": [
+            {"file": log.path, **log.counts, "unknown_examples": log.unknown_examples}
+            for log in logs
+        ],
+        "printed_protocol": next((g.printed_protocol for g in logs if g.printed_protocol), None),
+        "best": [b for log in logs for b in log.best],
+        "reference": {
+            "epochs": [r for log in logs for r in log.reference_epochs],
+            "steps": [r for log in logs for r in log.reference_steps],
+        },
+    }
+
+
+def _tensorboard_config(scalars: ScalarLog) -> dict:
+    return {
+        "events": scalars.events,
+        "series": {k: len(v) for k, v in sorted(scalars.series.items())},
+        "skipped": scalars.skipped,
+    }
+
+
 def import_log(files: Sequence, out, *, name: str | None = None) -> ImportResult:
-    """Write the run directory ``out`` from text logs or TensorBoard event files.
+    """Write the run directory ``out`` from text logs and/or TensorBoard event files.
 
     Args:
         files: ``log.txt`` files (loguru / logging / captured stdout of the SimGCD family and
-            the original GCD code), TensorBoard event files, or folders holding them.
+            the original GCD code), TensorBoard event files, or folders holding them (a
+            run's whole output folder: ``log.txt`` beside its event files and ``add_scalars``
+            sub-folders). The folder, its sub-folders or its files one by one give the same
+            run.
         out: the run directory to create (an existing run is never overwritten).
         name: display name of the run in reports (default: the folder name of ``out``).
 
@@ -141,57 +241,41 @@ def import_log(files: Sequence, out, *, name: str | None = None) -> ImportResult
         an :class:`ImportResult`; its ``notes`` list the unknown lines and skipped values.
 
     Raises:
-        EntangleValueError: missing files, text and event files mixed, nothing readable.
+        EntangleValueError: missing files, nothing readable.
     """
     from entangle.runs.directory import RunWriter
 
-    texts, events, root = _expand(files)
+    texts, events = _expand(files)
     notes: list[str] = []
+    epochs, steps, unknown = [], [], 0
+    config: dict = {"source": "import-log"}
     if texts:
         logs = [read_text_log(p) for p in texts]
         epochs, steps, notes = _merge_text(logs)
-        kind, unknown = "text", sum(log.counts["unknown"] for log in logs)
-        config = {
-            "source": "import-log",
-            "kind": kind,
-            "files": [str(Path(p).resolve()) for p in texts],
-            "parse": [
-                {"file": log.path, **log.counts, "unknown_examples": log.unknown_examples}
-                for log in logs
-            ],
-            "printed_protocol": next(
-                (g.printed_protocol for g in logs if g.printed_protocol), None
-            ),
-            "best": [b for log in logs for b in log.best],
-            "reference": {
-                "epochs": [r for log in logs for r in log.reference_epochs],
-                "steps": [r for log in logs for r in log.reference_steps],
-            },
-        }
-    else:
-        scalars = read_event_files(events, root)
-        if not scalars.series:
+        unknown = sum(log.counts["unknown"] for log in logs)
+        config.update(_text_config(logs))
+    if events:
+        scalars = read_event_files(events)
+        if not scalars.series and not texts:
             raise EntangleValueError(
                 f"no scalar values in {len(events)} event file(s) "
                 f"({', '.join(str(p) for p in events[:3])}); nothing to import"
             )
-        epochs, steps = tensorboard_records(scalars)
-        kind, unknown = "tensorboard", 0
+        if texts:
+            epochs, steps, more = combine_records(epochs, steps, scalars)
+            notes += more
+            config["tensorboard"] = _tensorboard_config(scalars)
+        else:
+            epochs, steps = tensorboard_records(scalars)
+            config["parse"] = _tensorboard_config(scalars)
         if scalars.skipped:
             notes.append(
                 "non-scalar values not imported: "
                 + ", ".join(f"{t} ({n})" for t, n in sorted(scalars.skipped.items()))
             )
-        config = {
-            "source": "import-log",
-            "kind": kind,
-            "files": [str(Path(p).resolve()) for p in scalars.paths],
-            "parse": {
-                "events": scalars.events,
-                "series": {k: len(v) for k, v in sorted(scalars.series.items())},
-                "skipped": scalars.skipped,
-            },
-        }
+    kind = "+".join(k for k, on in (("text", texts), ("tensorboard", events)) if on)
+    config["kind"] = kind
+    config["files"] = [str(p) for p in (*texts, *events)]
     with RunWriter(out, config=config, name=name) as run:
         for rec in epochs:
             run.write_epoch(rec)
@@ -204,11 +288,7 @@ def import_log(files: Sequence, out, *, name: str | None = None) -> ImportResult
                 "epochs": len(epochs),
                 "steps": len(steps),
                 "unknown_lines": unknown,
-                **{
-                    k: last[k]
-                    for k in ("acc_all", "acc_old", "acc_new", "acc_protocol")
-                    if k in last
-                },
+                **{k: last[k] for k in _SUMMARY_KEYS if k in last},
             }
         )
     return ImportResult(Path(out), kind, len(epochs), len(steps), unknown, notes)

@@ -9,6 +9,7 @@ See docs/logs.md.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -80,28 +81,55 @@ def _scalar(value, tensor_util) -> float | None:
     return None
 
 
+def _load(path, loader_cls) -> list:
+    try:
+        return list(loader_cls(str(path)).Load())
+    except Exception as exc:  # a corrupt record: say which file, not a protobuf trace
+        raise EntangleValueError(f"{path}: not a readable TensorBoard event file ({exc})") from None
+
+
+def _scalar_tags(events) -> set[str]:
+    return {v.tag for e in events if e.HasField("summary") for v in e.summary.value}
+
+
+def is_add_scalars_folder(folder, tags) -> bool:
+    """True when ``folder`` is a sub-folder ``add_scalars(main, {key: ..})`` wrote.
+
+    Such a folder is named ``<main with / as _>_<key>`` and its files hold the tag ``main``
+    only (torch.utils.tensorboard ``SummaryWriter.add_scalars``).
+    """
+    leaf = Path(folder).name
+    return len(tags) == 1 and series_name(next(iter(tags)), leaf) != f"{leaf}/{next(iter(tags))}"
+
+
 def read_event_files(paths, root=None) -> ScalarLog:
     """Read every scalar value of the given event files.
 
+    The same run comes out whether the log directory, its ``add_scalars`` sub-folders or
+    the event files one by one are given: a file inside an ``add_scalars`` sub-folder belongs
+    to the folder above it (see :func:`is_add_scalars_folder`), and series are named relative
+    to ``root``, by default the deepest folder holding every file's run folder.
+
     Args:
         paths: ``events.out.tfevents.*`` files.
-        root: the log directory the files were found in; a file's sub-folder under it names
-            its series (see :func:`series_name`). Default: each file's own folder.
+        root: the log directory; a file's sub-folder under it names its series (see
+            :func:`series_name`).
 
     Returns:
         a :class:`ScalarLog`.
     """
     loader_cls, tensor_util = _tensorboard()
     log = ScalarLog()
-    for path in sorted(Path(p) for p in paths):
-        folder = "." if root is None else str(path.parent.relative_to(root))
+    loaded = []
+    for path in sorted(Path(p).resolve() for p in paths):
+        events = _load(path, loader_cls)
+        child = is_add_scalars_folder(path.parent, _scalar_tags(events))
+        loaded.append((path, events, path.parent.parent if child else path.parent))
+    if root is None and loaded:
+        root = Path(os.path.commonpath([str(run) for _, _, run in loaded]))
+    for path, events, _ in loaded:
+        folder = str(path.parent.relative_to(Path(root).resolve()))
         log.paths.append(str(path))
-        try:
-            events = list(loader_cls(str(path)).Load())
-        except Exception as exc:  # a corrupt record: say which file, not a protobuf trace
-            raise EntangleValueError(
-                f"{path}: not a readable TensorBoard event file ({exc})"
-            ) from None
         for event in events:
             log.events += 1
             if not event.HasField("summary"):
@@ -115,6 +143,8 @@ def read_event_files(paths, root=None) -> ScalarLog:
                 log.series.setdefault(name, []).append(
                     (int(event.step), float(event.wall_time), number)
                 )
+    for points in log.series.values():
+        points.sort(key=lambda p: (p[0], p[1]))
     return log
 
 
