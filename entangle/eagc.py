@@ -140,31 +140,57 @@ class EAGC:
         labeled_loader: Iterable,
         *,
         aperture: float | str = 2.0,
+        unlabeled_loader: Iterable | None = None,
         feature_fn=None,
         device: torch.device | str | None = None,
         **kwargs,
     ) -> EAGC:
         """Build the conceptor and the initial mu from a reference model's labeled features.
 
+        Give loaders with the **test transform** (no augmentation), as the authors fit the
+        conceptor on ``labeled_eval_loader``: augmented views spread the labeled features
+        and change C and mu.
+
         Args:
             reference: frozen reference model (labeled-only training, like the paper).
             labeled_loader: iterable of batches; a batch is an input tensor or a tuple whose
-                first item is the input (a list of views, as SimGCD's loaders give, is
-                concatenated).
-            aperture: conceptor aperture a (paper scripts: 2.0), or ``"auto"``: the aperture
-                maximising d||C||_F^2 / d log a on these labeled features (Jaeger's aperture
-                adaptation; see docs/calibration.md). The value used is ``eagc.aperture``.
+                first item is the input (a list of views is concatenated). A batch carrying
+                SimGCD's ``mask_lab`` as its 4th item ``(x, labels, uq_idxs, mask_lab)``
+                contributes only its labeled rows, so SimGCD's merged train loader does not
+                put unlabeled rows into the conceptor.
+            aperture: conceptor aperture a (paper scripts: 2.0); ``"auto"``: the aperture
+                maximising the labeled-minus-unlabeled energy gap (needs
+                ``unlabeled_loader``); ``"jaeger"``: Jaeger's criterion on the labeled
+                features alone (docs/calibration.md). The value used is ``eagc.aperture``.
+            unlabeled_loader: batches of unlabeled inputs for ``aperture="auto"`` (a batch
+                with ``mask_lab`` contributes its unlabeled rows); read only for ``"auto"``.
             feature_fn: ``feature_fn(reference, x) -> [n, D]``; default ``reference(x)``.
             device: where to run the reference (default: its parameters' device).
             **kwargs: forwarded to :class:`EAGC` (weights, switches).
         """
         features = reference_features(reference, labeled_loader, feature_fn, device)
-        return cls.from_features(features, aperture=aperture, **kwargs)
+        unlabeled = None
+        if _is_auto(aperture) and unlabeled_loader is not None:
+            unlabeled = reference_features(
+                reference, unlabeled_loader, feature_fn, device, rows="unlabeled"
+            )
+        return cls.from_features(features, aperture=aperture, unlabeled=unlabeled, **kwargs)
 
     @classmethod
-    def from_features(cls, features: torch.Tensor, *, aperture: float | str = 2.0, **kwargs):
-        """:meth:`fit` on precomputed labeled reference features ``[N, D]``."""
-        resolved = resolve_aperture(aperture, features)
+    def from_features(
+        cls,
+        features: torch.Tensor,
+        *,
+        aperture: float | str = 2.0,
+        unlabeled: torch.Tensor | None = None,
+        **kwargs,
+    ):
+        """:meth:`fit` on precomputed labeled reference features ``[N, D]``.
+
+        ``unlabeled`` ``[M, D]`` (the reference's unlabeled features) is needed by
+        ``aperture="auto"`` and unused otherwise.
+        """
+        resolved = resolve_aperture(aperture, features, unlabeled)
         c = fit_conceptor(features, resolved)
         mu = energy_ratio(features, c).nanmean()
         eagc = cls(c, mu, **kwargs)
@@ -431,20 +457,48 @@ class _Accumulation:
         self.total = total if self.total is None else self.total + total
 
 
-def resolve_aperture(aperture: float | str, features: torch.Tensor) -> float:
-    """A float aperture, or ``"auto"`` resolved on labeled features ``[N, D]``."""
-    if isinstance(aperture, str):
-        if aperture.strip().lower() != "auto":
-            try:
-                return float(aperture)
-            except ValueError:
-                raise EntangleValueError(
-                    f"aperture must be a positive number or 'auto', got {aperture!r}"
-                ) from None
-        from entangle.metrics.calibration import auto_aperture
+APERTURE_CRITERIA = ("auto", "jaeger")
 
-        return auto_aperture(features)
-    return float(aperture)
+
+def _is_auto(aperture) -> bool:
+    return isinstance(aperture, str) and aperture.strip().lower() == "auto"
+
+
+def resolve_aperture(
+    aperture: float | str, features: torch.Tensor, unlabeled: torch.Tensor | None = None
+) -> float:
+    """A float aperture: a number, ``"auto"`` (needs ``unlabeled``) or ``"jaeger"``.
+
+    Args:
+        aperture: a positive number (or numeric string), ``"auto"`` or ``"jaeger"``.
+        features: ``[N, D]`` labeled reference features.
+        unlabeled: ``[M, D]`` unlabeled reference features, for ``"auto"``.
+
+    Raises:
+        EntangleValueError: an unknown string, or ``"auto"`` without unlabeled features
+            (``auto`` is not silently replaced by another criterion; docs/calibration.md).
+    """
+    if not isinstance(aperture, str):
+        return float(aperture)
+    name = aperture.strip().lower()
+    from entangle.metrics.calibration import auto_aperture, jaeger_aperture
+
+    if name == "jaeger":
+        return jaeger_aperture(features)
+    if name == "auto":
+        if unlabeled is None:
+            raise EntangleValueError(
+                "aperture='auto' compares labeled and unlabeled reference features: pass "
+                "unlabeled= (from_features) or unlabeled_loader= (fit), or choose "
+                "aperture='jaeger' (labeled features only) or a number such as 2.0"
+            )
+        return auto_aperture(features, unlabeled)
+    try:
+        return float(aperture)
+    except ValueError:
+        raise EntangleValueError(
+            f"aperture must be a positive number, 'auto' or 'jaeger', got {aperture!r}"
+        ) from None
 
 
 def loss_scale(scaler, device) -> torch.Tensor | None:
@@ -457,8 +511,14 @@ def loss_scale(scaler, device) -> torch.Tensor | None:
     return scaler.scale(torch.ones((), device=device))
 
 
-def reference_features(model, loader, feature_fn=None, device=None) -> torch.Tensor:
-    """Features ``[N, D]`` of every batch of ``loader`` under ``model`` (inference mode)."""
+def reference_features(model, loader, feature_fn=None, device=None, rows="labeled"):
+    """Features ``[N, D]`` of every batch of ``loader`` under ``model`` (inference mode).
+
+    A batch is an input tensor, or a tuple whose first item is the input (a list of views
+    is concatenated). A tuple of 4 or more items carries SimGCD's ``mask_lab`` as its 4th
+    (``[B]`` or ``[B, 1]``, 0/1): only the rows ``rows`` names are kept, ``"labeled"`` (the
+    conceptor's) or ``"unlabeled"``; without it every row is kept.
+    """
     if device is None:
         param = next(model.parameters(), None)
         device = param.device if param is not None else torch.device("cpu")
@@ -466,12 +526,39 @@ def reference_features(model, loader, feature_fn=None, device=None) -> torch.Ten
     with eval_mode(model), torch.inference_mode():
         for batch in loader:
             x = batch[0] if isinstance(batch, list | tuple) else batch
+            views = len(x) if isinstance(x, list | tuple) else 1
             if isinstance(x, list | tuple):
-                # SimGCD-style batches hold a list of augmented views: embed them all
+                # SimGCD-style batches hold a list of views: embed them all
                 x = torch.cat(list(x))
+            keep = None
+            if isinstance(batch, list | tuple) and len(batch) >= 4:
+                keep = _mask_lab(batch[3], x.shape[0] // views).repeat(views)
+                if rows == "unlabeled":
+                    keep = ~keep
+                if not bool(keep.any()):
+                    continue
             x = x.to(device)
             z = feature_fn(model, x) if feature_fn is not None else model(x)
+            if keep is not None:
+                z = z[keep.to(z.device)]
             chunks.append(z.float())
     if not chunks:
-        raise EntangleValueError("the labeled loader yielded no batches; cannot fit a conceptor")
+        raise EntangleValueError(
+            f"the loader yielded no {rows} rows; cannot fit a conceptor (a batch's 4th item is "
+            "read as SimGCD's mask_lab)"
+        )
     return torch.cat(chunks)
+
+
+def _mask_lab(mask, n: int) -> torch.Tensor:
+    """SimGCD's ``mask_lab`` (``[B]`` or ``[B, 1]`` of 0/1) as a ``[B]`` bool tensor."""
+    m = torch.as_tensor(mask)
+    if m.ndim == 2 and m.shape[1] >= 1:
+        m = m[:, 0]  # SimGCD's loader gives [B, 1]
+    if m.ndim != 1 or m.shape[0] != n or not bool(((m == 0) | (m == 1)).all()):
+        raise EntangleValueError(
+            f"a batch's 4th item is read as SimGCD's mask_lab ([{n}] or [{n}, 1] of 0/1), got "
+            f"shape {tuple(m.shape)}; pass (x, labels, uq_idxs, mask_lab) batches or drop the "
+            "extra items"
+        )
+    return m.bool().cpu()

@@ -10,6 +10,7 @@ import torch
 from entangle import EAGC
 from entangle.errors import EntangleRuntimeError, EntangleValueError
 from entangle.metrics import conceptor
+from entangle.metrics.calibration import auto_aperture
 from tests.support.toy import toy_batch, toy_losses, toy_models
 
 SWITCHES = {
@@ -286,6 +287,29 @@ def test_fit_builds_conceptor_and_mu(setup):
     torch.testing.assert_close(eagc.conceptor, want.float())
     e = ((feats @ want) * feats).sum(1) / feats.pow(2).sum(1)
     assert float(eagc.mu) == pytest.approx(float(e.clamp(0, 1).mean()), rel=1e-5)
+
+
+def test_fit_on_simgcd_batches_uses_only_mask_lab_rows(setup):
+    # SimGCD's merged train loader: (views, labels, uq_idxs, mask_lab [B, 1]); two views
+    backbone, _, batches, _ = setup
+    merged = []
+    for x, y, labeled, _ in batches:
+        views = [x, x + 0.01]
+        merged.append((views, y, torch.arange(len(y)), labeled[:, None].long()))
+    eagc = EAGC.fit(backbone, merged, aperture=2.0)
+    with torch.no_grad():
+        rows = [torch.cat([backbone(v) for v in b[0]])[b[3][:, 0].bool().repeat(2)] for b in merged]
+    want = conceptor(torch.cat(rows), 2.0)
+    torch.testing.assert_close(eagc.conceptor, want.float())
+    # aperture="auto" reads the unlabeled rows of the same loader
+    auto = EAGC.fit(backbone, merged, aperture="auto", unlabeled_loader=merged)
+    with torch.no_grad():
+        unl = [torch.cat([backbone(v) for v in b[0]])[~b[3][:, 0].bool().repeat(2)] for b in merged]
+    expected = auto_aperture(torch.cat(rows), torch.cat(unl))
+    assert auto.aperture == pytest.approx(expected)
+    bad = [(x, y, torch.arange(len(y)), torch.full((len(y),), 2)) for x, y, _, _ in batches]
+    with pytest.raises(EntangleValueError, match="mask_lab"):
+        EAGC.fit(backbone, bad)
 
 
 def test_correct_is_pure(setup):

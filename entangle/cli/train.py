@@ -84,8 +84,9 @@ def train_command(
     aperture: Annotated[
         str,
         typer.Option(
-            help="Conceptor aperture (a number), or 'auto': Jaeger's criterion on the "
-            "reference's labeled features (docs/calibration.md)."
+            help="Conceptor aperture (a number); 'auto': the largest labeled-minus-unlabeled "
+            "energy gap of the reference's features; 'jaeger': Jaeger's criterion on the "
+            "labeled features alone (docs/calibration.md)."
         ),
     ] = "2.0",
     reference: Annotated[

@@ -66,7 +66,7 @@ class TrainConfig:
     adaptive: bool = True
     aga_weight: float = 0.7
     eep_weight: float = 0.5
-    aperture: float | str = 2.0  # or "auto" (docs/calibration.md)
+    aperture: float | str = 2.0  # or "auto" / "jaeger" (docs/calibration.md)
     momentum_mu: float = 0.95
     reference: str | None = None
     reference_epochs: int = 30
@@ -189,15 +189,17 @@ class TrainConfig:
 
 
 def _aperture_setting(value) -> float | str:
-    """A positive float or the string ``"auto"``; numeric strings (from a CLI) become floats."""
-    if isinstance(value, str) and value.strip().lower() == "auto":
-        return "auto"
+    """A positive float, ``"auto"`` or ``"jaeger"``; numeric strings (from a CLI) become floats."""
+    if isinstance(value, str) and value.strip().lower() in ("auto", "jaeger"):
+        return value.strip().lower()
     try:
         number = float(value)
     except (TypeError, ValueError):
         number = float("nan")
     if not number > 0 or number == float("inf"):
-        raise EntangleValueError(f"aperture must be a positive number or 'auto', got {value!r}")
+        raise EntangleValueError(
+            f"aperture must be a positive number, 'auto' or 'jaeger', got {value!r}"
+        )
     return number
 
 

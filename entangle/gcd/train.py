@@ -21,7 +21,7 @@ from entangle.data.augment import default_augment
 from entangle.data.datasets import BalancedBatchSampler, GCDData, eval_inputs, make_batch
 from entangle.eagc import EAGC, reference_features
 from entangle.errors import EntangleRuntimeError, EntangleValueError
-from entangle.gcd.calibrate import start_calibration
+from entangle.gcd.calibrate import resolve_run_aperture, start_calibration
 from entangle.gcd.conceptors import run_conceptor
 from entangle.gcd.config import PLACEMENT_FIELDS, TrainConfig, config_differences, run_config
 from entangle.gcd.divergence import NonFiniteWatch
@@ -139,7 +139,7 @@ def check_run_dir(config: TrainConfig, run_dir) -> bool:
 def _train_loop(config, setup, run, run_dir, resume, on_epoch, on_step) -> dict:
     device, data = setup.device, setup.data
     backbone, head = copy.deepcopy(setup.backbone), copy.deepcopy(setup.head)
-    eagc = reference = shared = ref_labeled = None
+    eagc = reference = shared = ref_labeled = resolved = None
     if config.needs_reference():
         reference = ensure_reference(config, setup)
         if not run.checkpoint_path("reference").exists():
@@ -153,9 +153,14 @@ def _train_loop(config, setup, run, run_dir, resume, on_epoch, on_step) -> dict:
     if config.eagc:
         loader = labeled_loader(data, config.batch_size, device, None, config.seed)
         ref_labeled = reference_features(reference[0], [x for x, _ in loader])
+        if "calibration" in run.meta:  # resumed: the aperture the run started with
+            cal = run.meta["calibration"]
+            resolved = (cal["aperture"], cal["auto_aperture"])
+        else:  # "auto" compares with the reference's unlabeled training features
+            resolved = resolve_run_aperture(config, data, ref_labeled, reference[0])
         eagc = EAGC.from_features(
             ref_labeled,
-            aperture=run.meta.get("calibration", {}).get("aperture", config.aperture),
+            aperture=resolved[0],
             aga_weight=config.aga_weight,
             eep_weight=config.eep_weight,
             momentum=config.momentum_mu,
@@ -179,7 +184,10 @@ def _train_loop(config, setup, run, run_dir, resume, on_epoch, on_step) -> dict:
     subset = _probe_subset(data, config.probeset_size, config.seed)
     if "calibration" not in run.meta:
         model = reference[0] if reference is not None else backbone
-        run.write_meta("calibration", start_calibration(config, data, subset, model, ref_labeled))
+        cal = start_calibration(
+            config, data, subset, model, ref_labeled, resolved if eagc is not None else None
+        )
+        run.write_meta("calibration", cal)
     # step energies: EEP's conceptor, or (baseline) the starting weights' own, fixed
     known_subspace, conceptor_meta = run_conceptor(
         data,

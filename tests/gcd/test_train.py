@@ -139,6 +139,7 @@ def test_bad_config_values():
         TrainConfig(aperture=-1.0)
     assert TrainConfig(aperture="3").aperture == 3.0
     assert TrainConfig(aperture="AUTO").aperture == "auto"
+    assert TrainConfig(aperture="Jaeger").aperture == "jaeger"
 
 
 @pytest.mark.parametrize(
@@ -149,7 +150,7 @@ def test_bad_config_values():
         (["--data", "digits", "--old-classes", "3,42"], "42"),
         (["--data", "imagefolder:{tmp}"], "image"),
         (["--accuracy", "v3"], "comma list of v1, v2, v2b"),
-        (["--aperture", "big"], "positive number or 'auto'"),
+        (["--aperture", "big"], "positive number, 'auto' or 'jaeger'"),
         (["--attribution", "-1"], "attribution must be >= 0"),
     ],
 )
