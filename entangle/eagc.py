@@ -37,8 +37,13 @@ class CoordinationState:
         aga: ``[n, D]`` AGA term c m_i (z_i - z_i^ref) in unscaled units, or None.
         energy: ``[n]`` energy ratios of this call's features (None when EEP is off).
         scale: loss scale the AGA term is multiplied by (GradScaler), a 0-dim tensor or 1.0.
-        mode: ``"full"`` (P(g) + AGA, training), ``"linear"`` (P(g) only) or ``"identity"``;
-            the Probe switches it to measure raw and corrected per-loss gradients.
+        mode: ``"full"`` (P(g) + AGA, training), ``"linear"`` (P(g) only), ``"identity"``,
+            or ``"authors"`` (P(g) + AGA with ``previous_weights``: the EAGC authors'
+            diagnostic, docs/quantities.md); the Probe switches it to measure raw, corrected
+            and the authors' per-loss gradients.
+        previous_weights: the EEP weights of the previous ``coordinate`` call (None on the
+            first call, or when its row count differed): what the authors' ``compute_gdc``
+            projects with.
         scaled: whether ``coordinate`` was given an enabled GradScaler; the Probe refuses a
             backward whose scaling differs (the AGA term would be off by the loss scale).
     """
@@ -52,6 +57,7 @@ class CoordinationState:
     mu: torch.Tensor | None = None
     fired: int = field(default=0)
     scaled: bool = False
+    previous_weights: torch.Tensor | None = None
 
     def transform(self, grad: torch.Tensor, mode: str | None = None) -> torch.Tensor:
         """Apply the correction to a feature gradient ``[n, D]`` (any float dtype)."""
@@ -60,10 +66,11 @@ class CoordinationState:
             return grad
         g = grad.to(self.conceptor.dtype)
         out = g
-        if self.weights is not None:
+        weights = self.previous_weights if mode == "authors" else self.weights
+        if weights is not None:
             # C is symmetric, so (C g_i) for every row is g @ C
-            out = out - self.weights[:, None] * (g @ self.conceptor)
-        if mode == "full" and self.aga is not None:
+            out = out - weights[:, None] * (g @ self.conceptor)
+        if mode in ("full", "authors") and self.aga is not None:
             out = out + self.aga * self.scale
         return out.to(grad.dtype)
 
@@ -130,6 +137,8 @@ class EAGC:
         self._accumulation: _Accumulation | None = None
         self._hooks: list = []
         self._pending: tuple | None = None
+        # EEP weights of the last coordinate call: the authors' diagnostic projects with them
+        self._last_weights: torch.Tensor | None = None
         self.aperture: float | None = None  # set by fit / from_features
 
     # ------------------------------------------------------------------ construction
@@ -303,6 +312,12 @@ class EAGC:
         scaled, scale = scale is not None, 1.0 if scale is None else scale
         state = self._state(features, labeled, reference, update=True, scale=scale)
         state.scaled = scaled
+        previous = self._last_weights
+        if previous is not None and previous.shape == features.shape[:1]:
+            # row i of the previous batch's weights on row i of this one, as the authors'
+            # hook does (docs/quantities.md, "The authors' diagnostic")
+            state.previous_weights = previous.to(features.device)
+        self._last_weights = state.weights
         out = _Coordinate.apply(features, state)
         self._remember(out, state)
         return out
@@ -429,6 +444,7 @@ class EAGC:
             "aga": self.aga,
             "eep": self.eep,
             "adaptive": self.adaptive,
+            "last_weights": None if self._last_weights is None else self._last_weights.cpu(),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -439,6 +455,8 @@ class EAGC:
         self.mu = state["mu"].to(device, torch.float64).reshape(())
         for key in ("aga_weight", "eep_weight", "momentum", "aga", "eep", "adaptive"):
             setattr(self, key, state[key])
+        last = state.get("last_weights")  # absent in states saved before it was kept
+        self._last_weights = None if last is None else last.to(device)
 
     def __repr__(self) -> str:
         parts = [f"D={self.conceptor.shape[0]}", f"mu={float(self.mu):.4f}"]

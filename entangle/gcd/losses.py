@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from entangle.errors import EntangleValueError
+from entangle.metrics.energy import SIMGCD_LOGIT_TEMPERATURE
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ class LossConfig:
 
     sup_weight: float = 0.35
     memax_weight: float = 2.0
-    student_temperature: float = 0.1
+    student_temperature: float = SIMGCD_LOGIT_TEMPERATURE
     warmup_teacher_temperature: float = 0.07
     teacher_temperature: float = 0.04
     warmup_teacher_epochs: int = 30

@@ -116,6 +116,12 @@ def eep_gate(energy: torch.Tensor, mu: torch.Tensor | float) -> torch.Tensor:
     return torch.nan_to_num(gate, nan=0.0)
 
 
+# SimGCD's classifier temperature (CVMI-Lab/SimGCD train.py: ``student_out / 0.1`` for CE and
+# memax; model.py ``DistillLoss(student_temp=0.1)``): the recipe's default, read by
+# ``gcd.losses.LossConfig`` and by ``Probe`` when no ``logit_temperature`` is given
+SIMGCD_LOGIT_TEMPERATURE = 0.1
+
+
 def free_energy(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """Logit free energy F(x) = -T logsumexp(logits / T); lower means more confident.
 

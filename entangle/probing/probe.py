@@ -10,6 +10,8 @@ EAGC coordinates the features) and, on probed steps, measures:
 - with EAGC, the same step's corrected per-loss gradients, switching this call's own
   coordination state between identity / corrected modes, so raw and corrected terms never mix
   and the current batch's EEP weights are used (the reference code's defect 1, docs/quantities.md);
+  beside it ``eagc_authors``, the corrected GDC as the authors' ``compute_gdc`` computes it
+  (the previous call's EEP weights, none on the first), for comparisons with the paper;
 - per-row feature-gradient conflict and known-subspace energy summaries.
 
 All metrics stay on the device; the record reaches the host in one sync.
@@ -26,6 +28,7 @@ import torch
 from entangle.eagc import EAGC, CoordinationState, loss_scale
 from entangle.errors import EntangleRuntimeError, EntangleValueError
 from entangle.metrics import energy_ratio, free_energy, rowwise_cosine
+from entangle.metrics.energy import SIMGCD_LOGIT_TEMPERATURE
 from entangle.metrics.gradients import CONFLICT_KEYS, conflict_from_products
 from entangle.nn.distributed import is_main_process, world_size
 from entangle.probing.attribution import Attributor
@@ -36,6 +39,7 @@ from entangle.probing.summaries import conflict_summary, masked_summary, to_host
 RECORD_KEYS = frozenset(
     {"step", "epoch", "losses", "raw", "eagc", "feature", "feature_eagc", "energy"}
     | {"n_labeled", "nan", "probeset", "attribution", "attribution_eagc", "eagc_mu"}
+    | {"eagc_authors", "eagc_authors_weights"}
     | {"rank_local"}
 )
 # entries computed from this rank's rows alone under DDP (named in the record's rank_local)
@@ -75,8 +79,12 @@ class Probe:
             due (``probeset.is_due(step, every)``), before this step's training backward,
             with the weights the step's forward used; its result is the record's
             ``probeset`` entry. This is the one way to record ProbeSet results.
-        logit_temperature: T the classifier's softmax divides ``logits`` by (SimGCD: 0.1 on
-            its cosine logits); the free energy is -logsumexp(logits / T), recorded with T.
+        logit_temperature: T the classifier's softmax divides ``logits`` by; the free energy
+            is -logsumexp(logits / T), recorded with T and where T came from. None (default):
+            the recipe's, SimGCD's classifier temperature 0.1 on its cosine logits
+            (``metrics.energy.SIMGCD_LOGIT_TEMPERATURE``), recorded as
+            ``free_energy_temperature_source: "SimGCD default"``; give your classifier's T
+            otherwise (1.0 for plain logits).
         distributed: average per-loss gradients over processes before measuring (default:
             when torch.distributed is initialised with more than one process).
         attribution: exact per-row shares of cos(g_S, g_U) on one group (see
@@ -103,7 +111,7 @@ class Probe:
         eagc: EAGC | None = None,
         known_subspace: torch.Tensor | None = None,
         probeset=None,
-        logit_temperature: float = 1.0,
+        logit_temperature: float | None = None,
         distributed: bool | None = None,
         attribution: bool | int = False,
         attribution_group: str | None = None,
@@ -124,6 +132,11 @@ class Probe:
         self.eagc = eagc
         self.known_subspace = known_subspace
         self.probeset = probeset
+        self.logit_temperature_source = (
+            "given" if logit_temperature is not None else ("SimGCD default")
+        )
+        if logit_temperature is None:
+            logit_temperature = SIMGCD_LOGIT_TEMPERATURE
         if not 0 < float(logit_temperature) < math.inf:
             raise EntangleValueError(
                 f"logit_temperature must be a positive number, got {logit_temperature}"
@@ -420,10 +433,15 @@ class Probe:
                         "were computed from (the same forward), not a recomputed one"
                     )
             raw_unsup = _grads(_scaled(unsup, scaler), inputs) if state is not None else None
-        corrected_sup = None
+        corrected_sup = authors = None
         if state is not None:
             with _mode(state, "full"):
                 corrected_sup = _grads(_scaled(sup, scaler), params)
+            with _mode(state, "authors"):
+                # the authors' compute_gdc: grad(L_sup) and grad(L_sup + L_unsup) through
+                # their hook, which still holds the previous batch's EEP weights
+                authors = _grads(_scaled(sup, scaler), params)
+                authors = (authors, _grads(_scaled(sup + unsup, scaler), params))
 
         total, feature_total = self._training_backward(sup + unsup, scaler, params, features)
 
@@ -439,6 +457,14 @@ class Probe:
         if state is not None:
             corrected_u = _minus(total, corrected_sup)
             record["eagc"] = self._group_metrics(corrected_sup, corrected_u, scale, total)
+            a_sup, a_total = authors
+            a_unsup = _minus(a_total, a_sup)
+            record["eagc_authors"] = self._group_metrics(a_sup, a_unsup, scale, a_total)
+            record["eagc_authors_weights"] = (
+                "eep off"
+                if state.weights is None
+                else ("previous" if state.previous_weights is not None else "none")
+            )
         if features is not None:
             g_s = _or_zeros(raw_sup[-1], features)
             g_u = raw_unsup[-1] if raw_unsup is not None else feature_total - g_s
@@ -583,6 +609,7 @@ class Probe:
             fe = free_energy(logits.detach() / self.logit_temperature)
             out["free_energy"] = {k: masked_summary(fe, m) for k, m in groups.items()}
             out["free_energy_temperature"] = self.logit_temperature
+            out["free_energy_temperature_source"] = self.logit_temperature_source
         return out
 
 
@@ -726,7 +753,7 @@ def _nan_reasons(record: dict) -> dict:
     losses = record.get("losses", {})
     bad_loss = [k for k, v in losses.items() if not math.isfinite(v)]
     no_labeled = record.get("n_labeled") == 0
-    for kind in ("raw", "eagc"):
+    for kind in ("raw", "eagc", "eagc_authors"):
         stats = record.get(kind)
         if stats is None:
             continue

@@ -486,5 +486,72 @@ def test_free_energy_is_over_the_softmax_logits_and_names_its_temperature(models
     assert free["labeled"]["mean"] == pytest.approx(float(want[labeled].mean()))
     assert free["unlabeled_new"]["mean"] == pytest.approx(float(want[novel].mean()))
     assert record["energy"]["free_energy_temperature"] == 0.1
+    assert record["energy"]["free_energy_temperature_source"] == "given"
     with pytest.raises(EntangleValueError, match="logit_temperature"):
         Probe(backbone, logit_temperature=0.0)
+
+
+def test_free_energy_temperature_defaults_to_simgcd_and_says_so_never_one(models):
+    backbone, head = models
+    x, y, labeled, novel = toy_batch()
+    z = backbone(x)
+    sup, unsup, logits = toy_losses(head, z, y, labeled)
+    record = Probe(backbone).backward(sup, unsup, features=z, labeled=labeled, logits=logits)
+    # CVMI-Lab/SimGCD train.py: student_out / 0.1
+    assert record["energy"]["free_energy_temperature"] == 0.1
+    assert record["energy"]["free_energy_temperature_source"] == "SimGCD default"
+    want = -torch.logsumexp(logits.detach() / 0.1, dim=1)
+    got = record["energy"]["free_energy"]["labeled"]["mean"]
+    assert got == pytest.approx(float(want[labeled].mean()))
+
+
+def _authors_gdc(backbone, head, x, y, labeled, ref, c, weights, aga_weight=0.7):
+    """The authors' compute_gdc, re-derived: their hook (projection with ``weights``, AGA with
+    this batch's reference) fires inside grad(L_sup) and grad(L_sup + L_unsup) of the last
+    block; GDC = 1 - cos of the two."""
+    params = list(backbone.blocks[-1].parameters())
+    z = backbone(x)
+    n_lab, dim = int(labeled.sum()), z.shape[1]
+    delta = (z - ref).detach()
+
+    def hook(g):
+        if weights is not None:
+            g = g - weights[:, None] * (g @ c)
+        return g + aga_weight / (n_lab * dim) * labeled[:, None].double() * delta
+
+    z.register_hook(hook)
+    sup, unsup, _ = toy_losses(head, z, y, labeled)
+    g_l = torch.cat([g.reshape(-1) for g in torch.autograd.grad(sup, params, retain_graph=True)])
+    g_lu = torch.cat([g.reshape(-1) for g in torch.autograd.grad(sup + unsup, params)])
+    return float(1 - g_l @ g_lu / (g_l.norm() * g_lu.norm()))
+
+
+def test_eagc_authors_gdc_uses_the_previous_batch_weights(models):
+    backbone, head = models
+    batches = [toy_batch(n=16, n_labeled=6, seed=s) for s in (0, 1)]
+    eagc = make_eagc(backbone, batches[0][0], batches[0][2])
+    c = eagc.conceptor.clone()
+    probe = Probe({"last": last_block(backbone)}, eagc=eagc)
+    records, refs = [], []
+    for x, y, labeled, _ in batches:
+        ref = (backbone(x) * 0.9).detach()
+        refs.append(ref)
+        z = eagc.coordinate(backbone(x), labeled, ref)
+        sup, unsup, _ = toy_losses(head, z, y, labeled)
+        records.append(probe.backward(sup, unsup, features=z, labeled=labeled))
+    # step 0's EEP weights, independently: mu moves with the batch's labeled energy first
+    x0, _, lab0, _ = batches[0]
+    with torch.no_grad():
+        z0 = backbone(x0)
+        e0 = (((z0 @ c) * z0).sum(1) / z0.pow(2).sum(1)).clamp(0, 1)
+        mu = 0.95 * 0.5 + 0.05 * float(e0[lab0].mean())
+        w0 = 0.5 * (1 - e0 / (mu + 1e-6)).clamp(0, 1) * (~lab0).double()
+    expect = [
+        _authors_gdc(backbone, head, *batches[0][:3], refs[0], c, None),
+        _authors_gdc(backbone, head, *batches[1][:3], refs[1], c, w0),
+    ]
+    for record, want in zip(records, expect, strict=True):
+        assert record["eagc_authors"]["last"]["gdc"] == pytest.approx(want, rel=1e-6)
+    assert [r["eagc_authors_weights"] for r in records] == ["none", "previous"]
+    # the applied one uses the step's own weights: the two differ once weights differ
+    assert records[1]["eagc"]["last"]["gdc"] != pytest.approx(expect[1], rel=1e-6)
