@@ -88,6 +88,12 @@ def test_eagc_auto_aperture_calibration_and_attribution_are_recorded(setup, tmp_
     assert reader.config["aperture"] == "auto" and cal["requested"] == "auto"
     assert cal["aperture"] == pytest.approx(cal["auto_aperture"])
     assert {"gap", "share_active", "mean_weight", "quota", "inert"} <= set(cal["at_aperture"])
+    # auto compared the reference's labeled features with every unlabeled training row
+    assert cal["auto_unlabeled"] == "unlabeled training rows"
+    assert cal["jaeger_aperture"] > 0 and cal["jaeger_aperture"] != cal["auto_aperture"]
+    authors = [s["eagc_authors_weights"] for s in reader.steps]
+    assert authors[0] == "none" and set(authors[1:]) <= {"previous", "none"}
+    assert all("gdc" in s["eagc_authors"]["last_block"] for s in reader.steps)
     steps = reader.steps
     attributed = [s for s in steps if "attribution" in s]
     assert len(attributed) == (len(steps) + 1) // 2
