@@ -79,6 +79,14 @@ def bench(
             "group, probe set, feature dimension, points), as ratios to the plain step.",
         ),
     ] = False,
+    memory: Annotated[
+        bool,
+        typer.Option(
+            "--memory",
+            help="Instead: each variant's peak working memory above the fixture and its ratio "
+            "to the plain step's (CPU: a fresh process per variant; CUDA: max allocated).",
+        ),
+    ] = False,
     out: Annotated[
         Path | None,
         typer.Option(help="With --scaling: folder for scaling.json and scaling.png."),
@@ -95,6 +103,9 @@ def bench(
     progress = None if json_output else (lambda message: err.print(f"[dim]{message}[/]"))
     if report:
         _report_mode(demo_runs, rounds, json_output, progress)
+        return
+    if memory:
+        _memory_mode(device, quick, json_output, progress)
         return
     if scaling:
         _scaling_mode(quick, rounds, out, json_output, progress)
@@ -203,3 +214,25 @@ def _scaling_mode(quick: bool, rounds: int, out, json_output: bool, progress) ->
             values = ", ".join(f"{v:.3g}" for k, v in p.items() if k != "x")
             cells.append(f"{p['x']}: {values}")
         console.print(f"{name}: " + "; ".join(cells), highlight=False)
+
+
+def _memory_mode(device: str, quick: bool, json_output: bool, progress) -> None:
+    from entangle.bench.memory import run_memory
+
+    result = run_memory(device=device, quick=quick, progress=progress)
+    if json_output:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    console = Console()
+    s = result["settings"]
+    console.print(
+        f"{s['model']} at {s['image_size']} px, batch {s['batch_size']}, {s['device']}: "
+        f"{result['method']}",
+        highlight=False,
+    )
+    table = Table(title="working memory above the fixture")
+    for column in ("variant", "MB", "vs plain"):
+        table.add_column(column, justify="left" if column == "variant" else "right")
+    for name, mb in result["working_mb"].items():
+        table.add_row(name, f"{mb:.0f}", f"{result['vs_plain'][name]:.2f}x")
+    console.print(table)
