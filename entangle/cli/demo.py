@@ -56,7 +56,10 @@ def demo(
         ),
     ] = "baseline,baseline-reference,eagc,aga,eep,eagc-fixed",
     aperture: Annotated[
-        str, typer.Option(help="Conceptor aperture, a number or 'auto' (docs/calibration.md).")
+        str,
+        typer.Option(
+            help="Conceptor aperture: a number, 'auto' or 'jaeger' (docs/calibration.md)."
+        ),
     ] = "2.0",
 ) -> None:
     """Pretrain on digits, train the reference model, run both baselines and EAGC's variants."""
