@@ -99,62 +99,88 @@ def _render(runs: list[RunData], tmp: Path, *, pdf, energies, overlaps, cache, d
     )
     from entangle.report.verdict import compute_verdict
 
-    def fig(maker, name, title, caption):
+    def fig(maker, name, title, caption, only=None):
+        """``only``: ``(runs kept, why the others are left out)``; the maker sees the kept."""
+        kept = runs if only is None else only[0]
+        if not kept:  # one line in the section instead of a figure of empty panels
+            return f"{title}: not drawn, no run has what it shows ({only[1]})."
+        left = [r.name for r in runs if r not in kept]
+        if left:
+            caption += f" Left out: {', '.join(left)} ({only[1]})."
+
         def draw():
-            figure = maker()
+            figure = maker(kept)
             return None if figure is None else figure_bytes(figure, pdf)
 
         drawn = cached_figure(cache, digest, name, pdf, draw)
         return None if drawn is None else write_figure(name, title, caption, tmp, *drawn)
 
+    probed = (
+        [r for r in runs if _probed(r)],
+        "no probe records: imported from a training log, or written without a Probe",
+    )
+    logged = ([r for r in runs if plot_logs.has_logged_curves([r])], "no imported training log")
+    with_features = ([r for r in runs if energies.get(r.name)], "no saved features")
+    mapped = [i for i, o in enumerate(overlaps) if o is not None and o.coords is not None]
+    with_maps = ([runs[i] for i in mapped], "no saved features")
+    attributed = (
+        [r for r in runs if plot_attribution.has_attribution([r])],
+        "no class attribution recorded",
+    )
+
     curves = [
         fig(
-            lambda: plot_curves.conflict_figure(runs),
+            lambda rs: plot_curves.conflict_figure(rs),
             "conflict_curves",
             "Gradient conflict over training",
             "Cosine between the supervised and unsupervised gradients and the GDC per probed "
             "step; faint points are single steps, lines a centred moving average.",
+            probed,
         ),
         fig(
-            lambda: plot_curves.training_figure(runs),
+            lambda rs: plot_curves.training_figure(rs),
             "training_curves",
             "Norm ratio, ProbeSet SOC and accuracy",
             "Ratio of gradient norms (log scale; 1 = equal), the subspace overlap coefficient "
             "of novel-class ProbeSet features with the known-class subspace, and clustering "
             "accuracy per evaluation (protocol as in the summary). Oracle: SOC and the Old/New "
             "accuracy split use the ground-truth novel classes, which the method never sees.",
+            probed,
         ),
         fig(
-            lambda: plot_logs.logged_figure(runs),
+            lambda rs: plot_logs.logged_figure(rs),
             "logged_curves",
             "Values from imported training logs",
             "Per-step loss components (or TensorBoard scalars) and the epoch average loss as "
             "the run's own log printed them (entangle import-log); not recomputed by entangle.",
+            logged,
         ),
     ]
     has_free = any(e.free for es in energies.values() for e in es)
     energy_figs = [
         fig(
-            lambda: plot_energy.energy_figure(runs, energies, "ratio"),
+            lambda rs: plot_energy.energy_figure(rs, energies, "ratio"),
             "energy_ratio",
             "Known-subspace energy ratio",
             "Energy ratio of each sample under a conceptor refitted on that epoch's labeled "
             "features (not EEP's conceptor); new-class samples close to 1 lie inside the known "
             "subspace. Oracle: the "
             "unlabeled old/new grouping uses ground truth the method never sees.",
+            with_features,
         ),
         fig(
-            lambda: plot_energy.energy_figure(runs, energies, "free"),
+            lambda rs: plot_energy.energy_figure(rs, energies, "free"),
             "free_energy",
             "Logit free energy",
             "Free energy -logsumexp(logits / T) per sample, T the classifier's softmax "
             "temperature from the run config (SimGCD: 0.1; shown on each axis); lower means a "
             "more confident classifier. Oracle: the unlabeled old/new grouping uses ground truth.",
+            with_features,
         )
         if has_free
         else None,
         fig(
-            lambda: plot_energy.spectrum_figure(runs, energies),
+            lambda rs: plot_energy.spectrum_figure(rs, energies),
             "conceptor_spectrum",
             "Conceptor spectrum",
             "Solid: the run's own conceptor, the one its step energies use (EAGC runs: EEP's "
@@ -162,28 +188,33 @@ def _render(runs: list[RunData], tmp: Path, *, pdf, energies, overlaps, cache, d
             "starting model's, fixed). Dashed: conceptors refitted on an epoch's labeled "
             "features. Quota = mean eigenvalue; a spectrum flat near 1 means the known subspace "
             "is the whole space, and EEP's flat near 1 means EEP cannot act.",
+            with_features,
         ),
         fig(
-            lambda: plot_energy.step_energy_figure(runs),
+            lambda rs: plot_energy.step_energy_figure(rs),
             "step_energy",
             "Energy ratio over training",
             "Per probed step, the energy ratio of the batch's rows under the run's own fixed "
             "conceptor (EEP's for EAGC runs, the starting model's for baselines), so the runs "
             "compare; lines are medians, bands quartiles. Oracle: the unlabeled old/new "
             "grouping uses ground truth.",
+            probed,
         ),
         fig(
-            lambda: plot_energy.eep_weight_figure(runs),
+            lambda rs: plot_energy.eep_weight_figure(rs),
             "eep_weight",
             "EEP coefficient distribution",
             "Per-row energy-aware elastic projection weights of unlabeled rows over training "
             "(bands: quartiles and deciles).",
+            probed,
         ),
     ]
     class_names = [_class_names(run.config) for run in runs]
     overlap_figs = [
         fig(
-            lambda: plot_overlap.tsne_figure(runs, overlaps, class_names),
+            lambda rs: plot_overlap.tsne_figure(
+                rs, [overlaps[i] for i in mapped], [class_names[i] for i in mapped]
+            ),
             "tsne_overlap",
             "t-SNE of the saved features",
             "Maps of the last saved epoch, PCA to 50 dimensions then t-SNE; all panels share "
@@ -191,13 +222,14 @@ def _render(runs: list[RunData], tmp: Path, *, pdf, energies, overlaps, cache, d
             "are old, in feature space (cosine) and in the map; 'mixed' is the share expected "
             "if old and new were perfectly mixed. Oracle: old/new colours and the k-NN shares "
             "use the ground-truth novel mask, which the method never sees.",
+            with_maps,
         ),
     ]
     comparison = []
     if len(runs) > 1:
         comparison = [
             fig(
-                lambda: plot_curves.comparison_figure(runs),
+                lambda rs: plot_curves.comparison_figure(rs),
                 "comparison_curves",
                 "Runs compared",
                 "Smoothed cosine conflict, GDC and All accuracy of every run on shared axes "
@@ -206,23 +238,23 @@ def _render(runs: list[RunData], tmp: Path, *, pdf, energies, overlaps, cache, d
         ]
     attribution = [
         fig(
-            lambda: plot_attribution.class_attribution_figure(runs),
+            lambda rs: plot_attribution.class_attribution_figure(rs),
             "class_attribution",
             "Conflict by class",
             "Exact share of cos(g_S, g_U) on the attributed group contributed by the unlabeled "
             "rows of each class, per attributed step (smoothed; solid raw, dashed "
             "EAGC-corrected). The shares of all rows sum to the cosine (docs/attribution.md). "
             "Oracle: classes are ground truth where the run recorded it.",
-        )
-        if plot_attribution.has_attribution(runs)
-        else None,
+            attributed,
+        ),
         fig(
-            lambda: plot_attribution.conflicting_samples_figure(runs),
+            lambda rs: plot_attribution.conflicting_samples_figure(rs),
             "conflicting_samples",
             "Most conflicting samples",
             "Samples whose rows most often carry the most negative shares of cos(g_S, g_U): "
             "dataset index, class (oracle), L/U = labeled/unlabeled, summed share and the "
             "number of steps in which the row was among the 8 most conflicting.",
+            attributed,
         ),
     ]
     return html.render_html(
@@ -235,9 +267,25 @@ def _render(runs: list[RunData], tmp: Path, *, pdf, energies, overlaps, cache, d
             "attribution": attribution,
         },
         verdict=compute_verdict(runs),
-        summaries=[run_summary(r.steps, r.epochs, r.group) for r in runs],
+        summaries=[_summary(r) for r in runs],
         energies=energies,
         overlaps=overlaps,
+    )
+
+
+def _summary(run: RunData) -> dict:
+    if _probed(run):
+        return run_summary(run.steps, run.epochs, run.group)
+    # an imported run's steps are its log's lines, not probed steps: no step row is its
+    out = run_summary([], run.epochs, run.group)
+    out.update(steps=float("nan"), nan_steps=float("nan"), nan_cos_raw=float("nan"))
+    return out
+
+
+def _probed(run: RunData) -> bool:
+    """True when the run holds probe step records (raw gradient metrics)."""
+    return run.config.get("source") != "import-log" and any(
+        isinstance(s.get("raw"), dict) for s in run.steps
     )
 
 

@@ -151,9 +151,10 @@ def _section(id_, heading, figures, intro="", notes=(), table=None) -> dict:
         "id": id_,
         "heading": heading,
         "intro": intro,
-        "notes": list(notes),
+        # a figure that no run could have is a string saying so (build.py)
+        "notes": list(notes) + [f for f in figures if isinstance(f, str)],
         "table": table,
-        "figures": [figure_context(f) for f in figures if f is not None],
+        "figures": [figure_context(f) for f in figures if f is not None and not isinstance(f, str)],
     }
 
 
@@ -162,7 +163,8 @@ def render_html(runs, *, sections, summaries, energies, overlaps, verdict=None) 
 
     Args:
         runs: list of :class:`entangle.report.load.RunData`.
-        sections: ``{"curves" | "energy" | "overlap" | "comparison": [RenderedFigure | None]}``.
+        sections: ``{"curves" | "energy" | "overlap" | "comparison": [RenderedFigure | str |
+            None]}``; a string is the line that says why a figure was not drawn.
         summaries: one :func:`entangle.report.summary.run_summary` dict per run.
         energies: run name -> list of :class:`entangle.report.energy.EpochEnergy`.
         overlaps: one :class:`entangle.report.plot_overlap.Overlap` (or None) per run.
@@ -227,7 +229,7 @@ def render_html(runs, *, sections, summaries, energies, overlaps, verdict=None) 
                 table=delta_table(runs, summaries, has_eagc),
             )
         )
-    if sections.get("attribution") and any(sections["attribution"]):
+    if any(f is not None and not isinstance(f, str) for f in sections.get("attribution", ())):
         page.append(
             _section(
                 "attribution",

@@ -127,7 +127,8 @@ def compute_verdict(runs: Sequence[RunData]) -> Verdict:
     """Every sentence and row of the verdict section, from the runs' records."""
     out = Verdict()
     groups = settings(runs)
-    baselines = [g for g in groups if not _has(g[0], "eagc")]
+    # a baseline is a probed run without EAGC; an imported log has no GDC to compare with
+    baselines = [g for g in groups if _has(g[0], "raw") and not _has(g[0], "eagc")]
     for group in groups:
         name = _label(group)
         _conflict_lines(out, group, name)
@@ -142,7 +143,8 @@ def compute_verdict(runs: Sequence[RunData]) -> Verdict:
 
 def _add(out: Verdict, name: str, quantity: str, est: Estimate, fmt="{:.3f}") -> str:
     text = est.text(fmt)
-    out.rows.append((name, quantity, text))
+    if not math.isnan(est.value):  # a row the run cannot have is left out, not "n/a"
+        out.rows.append((name, quantity, text))
     return text
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import subprocess
 import sys
 
@@ -80,17 +81,35 @@ def test_bad_arguments_are_clear_errors(tmp_path, simgcd_dir):
 
 
 @pytest.mark.slow
-def test_report_draws_the_imported_run_beside_a_probed_run(simgcd_dir, tmp_path):
-    from entangle.report import build_report
+def test_mixed_report_draws_each_run_only_where_it_has_data(simgcd_dir, tmp_path, monkeypatch):
+    """Imported + probed runs: no empty panel, no 'n/a' comparison, no probed-step count for
+    the imported run; each figure says which run it leaves out and why (issue 22)."""
+    from entangle.report import (
+        build_report,
+        plot_attribution,
+        plot_curves,
+        plot_energy,
+        plot_logs,
+        plot_overlap,
+    )
     from tests.report.fake_runs import make_run
 
+    empty: list[str] = []
+    for module in (plot_attribution, plot_curves, plot_energy, plot_logs, plot_overlap):
+        monkeypatch.setattr(module, "no_data", lambda ax, message: empty.append(message))
     import_log([simgcd_dir / "log.txt"], tmp_path / "imported", name="simgcd-log")
-    probed = make_run(tmp_path / "probed", name="probed", feature_epochs=(), n_steps=20)
-    index = build_report([tmp_path / "imported", probed], tmp_path / "report")
-    page = index.read_text(encoding="utf-8")
-    assert "Values from imported training logs" in page
+    probed = make_run(tmp_path / "probed", name="probed", eagc=True, n_steps=30, n_per_class=8)
+    index = build_report([tmp_path / "imported", probed], tmp_path / "report", tsne_max_points=60)
+    page = re.sub(r"base64,[^\"]*", "", index.read_text(encoding="utf-8"))
+    assert empty == []
+    assert "n/a" not in page and "(last nan)" not in page
+    assert "Values from imported training logs" in page and "simgcd-log" in page
     assert (tmp_path / "report" / "logged_curves.png").is_file()
-    assert "simgcd-log" in page
+    assert "Left out: probed (no imported training log)" in page
+    assert "Left out: simgcd-log (no saved features)" in page
+    assert "Left out: simgcd-log (no probe records" in page
+    row = re.search(r'<th scope="row">Probed steps</th>(.*?)</tr>', page, re.S).group(1)
+    assert re.findall(r">([^<]*)</td>", row) == ["-", "30"]
 
 
 def test_cli_prints_counts_and_bad_input_exits_2(simgcd_dir, tmp_path):
