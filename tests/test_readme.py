@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import re
 import shutil
 from pathlib import Path
@@ -73,9 +74,12 @@ def test_readme_loop_runs_and_fills_every_report_section(tmp_path, monkeypatch):
     exec(compile(loop_snippet(), str(README), "exec"), namespace)
     run = tmp_path / "runs" / "simgcd-eagc"
     assert (run / "DONE").exists()
+    # config, seed and device are recorded by the Probe itself (issue 22: were only via RunWriter)
+    meta = json.loads((run / "run.json").read_text(encoding="utf-8"))
+    assert meta["config"]["epochs"] == 2 and meta["seed"] == 0 and meta["device"] == "cpu"
     assert report_gaps([run], tmp_path / "report", monkeypatch) == []
     # the check can fail: the same run without its saved features leaves sections empty
     bare = tmp_path / "bare"
     shutil.copytree(run, bare)
     shutil.rmtree(bare / "features")
-    assert "no saved features" in report_gaps([bare], tmp_path / "report-bare", monkeypatch)
+    assert "missing figure energy_ratio" in report_gaps([bare], tmp_path / "report-bare", monkeypatch)

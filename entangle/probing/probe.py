@@ -96,6 +96,11 @@ class Probe:
             (docs/records.md, "TensorBoard tags"); needs the ``[tb]`` extra.
         histogram_every: with ``tensorboard``, histograms of the EEP weights and energy
             ratios of the step's rows on every ``histogram_every``-th probed step.
+        config: with ``run`` a path, the run's configuration (dict or dataclass) written to
+            its ``run.json``, what the report's run details and summary show.
+        seed: with ``run`` a path, the random seed the run used.
+        device: with ``run`` a path, the device (default: the first parameter's, e.g.
+            ``"cuda:0"``). For a RunWriter you pass in, give these to the RunWriter.
 
     Example:
         >>> probe = Probe({"last_block": last_block(backbone)}, every=10)  # doctest: +SKIP
@@ -118,6 +123,9 @@ class Probe:
         attribution_sup_side: bool = False,
         tensorboard=None,
         histogram_every: int = 10,
+        config=None,
+        seed: int | None = None,
+        device: str | None = None,
     ) -> None:
         if int(every) < 1:
             raise EntangleValueError(f"every must be a positive integer, got {every}")
@@ -160,8 +168,15 @@ class Probe:
 
                 # a path starts a new run (never appends to an old one); to continue a run,
                 # pass RunWriter(path, resume=True)
-                run = RunWriter(run)
+                if device is None and self._params:
+                    device = str(self._params[0].device)
+                run = RunWriter(run, config=config, seed=seed, device=device)
                 self._own_run = True
+            elif config is not None or seed is not None or device is not None:
+                raise EntangleValueError(
+                    "config=, seed= and device= describe a run the Probe opens from a path; "
+                    "for a RunWriter you pass in, give them to RunWriter(path, config=, seed=)"
+                )
             self.run = run
         self.tensorboard = None
         if tensorboard is not None and is_main_process():

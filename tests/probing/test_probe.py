@@ -391,6 +391,16 @@ def test_probe_with_a_path_starts_and_finishes_a_new_run(models, tmp_path):
         Probe(backbone, run=tmp_path / "run")
 
 
+def test_probe_records_config_seed_and_device_of_the_run_it_opens(models, tmp_path):
+    backbone, _ = models
+    Probe(backbone, run=tmp_path / "run", config={"lr": 0.1}, seed=3).close()
+    reader = RunReader(tmp_path / "run")
+    assert reader.config == {"lr": 0.1} and reader.meta["seed"] == 3
+    assert reader.meta["device"] == str(next(backbone.parameters()).device)
+    with RunWriter(tmp_path / "own") as run, pytest.raises(EntangleValueError, match="RunWriter"):
+        Probe(backbone, run=run, seed=3)  # a RunWriter you pass keeps its own metadata
+
+
 def test_exception_inside_with_probe_leaves_the_run_incomplete(models, tmp_path):
     backbone, head = models
     x, y, labeled, _ = toy_batch()
