@@ -82,4 +82,5 @@ def test_readme_loop_runs_and_fills_every_report_section(tmp_path, monkeypatch):
     bare = tmp_path / "bare"
     shutil.copytree(run, bare)
     shutil.rmtree(bare / "features")
-    assert "missing figure energy_ratio" in report_gaps([bare], tmp_path / "report-bare", monkeypatch)
+    gaps = report_gaps([bare], tmp_path / "report-bare", monkeypatch)
+    assert "missing figure energy_ratio" in gaps
