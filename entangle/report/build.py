@@ -151,8 +151,10 @@ def _render(runs: list[RunData], tmp: Path, *, pdf, energies, overlaps, cache, d
             lambda rs: plot_logs.logged_figure(rs),
             "logged_curves",
             "Values from imported training logs",
-            "Per-step loss components (or TensorBoard scalars) and the epoch average loss as "
-            "the run's own log printed them (entangle import-log); not recomputed by entangle.",
+            "Every series the run's own log holds (text log losses and values, TensorBoard "
+            "scalars, the epoch average loss), as it printed them (entangle import-log; not "
+            "recomputed), grouped: losses, learning rate, accuracies, other values; a group "
+            "of more than 8 series continues in the next panel, none is dropped.",
             logged,
         ),
     ]
