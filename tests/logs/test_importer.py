@@ -89,13 +89,12 @@ def test_mixed_report_draws_each_run_only_where_it_has_data(simgcd_dir, tmp_path
         plot_attribution,
         plot_curves,
         plot_energy,
-        plot_logs,
         plot_overlap,
     )
     from tests.report.fake_runs import make_run
 
     empty: list[str] = []
-    for module in (plot_attribution, plot_curves, plot_energy, plot_logs, plot_overlap):
+    for module in (plot_attribution, plot_curves, plot_energy, plot_overlap):
         monkeypatch.setattr(module, "no_data", lambda ax, message: empty.append(message))
     import_log([simgcd_dir / "log.txt"], tmp_path / "imported", name="simgcd-log")
     probed = make_run(tmp_path / "probed", name="probed", eagc=True, n_steps=30, n_per_class=8)
