@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated
 
@@ -19,26 +20,60 @@ def cells_table(cells, keys) -> Table:
 
     table = Table(title=f"{len(cells)} cells")
     table.add_column("#", justify="right")
-    table.add_column("cell (run directory)")
+    table.add_column("cell (run directory)", overflow="fold")
     for key in keys:
-        table.add_column(key)
+        table.add_column(key, overflow="fold")
     for i, cell in enumerate(cells, 1):
         values = (escape(format_value(cell.settings[k])) for k in keys)
         table.add_row(str(i), escape(cell.name), *values)
     return table
 
 
-def results_table(rows, spec) -> Table:
-    """The paper-style table (mean ± std over seeds) as a rich table."""
+# the paper-style table is two tables, so each fits an 80-column terminal: the settings with
+# the accuracy, then the gradient and overlap numbers of the same rows (joined by "#"); no
+# rules, numbers never break, and a setting too wide folds rather than ending in "..."
+ACCURACY_COLUMNS = ("All", "Old", "New")
+SHORT_HEADERS = (
+    (r" \(first (\d+) steps\)", r" \1"),
+    (r" \(whole run\)", " run"),
+    ("ProbeSet ", ""),
+)
+SHORT_NOTE = "N: first N steps; run: whole run; SOC: ProbeSet SOC"
+
+
+def _short(header: str) -> str:
+    for pattern, repl in SHORT_HEADERS:
+        header = re.sub(pattern, repl, header)
+    return header
+
+
+def results_tables(rows, spec) -> list[Table]:
+    """The paper-style table (mean ± std over seeds) as two rich tables, accuracy first."""
     from entangle.ablation.results import aggregate, group_keys, table
 
     keys = group_keys(spec)
     header, body = table(aggregate(rows, keys), keys)
-    out = Table(title="Ablation (accuracy %, mean ± std over seeds)")
-    for i, col in enumerate(header):
-        out.add_column(col, justify="left" if i < len(keys) else "right")
-    for row in body:
-        out.add_row(*(escape(str(v)) for v in row))
+    lead = list(range(len(keys) + 1))  # the settings and the seeds column
+    metrics = [i for i in range(len(lead), len(header)) if header[i] not in ACCURACY_COLUMNS]
+    parts = [
+        (
+            "Ablation: accuracy %, mean ± std over seeds",
+            lead + [header.index(m) for m in ACCURACY_COLUMNS],
+        ),
+        (f"Ablation: GDC and SOC of the rows above (#), mean ± std ({SHORT_NOTE})", metrics),
+    ]
+    out = []
+    for title, columns in parts:
+        t = Table(title=title, box=None, padding=(0, 1), header_style="bold underline")
+        t.add_column("#", justify="right", no_wrap=True)
+        for i in columns:
+            if i < len(keys):
+                t.add_column(header[i], overflow="fold")
+            else:  # a number never breaks at its "±"
+                t.add_column(_short(header[i]), justify="right", no_wrap=True)
+        for n, row in enumerate(body, 1):
+            t.add_row(str(n), *(escape(str(row[i])) for i in columns))
+        out.append(t)
     return out
 
 
@@ -112,7 +147,8 @@ def ablate(
         report=report,
         on_cell=progress,
     )
-    console.print(results_table(result.rows, spec))
+    for t in results_tables(result.rows, spec):
+        console.print(t)
     for name, file in result.files.items():
         console.print(f"{name}: [bold]{escape(str(file))}[/]", highlight=False)
     if not result.ok:

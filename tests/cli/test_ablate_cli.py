@@ -174,3 +174,41 @@ def test_killed_grid_resumes_without_duplicated_or_lost_cells(tmp_path, entangle
     assert len(rows) == 4 and all(",done," in r for r in rows)
     assert sorted(r.split(",")[0] for r in rows) == sorted(c.name for c in names)
     assert f"skipped {sorted(finished)[0]}" in done.stdout
+
+
+def test_final_tables_fit_80_columns_without_cutting_a_word():
+    """At COLUMNS=80 the table used to end its columns in 'vari…', 'base…' (issue 22)."""
+    import io
+
+    from rich.console import Console
+
+    from entangle.cli.ablate import results_tables
+
+    spec = load_grid(example_path())
+    rows = [
+        {
+            "status": "done",
+            "variant": v,
+            "aga_weight": 0.7,
+            "seed": s,
+            "acc_all": 0.61,
+            "acc_old": 0.8123,
+            "acc_new": 0.4567,
+            "gdc": 0.123,
+            "gdc_raw": 0.2,
+            "soc": 0.45,
+            "gdc_all": 0.1,
+            "soc_all": 0.4,
+        }
+        for v in ("baseline-reference", "eagc-fixed")
+        for s in (0, 1)
+    ]
+    buf = io.StringIO()
+    console = Console(file=buf, width=80, color_system=None)
+    for table in results_tables(rows, spec):
+        console.print(table)
+    text = buf.getvalue()
+    assert max(len(line) for line in text.splitlines()) <= 80
+    assert "…" not in text
+    assert "baseline-reference" in text and "eagc-fixed" in text and "variant" in text
+    assert "81.2 ± 0.0" in text and "0.123 ± 0.000" in text and "GDC raw 200" in text
