@@ -78,6 +78,7 @@ def prepare(config: TrainConfig, *, progress: Callable[[str, int, float], None] 
         seed=config.seed,
         **extra,
     )
+    _check_model_fits_data(config.model, config.data, data.input_kind)
     torch.manual_seed(config.seed)
     kwargs = {}
     if config.model == "digits-mlp" and data.input_kind == "vector":
@@ -264,3 +265,17 @@ def ensure_reference(config: TrainConfig, setup: Setup, progress=None):
         )
     setup.reference = (ref_b, ref_h)
     return setup.reference
+
+
+# which --data each model family takes (input kinds of entangle.data.sources)
+IMAGE_SOURCES = "imagefolder:PATH, cifar10:PATH or cifar100:PATH"
+
+
+def _check_model_fits_data(model: str, data: str, input_kind: str) -> None:
+    """Refuse a model that cannot read the data, naming the --data that suits it."""
+    if model.startswith("vit-") and input_kind != "image":
+        raise EntangleValueError(
+            f"--model {model} reads RGB images [n, 3, H, W], but --data {data} gives "
+            f"{input_kind} inputs; use --data {IMAGE_SOURCES} with a ViT, or --model "
+            "digits-mlp for --data digits / synthetic"
+        )

@@ -77,3 +77,19 @@ def test_analyze_flags_reach_the_analyze_config(monkeypatch, tmp_path):
     loss = seen["config"].loss_config()
     for name, value in LOSS_FLAGS.values():
         assert getattr(loss, name) == value, name
+
+
+def test_a_vit_on_vector_data_says_which_data_suits_it(tmp_path, capsys, monkeypatch):
+    """Was the model's own 'expected images [n, 3, H, W], got (64, 32)' (issue 22)."""
+    import sys
+
+    from entangle.cli.app import main
+
+    argv = ["train", str(tmp_path / "run"), "--data", "synthetic", "--model", "vit-tiny-test"]
+    monkeypatch.setattr(sys, "argv", ["entangle", *argv])
+    with pytest.raises(SystemExit) as info:
+        main()
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "--data synthetic gives vector inputs" in err and "imagefolder:PATH" in err
+    assert "--model digits-mlp" in err
