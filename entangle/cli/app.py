@@ -30,7 +30,8 @@ def _register_commands() -> None:
     # importing each module runs its @app.command decorators
     import importlib
 
-    for name in ("bench", "demo", "train", "report", "analyze", "ablate", "import_log", "export"):
+    commands = ("bench", "demo", "train", "report", "analyze", "ablate", "import_log", "export")
+    for name in (*commands, "splits"):
         try:
             importlib.import_module(f"entangle.cli.{name}")
         except ModuleNotFoundError as exc:

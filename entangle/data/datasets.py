@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from entangle.data.benchmarks import BENCHMARKS, BenchmarkSplit, benchmark_source
+
 # re-exported (redundant aliases): these lived here before entangle.data.sources existed
 from entangle.data.sources import IMAGE_EXTENSIONS as IMAGE_EXTENSIONS
 from entangle.data.sources import SOURCES as SOURCES
@@ -103,7 +105,9 @@ class GCDData:
         old_classes: indices of the known classes.
         class_names: name of every class, index = class id.
         input_kind: ``"digits"``, ``"vector"`` or ``"image"`` (picks the augmentation).
-        split: the ``GCDSplit`` that produced the masks.
+        split: the ``GCDSplit`` that produced the masks (``None`` for a benchmark).
+        benchmark: for ``cub:ROOT`` and the other benchmarks, the published split the masks
+            come from (:mod:`entangle.data.benchmarks`); its targets put old classes first.
     """
 
     x: object
@@ -114,6 +118,7 @@ class GCDData:
     class_names: list[str]
     input_kind: str
     split: GCDSplit | None = field(default=None, repr=False)
+    benchmark: BenchmarkSplit | None = field(default=None, repr=False)
 
     @property
     def num_classes(self) -> int:
@@ -163,6 +168,9 @@ def load_source(
         EntangleError: an image source without torchvision installed (CIFAR).
     """
     _check_fraction(labeled_fraction)
+    kind, _, root = str(spec).partition(":")
+    if kind.strip().lower() in BENCHMARKS and root:
+        return _load_benchmark(kind.strip().lower(), root, old_classes, labeled_fraction, kw)
     x, labels, names, default_old, input_kind = read_source(spec, seed=seed, **kw)
     old = parse_old_classes(old_classes, names, default_old)
     split = GCDSplit(old, labeled_fraction=labeled_fraction, seed=seed)
@@ -176,6 +184,27 @@ def load_source(
         class_names=names,
         input_kind=input_kind,
         split=split,
+    )
+
+
+def _load_benchmark(name, root, old_classes, labeled_fraction, kw) -> GCDData:
+    if old_classes is not None or kw:
+        raise EntangleValueError(
+            f"{name} uses its published class split (entangle splits {name}:ROOT shows it); "
+            "drop --old-classes and source options, or use imagefolder:PATH for a custom split"
+        )
+    split, x, targets = benchmark_source(name, root, prop=labeled_fraction)
+    n_old = len(split.old_classes)
+    order = list(split.old_classes) + list(split.new_classes)
+    return GCDData(
+        x=x,
+        labels=targets,
+        labeled=torch.from_numpy(split.labeled),
+        novel=targets >= n_old,
+        old_classes=list(range(n_old)),
+        class_names=[split.class_names[c] for c in order],
+        input_kind="image",
+        benchmark=split,
     )
 
 
@@ -251,6 +280,81 @@ class BalancedBatchSampler:
                 parts.append(queue[:need])
                 queues[j] = queue[need:]
             yield torch.cat(parts)
+
+
+class WeightedGCDSampler:
+    """SimGCD's sampler as index batches: weighted draws with replacement, last batch dropped.
+
+    Weight 1 per labeled sample and ``n_labeled / n_unlabeled`` per unlabeled one, so labeled
+    and unlabeled samples are drawn equally often on average; ``n`` draws per epoch (SimGCD
+    train.py: ``WeightedRandomSampler(sample_weights, num_samples=len(train_dataset))`` in a
+    ``DataLoader(..., drop_last=True)``). With ``world_size > 1`` it is SimGCD's
+    ``DistributedWeightedSampler`` (util/general_utils.py): rank ``r`` draws
+    ``n // world_size`` samples among rows ``r, r + W, r + 2W, ...`` with their weights.
+    Unlike SimGCD (numpy/torch global generator) the draws depend only on
+    ``(seed, epoch, rank)``, so a resumed run sees the batches it would have seen.
+
+    Args:
+        labeled: ``[n]`` bool mask of labeled samples.
+        batch_size: rows per batch (per rank).
+        seed: base seed.
+        rank, world_size: this process's place in a distributed run.
+
+    Yields:
+        ``[batch_size]`` long tensors of sample indices (CPU).
+    """
+
+    def __init__(
+        self, labeled, batch_size: int, *, seed: int = 0, rank: int = 0, world_size: int = 1
+    ):
+        mask = torch.as_tensor(labeled).bool().cpu()
+        n_lab = int(mask.sum())
+        if mask.ndim != 1 or n_lab == 0 or n_lab == mask.numel():
+            raise EntangleValueError(
+                "WeightedGCDSampler needs a 1-D mask with labeled and unlabeled samples, got "
+                f"{n_lab} labeled of {mask.numel()}"
+            )
+        if batch_size < 1 or not 0 <= rank < world_size:
+            raise EntangleValueError(
+                f"batch_size must be >= 1 and 0 <= rank < world_size, got {batch_size}, "
+                f"{rank}, {world_size}"
+            )
+        weights = torch.where(mask, 1.0, n_lab / (mask.numel() - n_lab)).double()
+        self.weights = weights[rank::world_size]
+        self.num_samples = mask.numel() // world_size
+        self.batch_size = int(batch_size)
+        self.seed, self.rank, self.world_size = int(seed), int(rank), int(world_size)
+        self.epoch = 0
+        if len(self) == 0:
+            raise EntangleValueError(
+                f"batch size {batch_size} exceeds the {self.num_samples} samples a rank draws "
+                "per epoch (drop_last leaves no batch); lower --batch-size"
+            )
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose batches the next iteration yields."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.num_samples // self.batch_size
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        g = torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch) * 1009 + self.rank)
+        draw = torch.multinomial(self.weights, self.num_samples, replacement=True, generator=g)
+        rows = self.rank + draw * self.world_size
+        for i in range(len(self)):
+            yield rows[i * self.batch_size : (i + 1) * self.batch_size]
+
+
+def train_sampler(
+    data: GCDData, batch_size: int, *, seed: int = 0, rank: int = 0, world_size: int = 1
+):
+    """The recipe's batch sampler: SimGCD's weighted one for benchmarks, else the balanced one."""
+    if data.benchmark is not None or world_size > 1:
+        return WeightedGCDSampler(
+            data.labeled, batch_size, seed=seed, rank=rank, world_size=world_size
+        )
+    return BalancedBatchSampler(data.labeled, batch_size, seed=seed)
 
 
 def make_batch(

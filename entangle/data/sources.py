@@ -5,7 +5,9 @@ None downloads anything; :func:`read_source` dispatches on the spec:
 - ``digits``: scikit-learn's embedded 8x8 handwritten digits, old 0-4, novel 5-9 (default);
 - ``synthetic``: planted Gaussian-mixture features with a controllable old/novel overlap;
 - ``imagefolder:PATH``: one sub-folder per class;
-- ``cifar10:PATH`` / ``cifar100:PATH``: a local torchvision-format copy.
+- ``NAME:ROOT`` for the GCD benchmarks (``cub``, ``scars``, ``aircraft``, ``cifar10``,
+  ``cifar100``, ``imagenet100``, ``imagenet1k``, ``herbarium19``): their published layout and
+  split, read by :mod:`entangle.data.benchmarks`.
 
 :func:`parse_old_classes` turns a user's old-class spec into class ids for any of them.
 The split and batches live in :mod:`entangle.data.datasets`.
@@ -20,9 +22,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from entangle.errors import EntangleError, EntangleValueError
+from entangle.errors import EntangleValueError
 
-SOURCES = ("digits", "synthetic", "imagefolder:PATH", "cifar10:PATH", "cifar100:PATH")
+# the benchmarks (cub:ROOT, cifar10:ROOT, ...) are read by entangle.data.benchmarks
+BENCHMARKS = (
+    "cub",
+    "scars",
+    "aircraft",
+    "cifar10",
+    "cifar100",
+    "imagenet100",
+    "imagenet1k",
+    "herbarium19",
+)
+SOURCES = ("digits", "synthetic", "imagefolder:PATH", *(f"{b}:ROOT" for b in BENCHMARKS))
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
 
 # ---------------------------------------------------------------- old-class resolution
@@ -180,25 +193,15 @@ def _imagefolder(path: str, **kw):
     return ImageFiles(paths), y, names, list(range(math.ceil(len(names) / 2))), "image"
 
 
-def _cifar(name: str, path: str, **kw):
-    try:
-        from torchvision import datasets
-    except ImportError as exc:
-        raise EntangleError(
-            f"{name} needs torchvision, which is not installed; run: "
-            'pip install "entangle-gcd[vit]"'
-        ) from exc
-    cls = datasets.CIFAR10 if name == "cifar10" else datasets.CIFAR100
-    try:
-        ds = cls(root=str(Path(path).expanduser()), train=True, download=False, **kw)
-    except RuntimeError as exc:  # torchvision says "Dataset not found or corrupted"
-        raise EntangleValueError(
-            f"{name}: no torchvision-format copy under {path} ({exc}); point {name}:PATH at "
-            "the folder that holds the extracted batches"
-        ) from exc
-    labels = torch.as_tensor(ds.targets, dtype=torch.int64)
-    n_old = 5 if name == "cifar10" else 80  # GCD's standard splits
-    return ArrayImages(ds.data), labels, list(ds.classes), list(range(n_old)), "image"
+def _benchmark(name: str, path: str, **kw):
+    if kw:
+        raise EntangleValueError(f"benchmark {name!r} takes no options, got {sorted(kw)}")
+    from entangle.data.benchmarks import benchmark_source
+
+    split, x, targets = benchmark_source(name, path)
+    order = list(split.old_classes) + list(split.new_classes)
+    names = [split.class_names[c] for c in order]
+    return x, targets, names, list(range(len(split.old_classes))), "image"
 
 
 def read_source(spec: str, *, seed: int = 0, **kw):
@@ -223,8 +226,8 @@ def read_source(spec: str, *, seed: int = 0, **kw):
         return _synthetic(**kw)
     elif kind == "imagefolder" and path:
         return _imagefolder(path, **kw)
-    elif kind in ("cifar10", "cifar100") and path:
-        return _cifar(kind, path, **kw)
+    elif kind in BENCHMARKS and path:
+        return _benchmark(kind, path, **kw)
     else:
         raise EntangleValueError(
             f"unknown data source {spec!r}; valid sources: {', '.join(SOURCES)}"

@@ -18,7 +18,7 @@ import torch
 from entangle.checkpoints import CheckpointError, safe_load
 from entangle.checkpoints import save_checkpoint as save_model_checkpoint
 from entangle.data.augment import default_augment
-from entangle.data.datasets import BalancedBatchSampler, GCDData, eval_inputs, make_batch
+from entangle.data.datasets import GCDData, eval_inputs, make_batch, train_sampler
 from entangle.eagc import EAGC, reference_features
 from entangle.errors import EntangleRuntimeError, EntangleValueError
 from entangle.gcd.calibrate import resolve_run_aperture, start_calibration
@@ -178,7 +178,7 @@ def _train_loop(config, setup, run, run_dir, resume, on_epoch, on_step) -> dict:
         weight_decay=config.weight_decay,
         epochs=config.epochs,
     )
-    sampler = BalancedBatchSampler(data.labeled, config.batch_size, seed=config.seed)
+    sampler = train_sampler(data, config.batch_size, seed=config.seed)
     steps_per_epoch = len(sampler)
     loss_config = config.loss_config()
     subset = _probe_subset(data, config.probeset_size, config.seed)
