@@ -107,6 +107,12 @@ def ablate(
 ) -> None:
     """Train every cell of an ablation grid (skipping finished ones) and aggregate over seeds.
 
+    Examples:
+
+    
+      entangle ablate --example --dry-run
+      entangle ablate grid.toml --out reports/ablate/grid --workers 2
+
     Exit code 0 when every cell finished, 1 when a cell failed (recorded in its FAILED file
     and in results.csv; rerun to retry), 2 for a bad spec or option.
     """

@@ -219,7 +219,14 @@ def analyze_command(
     infonce_temperature: InfonceTemperature = LOSS_DEFAULTS["infonce_temperature"],
     seed: Annotated[int, typer.Option(help="Seed of split, subsample, batches, k-means.")] = 0,
 ) -> None:
-    """Diagnose saved GCD checkpoints: accuracy, subspace overlap, energy, gradient conflict."""
+    """Diagnose saved GCD checkpoints: accuracy, subspace overlap, energy, gradient conflict.
+
+    Examples:
+
+    
+      entangle analyze run/checkpoints/model.pt --data imagefolder:cub/ --out an/
+      entangle analyze --list-formats
+    """
     from entangle.analysis import AnalyzeConfig, analyze
 
     config = AnalyzeConfig(

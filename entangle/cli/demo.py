@@ -62,7 +62,14 @@ def demo(
         ),
     ] = "2.0",
 ) -> None:
-    """Pretrain on digits, train the reference model, run both baselines and EAGC's variants."""
+    """Pretrain on digits, train the reference model, run both baselines and EAGC's variants.
+
+    Examples:
+
+    
+      entangle demo
+      entangle demo --variants baseline,eagc --out reports/quick
+    """
     from entangle.gcd.demo import run_demo
 
     with stage_progress() as progress:

@@ -31,7 +31,14 @@ def tensorboard(
     ] = 10,
 ) -> None:
     """Write every probed scalar and evaluation record of RUNS as TensorBoard events (needs
-    the [tb] extra); view with `tensorboard --logdir OUT`."""
+    the [tb] extra); view with `tensorboard --logdir OUT`.
+
+    Examples:
+
+    
+      entangle export tensorboard runs/eagc --out tb/
+      tensorboard --logdir tb/
+    """
     from entangle.errors import EntangleValueError
     from entangle.logs.tensorboard_out import export_run
 

@@ -25,7 +25,14 @@ def import_log_command(
         str | None, typer.Option(help="Display name in reports (default: the --out folder).")
     ] = None,
 ) -> None:
-    """Turn an existing run's training log into a run directory that `entangle report` draws."""
+    """Turn an existing run's training log into a run directory that `entangle report` draws.
+
+    Examples:
+
+    
+      entangle import-log exp/simgcd/log/cub_run --out runs/simgcd-cub
+      entangle import-log run/log.txt run/events.out.tfevents.* --out runs/cub
+    """
     from entangle.logs import import_log
 
     result = import_log(files, out, name=name)

@@ -39,7 +39,14 @@ def report(
     ] = "auto",
     seed: Annotated[int, typer.Option("--seed", help="Seed of the t-SNE maps.")] = 0,
 ) -> None:
-    """Write a self-contained HTML report (plus PNG figures) comparing the given runs."""
+    """Write a self-contained HTML report (plus PNG figures) comparing the given runs.
+
+    Examples:
+
+    
+      entangle report runs/baseline runs/eagc --out reports/compare
+      entangle report runs/imported-simgcd runs/eagc --pdf
+    """
     from entangle.report import build_report
 
     if out is None:

@@ -119,7 +119,14 @@ def train_command(
     ] = "stop",
     nan_limit: Annotated[int, typer.Option(help="Consecutive non-finite losses tolerated.")] = 5,
 ) -> None:
-    """Train a GCD model with the probe, writing steps, epochs, features and checkpoints."""
+    """Train a GCD model with the probe, writing steps, epochs, features and checkpoints.
+
+    Examples:
+
+    
+      entangle train runs/eagc --data digits --model digits-mlp --eagc --epochs 6
+      entangle train runs/vit --data imagefolder:cub/ --model vit-b16 --eagc
+    """
     from entangle.gcd.train import TrainConfig, check_run_dir, prepare, resolve_device, train
 
     vit = model.startswith("vit-")

@@ -93,3 +93,17 @@ def test_a_vit_on_vector_data_says_which_data_suits_it(tmp_path, capsys, monkeyp
     assert info.value.code == 2 and len(err.strip().splitlines()) == 1, err
     assert "--data synthetic gives vector inputs" in err and "imagefolder:PATH" in err
     assert "--model digits-mlp" in err
+
+
+@pytest.mark.parametrize(
+    "command",
+    ["train", "report", "analyze", "ablate", "import-log", "demo", "bench", "export tensorboard"],
+)
+def test_every_command_help_shows_real_examples_within_80_columns(command, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    result = CliRunner().invoke(app, [*command.split(), "--help"], terminal_width=80)
+    assert result.exit_code == 0, result.output
+    assert "Examples" in result.output
+    shown = [line for line in result.output.splitlines() if f"entangle {command}" in line]
+    assert shown, result.output  # the examples run the command itself
+    assert max(len(line) for line in result.output.splitlines()) <= 80
