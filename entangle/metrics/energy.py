@@ -37,6 +37,53 @@ def conceptor(features: torch.Tensor, aperture: float = 2.0) -> torch.Tensor:
     return ((c + c.T) / 2).to(z.dtype)
 
 
+class ConceptorFactors:
+    """A conceptor held as its eigen-factors: C = U diag(gains) U^T (see :func:`conceptor`).
+
+    Computed from one thin SVD of the features (Z / sqrt(N) = W S V^T, so R = V S^2 V^T and
+    gains = s^2 / (s^2 + a^-2)), in float64: the energies and the spectrum follow without
+    forming the ``[D, D]`` matrix or a second eigendecomposition. Same quantities as
+    :func:`conceptor`, :func:`energy_ratio` and :func:`conceptor_spectrum` up to rounding;
+    about 4x cheaper than the three together when N < D (what a probe set's
+    :func:`~entangle.probing.probeset.summarize_subspace` pays at each evaluation).
+
+    Args:
+        features: ``[N, D]`` labeled features (not centred, as in the paper).
+        aperture: a > 0.
+    """
+
+    def __init__(self, features: torch.Tensor, aperture: float = 2.0):
+        z = as_matrix(features, "features")
+        if not aperture > 0:
+            raise EntangleValueError(f"aperture must be > 0, got {aperture}")
+        if z.shape[0] == 0:
+            raise EntangleValueError("conceptor: no features given; pass at least one labeled row")
+        z64 = z.to(torch.float64) / math.sqrt(z.shape[0])
+        _, s, vh = torch.linalg.svd(z64, full_matrices=False)
+        evals = s.pow(2)
+        self.dim = z.shape[1]
+        self.gains = evals / (evals + aperture**-2)  # descending, the nonzero part of C's
+        self.basis = vh.T  # [D, r]
+
+    def matrix(self) -> torch.Tensor:
+        """The ``[D, D]`` conceptor (float64)."""
+        return (self.basis * self.gains) @ self.basis.T
+
+    def energy_ratio(self, features: torch.Tensor) -> torch.Tensor:
+        """:func:`energy_ratio` of ``features`` ``[n, D]`` (float64; NaN for zero rows)."""
+        z = as_matrix(features, "features").to(torch.float64)
+        quad = (z @ self.basis.to(z.device)).pow(2) @ self.gains.to(z.device)
+        sq = z.pow(2).sum(dim=1)
+        ratio = torch.where(sq > 0, quad / torch.where(sq > 0, sq, 1.0), float("nan"))
+        return ratio.clamp(0.0, 1.0)
+
+    def spectrum(self) -> dict:
+        """:func:`conceptor_spectrum` of C: ``eigenvalues`` (D, descending), quota, rank."""
+        evals = torch.zeros(self.dim, dtype=torch.float64, device=self.gains.device)
+        evals[: self.gains.shape[0]] = self.gains.clamp(0.0, 1.0)
+        return _spectrum_summary(evals, self.dim)
+
+
 def conceptor_spectrum(c: torch.Tensor) -> dict:
     """Eigenvalues and size summaries of a conceptor, to see when the known subspace is degenerate.
 
@@ -51,12 +98,19 @@ def conceptor_spectrum(c: torch.Tensor) -> dict:
     c = as_tensor(c, "conceptor")
     _check_square(c)
     evals = torch.linalg.eigvalsh(c.to(torch.float64)).clamp(0.0, 1.0).flip(0)
+    out = _spectrum_summary(evals, c.shape[0])
+    out["eigenvalues"] = evals.to(compute_dtype(c.dtype))
+    return out
+
+
+def _spectrum_summary(evals: torch.Tensor, dim: int) -> dict:
+    """Quota and effective rank of descending conceptor eigenvalues ``evals`` (float64)."""
     total = evals.sum()
     p = evals / total if total > 0 else evals
     entropy = -(p[p > 0] * p[p > 0].log()).sum()
     return {
-        "eigenvalues": evals.to(compute_dtype(c.dtype)),
-        "quota": float(total / c.shape[0]),
+        "eigenvalues": evals,
+        "quota": float(total / dim),
         "effective_rank": float(entropy.exp()) if total > 0 else 0.0,
     }
 

@@ -44,19 +44,24 @@ def soc(old: torch.Tensor, new: torch.Tensor, k: int = 16, *, warn: bool = True)
     """
     old, new = as_matrix(old, "old"), as_matrix(new, "new")
     _check_same_width(old, new, "soc")
-    nan = torch.full((), float("nan"), dtype=old.dtype, device=old.device)
     reason = _rank_problem(old.shape[0], old.shape[1], k, new.shape[0])
     if reason:
         if warn:
             warn_degenerate(f"soc: {reason}; SOC is NaN")
-        return nan
-    old_n, new_n = _normalize_rows(old), _normalize_rows(new)
+        return torch.full((), float("nan"), dtype=old.dtype, device=old.device)
+    return _soc_of(_normalize_rows(old), _normalize_rows(new), k)[0]
+
+
+def _soc_of(old_n: torch.Tensor, new_n: torch.Tensor, k: int) -> tuple:
+    """SOC of normalised rows and the old set's centred top-k basis ``[D, k]``."""
     mu = old_n.mean(dim=0, keepdim=True)
     basis = top_right_singular_vectors(old_n - mu, k)
     centred_new = new_n - mu
     total = centred_new.pow(2).sum()
     inside = (centred_new @ basis).pow(2).sum()
-    return torch.where(total > 0, inside / torch.where(total > 0, total, 1.0), nan).clamp(0, 1)
+    nan = torch.full((), float("nan"), dtype=old_n.dtype, device=old_n.device)
+    value = torch.where(total > 0, inside / torch.where(total > 0, total, 1.0), nan)
+    return value.clamp(0, 1), basis
 
 
 def _rank_problem(n_old: int, dim: int, k: int, n_new: int | None = None) -> str:
@@ -70,6 +75,25 @@ def _rank_problem(n_old: int, dim: int, k: int, n_new: int | None = None) -> str
     if k > rank:
         return f"k={k} exceeds the rank {rank} of the centred set ({n_old} rows, {dim} dims)"
     return ""
+
+
+def soc_and_angles(old: torch.Tensor, new: torch.Tensor, k: int = 16) -> tuple:
+    """``(soc(old, new, k), principal_angles(old, new, k))`` with one SVD of the old set.
+
+    Both centre the normalised old rows on their own mean and take its top-k right singular
+    vectors, so the basis is computed once (what a probe set pays at each evaluation).
+    Degenerate inputs fall back to the two functions (NaN with their warnings off).
+    """
+    old, new = as_matrix(old, "old"), as_matrix(new, "new")
+    _check_same_width(old, new, "soc")
+    if _rank_problem(old.shape[0], old.shape[1], k, new.shape[0]) or _rank_problem(
+        new.shape[0], new.shape[1], k
+    ):
+        return soc(old, new, k, warn=False), principal_angles(old, new, k, warn=False)
+    old_n, new_n = _normalize_rows(old), _normalize_rows(new)
+    value, basis_old = _soc_of(old_n, new_n, k)
+    basis_new = top_right_singular_vectors(new_n - new_n.mean(dim=0, keepdim=True), k)
+    return value, _angles(basis_old, basis_new)
 
 
 def principal_angles(a: torch.Tensor, b: torch.Tensor, k: int = 16, *, warn: bool = True):
@@ -98,5 +122,9 @@ def principal_angles(a: torch.Tensor, b: torch.Tensor, k: int = 16, *, warn: boo
     for x in (a, b):
         xn = _normalize_rows(x)
         bases.append(top_right_singular_vectors(xn - xn.mean(dim=0, keepdim=True), k))
-    sv = torch.linalg.svdvals(bases[0].T @ bases[1]).clamp(0.0, 1.0)
+    return _angles(bases[0], bases[1])
+
+
+def _angles(basis_a: torch.Tensor, basis_b: torch.Tensor) -> torch.Tensor:
+    sv = torch.linalg.svdvals(basis_a.T @ basis_b).clamp(0.0, 1.0)
     return torch.arccos(sv).sort().values

@@ -11,8 +11,9 @@ from __future__ import annotations
 import torch
 
 from entangle.errors import EntangleValueError
-from entangle.metrics import conceptor, conceptor_spectrum, energy_ratio, principal_angles, soc
 from entangle.metrics._tensors import compute_dtype
+from entangle.metrics.energy import ConceptorFactors
+from entangle.metrics.subspace import soc_and_angles
 from entangle.nn.modes import eval_mode
 from entangle.nn.prefix import (
     check_protocol,
@@ -200,30 +201,31 @@ def summarize_subspace(z, labeled, novel, k: int = 16, aperture: float = 2.0) ->
     Features holding NaN or inf give NaN quantities and ``nan_reason``
     (:func:`nan_subspace_summary`), never an error.
     """
-    try:
-        return _summarize_subspace(z, labeled, novel, k, aperture)
-    except torch.linalg.LinAlgError:
-        if bool(torch.isfinite(z).all()):  # a real numerical failure: not ours to hide
-            raise
+    # checked up front: a thin SVD of non-finite rows may return NaN instead of raising
+    if not bool(torch.isfinite(z).all()):
         reason = "the features hold NaN or inf (training diverged?)"
         return nan_subspace_summary(labeled, novel, k, aperture, reason)
+    return _summarize_subspace(z, labeled, novel, k, aperture)
 
 
 def _summarize_subspace(z, labeled, novel, k: int, aperture: float) -> dict:
+    # one thin SVD per set: the conceptor's factors give the energies and the spectrum, and
+    # SOC and the principal angles share the old set's basis (docs/performance.md)
     old, new = z[labeled], z[novel]
-    c = conceptor(old, aperture)
-    ratio = energy_ratio(z, c, warn=False)
+    c = ConceptorFactors(old, aperture)
+    ratio = c.energy_ratio(z).to(z.dtype)
     unlabeled_old = ~labeled & ~novel
+    value, angles = soc_and_angles(old, new, k)
     out = {
-        "soc": soc(old, new, k),
-        "principal_angles": principal_angles(old, new, k),
+        "soc": value,
+        "principal_angles": angles,
         "energy": {
             "labeled": masked_summary(ratio, labeled),
             "unlabeled_old": masked_summary(ratio, unlabeled_old),
             "unlabeled_new": masked_summary(ratio, novel),
         },
     }
-    spectrum = conceptor_spectrum(c)
+    spectrum = c.spectrum()
     out = to_host(out)
     out["conceptor"] = {
         "source": REFIT_SOURCE,

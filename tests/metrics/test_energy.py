@@ -162,3 +162,25 @@ def test_energy_ratio_is_in_unit_interval(n, dim, aperture, seed):
     c = conceptor(torch.from_numpy(rng.standard_normal((n, dim))), aperture)
     ratio = energy_ratio(torch.from_numpy(rng.standard_normal((5, dim))), c)
     assert bool(((ratio >= 0) & (ratio <= 1)).all())
+
+
+def test_conceptor_factors_equal_the_matrix_route():
+    # the probe set's SVD route against the eigh-based conceptor, energy_ratio, spectrum
+    from entangle.metrics.energy import ConceptorFactors
+
+    g = torch.Generator().manual_seed(3)
+    for n, d in ((20, 48), (80, 12)):  # fewer rows than dims (rank-deficient R) and more
+        old = torch.randn(n, d, generator=g, dtype=torch.float64) * torch.linspace(0.1, 3, d)
+        z = torch.randn(30, d, generator=g, dtype=torch.float64)
+        z[4] = 0.0
+        f = ConceptorFactors(old, 1.7)
+        c = conceptor(old, 1.7)
+        assert torch.allclose(f.matrix(), c, atol=1e-12)
+        expected = energy_ratio(z, c, warn=False)
+        got = f.energy_ratio(z)
+        assert torch.isnan(got[4]) and torch.isnan(expected[4])
+        assert torch.allclose(got, expected, atol=1e-12, equal_nan=True)
+        spec, ref = f.spectrum(), conceptor_spectrum(c)
+        assert torch.allclose(spec["eigenvalues"], ref["eigenvalues"], atol=1e-12)
+        assert abs(spec["quota"] - ref["quota"]) < 1e-12
+        assert abs(spec["effective_rank"] - ref["effective_rank"]) < 1e-9

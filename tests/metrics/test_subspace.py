@@ -142,3 +142,18 @@ def test_soc_is_in_unit_interval_and_ignores_row_scale(n_old, n_new, dim, seed, 
     # rows are L2-normalised first, so rescaling any row changes nothing
     row_scale = torch.from_numpy(scale * rng.uniform(0.5, 2.0, (n_new, 1)))
     assert float(soc(old, new * row_scale, k=k)) == pytest.approx(value, abs=1e-9)
+
+
+def test_soc_and_angles_equal_the_two_functions():
+    from entangle.metrics.subspace import soc_and_angles
+
+    g = torch.Generator().manual_seed(5)
+    old = torch.randn(40, 24, generator=g, dtype=torch.float64)
+    new = torch.randn(30, 24, generator=g, dtype=torch.float64) + old[:30] * 0.5
+    value, angles = soc_and_angles(old, new, 6)
+    assert torch.allclose(value, soc(old, new, 6), atol=1e-13)
+    assert torch.allclose(angles, principal_angles(old, new, 6), atol=1e-10)
+    # degenerate: k above the new set's rank -> NaN angles, SOC still defined
+    value, angles = soc_and_angles(old, new[:4], 6)
+    assert torch.allclose(value, soc(old, new[:4], 6, warn=False), atol=1e-13)
+    assert torch.isnan(angles).all()

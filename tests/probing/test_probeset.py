@@ -277,3 +277,13 @@ def test_probeset_uses_the_given_k_and_aperture():
     assert len(a["principal_angles"]) == 2 and len(b["principal_angles"]) == 6
     assert a["soc"] < b["soc"]  # a larger known subspace holds more of the novel energy
     assert a["conceptor"]["quota"] < b["conceptor"]["quota"]
+
+
+def test_summarize_subspace_non_finite_features_give_nan_reason():
+    from entangle.probing.probeset import summarize_subspace
+
+    z = torch.randn(40, 8, generator=torch.Generator().manual_seed(0))
+    z[3, 2] = float("nan")
+    lab, nov = torch.arange(40) % 2 == 0, torch.arange(40) % 4 == 1
+    out = summarize_subspace(z, lab, nov, 3)
+    assert "NaN or inf" in out["nan_reason"] and out["soc"] != out["soc"]
