@@ -8,9 +8,16 @@ Three parts, about five minutes on one modern GPU (see docs/reliability.md):
    once with fp16 autocast and a ``GradScaler`` and once with bf16 autocast: any host sync in
    ``EAGC.coordinate`` or ``Probe.backward`` raises, except the probed step's one allowed
    device-to-host transfer (``to_host``), which is counted;
-3. ``entangle bench --device cuda`` at the CUDA defaults (ViT-B/16, 224 px, batch 64), its
-   ratios printed with the peak GPU memory.
+3. the bench modes on CUDA (:func:`bench_modes`): ``entangle bench``'s step ratios at the
+   CUDA defaults (ViT-B/16, 224 px, batch 64, 3 rounds) with each variant's images/s and the
+   run's peak GPU memory, then ``entangle bench --memory`` on the device (each variant's
+   ``max_memory_allocated`` above the fixture, ViT-S/16 112 px batch 32). ``--report`` and
+   ``--scaling`` are left out: their t-SNE and report parts run on the CPU.
 
+Everything printed also goes to the file ``--out`` names (default ``gpu_check.txt``), named
+in the first and last lines. Runs from a plain checkout (``PYTHONPATH=. python3 -m
+entangle.bench.gpu_check``): the tests need pytest and are skipped with a note without it;
+the bench uses timm's ViT when timm is installed and entangle's own otherwise (said so).
 Without a CUDA device it prints one line and exits with code 2.
 """
 
@@ -18,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import subprocess
 import sys
 import time
@@ -135,22 +143,112 @@ def _section(title: str) -> float:
     return time.perf_counter()
 
 
+def bench_modes(device, *, quick: bool = False, say=print) -> dict:
+    """``entangle bench`` and ``bench --memory`` on ``device``, printed and returned.
+
+    Step ratios as ``entangle bench`` defines them (3 rounds after a warm-up; ViT-B/16 at
+    224 px, batch 64 on CUDA), images/s of each variant (two views per sample, so
+    ``2 * batch`` images per step; the probe-set variants embed the probe set instead), the
+    peak device memory of the timing run, and each variant's working memory above the
+    fixture with its ratio to the plain step's (:func:`entangle.bench.memory.run_memory`).
+    ``quick``: the bench's tiny models (tests, on a CPU).
+
+    Returns:
+        ``{"bench": run_bench's result, "images_per_s": {variant: float},
+        "peak_memory_gib": float or None, "memory": run_memory's result}``.
+    """
+    from entangle.bench.memory import run_memory
+    from entangle.bench.run import resolve_backend, run_bench
+
+    dev = torch.device(device)
+    cuda = dev.type == "cuda"
+    backend = resolve_backend("auto")
+    if backend == "builtin":
+        say("note: timm is not installed; the bench uses entangle's own ViT")
+    t = time.perf_counter()
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(dev)
+    result = run_bench(device=str(dev), repeats=3, quick=quick)
+    peak = torch.cuda.max_memory_allocated(dev) / 2**30 if cuda else None
+    settings = result["settings"]
+    say(f"step ratios: {settings['model']}")
+    say(f"  batch {settings['batch_size']}, {settings['rounds']} rounds, {settings['device']}")
+    for key, value in result["ratios"].items():
+        say(f"  {key:45s} {value:8.3f}")
+    rows = {"vit": settings["vit"]["rows_per_step"], "mlp": settings["mlp"]["rows_per_step"]}
+    probe_set = {"vit": settings["vit"]["probe_set_size"], "mlp": settings["mlp"]["probe_set_size"]}
+    images = {}
+    for name, ms in result["times_ms"].items():
+        model = "mlp" if name.startswith("mlp_") else "vit"
+        variant = name.removeprefix("mlp_")
+        n = probe_set[model] if variant in ("probeset_soc", "full_reembed") else rows[model]
+        images[name] = n / (ms / 1000.0) if ms > 0 else float("nan")
+    say("images/s (rows per step / step time; the probe-set variants: probe-set rows)")
+    for name, value in images.items():
+        say(f"  {name:45s} {value:10.1f}")
+    if peak is not None:
+        say(f"peak GPU memory of the timing run: {peak:.2f} GiB")
+    say(f"({time.perf_counter() - t:.0f} s)")
+    t = time.perf_counter()
+    memory = run_memory(device=str(dev), quick=quick)
+    s = memory["settings"]
+    say(f"working memory ({memory['method']})")
+    say(f"  {s['model']} at {s['image_size']} px, batch {s['batch_size']}, {s['steps']} steps")
+    for name, mb in memory["working_mb"].items():
+        say(f"  {name:25s} {mb:9.1f} MB  {memory['vs_plain'][name]:6.2f}x plain")
+    say(f"({time.perf_counter() - t:.0f} s)")
+    return {"bench": result, "images_per_s": images, "peak_memory_gib": peak, "memory": memory}
+
+
+class _Tee:
+    """Write to the console and a file (the check's output file)."""
+
+    def __init__(self, stream, file):
+        self.stream, self.file = stream, file
+
+    def write(self, text):
+        self.file.write(text)
+        return self.stream.write(text)
+
+    def flush(self):
+        self.file.flush()
+        self.stream.flush()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m entangle.bench.gpu_check", description=__doc__)
     parser.add_argument("--device", default="cuda", help="CUDA device (default cuda)")
     parser.add_argument("--skip-tests", action="store_true", help="skip the gpu-marked tests")
     parser.add_argument("--skip-bench", action="store_true", help="skip entangle bench")
+    parser.add_argument(
+        "--out", default="gpu_check.txt", help="file for a copy of the output (gpu_check.txt)"
+    )
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
         print("error: no CUDA device here; run python -m entangle.bench.gpu_check on a GPU machine")
         return 2
+    out = Path(args.out)
+    with (
+        out.open("w", encoding="utf-8") as file,
+        contextlib.redirect_stdout(_Tee(sys.stdout, file)),
+    ):
+        print(f"output: {out.resolve()}")
+        code = _checks(args)
+        print(f"output written to {out.resolve()}")
+    return code
+
+
+def _checks(args) -> int:
     failures = []
     start = time.perf_counter()
     print(f"torch {torch.__version__}, {torch.cuda.get_device_name(args.device)}")
 
-    if not args.skip_tests:
+    if not args.skip_tests and importlib.util.find_spec("pytest") is None:
+        _section("gpu-marked tests (pytest -m gpu)")
+        print("skipped: pytest is not installed here (pip install pytest to run them)")
+    elif not args.skip_tests:
         t = _section("gpu-marked tests (pytest -m gpu)")
-        root = Path(__file__).resolve().parents[1]
+        root = Path(__file__).resolve().parents[2]  # the checkout (entangle/bench/..)
         done = subprocess.run(
             [sys.executable, "-m", "pytest", "-q", "-m", "gpu", str(root / "tests")],
             cwd=root,
@@ -178,15 +276,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{'ok' if ok else 'FAILED'}: {counts} ({time.perf_counter() - t:.1f} s)")
 
     if not args.skip_bench:
-        from entangle.bench.run import run_bench
-
-        t = _section("entangle bench --device cuda (ViT-B/16, 224 px, batch 64)")
-        torch.cuda.reset_peak_memory_stats(args.device)
-        result = run_bench(device=args.device)
-        for key, value in result["ratios"].items():
-            print(f"{key:45s} {value:8.3f}")
-        peak = torch.cuda.max_memory_allocated(args.device) / 2**30
-        print(f"peak GPU memory: {peak:.2f} GiB ({time.perf_counter() - t:.0f} s)")
+        _section("bench modes on the device (entangle bench, bench --memory)")
+        try:
+            bench_modes(args.device)
+        except (EntangleError, RuntimeError) as exc:  # e.g. CUDA out of memory
+            failures.append("bench modes")
+            print(f"FAILED: {str(exc).splitlines()[0]}")
 
     took = time.perf_counter() - start
     print(
