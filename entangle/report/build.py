@@ -165,7 +165,8 @@ def _render(runs: list[RunData], tmp: Path, *, pdf, energies, overlaps, cache, d
             "energy_ratio",
             "Known-subspace energy ratio",
             "Energy ratio of each sample under a conceptor refitted on that epoch's labeled "
-            "features (not EEP's conceptor); new-class samples close to 1 lie inside the known "
+            "features (not EEP's conceptor); the axis spans the data's range, not [0, 1]; "
+            "new-class samples close to 1 lie inside the known "
             "subspace. Oracle: the "
             "unlabeled old/new grouping uses ground truth the method never sees.",
             with_features,
@@ -185,10 +186,12 @@ def _render(runs: list[RunData], tmp: Path, *, pdf, energies, overlaps, cache, d
             lambda rs: plot_energy.spectrum_figure(rs, energies),
             "conceptor_spectrum",
             "Conceptor spectrum",
-            "Solid: the run's own conceptor, the one its step energies use (EAGC runs: EEP's "
+            "Solid (thick grey): the run's own conceptor, the one its step energies use "
+            "(EAGC runs: EEP's "
             "conceptor, fitted on the reference model's labeled features; baselines: the "
             "starting model's, fixed). Dashed: conceptors refitted on an epoch's labeled "
-            "features. Quota = mean eigenvalue; a spectrum flat near 1 means the known subspace "
+            "features; where a refit equals the run's own, it lies on the grey line. "
+            "Quota = mean eigenvalue; a spectrum flat near 1 means the known subspace "
             "is the whole space, and EEP's flat near 1 means EEP cannot act.",
             with_features,
         ),

@@ -17,8 +17,10 @@ ENERGY_KINDS = {
 
 
 def _bins(per_run: Mapping[str, Sequence[EpochEnergy]], kind: str) -> np.ndarray:
-    if kind == "ratio":
-        return np.linspace(0.0, 1.0, 41)
+    """41 bin edges over the data's range (shared by all panels; ratios stay inside [0, 1]).
+
+    Ratios of a small model often all lie in [0.8, 1]: a fixed [0, 1] axis hid their shape.
+    """
     values = [
         v
         for energies in per_run.values()
@@ -32,6 +34,9 @@ def _bins(per_run: Mapping[str, Sequence[EpochEnergy]], kind: str) -> np.ndarray
     hi = max(float(v.max()) for v in values)
     if hi - lo < 1e-9:
         lo, hi = lo - 0.5, hi + 0.5
+    if kind == "ratio":
+        pad = 0.02 * (hi - lo)
+        lo, hi = max(0.0, lo - pad), min(1.0, hi + pad)
     return np.linspace(lo, hi, 41)
 
 
@@ -92,8 +97,9 @@ def energy_figure(runs: Sequence, per_run: Mapping[str, Sequence[EpochEnergy]], 
                 else:
                     no_data(ax, "not computable for this epoch")
                 ax.set_title(f"{text(run.name)}: {stage}, epoch {e.epoch}", fontsize="medium")
+                label = xlabel.replace("/ T", f"/ {e.temperature:g}") if kind == "free" else xlabel
                 ax.set_xlabel(
-                    xlabel.replace("/ T", f"/ {e.temperature:g}") if kind == "free" else xlabel
+                    f"{label}\n(axis fitted to the data: {bins[0]:.3g} to {bins[-1]:.3g})"
                 )
                 ax.set_ylabel("density")
         suptitle(fig, f"{title}: labeled vs unlabeled old vs unlabeled new, early vs late")
@@ -118,8 +124,14 @@ def spectrum_figure(runs: Sequence, per_run: Mapping[str, Sequence[EpochEnergy]]
             own = run_conceptor_of(run.meta)
             if own is not None:
                 ev = np.asarray(own["eigenvalues"], dtype=np.float64)
+                # thick and grey under the dashed refits, so it shows where they coincide
                 ax.plot(
-                    np.arange(1, ev.size + 1), ev, color="0.15", lw=2.2, label=_conceptor_label(own)
+                    np.arange(1, ev.size + 1),
+                    ev,
+                    color="0.6",
+                    lw=4.5,
+                    zorder=1,
+                    label=_conceptor_label(own),
                 )
                 drawn = True
             for e, color in zip(per_run.get(run.name, ()), colors(2), strict=False):
@@ -130,11 +142,19 @@ def spectrum_figure(runs: Sequence, per_run: Mapping[str, Sequence[EpochEnergy]]
                     f"refit on epoch {e.epoch}'s labeled features: quota {e.quota:.2f}, "
                     f"eff. rank {e.effective_rank:.1f}"
                 )
-                ax.plot(np.arange(1, ev.size + 1), ev, color=color, lw=1.2, ls="--", label=label)
+                ax.plot(
+                    np.arange(1, ev.size + 1),
+                    ev,
+                    color=color,
+                    lw=1.4,
+                    ls="--",
+                    zorder=2,
+                    label=label,
+                )
                 drawn = True
             if drawn:
                 ax.set_ylim(-0.02, 1.02)
-                ax.legend(loc="best", fontsize="small")
+                ax.legend(loc="upper right", fontsize="small")  # spectra fall from the top left
             else:
                 no_data(ax, "no labeled features saved")
             ax.set_title(f"{text(run.name)}: conceptor spectrum", fontsize="medium")

@@ -74,7 +74,27 @@ def test_free_energy_uses_the_classifiers_softmax_temperature():
     assert logit_temperature_of({"loss": {"student_temperature": 0.2}}) == 0.2
     assert logit_temperature_of({}) == 1.0
     fig = energy_figure([SimpleNamespace(name="run")], {"run": [e]}, "free")
-    assert fig.axes[0].get_xlabel() == "free energy -logsumexp(logits / 0.1)"
+    label = fig.axes[0].get_xlabel().splitlines()
+    assert label[0] == "free energy -logsumexp(logits / 0.1)"
+    lo, hi = float(want.min()), float(want.max())
+    assert label[1] == f"(axis fitted to the data: {lo:.3g} to {hi:.3g})"
+
+
+def test_energy_ratio_axis_fits_the_data_not_zero_to_one():
+    """Ratios all in [0.8, 1] (a small model's) were drawn over [0, 1] (issue 22)."""
+    from types import SimpleNamespace
+
+    from entangle.report.plot_energy import energy_figure
+
+    rng = np.random.default_rng(3)
+    e = SimpleNamespace(
+        epoch=0,
+        ratio={"labeled": rng.uniform(0.85, 0.99, 50), "unlabeled_new": rng.uniform(0.8, 0.9, 20)},
+    )
+    fig = energy_figure([SimpleNamespace(name="run")], {"run": [e]}, "ratio")
+    lo, hi = fig.axes[0].get_xlim()
+    assert 0.78 < lo < 0.81 and 0.98 < hi <= 1.01  # not 0 to 1
+    assert "axis fitted to the data: 0.8" in fig.axes[0].get_xlabel()
 
 
 def _with_conceptor(path, name: str, quota_high: bool):
