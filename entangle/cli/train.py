@@ -24,6 +24,7 @@ from entangle.cli.options import (
 
 @app.command("train")
 def train_command(
+    ctx: typer.Context,
     out: Annotated[Path, typer.Argument(help="Run directory (an unfinished one is resumed).")],
     data: Annotated[
         str,
@@ -118,6 +119,17 @@ def train_command(
         ),
     ] = "stop",
     nan_limit: Annotated[int, typer.Option(help="Consecutive non-finite losses tolerated.")] = 5,
+    preset: Annotated[
+        str | None,
+        typer.Option(
+            help="simgcd | eagc: the public scripts' per-dataset values for a benchmark "
+            "--data NAME:ROOT (flags you pass override them)."
+        ),
+    ] = None,
+    show_config: Annotated[
+        bool,
+        typer.Option("--show-config", help="Print the resolved config as JSON and exit."),
+    ] = False,
 ) -> None:
     """Train a GCD model with the probe, writing steps, epochs, features and checkpoints.
 
@@ -131,6 +143,7 @@ def train_command(
 
     vit = model.startswith("vit-")
     config = TrainConfig(
+        preset=preset,
         data=data,
         old_classes=old_classes,
         labeled_fraction=labeled_fraction,
@@ -169,6 +182,17 @@ def train_command(
         on_nan=on_nan,
         nan_limit=nan_limit,
     )
+    source = {}
+    if preset is not None:
+        config, source = _apply_preset(ctx, config, preset)
+    if show_config:
+        import json
+
+        from entangle.gcd.config import run_config
+
+        shown = run_config(config) | ({"preset_script": source} if preset else {})
+        typer.echo(json.dumps(shown, indent=2))
+        return
     # a bad device, run directory or settings mismatch fails now, not after pretraining
     resolve_device(config.device)
     check_run_dir(config, out)
@@ -190,3 +214,20 @@ def train_command(
     console.print(
         f"run written to [bold]{escape(str(out))}[/] ({escape(config.data)})", highlight=False
     )
+
+
+def _apply_preset(ctx: typer.Context, config, preset: str):
+    """``config`` with the preset's values where the user left the flag at its default."""
+    import dataclasses
+
+    from entangle.gcd.presets import preset_values
+
+    values = preset_values(preset, config.data)
+    source = {k: values.pop(k) for k in ("preset_source", "preset_not_applied") if k in values}
+    # a field without a flag (trainable_blocks, reference_batch_size) has no source: preset wins
+    keep = {
+        k: v
+        for k, v in values.items()
+        if getattr(ctx.get_parameter_source(k), "name", "DEFAULT") == "DEFAULT"
+    }
+    return dataclasses.replace(config, **keep), source

@@ -1,0 +1,62 @@
+"""--preset: per-dataset values against the public scripts, flags override, --show-config."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from entangle.cli.app import app
+from entangle.errors import EntangleValueError
+from entangle.gcd.presets import preset_values
+
+# CVMI-Lab/SimGCD scripts/run_cub.sh and run_cifar100.sh: batch 128, grad_from_block 11,
+# epochs 200, weight_decay 5e-5, lr 0.1, warmup_teacher_temp_epochs 30, memax 2 (cub) / 4
+SIMGCD_CUB = {
+    "batch_size": 128,
+    "epochs": 200,
+    "weight_decay": 5e-5,
+    "lr": 0.1,
+    "warmup_teacher_epochs": 30,
+    "memax_weight": 2.0,
+    "trainable_blocks": 1,
+}
+# HaiyangZheng/EAGC scripts/SimGCD/train_scars.sh: memax 1, lr_backbone 0.1, lr 1.0 (head),
+# reference 30 epochs / batch 32 / lr 0.02, aga_weight 0.7, aperture 2.0, eep_weight 3
+EAGC_SCARS = {
+    "memax_weight": 1.0,
+    "lr": 0.1,
+    "reference_epochs": 30,
+    "reference_batch_size": 32,
+    "reference_lr": 0.02,
+    "aga_weight": 0.7,
+    "aperture": 2.0,
+    "eep_weight": 3.0,
+    "eagc": True,
+    "warmup_teacher_epochs": 30,
+}
+
+
+def test_values_match_the_scripts():
+    cub = preset_values("simgcd", "cub:/data")
+    assert {k: cub[k] for k in SIMGCD_CUB} == SIMGCD_CUB
+    assert preset_values("simgcd", "cifar100:/d")["memax_weight"] == 4.0
+    scars = preset_values("eagc", "scars:/d")
+    assert {k: scars[k] for k in EAGC_SCARS} == EAGC_SCARS
+    assert scars["preset_not_applied"] == {"lr_head": 1.0, "projection_head_nlayers": 1}
+    with pytest.raises(EntangleValueError, match="no cifar10 run"):
+        preset_values("eagc", "cifar10:/d")
+    with pytest.raises(EntangleValueError, match="benchmark"):
+        preset_values("simgcd", "digits")
+
+
+def test_show_config_applies_preset_and_flags_win(tmp_path):
+    args = ["train", str(tmp_path / "r"), "--preset", "eagc", "--data", f"scars:{tmp_path}"]
+    out = CliRunner().invoke(app, [*args, "--memax-weight", "3", "--show-config"])
+    assert out.exit_code == 0, out.output
+    cfg = json.loads(out.output)
+    assert cfg["preset"] == "eagc" and cfg["model"] == "vit-b16" and cfg["eep_weight"] == 3.0
+    assert cfg["memax_weight"] == 3.0 and cfg["loss"]["memax_weight"] == 3.0  # the flag won
+    assert cfg["preset_script"]["preset_source"].endswith("scripts/SimGCD/train_scars.sh")
+    assert not (tmp_path / "r").exists()  # nothing trained, nothing written
