@@ -154,7 +154,8 @@ def _render(runs: list[RunData], tmp: Path, *, pdf, energies, overlaps, cache, d
             "Every series the run's own log holds (text log losses and values, TensorBoard "
             "scalars, the epoch average loss), as it printed them (entangle import-log; not "
             "recomputed), grouped: losses, learning rate, accuracies, other values; a group "
-            "of more than 8 series continues in the next panel, none is dropped.",
+            "of more than 8 series continues in the next panel, none is dropped. Steps: epoch x "
+            "batches + batch for text logs, TensorBoard's own step for its series.",
             logged,
         ),
     ]

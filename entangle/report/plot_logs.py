@@ -48,6 +48,9 @@ def _series(run) -> dict[str, dict[str, tuple[np.ndarray, np.ndarray, str]]]:
         if np.isfinite(y).any():
             label = name if table == "steps" else f"{name} (per epoch)"
             out[group_of(name)][label] = (x, y, x_key)
+    x, total = path_series(run.steps, "loss")  # the step line's total (SimGCD: 'loss X')
+    if np.isfinite(total).any():
+        out["losses"]["loss (total)"] = (x, total, "step")
     x, loss = path_series(run.epochs, "loss_avg", x_key="epoch")
     if np.isfinite(loss).any():
         out["losses"]["epoch average loss (per epoch)"] = (x, loss, "epoch")
@@ -103,9 +106,7 @@ def logged_figure(runs: Sequence):
                 ax.legend(loc="best", fontsize="x-small")
                 ax.set_title(f"{text(run.name)}: {title}", fontsize="medium")
                 ax.set_xlabel(
-                    "step (epoch x batches + batch; TensorBoard: its step), smoothed"
-                    if "per step" in title
-                    else "epoch"
+                    "step (epoch x batches + batch), smoothed" if "per step" in title else "epoch"
                 )
                 ax.set_ylabel("value as logged")
         suptitle(fig, "Values read from imported training logs (entangle import-log)")
