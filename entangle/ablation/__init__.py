@@ -33,6 +33,7 @@ __all__ = [
 ]
 
 
-def example_path() -> Path:
-    """The shipped example grid (digits: every variant over three seeds, one weight sweep)."""
-    return Path(__file__).parent / "examples" / "digits.toml"
+def example_path(name: str = "digits") -> Path:
+    """A shipped example grid: ``digits`` (EAGC's variants over five seeds, one weight sweep)
+    or ``coordinators`` (EAGC against torchjd's PCGrad, CAGrad, UPGrad, MGDA; [mtl] extra)."""
+    return Path(__file__).parent / "examples" / f"{name}.toml"

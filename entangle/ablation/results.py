@@ -3,7 +3,8 @@
 Numbers come from each run's DONE summary (``entangle.gcd.train.run_summary``): last-epoch
 accuracies; the last block's GDC and the ProbeSet SOC over the first 200 probed steps (the
 paper's window, the headline) and over the whole run. ``gdc`` is the GDC of the gradient the
-optimiser applied (EAGC-corrected for EAGC variants), ``gdc_raw`` the one before the
+optimiser applied (EAGC-corrected for EAGC variants, the aggregate for gradient-level
+coordinators), ``gdc_raw`` the one before the
 correction. Keys: docs/records.md.
 """
 
@@ -64,10 +65,11 @@ def cell_row(cell: Cell, run_dir: Path) -> dict:
     row["acc_old"] = summary.get("acc_old")
     row["acc_new"] = summary.get("acc_new")
     # the paper's window first; "_all" the whole run; the applied gradient is the corrected one
-    row["gdc"] = summary.get("gdc_early_eagc", summary.get("gdc_early"))
+    applied = "coordinated" if "gdc_early_coordinated" in summary else "eagc"
+    row["gdc"] = summary.get(f"gdc_early_{applied}", summary.get("gdc_early"))
     row["gdc_raw"] = summary.get("gdc_early")
     row["soc"] = summary.get("soc_early")
-    row["gdc_all"] = summary.get("gdc_mean_eagc", summary.get("gdc_mean"))
+    row["gdc_all"] = summary.get(f"gdc_mean_{applied}", summary.get("gdc_mean"))
     row["gdc_raw_all"] = summary.get("gdc_mean")
     row["soc_all"] = summary.get("soc_all")
     row["soc_last_epoch"] = summary.get("soc")

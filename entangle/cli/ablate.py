@@ -89,6 +89,14 @@ def ablate(
     example: Annotated[
         bool, typer.Option("--example", help="Run the shipped digits grid instead of CONFIG.")
     ] = False,
+    example_coordinators: Annotated[
+        bool,
+        typer.Option(
+            "--example-coordinators",
+            help="Run the shipped digits grid of coordinators (none, eagc, pcgrad, cagrad, "
+            "upgrad, mgda; 5 seeds; needs the [mtl] extra).",
+        ),
+    ] = False,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the cells and exit without training.")
     ] = False,
@@ -119,11 +127,17 @@ def ablate(
     from entangle.ablation import example_path, load_grid, run_grid
     from entangle.errors import EntangleValueError
 
-    if example == (config is not None):
-        raise EntangleValueError("give either a grid spec CONFIG.toml or --example, not both")
-    path = example_path() if example else config
+    if int(example) + int(example_coordinators) + int(config is not None) != 1:
+        raise EntangleValueError(
+            "give one of a grid spec CONFIG.toml, --example or --example-coordinators"
+        )
+    if example_coordinators:
+        path, name = example_path("coordinators"), "example-coordinators"
+    else:
+        path = example_path() if example else config
+        name = "example" if example else Path(path).stem
     spec = load_grid(path)
-    out = out or Path("reports/ablate") / ("example" if example else Path(path).stem)
+    out = out or Path("reports/ablate") / name
     cells = spec.cells()
     if dry_run:
         console.print(cells_table(cells, spec.swept_keys()))

@@ -20,6 +20,10 @@ from entangle.cli.options import (
     TeacherTemperature,
     WarmupTeacherTemperature,
 )
+from entangle.gcd.config import TrainConfig
+
+# the coordinator settings' one home: CoordinatorConfig (via TrainConfig's fields)
+_DEFAULTS = TrainConfig()
 
 
 @app.command("train")
@@ -80,6 +84,27 @@ def train_command(
     adaptive: Annotated[
         bool, typer.Option("--adaptive/--fixed", help="Energy-adaptive or fixed EEP weight.")
     ] = True,
+    coordinator: Annotated[
+        str,
+        typer.Option(
+            help="none | eagc (= --eagc) | a torchjd aggregator: pcgrad, cagrad, mgda, upgrad, "
+            "imtlg, alignedmtl, nashmtl, dualproj, config, gradvac, fairgrad, sum, mean "
+            "([mtl] extra; docs/coordinators.md)."
+        ),
+    ] = _DEFAULTS.coordinator,
+    coordinator_params: Annotated[
+        str,
+        typer.Option(
+            help="What a torchjd aggregator sees: trainable (backbone + head) or backbone."
+        ),
+    ] = _DEFAULTS.coordinator_params,
+    cagrad_c: Annotated[float, typer.Option(help="CAGrad's c.")] = _DEFAULTS.cagrad_c,
+    nashmtl_max_norm: Annotated[
+        float, typer.Option(help="Nash-MTL's update norm clip.")
+    ] = _DEFAULTS.nashmtl_max_norm,
+    alignedmtl_scale_mode: Annotated[
+        str, typer.Option(help="Aligned-MTL's scale: min, median or rmse.")
+    ] = _DEFAULTS.alignedmtl_scale_mode,
     aga_weight: Annotated[float, typer.Option(help="lambda_AGA.")] = 0.7,
     eep_weight: Annotated[float, typer.Option(help="beta (EEP strength).")] = 0.5,
     aperture: Annotated[
@@ -168,6 +193,11 @@ def train_command(
         aga=aga,
         eep=eep,
         adaptive=adaptive,
+        coordinator=coordinator,
+        coordinator_params=coordinator_params,
+        cagrad_c=cagrad_c,
+        nashmtl_max_norm=nashmtl_max_norm,
+        alignedmtl_scale_mode=alignedmtl_scale_mode,
         aga_weight=aga_weight,
         eep_weight=eep_weight,
         aperture=aperture,

@@ -7,12 +7,17 @@ import json
 import math
 from dataclasses import dataclass
 
+from entangle.coordination import AGGREGATORS, CoordinatorConfig
 from entangle.errors import EntangleValueError
 from entangle.gcd.losses import LossConfig
 from entangle.metrics.clustering import accuracy_protocols
 
 # the SimGCD objective's defaults have one home: LossConfig
 _SIMGCD = LossConfig()
+# ... and a gradient-level coordinator's: CoordinatorConfig
+_COORD = CoordinatorConfig()
+# `none` (plain SimGCD), `eagc` (feature level), or a torchjd aggregator (docs/coordinators.md)
+COORDINATORS = ("none", "eagc", *AGGREGATORS)
 
 # SimGCD warms the teacher temperature up over 30 of its 200 epochs (scripts/run_*.sh)
 SIMGCD_WARMUP_SHARE = 30 / 200
@@ -36,6 +41,9 @@ class TrainConfig:
             warm start) or ``"auto"``: reference for EAGC runs, pretrained for the baseline.
         reference_lr, reference_batch_size, reference_weight_decay, reference_epochs: the
             reference model's training (the authors' scripts: 0.02, 32, 1e-4, 30).
+        coordinator: ``none``, ``eagc`` (sets ``eagc``) or a gradient-level aggregator of
+            :data:`COORDINATORS`; ``coordinator_params`` and the aggregator settings
+            (``cagrad_c`` ...) are :class:`~entangle.coordination.CoordinatorConfig`'s.
     """
 
     data: str = "digits"
@@ -69,6 +77,17 @@ class TrainConfig:
     eep_weight: float = 0.5
     aperture: float | str = 2.0  # or "auto" / "jaeger" (docs/calibration.md)
     momentum_mu: float = 0.95
+    coordinator: str = "none"
+    coordinator_params: str = _COORD.params
+    cagrad_c: float = _COORD.cagrad_c
+    mgda_epsilon: float = _COORD.mgda_epsilon
+    mgda_max_iters: int = _COORD.mgda_max_iters
+    alignedmtl_scale_mode: str = _COORD.alignedmtl_scale_mode
+    nashmtl_max_norm: float = _COORD.nashmtl_max_norm
+    nashmtl_update_weights_every: int = _COORD.nashmtl_update_weights_every
+    nashmtl_optim_niter: int = _COORD.nashmtl_optim_niter
+    gradvac_beta: float = _COORD.gradvac_beta
+    fairgrad_alpha: float = _COORD.fairgrad_alpha
     reference: str | None = None
     reference_epochs: int = 30
     reference_lr: float = 0.02
@@ -128,6 +147,29 @@ class TrainConfig:
                 f"{self.reference_epochs} and {self.reference_batch_size}"
             )
         self.loss_config()  # checks the loss settings
+        self._resolve_coordinator()
+
+    def _resolve_coordinator(self) -> None:
+        if self.coordinator not in COORDINATORS:
+            raise EntangleValueError(
+                f"coordinator must be one of {', '.join(COORDINATORS)}, got {self.coordinator!r}"
+            )
+        if self.coordinator == "eagc":
+            self.eagc = True  # `--coordinator eagc` is `--eagc`; `--eagc` alone keeps "none"
+        elif self.eagc and self.coordinator != "none":
+            raise EntangleValueError(
+                f"coordinator {self.coordinator!r} is gradient-level and cannot be combined "
+                "with EAGC; use --coordinator eagc or turn EAGC off"
+            )
+        self.coordinator_config()  # checks the aggregator settings
+
+    def coordinator_config(self) -> CoordinatorConfig | None:
+        """The gradient-level coordinator's settings, or None (``none`` / ``eagc``)."""
+        if self.coordinator not in AGGREGATORS:
+            return None
+        names = [f.name for f in dataclasses.fields(CoordinatorConfig) if f.name != "name"]
+        kwargs = {n: getattr(self, n if n != "params" else "coordinator_params") for n in names}
+        return CoordinatorConfig(name=self.coordinator, **kwargs)
 
     def teacher_warmup_epochs(self) -> int:
         """Warm-up epochs of the teacher temperature: the setting, or SimGCD's share of them.
@@ -160,14 +202,21 @@ class TrainConfig:
         """
         if self.start != "auto":
             return self.start
-        return "pretrained" if self.method() == "baseline" else "reference"
+        return "pretrained" if self._own_start_pretrained() else "reference"
+
+    def _own_start_pretrained(self) -> bool:
+        # gradient-level coordinators start where the plain baseline does
+        return self.method() == "baseline" or self.method() in AGGREGATORS
 
     def needs_reference(self) -> bool:
         """Whether the run needs the reference model (EAGC, or a start from its weights)."""
         return self.eagc or self.start_weights() == "reference"
 
     def method(self) -> str:
-        """Short name of the EAGC switches: baseline, aga, eep, eep-fixed, eagc or eagc-fixed."""
+        """Short name of the EAGC switches (baseline, aga, eep, eep-fixed, eagc, eagc-fixed), or
+        the gradient-level coordinator's name (``pcgrad`` ...)."""
+        if self.coordinator in AGGREGATORS:
+            return self.coordinator
         if not self.eagc or not (self.aga or self.eep):
             return "baseline"
         if self.aga and not self.eep:
@@ -184,7 +233,7 @@ class TrainConfig:
         ``eagc-pretrained`` (etc.) an EAGC variant from the pretrained ones.
         """
         method = self.method()
-        own = "pretrained" if method == "baseline" else "reference"
+        own = "pretrained" if self._own_start_pretrained() else "reference"
         start = self.start_weights()
         return method if start == own else f"{method}-{start}"
 
@@ -239,6 +288,11 @@ _NON_NEGATIVE = (
     "eep_weight",
     "momentum_mu",
     "synthetic_overlap",
+    "cagrad_c",
+    "mgda_epsilon",
+    "nashmtl_max_norm",
+    "gradvac_beta",
+    "fairgrad_alpha",
 )
 
 

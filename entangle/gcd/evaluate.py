@@ -109,8 +109,10 @@ def run_summary(reader: RunReader) -> dict:
         "steps_probed": table["steps"],
         "nan_steps": table["nan_steps"],
     }
-    if any("eagc" in step for step in reader.steps):
-        out["cos_mean_eagc"] = table["cos_mean_eagc"]
-        out["gdc_early_eagc"] = table["gdc_early_eagc"]
-        out["gdc_mean_eagc"] = table["gdc_all_eagc"]
+    # the applied update's: EAGC's corrected (`eagc`), a gradient coordinator's `coordinated`
+    for kind in ("eagc", "coordinated"):
+        if any(kind in step for step in reader.steps):
+            out[f"cos_mean_{kind}"] = table[f"cos_mean_{kind}"]
+            out[f"gdc_early_{kind}"] = table[f"gdc_early_{kind}"]
+            out[f"gdc_mean_{kind}"] = table[f"gdc_all_{kind}"]
     return out

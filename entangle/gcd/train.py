@@ -17,6 +17,7 @@ import torch
 
 from entangle.checkpoints import CheckpointError, safe_load
 from entangle.checkpoints import save_checkpoint as save_model_checkpoint
+from entangle.coordination import GradientCoordinator
 from entangle.data.augment import default_augment
 from entangle.data.datasets import GCDData, eval_inputs, make_batch, train_sampler
 from entangle.eagc import EAGC, reference_features
@@ -178,6 +179,7 @@ def _train_loop(config, setup, run, run_dir, resume, on_epoch, on_step) -> dict:
         weight_decay=config.weight_decay,
         epochs=config.epochs,
     )
+    coordinator = _coordinator(config, backbone, params)
     sampler = train_sampler(data, config.batch_size, seed=config.seed)
     steps_per_epoch = len(sampler)
     loss_config = config.loss_config()
@@ -213,6 +215,7 @@ def _train_loop(config, setup, run, run_dir, resume, on_epoch, on_step) -> dict:
         every=config.probe_every,
         run=run,
         eagc=eagc,
+        coordinator=coordinator,
         known_subspace=known_subspace,
         probeset=probeset,
         attribution=config.attribution,
@@ -323,6 +326,16 @@ def _train_loop(config, setup, run, run_dir, resume, on_epoch, on_step) -> dict:
     summary = run_summary(RunReader(run_dir))
     run.finish(summary)
     return summary
+
+
+def _coordinator(config: TrainConfig, backbone, params) -> GradientCoordinator | None:
+    """The run's gradient-level coordinator on its ``coordinator_params`` set, or None."""
+    settings = config.coordinator_config()
+    if settings is None:
+        return None
+    if settings.params == "backbone":
+        params = [p for p in backbone.parameters() if p.requires_grad]
+    return GradientCoordinator(params, settings)
 
 
 def _resume_from(path: Path, backbone, head, opt, sched, eagc) -> int:

@@ -37,7 +37,7 @@ from entangle.probing.summaries import conflict_summary, masked_summary, to_host
 
 # every top-level key a step record of the probe can hold (docs/records.md)
 RECORD_KEYS = frozenset(
-    {"step", "epoch", "losses", "raw", "eagc", "feature", "feature_eagc", "energy"}
+    {"step", "epoch", "losses", "raw", "eagc", "coordinated", "feature", "feature_eagc", "energy"}
     | {"n_labeled", "nan", "probeset", "attribution", "attribution_eagc", "eagc_mu"}
     | {"eagc_authors", "eagc_authors_weights"}
     | {"rank_local"}
@@ -72,6 +72,10 @@ class Probe:
             Without a run, records are kept in ``records``.
         eagc: the :class:`~entangle.eagc.EAGC` coordinating ``features``; its corrected
             per-loss gradients are measured too.
+        coordinator: a :class:`~entangle.coordination.GradientCoordinator` that makes every
+            step's training backward (its parameters must be probed ones); probed steps also
+            record ``coordinated``: the applied update against the raw supervised gradient
+            (docs/coordinators.md).
         known_subspace: ``[D, D]`` conceptor for energy summaries when no EAGC is given
             (records name it ``known_subspace``; with EAGC the ratios are under EEP's own
             conceptor, named ``eep``).
@@ -114,6 +118,7 @@ class Probe:
         every: int = 1,
         run=None,
         eagc: EAGC | None = None,
+        coordinator=None,
         known_subspace: torch.Tensor | None = None,
         probeset=None,
         logit_temperature: float | None = None,
@@ -138,6 +143,14 @@ class Probe:
         self._index = {id(p): i for i, p in enumerate(self._params)}
         self.every = int(every)
         self.eagc = eagc
+        if coordinator is not None and eagc is not None:
+            raise EntangleValueError("give Probe an eagc or a gradient coordinator, not both")
+        if coordinator is not None and any(id(p) not in self._index for p in coordinator.params):
+            raise EntangleValueError(
+                "the coordinator's parameters must all be in the probed groups; add them to "
+                "params (e.g. an 'all' group)"
+            )
+        self.coordinator = coordinator
         self.known_subspace = known_subspace
         self.probeset = probeset
         self.logit_temperature_source = (
@@ -362,7 +375,10 @@ class Probe:
         step = self.calls
         self.calls += 1
         if step % self.every:
-            _scaled(sup + unsup, scaler).backward()
+            if self.coordinator is not None:
+                self.coordinator.backward(sup, unsup, scaler=scaler)
+            else:
+                _scaled(sup + unsup, scaler).backward()
             return None
         subset = None
         if self.probeset is not None and self.probeset.is_due(step, self.every):
@@ -458,7 +474,9 @@ class Probe:
                 authors = _grads(_scaled(sup, scaler), params)
                 authors = (authors, _grads(_scaled(sup + unsup, scaler), params))
 
-        total, feature_total = self._training_backward(sup + unsup, scaler, params, features)
+        total, feature_total, applied = self._training_backward(
+            sup, unsup, scaler, params, features, raw_sup
+        )
 
         record: dict = {"step": step}
         if self.epoch is not None:
@@ -479,6 +497,11 @@ class Probe:
                 "eep off"
                 if state.weights is None
                 else ("previous" if state.previous_weights is not None else "none")
+            )
+        if applied is not None:
+            # the update the optimiser applies against the raw supervised gradient
+            record["coordinated"] = self._group_metrics(
+                raw_sup, _minus(applied, raw_sup), scale, applied
             )
         if features is not None:
             g_s = _or_zeros(raw_sup[-1], features)
@@ -541,8 +564,12 @@ class Probe:
         grads = [group[id(p)] if id(p) in group else rest_grads[id(p)] for p in inputs[:-1]]
         return jac, grads + [feat_sup]
 
-    def _training_backward(self, total_loss, scaler, params, features):
-        """The one training backward; hooks capture this call's gradient of every probed leaf."""
+    def _training_backward(self, sup, unsup, scaler, params, features, raw_sup):
+        """The one training backward; hooks capture this call's gradient of every probed leaf.
+
+        With a coordinator it makes the backward (given ``raw_sup``, no extra one) and the
+        third result is the applied gradient of every probed leaf (else None).
+        """
         captured: list[torch.Tensor | None] = [None] * len(params)
         feature_total: list[torch.Tensor | None] = [None]
         handles = []
@@ -561,11 +588,20 @@ class Probe:
                 handles.append(p.register_hook(keep(i)))
             if features is not None and self.eagc is None:
                 handles.append(features.register_hook(keep_feature))
-            _scaled(total_loss, scaler).backward()
+            if self.coordinator is None:
+                _scaled(sup + unsup, scaler).backward()
+            else:
+                coordinated = self.coordinator.params
+                given = [raw_sup[self._index[id(p)]] for p in coordinated]
+                out = self.coordinator.backward(sup, unsup, scaler=scaler, sup_grads=given)
         finally:
             for h in handles:
                 h.remove()
-        return captured, feature_total[0]
+        if self.coordinator is None:
+            return captured, feature_total[0], None
+        applied = dict(zip(map(id, coordinated), out, strict=True))
+        applied = [applied.get(id(p), t) for p, t in zip(params, captured, strict=True)]
+        return captured, feature_total[0], applied
 
     def _group_metrics(self, sup_grads, unsup_grads, scale, total_grads=None) -> dict:
         """Conflict statistics per group; ``total_grads`` (the captured training gradient,
@@ -768,7 +804,7 @@ def _nan_reasons(record: dict) -> dict:
     losses = record.get("losses", {})
     bad_loss = [k for k, v in losses.items() if not math.isfinite(v)]
     no_labeled = record.get("n_labeled") == 0
-    for kind in ("raw", "eagc", "eagc_authors"):
+    for kind in ("raw", "eagc", "eagc_authors", "coordinated"):
         stats = record.get(kind)
         if stats is None:
             continue
