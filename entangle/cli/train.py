@@ -144,6 +144,10 @@ def train_command(
         ),
     ] = "stop",
     nan_limit: Annotated[int, typer.Option(help="Consecutive non-finite losses tolerated.")] = 5,
+    amp: Annotated[
+        str,
+        typer.Option(help="off | fp16 (GradScaler) | bf16: mixed precision for forward + loss."),
+    ] = "off",
     preset: Annotated[
         str | None,
         typer.Option(
@@ -211,6 +215,7 @@ def train_command(
         accuracy=accuracy,
         on_nan=on_nan,
         nan_limit=nan_limit,
+        amp=amp,
     )
     source = {}
     if preset is not None:

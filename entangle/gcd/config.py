@@ -107,6 +107,7 @@ class TrainConfig:
     # what happens after nan_limit consecutive non-finite losses: "stop" (the run stays
     # incomplete, the reason in STOPPED) or "continue" (docs/reliability.md)
     on_nan: str = "stop"
+    amp: str = "off"  # off | fp16 (GradScaler) | bf16: autocast of forward and losses
     nan_limit: int = 5
 
     def __post_init__(self):
@@ -123,6 +124,8 @@ class TrainConfig:
                     f"{name} must be a finite number >= 0, got {value}; pass --"
                     f"{name.replace('_', '-')} with a value such as {getattr(TrainConfig, name)}"
                 )
+        if self.amp not in ("off", "fp16", "bf16"):
+            raise EntangleValueError(f"amp must be 'off', 'fp16' or 'bf16', got {self.amp!r}")
         if self.on_nan not in ("stop", "continue"):
             raise EntangleValueError(f"on_nan must be 'stop' or 'continue', got {self.on_nan!r}")
         if not 0 < self.labeled_fraction <= 1:
@@ -274,7 +277,8 @@ VARIANTS |= {
 }
 
 # settings that say where a run executes, not what it computes: a run may resume elsewhere
-PLACEMENT_FIELDS = ("device",)
+# where and in which precision it computes: a run may resume on another device or --amp
+PLACEMENT_FIELDS = ("device", "amp")
 # what to do when training diverges: a stopped run may resume with another policy
 POLICY_FIELDS = ("on_nan", "nan_limit")
 # float settings that must be finite and >= 0 (lr nan / inf / -1 are refused up front)

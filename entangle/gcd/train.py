@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -230,7 +231,11 @@ def _train_loop(config, setup, run, run_dir, resume, on_epoch, on_step) -> dict:
         start_epoch = _resume_from(last_ckpt, backbone, head, opt, sched, eagc)
 
     watch = NonFiniteWatch(device)
+    autocast, scaler = amp_context(config.amp, device)
     for epoch in range(start_epoch, config.epochs):
+        started = time.perf_counter()
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
         backbone.train()
         head.train()
         sampler.set_epoch(epoch)
@@ -244,16 +249,21 @@ def _train_loop(config, setup, run, run_dir, resume, on_epoch, on_step) -> dict:
             labeled = batch["labeled"].to(device)
             labeled2 = labeled.repeat(2)
             novel2 = batch["novel"].to(device).repeat(2)
-            with probe.attribution_forward():  # math attention: attribution double-backwards
-                if shared is not None:
+            with probe.attribution_forward(), autocast():  # math attention: attribution
+                if shared is not None:  # double-backwards
                     z, z_ref = shared(views)
-                    z = eagc.coordinate(z, labeled2, z_ref)
+                    z = eagc.coordinate(z, labeled2, z_ref, scaler=scaler)
                 else:
                     z = backbone(views)
-            proj, logits = head(z)
-            sup, unsup, _ = gcd_losses(
-                proj, logits, batch["labels"].to(device), labeled, epoch=epoch, config=loss_config
-            )
+                proj, logits = head(z)
+                sup, unsup, _ = gcd_losses(
+                    proj,
+                    logits,
+                    batch["labels"].to(device),
+                    labeled,
+                    epoch=epoch,
+                    config=loss_config,
+                )
             opt.zero_grad(set_to_none=True)
             probe.backward(
                 sup,
@@ -264,13 +274,19 @@ def _train_loop(config, setup, run, run_dir, resume, on_epoch, on_step) -> dict:
                 logits=logits,
                 targets=batch["labels"].to(device).repeat(2),
                 index=batch["index"].to(device).repeat(2),
+                scaler=scaler,
             )
             watch.update(sup, unsup)
-            opt.step()
+            if scaler is not None:
+                scaler.step(opt)
+                scaler.update()
+            else:
+                opt.step()
             if on_step is not None:
                 on_step(step + 1, config.epochs * steps_per_epoch)
 
         sched.step()
+        throughput = epoch_throughput(started, steps_per_epoch, config.batch_size, device)
         diverged = watch.read()  # the epoch's one look at the losses
         watch.reset()
         if diverged >= config.nan_limit and config.on_nan == "stop":
@@ -293,6 +309,7 @@ def _train_loop(config, setup, run, run_dir, resume, on_epoch, on_step) -> dict:
             aperture=run.meta["calibration"]["aperture"],
         )
         record["nonfinite_loss_run"] = diverged
+        record |= throughput
         record = write_epoch(
             run,
             epoch,
@@ -355,3 +372,39 @@ def _resume_from(path: Path, backbone, head, opt, sched, eagc) -> int:
             f"{path} does not fit this run ({type(exc).__name__}: {detail}); delete it to "
             "restart the run from its first epoch, or choose another run directory"
         ) from None
+
+
+def amp_context(amp: str, device: torch.device):
+    """``(autocast factory, GradScaler or None)`` for ``--amp off|fp16|bf16``.
+
+    fp16 scales the loss (a ``GradScaler`` handed to EAGC and the Probe, which unscale their
+    metrics); bf16 needs no scaler.
+    """
+    import contextlib
+
+    if amp == "off":
+        return contextlib.nullcontext, None
+    dtype = torch.float16 if amp == "fp16" else torch.bfloat16
+    scaler = torch.amp.GradScaler(device.type) if amp == "fp16" else None
+    return (lambda: torch.autocast(device.type, dtype=dtype)), scaler
+
+
+# epoch-record keys that vary with the wall clock (equal runs differ in these alone)
+WALL_CLOCK_KEYS = ("time", "train_images_per_s", "train_step_s", "peak_gpu_memory_mib")
+
+
+def epoch_throughput(started: float, steps: int, batch_size: int, device: torch.device) -> dict:
+    """The epoch's training speed: samples/s, wall seconds per step, peak GPU memory.
+
+    Measured from ``started`` (``time.perf_counter``) to now, after one device sync; covers
+    the training steps only (evaluation follows). ``peak_gpu_memory_mib`` is ``None`` on CPU.
+    """
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)  # note: the epoch's one CPU-GPU sync for timing
+    seconds = max(time.perf_counter() - started, 1e-9)
+    peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
+    return {
+        "train_images_per_s": steps * batch_size / seconds,
+        "train_step_s": seconds / max(steps, 1),
+        "peak_gpu_memory_mib": peak,
+    }

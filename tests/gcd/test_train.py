@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from entangle.errors import EntangleValueError
-from entangle.gcd.train import TrainConfig, prepare, train
+from entangle.gcd.train import WALL_CLOCK_KEYS, TrainConfig, prepare, train
 from entangle.runs.directory import RunReader
 
 TINY = TrainConfig(
@@ -33,7 +33,7 @@ def setup():
 
 def _numbers(records):
     """The records without wall-clock-dependent fields."""
-    return [{k: v for k, v in r.items() if k not in ("time",)} for r in records]
+    return [{k: v for k, v in r.items() if k not in WALL_CLOCK_KEYS} for r in records]
 
 
 def test_same_seed_same_records(setup, tmp_path):
@@ -324,3 +324,14 @@ def test_every_eagc_step_records_mu_and_it_follows_the_labeled_energy(setup, tmp
         want = cfg.momentum_mu * prev["eagc_mu"] + (1 - cfg.momentum_mu) * labeled
         assert step["eagc_mu"] == pytest.approx(want, rel=1e-6)
     assert "eagc_mu" not in RunReader(tmp_path / "e").steps[0]["energy"]
+
+
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+def test_amp_records_throughput(setup, tmp_path, amp):
+    # fp16: the GradScaler path (scaled loss through EAGC-free Probe, scaler.step)
+    train(dataclasses.replace(TINY, amp=amp, epochs=1), tmp_path / amp, setup)
+    (record,) = RunReader(tmp_path / amp).epochs
+    assert record["train_images_per_s"] > 0 and record["train_step_s"] > 0
+    assert record["peak_gpu_memory_mib"] is None  # CPU run
+    with pytest.raises(EntangleValueError, match="amp must be"):
+        dataclasses.replace(TINY, amp="fp8")

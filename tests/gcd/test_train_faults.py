@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from entangle.errors import EntangleRuntimeError, EntangleValueError
-from entangle.gcd.train import TrainConfig, prepare, train
+from entangle.gcd.train import WALL_CLOCK_KEYS, TrainConfig, prepare, train
 from entangle.runs import io as runio
 from entangle.runs.directory import RunReader
 
@@ -91,7 +91,7 @@ def _kill_at(point: str, occurrence: int, run_dir):
 
 
 def _numbers(records):
-    return [{k: v for k, v in r.items() if k != "time"} for r in records]
+    return [{k: v for k, v in r.items() if k not in WALL_CLOCK_KEYS} for r in records]
 
 
 def _tensors(path):
