@@ -138,6 +138,7 @@ class BenchFixture:
         self.probe_every_step = Probe({"last_block": self.probed}, every=1)
         self.probe_every_10 = Probe({"last_block": self.probed}, every=10)
         self.probe_attribution = Probe({"last_block": self.probed}, every=1, attribution=True)
+        self.coordinators = _coordinators(self.params)
 
     def _batch(self, g: torch.Generator, old_classes: int) -> dict:
         b = self.spec.batch_size
@@ -221,6 +222,14 @@ class BenchFixture:
         (sup + unsup).backward()
         self.opt.step()
 
+    def coordinated(self, coordinator) -> None:
+        """A training step whose backward is a gradient-level coordinator's (no probe)."""
+        batch = self.next_batch()
+        sup, unsup, _ = self.losses(self.backbone(batch["views"]), batch)
+        self.opt.zero_grad(set_to_none=True)
+        coordinator.backward(sup, unsup)
+        self.opt.step()
+
     def probeset_soc(self) -> float:
         return self.probeset.evaluate(self.backbone)["soc"]
 
@@ -245,6 +254,9 @@ class BenchFixture:
             "full_reembed": (self.full_reembed, 1),
             "eagc_shared_prefix": (self.eagc_shared_prefix, 1),
             "eagc_separate_reference": (self.eagc_separate_reference, 1),
+        } | {
+            f"coordinator_{name}": (lambda c=c: self.coordinated(c), 1)
+            for name, c in self.coordinators.items()
         }
 
     def dims(self) -> dict:
@@ -259,3 +271,18 @@ class BenchFixture:
             "probe_set_size": self.spec.probe_set_size,
             "soc_k": self.k,
         }
+
+
+# the gradient-level coordinators the bench times (the example grid's; [mtl] extra)
+BENCH_COORDINATORS = ("pcgrad", "cagrad", "upgrad", "mgda", "imtlg", "alignedmtl", "nashmtl")
+
+
+def _coordinators(params) -> dict:
+    """name -> GradientCoordinator on ``params``; empty without torchjd (the bench says so)."""
+    try:
+        import torchjd  # noqa: F401  (optional: the [mtl] extra)
+    except ImportError:
+        return {}
+    from entangle.coordination import CoordinatorConfig, GradientCoordinator
+
+    return {n: GradientCoordinator(params, CoordinatorConfig(n)) for n in BENCH_COORDINATORS}

@@ -27,6 +27,10 @@ Ratio keys (``mlp_`` prefix: the same for the digits MLP):
   ``SharedPrefix`` / plain step (target <= 1.10).
 - ``eagc_separate_reference_vs_plain``: EAGC step with a full separate reference forward (the
   paper's code) / plain step.
+- ``coordinator_NAME_vs_plain`` (with the ``[mtl]`` extra): a step whose backward is
+  torchjd's NAME on [g_sup, g_unsup] of every trainable parameter / plain step. Each needs
+  one extra backward (the supervised gradient; the other row is the total minus it), a
+  ``[2, P]`` copy and the aggregator's own solve (docs/coordinators.md).
 """
 
 from __future__ import annotations
@@ -104,6 +108,12 @@ def _summarize(times: dict[str, list[float]], prefix: str) -> tuple[dict, dict, 
             times["probe_attribution"], times["probe_every_step"], times["plain"], strict=True
         )
     ]
+    # gradient-level coordinators ([mtl] extra): their step over the plain one
+    for name in (n for n in times if n.startswith("coordinator_")):
+        per_round = [v / b for v, b in zip(times[name], times["plain"], strict=True)]
+        ratios[f"{prefix}{name}_vs_plain"] = statistics.median(per_round)
+        q = statistics.quantiles(per_round, n=4) if len(per_round) > 1 else per_round * 3
+        spread[f"{prefix}{name}_vs_plain"] = [q[0], q[-1]]
     ratios[prefix + "attribution_extra_vs_plain"] = statistics.median(extra)
     q = statistics.quantiles(extra, n=4) if len(extra) > 1 else extra * 3
     spread[prefix + "attribution_extra_vs_plain"] = [q[0], q[-1]]

@@ -38,6 +38,17 @@ VARIANTS = (
     "eagc_separate_reference",
     "probe_attribution",
 )
+# gradient-level coordinators are timed when the [mtl] extra (torchjd) is installed
+try:
+    import torchjd  # noqa: F401
+
+    from entangle.bench.models import BENCH_COORDINATORS
+
+    COORDINATED = tuple(f"coordinator_{name}" for name in BENCH_COORDINATORS)
+except ImportError:
+    COORDINATED = ()
+RATIO_KEYS += tuple(f"{v}_vs_plain" for v in COORDINATED)
+VARIANTS += COORDINATED
 
 
 @pytest.fixture(scope="module")
