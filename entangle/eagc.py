@@ -75,6 +75,35 @@ class CoordinationState:
         return out.to(grad.dtype)
 
 
+_MODES = ("full", "linear", "identity", "authors")
+
+
+def check_scaling(features: torch.Tensor, scaler, eagc: EAGC | None = None) -> None:
+    """Refuse a backward whose loss scaling differs from the one ``coordinate`` was told.
+
+    The AGA term is added in the units of the incoming gradient: a scaler given to only one
+    of ``eagc.coordinate`` and ``probe.backward`` multiplies (or divides) it by the loss
+    scale, the reference code's AMP defect. ``features`` not coordinated (by ``eagc`` or any
+    other EAGC): nothing to check. Python-side only, no host sync.
+    """
+    state = eagc.state_for(features) if eagc is not None else None
+    if state is None:  # coordinated by an EAGC the caller was not given
+        state = getattr(features.grad_fn, "state", None)
+    if not isinstance(state, CoordinationState):
+        return
+    scaled = scaler is not None and scaler.is_enabled()
+    if scaled != state.scaled:
+        given, missing = (
+            ("probe.backward", "eagc.coordinate")
+            if scaled
+            else ("eagc.coordinate", "probe.backward")
+        )
+        raise EntangleValueError(
+            f"a GradScaler was given to {given} but not to {missing}: the AGA term would be "
+            "off by the loss scale; pass the same scaler= to both (or to neither)"
+        )
+
+
 class _Coordinate(torch.autograd.Function):
     @staticmethod
     def forward(ctx, features, state):
@@ -351,11 +380,34 @@ class EAGC:
         )
 
     def state_for(self, output: torch.Tensor) -> CoordinationState | None:
-        """The state of the ``coordinate`` call that returned ``output`` (None if unknown)."""
+        """The state of the ``coordinate`` call that returned ``output`` (None if unknown).
+
+        Read-only for callers: its backward mode changes only through :meth:`measuring`.
+        """
         for ref, state in self._recent:
             if ref() is output:
                 return state
         return None
+
+    @contextmanager
+    def measuring(self, state: CoordinationState | None, mode: str):
+        """Inside, backwards through the call of ``state`` apply ``mode`` instead of ``"full"``.
+
+        The Probe's way to take raw (``"identity"``), corrected (``"full"``) and the authors'
+        (``"authors"``) per-loss gradients of one coordinated step; the previous mode comes
+        back on exit, also on an exception. ``state`` None (no EAGC on this step): a no-op.
+        """
+        if state is None:
+            yield
+            return
+        if mode not in _MODES:
+            raise EntangleValueError(f"unknown coordination mode {mode!r}; one of {_MODES}")
+        previous = state.mode
+        state.mode = mode
+        try:
+            yield
+        finally:
+            state.mode = previous
 
     def _remember(self, out: torch.Tensor, state: CoordinationState) -> None:
         self._recent = [(r, s) for r, s in self._recent if r() is not None][-7:]

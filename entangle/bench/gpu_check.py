@@ -68,7 +68,6 @@ def probed_steps(device, *, dtype: torch.dtype | None, scaler: bool, strict: boo
         strict: under ``torch.cuda.set_sync_debug_mode("error")`` (CUDA only): a host sync
             in the step raises, except inside the allowed ``to_host`` transfer.
     """
-    import entangle.probing.probe as probe_module
     from entangle.gcd.losses import LossConfig, gcd_losses
 
     device = torch.device(device)
@@ -76,7 +75,7 @@ def probed_steps(device, *, dtype: torch.dtype | None, scaler: bool, strict: boo
     backbone, reference, head, views, labels, labeled1, labeled, novel, eagc, probe, opt = parts
     grad_scaler = torch.amp.GradScaler(device.type) if scaler else None
     transfers = []
-    real = probe_module.to_host
+    real = probe.transfer  # the probe's one host-sync point
 
     def allowed(tree):
         transfers.append(1)
@@ -84,7 +83,7 @@ def probed_steps(device, *, dtype: torch.dtype | None, scaler: bool, strict: boo
             return real(tree)
 
     def step(probed: bool):
-        probe.calls = 0 if probed else 1
+        probe.set_step(0 if probed else 1)
         autocast = torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext()
         with _sync_mode("error" if strict else None):
             with autocast:
@@ -112,7 +111,7 @@ def probed_steps(device, *, dtype: torch.dtype | None, scaler: bool, strict: boo
         else:
             opt.step()
 
-    probe_module.to_host = allowed
+    probe.transfer = allowed
     try:
         step(probed=True)  # warm-up: constants go to the device once
         transfers.clear()
@@ -121,7 +120,7 @@ def probed_steps(device, *, dtype: torch.dtype | None, scaler: bool, strict: boo
         step(probed=True)
         probed = len(transfers) - non_probed
     finally:
-        probe_module.to_host = real
+        del probe.transfer  # back to the method
     return {"non_probed_transfers": non_probed, "probed_transfers": probed}
 
 

@@ -184,7 +184,7 @@ class BenchFixture:
 
     def probe_window(self) -> None:
         """Ten steps, the first probed: one ``every=10`` period."""
-        self.probe_every_10.calls = 0
+        self.probe_every_10.set_step(0)
         for _ in range(10):
             self.probe_step(self.probe_every_10)
 

@@ -242,8 +242,8 @@ def _train_loop(config, setup, run, run_dir, resume, on_epoch, on_step) -> dict:
         generator = torch.Generator().manual_seed(config.seed * 7919 + epoch)
         for i, rows in enumerate(sampler):
             step = epoch * steps_per_epoch + i
-            probe.calls = step  # keeps `every` and record steps aligned across resumes
-            probe.epoch = epoch
+            probe.set_step(step)  # keeps `every` and record steps aligned across resumes
+            probe.set_epoch(epoch)
             batch = make_batch(data, rows, augment, generator)
             views = batch["views"].to(device)
             labeled = batch["labeled"].to(device)

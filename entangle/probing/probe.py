@@ -2,61 +2,59 @@
 
 ``probe.backward(sup, unsup, ...)`` replaces ``(sup + unsup).backward()``. It fills ``.grad``
 with the training gradient exactly as a plain backward would (the EAGC-corrected one when
-EAGC coordinates the features) and, on probed steps, measures:
+EAGC coordinates the features) and, on probed steps, measures raw g_S / g_U on each parameter
+group from ONE extra backward of the supervised loss; the unsupervised part is the training
+gradient minus g_S, captured by temporary hooks during the training backward (never
+recomputed).
 
-- raw g_S / g_U on each parameter group from ONE extra backward of the supervised loss; the
-  unsupervised part is the training gradient minus g_S, captured by temporary hooks during
-  the training backward (never recomputed);
-- with EAGC, the same step's corrected per-loss gradients, switching this call's own
-  coordination state between identity / corrected modes, so raw and corrected terms never mix
-  and the current batch's EEP weights are used (the reference code's defect 1, docs/quantities.md);
-  beside it ``eagc_authors``, the corrected GDC as the authors' ``compute_gdc`` computes it
-  (the previous call's EEP weights, none on the first), for comparisons with the paper;
-- per-row feature-gradient conflict and known-subspace energy summaries.
-
-All metrics stay on the device; the record reaches the host in one sync.
+This module is the core: the step counter, the backward and the record. The optional
+measurements (EAGC-corrected and the authors' metrics, per-row feature conflict, energies,
+ProbeSet, attribution) are parts in probing/measurements.py; where records go (run
+directory, memory, TensorBoard) is probing/sinks.py (docs/architecture.md, "Probe parts").
+All metrics stay on the device; the record reaches the host in one sync (:meth:`Probe.transfer`).
 """
 
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager, nullcontext
-from pathlib import Path
+from contextlib import nullcontext
 
 import torch
 
-from entangle.eagc import EAGC, CoordinationState, loss_scale
+from entangle.eagc import EAGC, check_scaling, loss_scale
 from entangle.errors import EntangleRuntimeError, EntangleValueError
-from entangle.metrics import energy_ratio, free_energy, rowwise_cosine
 from entangle.metrics.energy import SIMGCD_LOGIT_TEMPERATURE
-from entangle.metrics.gradients import CONFLICT_KEYS, conflict_from_products
+from entangle.metrics.gradients import conflict_from_products
 from entangle.nn.distributed import is_main_process, world_size
-from entangle.probing.attribution import Attributor
+from entangle.probing.checks import attributor_for, check_features, refuse_clash
+from entangle.probing.evaluation import embed_batches, epoch_record, loader_rows
+from entangle.probing.measurements import (
+    Attribution,
+    Coordinated,
+    EAGCCorrected,
+    Energies,
+    FeatureConflict,
+    Measurement,
+    ProbeSetResults,
+)
 from entangle.probing.params import parameter_groups
-from entangle.probing.summaries import conflict_summary, masked_summary, to_host
+from entangle.probing.sinks import MemoryStore, RunStore, TensorBoardSink
+from entangle.probing.step import ProbedStep, flat, grads, minus, or_zeros, products, scaled
+from entangle.probing.summaries import nan_reasons, to_host
 
+# the core's own step-record keys; every part adds its own (docs/records.md)
+CORE_KEYS = frozenset({"step", "epoch", "losses", "raw", "n_labeled", "nan", "rank_local"})
 # every top-level key a step record of the probe can hold (docs/records.md)
-RECORD_KEYS = frozenset(
-    {"step", "epoch", "losses", "raw", "eagc", "coordinated", "feature", "feature_eagc", "energy"}
-    | {"n_labeled", "nan", "probeset", "attribution", "attribution_eagc", "eagc_mu"}
-    | {"eagc_authors", "eagc_authors_weights"}
-    | {"rank_local"}
+RECORD_KEYS = CORE_KEYS.union(
+    EAGCCorrected.keys,
+    Coordinated.keys,
+    FeatureConflict.keys,
+    Attribution.keys,
+    Energies.keys,
+    ProbeSetResults.keys,
 )
 # entries computed from this rank's rows alone under DDP (named in the record's rank_local)
 RANK_LOCAL_KEYS = ("losses", "feature", "feature_eagc", "energy", "n_labeled")
-
-
-@contextmanager
-def _mode(state: CoordinationState | None, mode: str):
-    if state is None:
-        yield
-        return
-    previous = state.mode
-    state.mode = mode
-    try:
-        yield
-    finally:
-        state.mode = previous
 
 
 class Probe:
@@ -153,9 +151,7 @@ class Probe:
         self.coordinator = coordinator
         self.known_subspace = known_subspace
         self.probeset = probeset
-        self.logit_temperature_source = (
-            "given" if logit_temperature is not None else ("SimGCD default")
-        )
+        source = "given" if logit_temperature is not None else "SimGCD default"
         if logit_temperature is None:
             logit_temperature = SIMGCD_LOGIT_TEMPERATURE
         if not 0 < float(logit_temperature) < math.inf:
@@ -163,41 +159,105 @@ class Probe:
                 f"logit_temperature must be a positive number, got {logit_temperature}"
             )
         self.logit_temperature = float(logit_temperature)
+        self.logit_temperature_source = source
         self.distributed = world_size() > 1 if distributed is None else distributed
-        self.attributor = _attributor(
+        self.attributor = attributor_for(
             self.groups, attribution, attribution_group, attribution_sup_side
         )
-        self.calls = 0
-        self.epoch: int | None = None
-        self.records: list[dict] = []
-        self.epoch_records: list[dict] = []
+        self._measurements = self._parts()
+        self._calls = 0
+        self._epoch: int | None = None
         self._epochs_recorded = 0
         self.last: dict | None = None
-        self._own_run = False
-        self.run = None
-        if run is not None and is_main_process():
-            if isinstance(run, str | Path):
-                from entangle.runs.directory import RunWriter
-
-                # a path starts a new run (never appends to an old one); to continue a run,
-                # pass RunWriter(path, resume=True)
-                if device is None and self._params:
-                    device = str(self._params[0].device)
-                run = RunWriter(run, config=config, seed=seed, device=device)
-                self._own_run = True
-            elif config is not None or seed is not None or device is not None:
-                raise EntangleValueError(
-                    "config=, seed= and device= describe a run the Probe opens from a path; "
-                    "for a RunWriter you pass in, give them to RunWriter(path, config=, seed=)"
-                )
-            self.run = run
-        self.tensorboard = None
-        if tensorboard is not None and is_main_process():
-            from entangle.logs.tensorboard_out import TensorBoardOut
-
-            self.tensorboard = TensorBoardOut(tensorboard, histogram_every=histogram_every)
-        self._rows: dict = {}
+        # where records go: the run (rank 0 only under DDP) or memory, then TensorBoard
+        main = is_main_process()
+        if run is not None and main:
+            default = str(self._params[0].device) if self._params else None
+            self._store = RunStore(run, config=config, seed=seed, device=device, default=default)
+        else:
+            self._store = MemoryStore()
+        self.run = getattr(self._store, "run", None)
+        self.records = self._store.records
+        self.epoch_records = self._store.epoch_records
+        self._tensorboard = None
+        if tensorboard is not None and main:
+            self._tensorboard = TensorBoardSink(tensorboard, histogram_every)
         self._closed = False
+
+    def _parts(self) -> list[Measurement]:
+        """The measurements this probe's constructor enabled, in record order."""
+        parts: list[Measurement] = []
+        if self.eagc is not None:
+            parts.append(EAGCCorrected(self.eagc))
+        if self.coordinator is not None:
+            parts.append(Coordinated())
+        parts.append(FeatureConflict())
+        if self.attributor is not None:
+            parts.append(Attribution(self.attributor, self._index))
+        temperature, source = self.logit_temperature, self.logit_temperature_source
+        parts.append(Energies(self.eagc, self.known_subspace, temperature, source))
+        if self.probeset is not None:
+            parts.append(ProbeSetResults(self.probeset, self.every))
+        return parts
+
+    def add_measurement(self, part: Measurement) -> Measurement:
+        """Run one more :class:`~entangle.probing.measurements.Measurement` on probed steps.
+
+        It runs after the built-in parts; its ``keys`` must not clash with any record key the
+        probe already writes (docs/architecture.md, "Probe parts"). Returns ``part``.
+        """
+        if not isinstance(part, Measurement):
+            raise EntangleValueError(
+                f"add_measurement takes a Measurement, got {type(part).__name__}"
+            )
+        clash = sorted(set(part.keys) & self.keys)
+        if clash:
+            raise EntangleValueError(
+                f"{type(part).__name__} would write record keys the probe writes already "
+                f"{clash}; give it keys of its own"
+            )
+        self._measurements.append(part)
+        return part
+
+    @property
+    def keys(self) -> frozenset:
+        """Every top-level key this probe's step records can hold (core and parts)."""
+        return CORE_KEYS.union(*(part.keys for part in self._measurements), RECORD_KEYS)
+
+    # ------------------------------------------------------------------ step counter
+    @property
+    def calls(self) -> int:
+        """How many ``backward`` calls this probe has seen (the next record's ``step``)."""
+        return self._calls
+
+    @calls.setter
+    def calls(self, value: int) -> None:
+        self.set_step(value)
+
+    def set_step(self, step: int) -> None:
+        """Set the backward-call count, e.g. to the global step when a run resumes, so
+        ``every`` and the records' steps stay aligned."""
+        if int(step) < 0:
+            raise EntangleValueError(f"step must be a non-negative integer, got {step}")
+        self._calls = int(step)
+
+    @property
+    def epoch(self) -> int | None:
+        """The epoch written into every step record (None: none written)."""
+        return self._epoch
+
+    @epoch.setter
+    def epoch(self, value: int | None) -> None:
+        self.set_epoch(value)
+
+    def set_epoch(self, epoch: int | None) -> None:
+        """Set the epoch step records carry from now on (``probe.epoch = e`` does the same)."""
+        self._epoch = None if epoch is None else int(epoch)
+
+    @property
+    def tensorboard(self):
+        """The TensorBoard writer (``logs.tensorboard_out.TensorBoardOut``) or None."""
+        return self._tensorboard.out if self._tensorboard is not None else None
 
     # ------------------------------------------------------------------ lifecycle
     def close(self, summary: dict | None = None) -> None:
@@ -208,23 +268,21 @@ class Probe:
         """
         if self._closed:
             return
-        if self._own_run and self.run is not None:
-            self.run.finish(summary)
+        self._store.finish(summary)
         self._close_tensorboard()
         self._closed = True
 
     def _close_tensorboard(self) -> None:
-        if self.tensorboard is not None:
-            self.tensorboard.close()
-            self.tensorboard = None
+        if self._tensorboard is not None:
+            self._tensorboard.close()
+            self._tensorboard = None
 
     def __enter__(self) -> Probe:
         return self
 
     def __exit__(self, exc_type, *exc) -> None:
-        if exc_type is not None and self._own_run and self.run is not None:
-            # an exception leaves the run incomplete (no DONE), as a crash would
-            self.run.close()
+        if exc_type is not None:
+            self._store.abort()
             self._close_tensorboard()
             self._closed = True
         self.close()
@@ -243,6 +301,14 @@ class Probe:
             return nullcontext()
         due = self.calls // self.every if self.is_due() else None
         return self.attributor.forward_context(due)
+
+    def transfer(self, record: dict) -> dict:
+        """The probed step's one host sync: every tensor in ``record`` to a Python value.
+
+        The single point a sync audit wraps (``probe.transfer = counting(probe.transfer)``,
+        bench/gpu_check.py, tests/bench/test_syncaudit.py).
+        """
+        return to_host(record)
 
     # ------------------------------------------------------------------ evaluations
     def record_epoch(
@@ -288,13 +354,6 @@ class Probe:
         Returns:
             the epoch record as written.
         """
-        from entangle.probing.evaluation import (
-            embed_batches,
-            epoch_record,
-            loader_rows,
-            write_epoch,
-        )
-
         if epoch is None:
             epoch = self.epoch if self.epoch is not None else self._epochs_recorded
         param = next(backbone.parameters(), None)
@@ -315,15 +374,11 @@ class Probe:
             aperture=aperture,
         )
         self._epochs_recorded += 1
-        if self.run is None:
-            record = {"epoch": int(epoch), "step": self.calls} | record
-            self.epoch_records.append(record)
-        else:
-            record = write_epoch(
-                self.run, epoch, self.calls, record, arrays if save_features else None
-            )
-        if self.tensorboard is not None:
-            self.tensorboard.write_epoch(record)
+        record = self._store.write_epoch(
+            epoch, self.calls, record, arrays if save_features else None
+        )
+        if self._tensorboard is not None:
+            self._tensorboard.write_epoch(record)
         return record
 
     # ------------------------------------------------------------------ the backward
@@ -369,171 +424,80 @@ class Probe:
             raise EntangleRuntimeError("this Probe was closed; create a new one")
         if extra:
             # checked before the backward, so a clash leaves .grad untouched
-            _refuse_clash(extra, RECORD_KEYS)
+            refuse_clash(extra, self.keys)
         if features is not None:
-            _check_scaling(features, self.eagc, scaler)
+            check_scaling(features, scaler, self.eagc)
         step = self.calls
-        self.calls += 1
+        self._calls += 1
         if step % self.every:
             if self.coordinator is not None:
                 self.coordinator.backward(sup, unsup, scaler=scaler)
             else:
-                _scaled(sup + unsup, scaler).backward()
+                scaled(sup + unsup, scaler).backward()
             return None
-        subset = None
-        if self.probeset is not None and self.probeset.is_due(step, self.every):
-            # before the training backward: the weights this step's forward used
-            subset = self.probeset.evaluate()
+        for part in self._measurements:
+            part.before_backward(step)
         rows = {"targets": targets, "index": index}
-        record = self._probed_backward(
+        record, histograms = self._probed_backward(
             step, sup, unsup, features, labeled, novel, logits, scaler, rows
         )
-        if subset is not None:
-            record["probeset"] = subset
+        for part in self._measurements:
+            part.finish(record)
         if extra:
-            _refuse_clash(extra, record)
+            refuse_clash(extra, record)
             record.update(extra)
         self.last = record
-        if self.run is not None:
-            self.run.write_step(record)
-        else:
-            self.records.append(record)
-        if self.tensorboard is not None:
-            self.tensorboard.write_step(record, self._rows)
-        self._rows = {}
+        self._store.write_step(record)
+        if self._tensorboard is not None:
+            self._tensorboard.write_step(record, histograms)
         return record
 
-    def _check_features(self, features, labeled, novel, logits):
-        if features is None:
-            if self.eagc is not None:
-                raise EntangleValueError(
-                    "Probe with eagc needs features=: pass the tensor eagc.coordinate returned"
-                )
-            return None, None, None
-        if features.ndim != 2:
-            raise EntangleValueError(f"features must be [n, D], got shape {tuple(features.shape)}")
-        if not features.requires_grad:
-            raise EntangleValueError(
-                "features does not require grad: pass the tensor the losses were computed from "
-                "(z = backbone(x); loss = f(head(z))), not a detached copy"
-            )
-        n = features.shape[0]
-        masks = []
-        for name, mask in (("labeled", labeled), ("novel", novel)):
-            if mask is None:
-                masks.append(None)
-                continue
-            mask = torch.as_tensor(mask, device=features.device)
-            if mask.ndim != 1 or mask.shape[0] != n:
-                raise EntangleValueError(
-                    f"{name} has shape {tuple(mask.shape)} but features have {n} rows; pass "
-                    "one entry per row (for two views, repeat the mask for both)"
-                )
-            masks.append(mask.bool())
-        if logits is not None and logits.shape[0] != n:
-            raise EntangleValueError(
-                f"logits have {logits.shape[0]} rows but features {n}; pass matching rows"
-            )
-        state = None
-        if self.eagc is not None:
-            state = self.eagc.state_for(features)
-            if state is None:
-                raise EntangleValueError(
-                    "features was not returned by eagc.coordinate (or by the EAGC given to this "
-                    "Probe): pass the coordinated tensor to probe.backward"
-                )
-        return masks[0], masks[1], state
-
     def _probed_backward(self, step, sup, unsup, features, labeled, novel, logits, scaler, rows):
-        labeled, novel, state = self._check_features(features, labeled, novel, logits)
-        params = self._params
-        inputs = params + ([features] if features is not None else [])
+        labeled, novel, state = check_features(features, labeled, novel, logits, self.eagc)
+        tb = self._tensorboard
         scale = loss_scale(scaler, sup.device)
-
-        jac = None
-        with _mode(state, "identity"):
-            if self.attributor is not None and features is not None:
-                jac, raw_sup = self._attributed_sup(step, _scaled(sup, scaler), inputs, features)
-            else:
-                raw_sup = _grads(_scaled(sup, scaler), inputs)
-            if features is not None and raw_sup[-1] is None:
-                feat_unsup = _grads(_scaled(unsup, scaler), [features])[0]
-                if feat_unsup is None:
-                    raise EntangleValueError(
-                        "features is not in the graph of the losses: pass the tensor the losses "
-                        "were computed from (the same forward), not a recomputed one"
-                    )
-            raw_unsup = _grads(_scaled(unsup, scaler), inputs) if state is not None else None
-        corrected_sup = authors = None
-        if state is not None:
-            with _mode(state, "full"):
-                corrected_sup = _grads(_scaled(sup, scaler), params)
-            with _mode(state, "authors"):
-                # the authors' compute_gdc: grad(L_sup) and grad(L_sup + L_unsup) through
-                # their hook, which still holds the previous batch's EEP weights
-                authors = _grads(_scaled(sup, scaler), params)
-                authors = (authors, _grads(_scaled(sup + unsup, scaler), params))
-
-        total, feature_total, applied = self._training_backward(
-            sup, unsup, scaler, params, features, raw_sup
+        ps = ProbedStep(
+            step=step,
+            probed=step // self.every,
+            sup=sup,
+            unsup=unsup,
+            scaler=scaler,
+            scale=scale,
+            params=self._params,
+            features=features,
+            labeled=labeled,
+            novel=novel,
+            logits=logits,
+            rows=rows,
+            state=state,
+            metrics=lambda s, u, t=None: self._group_metrics(s, u, t, scale),
+            histograms={} if tb is not None and tb.wants_histograms() else None,
         )
+        self._raw_gradients(ps)
+        for part in self._measurements:
+            part.prepare(ps)
+        ps.total, feature_total, ps.applied = self._training_backward(ps)
 
         record: dict = {"step": step}
         if self.epoch is not None:
             record["epoch"] = self.epoch
         record["losses"] = {"sup": sup.detach(), "unsup": unsup.detach()}
-        if raw_unsup is not None:  # with EAGC the captured total is the corrected one
-            raw_u, raw_total = raw_unsup[: len(params)], None
+        n = len(self._params)
+        if ps.raw_unsup is not None:  # with EAGC the captured total is the corrected one
+            ps.raw_u, ps.raw_total = ps.raw_unsup[:n], None
         else:
-            raw_u, raw_total = _minus(total, raw_sup), total
-        record["raw"] = self._group_metrics(raw_sup, raw_u, scale, raw_total)
-        if state is not None:
-            corrected_u = _minus(total, corrected_sup)
-            record["eagc"] = self._group_metrics(corrected_sup, corrected_u, scale, total)
-            a_sup, a_total = authors
-            a_unsup = _minus(a_total, a_sup)
-            record["eagc_authors"] = self._group_metrics(a_sup, a_unsup, scale, a_total)
-            record["eagc_authors_weights"] = (
-                "eep off"
-                if state.weights is None
-                else ("previous" if state.previous_weights is not None else "none")
-            )
-        if applied is not None:
-            # the update the optimiser applies against the raw supervised gradient
-            record["coordinated"] = self._group_metrics(
-                raw_sup, _minus(applied, raw_sup), scale, applied
-            )
+            ps.raw_u, ps.raw_total = minus(ps.total, ps.raw_sup), ps.total
+        record["raw"] = ps.metrics(ps.raw_sup, ps.raw_u, ps.raw_total)
         if features is not None:
-            g_s = _or_zeros(raw_sup[-1], features)
-            g_u = raw_unsup[-1] if raw_unsup is not None else feature_total - g_s
-            g_u = _or_zeros(g_u, features)
-            record["feature"] = _feature_conflict(g_s, g_u, labeled, novel)
-            if state is not None:
-                c_s = state.transform(g_s, "full")
-                c_u = state.transform(g_u, "linear")
-                record["feature_eagc"] = _feature_conflict(c_s, c_u, labeled, novel)
-            if jac is not None:
-                rows = _attribution_rows(rows, labeled, novel, logits)
-                group = [self._index[id(p)] for p in self.groups[self.attributor.group]]
-                pick = lambda grads: [grads[i] for i in group]  # noqa: E731
-                record["attribution"] = self.attributor.measure(
-                    jac, pick(raw_sup), pick(raw_u), g_s, g_u, **rows
-                )
-                if state is not None:
-                    c_total = _minus(total, corrected_sup)
-                    record["attribution_eagc"] = self.attributor.measure(
-                        jac, pick(corrected_sup), pick(c_total), c_s, c_u, **rows
-                    )
-                del jac
-            energy = self._energy(features, labeled, novel, logits, state)
-            if energy:
-                record["energy"] = energy
-            if state is not None and state.mu is not None:
-                record["eagc_mu"] = state.mu  # EEP's threshold this step (docs/records.md)
+            ps.g_s = or_zeros(ps.raw_sup[-1], features)
+            g_u = ps.raw_unsup[-1] if ps.raw_unsup is not None else feature_total - ps.g_s
+            ps.g_u = or_zeros(g_u, features)
+        for part in self._measurements:
+            part.measure(ps, record)
         if labeled is not None:
             record["n_labeled"] = labeled.sum()
-        record = to_host(record)
-        record["nan"] = _nan_reasons(record)
+        record = self.transfer(record)
+        record["nan"] = nan_reasons(record)
         if self.distributed and world_size() > 1:
             # gradient metrics are of the all-reduced (global) gradients; these entries are
             # of this rank's rows only, and the record says so (docs/records.md)
@@ -542,34 +506,33 @@ class Probe:
                 "world_size": world_size(),
                 "keys": [k for k in RANK_LOCAL_KEYS if k in record],
             }
-        return record
+        return record, ps.histograms or {}
 
-    def _attributed_sup(self, step, sup, inputs, features):
-        """The raw supervised gradients of ``inputs``, and the row Jacobian on a due step.
+    def _raw_gradients(self, ps: ProbedStep) -> None:
+        """Raw g_S (and with EAGC raw g_U) through the identity mode of the coordination."""
+        features, sup, unsup = ps.features, ps.scaled(ps.sup), ps.scaled(ps.unsup)
+        inputs = ps.params + ([features] if features is not None else [])
+        with _measuring(self.eagc, ps.state, "identity"):
+            raw_sup = None
+            for part in self._measurements:
+                raw_sup = raw_sup if raw_sup is not None else part.supervised(ps)
+            ps.raw_sup = raw_sup if raw_sup is not None else grads(sup, inputs)
+            if features is not None and ps.raw_sup[-1] is None:
+                if grads(unsup, [features])[0] is None:
+                    raise EntangleValueError(
+                        "features is not in the graph of the losses: pass the tensor the losses "
+                        "were computed from (the same forward), not a recomputed one"
+                    )
+            if ps.state is not None:
+                ps.raw_unsup = grads(unsup, inputs)
 
-        On an attributed step dL_sup/dz comes first (the head only); the row Jacobian's
-        create-graph pass, taken at u = dL_sup/dz, then yields the attributed group's g_S as
-        its value, so only the parameters outside the group need another backward.
-        """
-        probed = step // self.every
-        if not self.attributor.is_due(probed):
-            return None, _grads(sup, inputs)
-        (feat_sup,) = _grads(sup, [features])
-        if feat_sup is None:  # not in the graph: the caller says so (or sup has no rows)
-            return None, _grads(sup, inputs)
-        jac = self.attributor.prepare(features, probed, at=feat_sup)
-        group = {id(p): value for p, value in zip(jac.params, jac.value, strict=True)}
-        rest = [p for p in inputs[:-1] if id(p) not in group]
-        rest_grads = dict(zip(map(id, rest), _grads(sup, rest), strict=True)) if rest else {}
-        grads = [group[id(p)] if id(p) in group else rest_grads[id(p)] for p in inputs[:-1]]
-        return jac, grads + [feat_sup]
-
-    def _training_backward(self, sup, unsup, scaler, params, features, raw_sup):
+    def _training_backward(self, ps: ProbedStep):
         """The one training backward; hooks capture this call's gradient of every probed leaf.
 
-        With a coordinator it makes the backward (given ``raw_sup``, no extra one) and the
+        With a coordinator it makes the backward (given the raw g_S, no extra one) and the
         third result is the applied gradient of every probed leaf (else None).
         """
+        params, features = self._params, ps.features
         captured: list[torch.Tensor | None] = [None] * len(params)
         feature_total: list[torch.Tensor | None] = [None]
         handles = []
@@ -589,11 +552,11 @@ class Probe:
             if features is not None and self.eagc is None:
                 handles.append(features.register_hook(keep_feature))
             if self.coordinator is None:
-                _scaled(sup + unsup, scaler).backward()
+                ps.scaled(ps.sup + ps.unsup).backward()
             else:
                 coordinated = self.coordinator.params
-                given = [raw_sup[self._index[id(p)]] for p in coordinated]
-                out = self.coordinator.backward(sup, unsup, scaler=scaler, sup_grads=given)
+                given = [ps.raw_sup[self._index[id(p)]] for p in coordinated]
+                out = self.coordinator.backward(ps.sup, ps.unsup, scaler=ps.scaler, sup_grads=given)
         finally:
             for h in handles:
                 h.remove()
@@ -603,7 +566,7 @@ class Probe:
         applied = [applied.get(id(p), t) for p, t in zip(params, captured, strict=True)]
         return captured, feature_total[0], applied
 
-    def _group_metrics(self, sup_grads, unsup_grads, scale, total_grads=None) -> dict:
+    def _group_metrics(self, sup_grads, unsup_grads, total_grads=None, scale=None) -> dict:
         """Conflict statistics per group; ``total_grads`` (the captured training gradient,
         g_S + g_U) keeps GDC exact when the losses nearly cancel (else s + u elementwise)."""
         out = {}
@@ -612,221 +575,23 @@ class Probe:
             if self.distributed and world_size() > 1:
                 # averaged gradients need whole vectors; one all-reduce per group
                 both = torch.stack(
-                    [_flat([g[i] for i in idx], group) for g in (sup_grads, unsup_grads)]
+                    [flat([g[i] for i in idx], group) for g in (sup_grads, unsup_grads)]
                 )
                 torch.distributed.all_reduce(both)
                 s, u = both[0] / world_size(), both[1] / world_size()
                 t = s + u
-                products = torch.stack([s @ s, u @ u, s @ u, s @ t, t @ t]).double()
+                dots = torch.stack([s @ s, u @ u, s @ u, s @ t, t @ t]).double()
             else:
                 totals = None if total_grads is None else [total_grads[i] for i in idx]
-                products = _products(
-                    [sup_grads[i] for i in idx], [unsup_grads[i] for i in idx], totals
-                )
+                dots = products([sup_grads[i] for i in idx], [unsup_grads[i] for i in idx], totals)
             if scale is not None:
-                products = products / scale.double() ** 2
-            out[name] = conflict_from_products(*products)
+                dots = dots / scale.double() ** 2
+            out[name] = conflict_from_products(*dots)
         return out if self._named else out["params"]
-
-    def _keep_rows(self, name: str, values: torch.Tensor, labeled) -> None:
-        """Per-row values for TensorBoard histograms: references only, copied to the host by
-        the writer on its histogram steps (no sync here)."""
-        if self.tensorboard is not None and self.tensorboard.histogram_due():
-            self._rows[name] = values
-            self._rows["labeled"] = labeled
-
-    def _energy(self, features, labeled, novel, logits, state) -> dict:
-        conceptor = self.eagc.conceptor if self.eagc is not None else self.known_subspace
-        groups = _row_groups(labeled, novel)
-        out: dict = {}
-        if conceptor is not None:
-            if state is not None and state.energy is not None:
-                ratio = state.energy
-            else:
-                ratio = energy_ratio(features.detach(), conceptor.to(features.device), warn=False)
-            out["ratio"] = {k: masked_summary(ratio, m) for k, m in groups.items()}
-            self._keep_rows("energy_ratio", ratio, labeled)
-            # which conceptor the ratios are under (docs/quantities.md, "Which conceptor")
-            out["conceptor"] = "eep" if self.eagc is not None else "known_subspace"
-        if state is not None and state.weights is not None:
-            unl = ~labeled if labeled is not None else None
-            out["eep_weight"] = masked_summary(state.weights, unl)
-            self._keep_rows("eep_weight", state.weights, labeled)
-            out["eep_weight"]["frac_zero"] = _share(state.weights == 0, unl)
-            # rows EEP acts on (docs/calibration.md: w_i > 0.01)
-            out["eep_weight"]["frac_active"] = _share(state.weights > 0.01, unl)
-        if logits is not None:
-            # the free energy of the softmax the classifier uses: over logits / T
-            fe = free_energy(logits.detach() / self.logit_temperature)
-            out["free_energy"] = {k: masked_summary(fe, m) for k, m in groups.items()}
-            out["free_energy_temperature"] = self.logit_temperature
-            out["free_energy_temperature_source"] = self.logit_temperature_source
-        return out
 
 
 # ---------------------------------------------------------------------- helpers
 
 
-def _check_scaling(features, eagc, scaler) -> None:
-    """Refuse a backward whose loss scaling differs from the one ``coordinate`` was told.
-
-    The AGA term is added in the units of the incoming gradient: a scaler given to only one
-    of ``eagc.coordinate`` and ``probe.backward`` multiplies (or divides) it by the loss
-    scale, the reference code's AMP defect. Python-side only, no host sync.
-    """
-    state = eagc.state_for(features) if eagc is not None else None
-    if state is None:  # coordinated by an EAGC the probe was not given
-        state = getattr(features.grad_fn, "state", None)
-    if not isinstance(state, CoordinationState):
-        return
-    scaled = scaler is not None and scaler.is_enabled()
-    if scaled != state.scaled:
-        given, missing = (
-            ("probe.backward", "eagc.coordinate")
-            if scaled
-            else ("eagc.coordinate", "probe.backward")
-        )
-        raise EntangleValueError(
-            f"a GradScaler was given to {given} but not to {missing}: the AGA term would be "
-            "off by the loss scale; pass the same scaler= to both (or to neither)"
-        )
-
-
-def _refuse_clash(extra: dict, own) -> None:
-    clash = sorted(set(extra) & set(own))
-    if clash:
-        raise EntangleValueError(
-            f"extra= would overwrite the probe's own record entries {clash}; rename those "
-            "keys (ProbeSet results: pass probeset= to Probe instead)"
-        )
-
-
-def _scaled(loss: torch.Tensor, scaler):
-    return scaler.scale(loss) if scaler is not None else loss
-
-
-def _grads(loss: torch.Tensor, inputs: list) -> list:
-    if not loss.requires_grad:
-        return [None] * len(inputs)
-    return list(torch.autograd.grad(loss, inputs, retain_graph=True, allow_unused=True))
-
-
-def _minus(total: list, part: list) -> list:
-    out = []
-    for t, s in zip(total, part, strict=False):
-        if t is None:
-            out.append(None if s is None else -s)
-        else:
-            out.append(t if s is None else t - s)
-    return out
-
-
-def _flat(grads: list, params: list) -> torch.Tensor:
-    pairs = zip(grads, params, strict=True)
-    parts = [g if g is not None else torch.zeros_like(p) for g, p in pairs]
-    return torch.cat([part.reshape(-1) for part in parts])
-
-
-def _products(sup: list, unsup: list, total: list | None = None) -> torch.Tensor:
-    """``[<s,s>, <u,u>, <s,u>, <s,t>, <t,t>]`` summed over parameters in float64, without flat
-    copies; t is ``total`` (the captured training gradient) or s + u elementwise."""
-    parts = []
-    total = [None] * len(sup) if total is None else total
-    for s, u, t in zip(sup, unsup, total, strict=True):
-        if s is None and u is None:
-            continue
-        s = torch.zeros_like(u) if s is None else s
-        u = torch.zeros_like(s) if u is None else u
-        s, u = s.reshape(-1), u.reshape(-1)
-        t = s + u if t is None else t.reshape(-1)
-        parts.append(torch.stack([s @ s, u @ u, s @ u, s @ t, t @ t]).double())
-    if not parts:
-        return torch.zeros(5, dtype=torch.float64)
-    return torch.stack(parts).sum(0)
-
-
-def _or_zeros(g, like):
-    return torch.zeros_like(like) if g is None else g
-
-
-def _row_groups(labeled, novel) -> dict:
-    if labeled is None:
-        return {"all": None}
-    groups = {"labeled": labeled, "unlabeled": ~labeled}
-    if novel is not None:
-        groups["unlabeled_old"] = ~labeled & ~novel
-        groups["unlabeled_new"] = ~labeled & novel
-    return groups
-
-
-def _attributor(groups: dict, attribution, group: str | None, sup_side: bool):
-    if attribution is False or attribution is None or attribution == 0:
-        return None
-    every = 1 if attribution is True else int(attribution)
-    name = group if group is not None else next(iter(groups))
-    if name not in groups:
-        raise EntangleValueError(
-            f"attribution_group {name!r} is not a probed group; choose one of {sorted(groups)}"
-        )
-    return Attributor(name, groups[name], every=every, sup_side=sup_side)
-
-
-def _attribution_rows(rows: dict, labeled, novel, logits) -> dict:
-    """Masks and ids for the attribution summary: oracle classes, predicted clusters."""
-    out = {"labeled": labeled, "novel": novel, "index": rows.get("index")}
-    targets = rows.get("targets")
-    k = logits.shape[1] if logits is not None else None
-    if targets is not None:
-        targets = torch.as_tensor(targets)
-        if k is None:
-            k = int(targets.max()) + 1  # note: a host sync, only without logits
-        out["classes"] = targets
-    if logits is not None:
-        out["clusters"] = logits.detach().argmax(dim=1)
-    out["num_classes"] = k
-    return out
-
-
-def _feature_conflict(g_s, g_u, labeled, novel) -> dict:
-    cos = rowwise_cosine(g_s, g_u, warn=False)
-    return {k: conflict_summary(cos, m) for k, m in _row_groups(labeled, novel).items()}
-
-
-def _share(flags: torch.Tensor, mask) -> torch.Tensor:
-    if mask is None:
-        return flags.float().mean()
-    return (flags & mask).sum() / mask.sum().clamp_min(1)
-
-
-def _nan_reasons(record: dict) -> dict:
-    """Why a probed value is NaN, from host-side values: one reason per affected group."""
-    reasons = {}
-    losses = record.get("losses", {})
-    bad_loss = [k for k, v in losses.items() if not math.isfinite(v)]
-    no_labeled = record.get("n_labeled") == 0
-    for kind in ("raw", "eagc", "eagc_authors", "coordinated"):
-        stats = record.get(kind)
-        if stats is None:
-            continue
-        groups = {"": stats} if "cos" in stats else stats
-        for name, s in groups.items():
-            if not any(_is_nan(s[k]) for k in CONFLICT_KEYS if k != "conflict"):
-                continue
-            key = f"{kind}.{name}".rstrip(".")
-            if bad_loss:
-                reasons[key] = f"loss {' and '.join(bad_loss)} is not finite"
-            elif not (math.isfinite(s["norm_sup"]) and math.isfinite(s["norm_unsup"])):
-                reasons[key] = "gradient not finite (AMP overflow? the scaler skips this step)"
-            elif no_labeled and not s["norm_sup"] > 0:
-                reasons[key] = "no labeled rows in this batch: the supervised gradient is zero"
-            elif not s["norm_sup"] > 0:
-                reasons[key] = "supervised gradient is zero on this group"
-            elif not s["norm_unsup"] > 0:
-                reasons[key] = "unsupervised gradient is zero on this group"
-            else:
-                reasons[key] = "g_sup + g_unsup is zero (the losses cancel exactly)"
-    return reasons
-
-
-def _is_nan(v) -> bool:
-    return isinstance(v, float) and math.isnan(v)
+def _measuring(eagc, state, mode: str):
+    return eagc.measuring(state, mode) if eagc is not None else nullcontext()

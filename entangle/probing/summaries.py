@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import functools
+import math
 
 import torch
+
+from entangle.metrics.gradients import CONFLICT_KEYS
 
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
 
@@ -103,3 +106,37 @@ def to_host(tree):
         return node
 
     return rebuild(tree)
+
+
+def nan_reasons(record: dict) -> dict:
+    """Why a probed value is NaN, from host-side values: one reason per affected group."""
+    reasons = {}
+    losses = record.get("losses", {})
+    bad_loss = [k for k, v in losses.items() if not math.isfinite(v)]
+    no_labeled = record.get("n_labeled") == 0
+    for kind in ("raw", "eagc", "eagc_authors", "coordinated"):
+        stats = record.get(kind)
+        if stats is None:
+            continue
+        groups = {"": stats} if "cos" in stats else stats
+        for name, s in groups.items():
+            if not any(_is_nan(s[k]) for k in CONFLICT_KEYS if k != "conflict"):
+                continue
+            key = f"{kind}.{name}".rstrip(".")
+            if bad_loss:
+                reasons[key] = f"loss {' and '.join(bad_loss)} is not finite"
+            elif not (math.isfinite(s["norm_sup"]) and math.isfinite(s["norm_unsup"])):
+                reasons[key] = "gradient not finite (AMP overflow? the scaler skips this step)"
+            elif no_labeled and not s["norm_sup"] > 0:
+                reasons[key] = "no labeled rows in this batch: the supervised gradient is zero"
+            elif not s["norm_sup"] > 0:
+                reasons[key] = "supervised gradient is zero on this group"
+            elif not s["norm_unsup"] > 0:
+                reasons[key] = "unsupervised gradient is zero on this group"
+            else:
+                reasons[key] = "g_sup + g_unsup is zero (the losses cancel exactly)"
+    return reasons
+
+
+def _is_nan(v) -> bool:
+    return isinstance(v, float) and math.isnan(v)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-import entangle.probing.probe as probe_module
 from entangle.bench.syncaudit import BlockingOps
 from entangle.eagc import EAGC
 from entangle.gcd.losses import LossConfig, gcd_losses
@@ -68,7 +67,7 @@ def step():
     probe = Probe({"last_block": last_block(backbone), "all": params}, every=2, eagc=eagc)
 
     def run(probed: bool) -> BlockingOps:
-        probe.calls = 0 if probed else 1
+        probe.set_step(0 if probed else 1)
         with BlockingOps() as ops:
             z = eagc.coordinate(backbone(views), labeled, reference(views).detach())
             proj, logits = head(z)
@@ -76,6 +75,7 @@ def step():
             probe.backward(sup, unsup, features=z, labeled=labeled, novel=novel, logits=logits)
         return ops
 
+    run.probe = probe
     return run, eagc, backbone, reference, views, labeled
 
 
@@ -96,7 +96,7 @@ def test_a_probed_step_blocks_only_for_its_one_transfer(step, monkeypatch):
     run = step[0]
     run(probed=True)  # first use puts constants (the quantile levels) on the device
     transfers = []
-    real = probe_module.to_host
-    monkeypatch.setattr(probe_module, "to_host", lambda t: transfers.append(1) or real(t))
+    real = run.probe.transfer  # the probe's one host-sync point
+    monkeypatch.setattr(run.probe, "transfer", lambda t: transfers.append(1) or real(t))
     assert dict(run(probed=True).counts) == {}
     assert len(transfers) == 1

@@ -243,7 +243,6 @@ def test_fused_attention_gets_a_clear_error_and_the_math_context_works(monkeypat
 
 def test_an_attributed_probed_step_blocks_only_for_its_one_transfer(monkeypatch):
     """The host-sync budget (see tests/bench/test_syncaudit.py) holds with attribution and EAGC."""
-    import entangle.probing.probe as probe_module
     from entangle.bench.syncaudit import BlockingOps
     from entangle.gcd.losses import LossConfig, gcd_losses
     from entangle.models.backbones import ResidualMLP
@@ -271,8 +270,8 @@ def test_an_attributed_probed_step_blocks_only_for_its_one_transfer(monkeypatch)
 
     run()  # first use: constants on the device, the graph check
     transfers = []
-    real = probe_module.to_host
-    monkeypatch.setattr(probe_module, "to_host", lambda t: transfers.append(1) or real(t))
+    real = probe.transfer  # the probe's one host-sync point
+    monkeypatch.setattr(probe, "transfer", lambda t: transfers.append(1) or real(t))
     with BlockingOps() as ops:
         record = run()
     assert "attribution_eagc" in record
