@@ -112,6 +112,19 @@ def ablate(
     gpus_per_cell: Annotated[float, typer.Option(help="GPUs per Ray task.")] = 0.0,
     cpus_per_cell: Annotated[float, typer.Option(help="CPUs per Ray task.")] = 1.0,
     report: Annotated[bool, typer.Option(help="Write report.html besides the table.")] = True,
+    paper: Annotated[
+        str | None,
+        typer.Option(
+            help="simgcd-cub | -scars | -aircraft | -cifar100 | -imagenet100: the paper's grid "
+            "(baseline, eagc, aga, eep x seeds 0-2, EAGC preset) on --root."
+        ),
+    ] = None,
+    root: Annotated[
+        str | None, typer.Option(help="With --paper: the benchmark's root folder.")
+    ] = None,
+    pretrained: Annotated[
+        str | None, typer.Option(help="With --paper: the DINO ViT-B/16 weights file.")
+    ] = None,
 ) -> None:
     """Train every cell of an ablation grid (skipping finished ones) and aggregate over seeds.
 
@@ -127,16 +140,25 @@ def ablate(
     from entangle.ablation import example_path, load_grid, run_grid
     from entangle.errors import EntangleValueError
 
-    if int(example) + int(example_coordinators) + int(config is not None) != 1:
+    given = int(example) + int(example_coordinators) + int(config is not None) + int(bool(paper))
+    if given != 1:
         raise EntangleValueError(
-            "give one of a grid spec CONFIG.toml, --example or --example-coordinators"
+            "give one of a grid spec CONFIG.toml, --example, --example-coordinators or --paper"
         )
-    if example_coordinators:
+    if paper:
+        from entangle.ablation.paper import paper_grid
+
+        if not root:
+            raise EntangleValueError(f"--paper {paper} needs --root, the benchmark's folder")
+        spec = paper_grid(paper, root, **({"pretrained": pretrained} if pretrained else {}))
+        name = paper
+    elif example_coordinators:
         path, name = example_path("coordinators"), "example-coordinators"
     else:
         path = example_path() if example else config
         name = "example" if example else Path(path).stem
-    spec = load_grid(path)
+    if not paper:
+        spec = load_grid(path)
     out = out or Path("reports/ablate") / name
     cells = spec.cells()
     if dry_run:
