@@ -19,13 +19,16 @@ import torch
 
 from entangle.errors import EntangleTypeError, EntangleValueError
 
-# record keys that are the x axis or bookkeeping, not measured values
-SKIPPED_KEYS = frozenset({"step", "epoch", "nan", "time"})
+# top-level record keys that are the x axis, bookkeeping or a setting, not measured values
+# (``k``: the SOC subspace dimension of an evaluation); epochs.jsonl keeps them
+SKIPPED_KEYS = frozenset({"step", "epoch", "nan", "time", "k"})
 EPOCH_PREFIX = "epoch"
 HISTOGRAM_PREFIX = "hist"
 
 
-def record_scalars(record: Mapping, prefix: str = "") -> Iterator[tuple[str, float]]:
+def record_scalars(
+    record: Mapping, prefix: str = "", *, _top: bool = True
+) -> Iterator[tuple[str, float]]:
     """``(tag, value)`` for every finite number in a nested record (lists are skipped).
 
     Args:
@@ -33,11 +36,11 @@ def record_scalars(record: Mapping, prefix: str = "") -> Iterator[tuple[str, flo
         prefix: prepended to every tag (``"epoch"`` for evaluation records).
     """
     for key, value in record.items():
-        if not prefix and key in SKIPPED_KEYS:
+        if _top and key in SKIPPED_KEYS:  # also under the epoch/ prefix: no epoch/epoch
             continue
         tag = f"{prefix}/{key}" if prefix else str(key)
         if isinstance(value, Mapping):
-            yield from record_scalars(value, tag)
+            yield from record_scalars(value, tag, _top=False)
         elif isinstance(value, bool):
             yield tag, float(value)
         elif isinstance(value, int | float) and math.isfinite(value):

@@ -39,9 +39,12 @@ def test_record_scalars_are_key_paths_of_finite_numbers():
         "energy/eep_weight/q50": 0.125,
         "probeset/soc": 0.5,
     }
-    assert dict(record_scalars({"epoch": 2, "acc_all": 0.5}, "epoch")) == {
-        "epoch/epoch": 2.0,
+    # the axis and settings are not series: no epoch/epoch, epoch/step, epoch/k (issue 22)
+    evaluation = {"epoch": 2, "step": 40, "k": 16, "acc_all": 0.5, "soc": {"k": 16, "v": 0.1}}
+    assert dict(record_scalars(evaluation, "epoch")) == {
         "epoch/acc_all": 0.5,
+        "epoch/soc/k": 16.0,
+        "epoch/soc/v": 0.1,
     }
 
 
