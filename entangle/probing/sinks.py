@@ -77,6 +77,7 @@ class TensorBoardSink:
     """Every probed scalar and evaluation record under stable tags (docs/records.md)."""
 
     def __init__(self, target, histogram_every: int) -> None:
+        # lazy: optional dependency (tensorboard, the [tb] extra) behind logs/
         from entangle.logs.tensorboard_out import TensorBoardOut
 
         self.out = TensorBoardOut(target, histogram_every=histogram_every)
