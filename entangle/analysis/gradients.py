@@ -19,7 +19,7 @@ from contextlib import contextmanager
 import torch
 
 from entangle.data.augment import default_augment
-from entangle.data.datasets import BalancedBatchSampler, GCDData, eval_inputs, make_batch
+from entangle.data.datasets import GCDData, eval_inputs, make_batch, train_sampler
 from entangle.eagc import EAGC
 from entangle.errors import EntangleValueError
 from entangle.gcd.losses import LossConfig, gcd_losses
@@ -184,7 +184,7 @@ def gradient_diagnostics(
             eep_weight=eep_weight,
             aga_weight=aga_weight,
         )
-    sampler = BalancedBatchSampler(data.labeled, batch_size, seed=seed)
+    sampler = train_sampler(data, batch_size, seed=seed)  # SimGCD's for benchmarks
     augment = view_augment(backbone, data)
     generator = torch.Generator().manual_seed(seed * 7919 + 1)
     was = backbone.training, head.training

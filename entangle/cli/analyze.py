@@ -128,7 +128,8 @@ def analyze_command(
     data: Annotated[
         str,
         typer.Option(
-            help="digits | synthetic | imagefolder:PATH | cifar10:PATH | cifar100:PATH | "
+            help="digits | synthetic | imagefolder:PATH | a benchmark NAME:ROOT (cub, cifar10, "
+            "...; docs/benchmarks.md) | "
             "features:FILE.npz (arrays features, labels, labeled; optional novel, "
             "old_classes, logits, class_names)"
         ),

@@ -32,7 +32,10 @@ def train_command(
     out: Annotated[Path, typer.Argument(help="Run directory (an unfinished one is resumed).")],
     data: Annotated[
         str,
-        typer.Option(help="digits | synthetic | imagefolder:PATH | cifar10:PATH | cifar100:PATH"),
+        typer.Option(
+            help="digits | synthetic | imagefolder:PATH | a benchmark NAME:ROOT (cub, scars, "
+            "aircraft, cifar10, cifar100, imagenet100, imagenet1k, herbarium19; docs/benchmarks.md)"
+        ),
     ] = "digits",
     old_classes: Annotated[
         str | None, typer.Option(help="Known classes: a count, a comma list, or a file.")

@@ -145,8 +145,10 @@ def load_source(
     """Load a GCD data source and split it into labeled / unlabeled, old / novel.
 
     Args:
-        spec: ``"digits"``, ``"synthetic"``, ``"imagefolder:PATH"``, ``"cifar10:PATH"`` or
-            ``"cifar100:PATH"``.
+        spec: ``"digits"``, ``"synthetic"``, ``"imagefolder:PATH"`` or a benchmark
+            ``"NAME:ROOT"`` (``cub``, ``cifar10``, ...: its published split, see
+            :mod:`entangle.data.benchmarks`; ``old_classes`` must stay ``None`` and
+            ``labeled_fraction`` is SimGCD's ``prop_train_labels``).
         old_classes: the known classes. ``None`` takes the source's default (digits 0-4,
             synthetic: its planted old classes, image folders: the first half, CIFAR-10 the
             first 5, CIFAR-100 the first 80). Otherwise a count (the first N classes, also as
