@@ -98,8 +98,8 @@ def _gdc(run, kind="raw"):
     return _early(run, gradient_series(run.steps, kind, "gdc", run.group)[1])
 
 
-def _gdc_change(run):
-    return _gdc(run, "eagc") - _gdc(run, "raw")
+def _gdc_change(run, kind="eagc"):
+    return _gdc(run, kind) - _gdc(run, "raw")
 
 
 def _path(run, *keys):
@@ -120,6 +120,12 @@ def _has(run, kind):
     return np.isfinite(gradient_series(run.steps, kind, "cos", run.group)[1]).any()
 
 
+def _coordinated(run) -> str | None:
+    """The record kind of the run's applied update: ``eagc``, ``coordinated`` (a torchjd
+    coordinator, docs/coordinators.md) or None (plain training)."""
+    return next((k for k in ("eagc", "coordinated") if _has(run, k)), None)
+
+
 # ----------------------------------------------------------------- the verdict
 
 
@@ -128,12 +134,13 @@ def compute_verdict(runs: Sequence[RunData]) -> Verdict:
     out = Verdict()
     groups = settings(runs)
     # a baseline is a probed run without EAGC; an imported log has no GDC to compare with
-    baselines = [g for g in groups if _has(g[0], "raw") and not _has(g[0], "eagc")]
+    baselines = [g for g in groups if _has(g[0], "raw") and _coordinated(g[0]) is None]
     for group in groups:
         name = _label(group)
         _conflict_lines(out, group, name)
-        if _has(group[0], "eagc"):
-            _eagc_lines(out, group, name, baselines[0] if baselines else None)
+        kind = _coordinated(group[0])
+        if kind is not None:
+            _eagc_lines(out, group, name, baselines[0] if baselines else None, kind)
         _eep_lines(out, group, name)
         _attribution_lines(out, group, name)
     if not out.lines:
@@ -163,14 +170,16 @@ def _conflict_lines(out, group, name):
     )
 
 
-def _eagc_lines(out, group, name, baseline):
-    change = _estimate(group, _gdc_change)
-    _add(out, name, "GDC corrected - raw, same steps", change, "{:+.3f}")
+def _eagc_lines(out, group, name, baseline, kind="eagc"):
+    change = _estimate(group, lambda run: _gdc_change(run, kind))
+    what = "corrected" if kind == "eagc" else "applied update"
+    _add(out, name, f"GDC {what} - raw, same steps", change, "{:+.3f}")
     word = (
         "lowers" if change.high < 0 else "raises" if change.low > 0 else "does not clearly change"
     )
+    coordinator = "EAGC's correction" if kind == "eagc" else "the coordinator's update"
     out.lines.append(
-        f"{name}: EAGC's correction {word} the GDC of the same steps: {change.short('{:+.3f}')}."
+        f"{name}: {coordinator} {word} the GDC of the same steps: {change.short('{:+.3f}')}."
     )
     if baseline is None:
         return

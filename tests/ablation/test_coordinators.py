@@ -27,6 +27,16 @@ def test_coordinator_grid_runs_and_its_table_reads_the_applied_update(tmp_path):
     # both start from the pretrained weights: the first step's losses agree
     base = RunReader(tmp_path / "g" / "cells" / cells["none"].name).steps[0]
     assert steps[0]["losses"]["sup"] == pytest.approx(base["losses"]["sup"], rel=1e-6)
+    # the verdict compares the coordinated run with the plain one, as it does EAGC's
+    from entangle.report.load import load_runs
+    from entangle.report.verdict import compute_verdict
+
+    folders = [tmp_path / "g" / "cells" / cells[c].name for c in ("none", "pcgrad")]
+    rows = compute_verdict(load_runs(folders)).rows
+    quantities = {(name, quantity) for name, quantity, _ in rows}
+    pcgrad = [q for n, q in quantities if "pcgrad" in n]
+    assert "GDC applied update - raw, same steps" in pcgrad
+    assert any(q.startswith("last All accuracy - ") for q in pcgrad)
 
 
 def test_the_shipped_coordinator_example_is_the_six_by_five_grid():
