@@ -318,4 +318,12 @@ def config_differences(stored: dict, config: TrainConfig) -> list[str]:
     """Fields whose value in a run's stored config differs from ``config`` (placement aside)."""
     want = json.loads(json.dumps(run_config(config)))
     keys = (set(stored) | set(want)) - set(PLACEMENT_FIELDS) - set(POLICY_FIELDS) - {"class_names"}
+    # a run written before the coordinator settings existed ran them at their defaults
+    keys -= {k for k in COORDINATOR_FIELDS if k not in stored and want.get(k) == _DEFAULT[k]}
     return sorted(k for k in keys if stored.get(k) != want.get(k))
+
+
+COORDINATOR_FIELDS = ("coordinator", "coordinator_params") + tuple(
+    f.name for f in dataclasses.fields(CoordinatorConfig) if f.name not in ("name", "params")
+)
+_DEFAULT = {k: getattr(TrainConfig, k) for k in COORDINATOR_FIELDS}

@@ -75,3 +75,17 @@ def test_run_json_records_the_resolved_start_and_the_objective():
     assert "start" in config_differences(stored, dataclasses.replace(config, eagc=False))
     other = dataclasses.replace(config, infonce_temperature=0.07)
     assert {"infonce_temperature", "loss"} <= set(config_differences(stored, other))
+
+
+def test_a_run_written_before_the_coordinator_settings_resumes_at_their_defaults():
+    from entangle.gcd.config import COORDINATOR_FIELDS, config_differences, run_config
+
+    config = TrainConfig()
+    old = {k: v for k, v in run_config(config).items() if k not in COORDINATOR_FIELDS}
+    old = json.loads(json.dumps(old))
+    assert config_differences(old, config) == []
+    # the check can fail: a coordinated run is not that old run
+    assert config_differences(old, TrainConfig(coordinator="pcgrad")) == [
+        "coordinator",
+        "variant",
+    ]
