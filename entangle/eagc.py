@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from entangle.defaults import AGA_WEIGHT, APERTURE, EEP_WEIGHT
 from entangle.errors import EntangleRuntimeError, EntangleValueError
 from entangle.metrics import conceptor as fit_conceptor
 from entangle.metrics import energy_ratio
@@ -139,8 +140,8 @@ class EAGC:
         conceptor: torch.Tensor,
         labeled_energy: float | torch.Tensor,
         *,
-        aga_weight: float = 0.7,
-        eep_weight: float = 0.5,
+        aga_weight: float = AGA_WEIGHT,
+        eep_weight: float = EEP_WEIGHT,
         momentum: float = 0.95,
         aga: bool = True,
         eep: bool = True,
@@ -177,7 +178,7 @@ class EAGC:
         reference: torch.nn.Module,
         labeled_loader: Iterable,
         *,
-        aperture: float | str = 2.0,
+        aperture: float | str = APERTURE,
         unlabeled_loader: Iterable | None = None,
         feature_fn=None,
         device: torch.device | str | None = None,
@@ -219,7 +220,7 @@ class EAGC:
         cls,
         features: torch.Tensor,
         *,
-        aperture: float | str = 2.0,
+        aperture: float | str = APERTURE,
         unlabeled: torch.Tensor | None = None,
         **kwargs,
     ):

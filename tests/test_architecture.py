@@ -89,3 +89,28 @@ def test_the_walk_sees_function_level_imports_cycles_and_upward_arrows(tmp_path)
     assert [(i.source, i.target) for i in graph.upward()] == [
         ("entangle.metrics.a", "entangle.cli.b")
     ]
+
+
+def test_eagc_defaults_have_one_home():
+    """Planted change: every reader follows entangle.defaults (signatures read it at import,
+    so the check is that each default IS the constant's value by the same name)."""
+    import inspect
+
+    from entangle import defaults
+    from entangle.analysis.run import AnalyzeConfig
+    from entangle.eagc import EAGC
+    from entangle.gcd.config import TrainConfig
+    from entangle.metrics.energy import conceptor
+
+    init = inspect.signature(EAGC.__init__).parameters
+    assert init["aga_weight"].default == defaults.AGA_WEIGHT
+    assert init["eep_weight"].default == defaults.EEP_WEIGHT
+    assert inspect.signature(EAGC.fit).parameters["aperture"].default == defaults.APERTURE
+    assert inspect.signature(conceptor).parameters["aperture"].default == defaults.APERTURE
+    for config in (TrainConfig, AnalyzeConfig):
+        assert (config.aga_weight, config.eep_weight) == (defaults.AGA_WEIGHT, defaults.EEP_WEIGHT)
+        assert config.aperture == defaults.APERTURE
+    # no literal copy left in the modules that used to restate them
+    for name in ("eagc.py", "gcd/config.py", "analysis/run.py", "analysis/gradients.py"):
+        text = (ROOT / name).read_text(encoding="utf-8")
+        assert "= 0.7" not in text and "aperture: float = 2.0" not in text, name

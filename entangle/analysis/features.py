@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from entangle.data.datasets import GCDData
+from entangle.defaults import APERTURE
 from entangle.gcd.evaluate import accuracy_fields, embed_all
 from entangle.metrics import free_energy, knn_overlap
 from entangle.probing.probeset import summarize_subspace
@@ -103,7 +104,7 @@ def feature_record(
     kmeans: bool = True,
     tsne: bool = True,
     soc_k: int = 16,
-    aperture: float = 2.0,
+    aperture: float = APERTURE,
     seed: int = 0,
     tsne_max_points: int = 5000,
     accuracy: Sequence[str] = ("v2",),

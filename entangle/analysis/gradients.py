@@ -20,6 +20,7 @@ import torch
 
 from entangle.data.augment import default_augment
 from entangle.data.datasets import GCDData, eval_inputs, make_batch, train_sampler
+from entangle.defaults import AGA_WEIGHT, APERTURE, EEP_WEIGHT
 from entangle.eagc import EAGC
 from entangle.errors import EntangleValueError
 from entangle.gcd.losses import LossConfig, gcd_losses
@@ -92,9 +93,9 @@ def build_eagc(
     batch_size: int,
     device: torch.device,
     labeled_features: torch.Tensor | None = None,
-    aperture: float = 2.0,
-    eep_weight: float = 0.5,
-    aga_weight: float = 0.7,
+    aperture: float = APERTURE,
+    eep_weight: float = EEP_WEIGHT,
+    aga_weight: float = AGA_WEIGHT,
 ) -> EAGC:
     """EAGC fitted on the labeled samples: reference conceptor + AGA, or own conceptor + EEP.
 
@@ -128,9 +129,9 @@ def gradient_diagnostics(
     labeled_features: torch.Tensor | None = None,
     eagc: bool = True,
     epoch: float | None = None,
-    aperture: float = 2.0,
-    eep_weight: float = 0.5,
-    aga_weight: float = 0.7,
+    aperture: float = APERTURE,
+    eep_weight: float = EEP_WEIGHT,
+    aga_weight: float = AGA_WEIGHT,
     loss: LossConfig | None = None,
     seed: int = 0,
     progress: Progress | None = None,

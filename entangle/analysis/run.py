@@ -27,6 +27,7 @@ from entangle.analysis.gradients import gradient_diagnostics, teacher_epoch
 from entangle.analysis.inputs import FeatureData, check_classes, load_inputs
 from entangle.checkpoints import CheckpointError, LoadedCheckpoint, load_gcd_checkpoint
 from entangle.data.datasets import GCDData
+from entangle.defaults import AGA_WEIGHT, APERTURE, EEP_WEIGHT
 from entangle.errors import EntangleValueError
 from entangle.gcd.losses import LossConfig, teacher_temperature_at
 from entangle.metrics import accuracy_protocols
@@ -63,9 +64,9 @@ class AnalyzeConfig:
     model: str | None = None
     seed: int = 0
     soc_k: int = 16
-    aperture: float = 2.0
-    eep_weight: float = 0.5
-    aga_weight: float = 0.7
+    aperture: float = APERTURE
+    eep_weight: float = EEP_WEIGHT
+    aga_weight: float = AGA_WEIGHT
     tsne_max_points: int = 5000
     # accuracy protocols (v1, v2, v2b; docs/accuracy.md); the first fills acc_all/old/new
     accuracy: tuple[str, ...] = ("v2",)

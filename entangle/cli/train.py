@@ -108,8 +108,10 @@ def train_command(
     alignedmtl_scale_mode: Annotated[
         str, typer.Option(help="Aligned-MTL's scale: min, median or rmse.")
     ] = _DEFAULTS.alignedmtl_scale_mode,
-    aga_weight: Annotated[float, typer.Option(help="lambda_AGA.")] = 0.7,
-    eep_weight: Annotated[float, typer.Option(help="beta (EEP strength).")] = 0.5,
+    aga_weight: Annotated[float, typer.Option(help="lambda_AGA.")] = TrainConfig.aga_weight,
+    eep_weight: Annotated[
+        float, typer.Option(help="beta (EEP strength).")
+    ] = TrainConfig.eep_weight,
     aperture: Annotated[
         str,
         typer.Option(

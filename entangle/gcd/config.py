@@ -8,6 +8,7 @@ import math
 from dataclasses import dataclass
 
 from entangle.coordination import AGGREGATORS, CoordinatorConfig
+from entangle.defaults import AGA_WEIGHT, APERTURE, EEP_WEIGHT
 from entangle.errors import EntangleValueError
 from entangle.gcd.losses import LossConfig
 from entangle.metrics.clustering import accuracy_protocols
@@ -73,9 +74,9 @@ class TrainConfig:
     aga: bool = True
     eep: bool = True
     adaptive: bool = True
-    aga_weight: float = 0.7
-    eep_weight: float = 0.5
-    aperture: float | str = 2.0  # or "auto" / "jaeger" (docs/calibration.md)
+    aga_weight: float = AGA_WEIGHT
+    eep_weight: float = EEP_WEIGHT
+    aperture: float | str = APERTURE  # or "auto" / "jaeger" (docs/calibration.md)
     momentum_mu: float = 0.95
     coordinator: str = "none"
     coordinator_params: str = _COORD.params

@@ -6,11 +6,12 @@ import math
 
 import torch
 
+from entangle.defaults import APERTURE
 from entangle.errors import EntangleValueError, warn_degenerate
 from entangle.metrics._tensors import as_matrix, as_tensor, compute_dtype
 
 
-def conceptor(features: torch.Tensor, aperture: float = 2.0) -> torch.Tensor:
+def conceptor(features: torch.Tensor, aperture: float = APERTURE) -> torch.Tensor:
     """Conceptor C = R (R + a^-2 I)^-1 of the known-class features, R = Z^T Z / N.
 
     Computed through a symmetric eigendecomposition of R (in float64 for stability, returned
@@ -52,7 +53,7 @@ class ConceptorFactors:
         aperture: a > 0.
     """
 
-    def __init__(self, features: torch.Tensor, aperture: float = 2.0):
+    def __init__(self, features: torch.Tensor, aperture: float = APERTURE):
         z = as_matrix(features, "features")
         if not aperture > 0:
             raise EntangleValueError(f"aperture must be > 0, got {aperture}")

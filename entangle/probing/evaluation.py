@@ -12,6 +12,7 @@ from contextlib import nullcontext
 
 import torch
 
+from entangle.defaults import APERTURE
 from entangle.errors import EntangleTypeError, EntangleValueError
 from entangle.metrics import cluster_accuracies, knn_overlap
 from entangle.metrics.clustering import accuracy_protocols
@@ -75,7 +76,7 @@ def epoch_record(
     *,
     accuracy=ACCURACY_DEFAULT,
     k: int = 16,
-    aperture: float = 2.0,
+    aperture: float = APERTURE,
 ) -> tuple[dict, dict]:
     """The epoch record and the per-sample arrays of one evaluation.
 

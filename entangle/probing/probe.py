@@ -21,6 +21,7 @@ from contextlib import nullcontext
 
 import torch
 
+from entangle.defaults import APERTURE
 from entangle.eagc import EAGC, check_scaling, loss_scale
 from entangle.errors import EntangleRuntimeError, EntangleValueError
 from entangle.metrics.energy import SIMGCD_LOGIT_TEMPERATURE
@@ -362,7 +363,7 @@ class Probe:
         z, logits = embed_batches(backbone, head, inputs, device, autocast=autocast)
         labels, labeled, novel = finish()
         if aperture is None:
-            aperture = getattr(self.eagc, "aperture", None) or 2.0
+            aperture = getattr(self.eagc, "aperture", None) or APERTURE
         record, arrays = epoch_record(
             z,
             logits,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 
+from entangle.defaults import APERTURE
 from entangle.errors import EntangleValueError
 from entangle.metrics._tensors import compute_dtype
 from entangle.metrics.energy import ConceptorFactors
@@ -72,7 +73,7 @@ class ProbeSet:
         exact: bool = False,
         every: int = 100,
         k: int = 16,
-        aperture: float = 2.0,
+        aperture: float = APERTURE,
         batch_size: int = 256,
     ) -> None:
         n = inputs.shape[0]
@@ -185,7 +186,7 @@ def nan_subspace_summary(labeled, novel, k: int, aperture: float, reason: str) -
     }
 
 
-def summarize_subspace(z, labeled, novel, k: int = 16, aperture: float = 2.0) -> dict:
+def summarize_subspace(z, labeled, novel, k: int = 16, aperture: float = APERTURE) -> dict:
     """SOC / principal angles / energy of features ``[N, D]`` with labeled and novel masks.
 
     The energies use a conceptor refitted on ``z[labeled]`` with ``aperture`` (named so in

@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from entangle.defaults import APERTURE
 from entangle.metrics import conceptor, conceptor_spectrum, energy_ratio, free_energy
 
-DEFAULT_APERTURE = 2.0
+DEFAULT_APERTURE = APERTURE
 # a conceptor this close to the identity makes every energy ratio close to 1 (docs/quantities.md)
 IDENTITY_QUOTA = 0.9
 GROUPS = ("labeled", "unlabeled_old", "unlabeled_new")

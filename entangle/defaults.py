@@ -1,0 +1,13 @@
+"""The one home of EAGC's default settings (docs/quantities.md, EAGC; docs/architecture.md).
+
+Every signature, dataclass field and CLI option with these defaults reads them from here
+(the CLI through the dataclass fields), so a default changes in one place. Torch-free, so
+importing it costs nothing.
+"""
+
+# conceptor aperture of the EAGC authors' scripts (tuned on DINO ViT-B/16 features)
+APERTURE = 2.0
+# lambda_AGA, the anchor-alignment weight of the authors' scripts
+AGA_WEIGHT = 0.7
+# beta, the EEP projection strength of the authors' scripts (3.0 for SimGCD on Cars/Aircraft)
+EEP_WEIGHT = 0.5
