@@ -157,7 +157,9 @@ def _render(runs: list[RunData], tmp: Path, *, pdf, energies, overlaps, cache, d
             "of more than 8 series continues in the next panel, none is dropped. Steps: epoch x "
             "batches + batch for text logs, TensorBoard's own step for its series.",
             logged,
-        ),
+        )
+        if logged[0]  # a report of probed runs only has no imported log to speak of
+        else None,
     ]
     has_free = any(e.free for es in energies.values() for e in es)
     energy_figs = [
