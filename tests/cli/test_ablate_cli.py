@@ -212,3 +212,14 @@ def test_final_tables_fit_80_columns_without_cutting_a_word():
     assert "…" not in text
     assert "baseline-reference" in text and "eagc-fixed" in text and "variant" in text
     assert "81.2 ± 0.0" in text and "0.123 ± 0.000" in text and "GDC raw 200" in text
+
+
+def test_example_coordinators_dry_run_lists_the_six_by_five_grid(tmp_path):
+    out = CliRunner().invoke(app, ["ablate", "--example-coordinators", "--dry-run"])
+    assert out.exit_code == 0, out.output
+    assert "coordinator=upgrad__seed=4" in out.output
+    both = CliRunner().invoke(app, ["ablate", "--example", "--example-coordinators"])
+    # the console script turns these EntangleValueErrors into one line and exit 2
+    assert "give one of" in str(both.exception)
+    bad = CliRunner().invoke(app, ["train", str(tmp_path / "r"), "--coordinator", "pcgrd"])
+    assert "coordinator must be one of" in str(bad.exception)
