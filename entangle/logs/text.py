@@ -31,27 +31,31 @@ from pathlib import Path
 
 from entangle.errors import EntangleValueError
 
-_NUM = r"[-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?|nan|inf)"
+# Every pattern here is written so that a character can be consumed in one way only (no two
+# adjacent quantifiers over the same characters, names start at a word boundary): matching is
+# linear in the line length. `\d+\.?\d*` was not (a run of D digits splits D ways, each retried),
+# and the prefix's `\s*[-|]\s*(?:.*?\s*[-|]\s*)?` took 164 s on a line of 4000 spaces.
+_NUM = r"[-+]?(?:(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?|nan|inf)"
 
 # loguru's default file format, then the usual `logging` formats; the message is group "msg"
 _PREFIXES = [
     re.compile(r"^(?P<time>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+) \| *[A-Z]+ *\| \S+ - (?P<msg>.*)$"),
-    re.compile(
-        r"^(?P<time>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d[,.]\d+)\s*[-|]\s*(?:.*?\s*[-|]\s*)?"
-        r"(?:DEBUG|INFO|WARNING|ERROR|CRITICAL)\s*[-|:]\s*(?P<msg>.*)$"
-    ),
     re.compile(r"^(?:DEBUG|INFO|WARNING|ERROR|CRITICAL):[^:]*:(?P<msg>.*)$"),
 ]
+# `logging`'s "TIME - [name - ]LEVEL - msg": the time and first separator, then the first level
+# word whose text before it is empty or ends in a separator (see _logging_prefix)
+_LOGGING_TIME = re.compile(r"^(?P<time>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d[,.]\d+)[ \t]*[-|]")
+_LOGGING_LEVEL = re.compile(r"(?:DEBUG|INFO|WARNING|ERROR|CRITICAL)[ \t]*[-|:]")
 
 _STEP = re.compile(
     r"^(?P<ref>Reference )?Epoch: \[(?P<epoch>\d+)\]\[(?P<batch>\d+)/(?P<batches>\d+)\]"
     r"(?P<rest>.*)$"
 )
-_PAIR = re.compile(rf"(?P<name>[A-Za-z_]\w*):?\s+(?P<value>{_NUM})(?=\s|$)")
+_PAIR = re.compile(rf"(?<!\w)(?P<name>[A-Za-z_]\w*):?\s+(?P<value>{_NUM})(?=\s|$)")
 # free text after the pairs, LegoGCD train.py: 'Unlabeled condidate 0 Unlabeled pred Old 0 ..'
 # (a phrase of at most 6 words, then a number); bounded so a long line stays linear
 _PHRASE_PAIR = re.compile(
-    rf"(?P<name>[A-Za-z_][\w]*(?: [A-Za-z_][\w]*){{0,5}}):?\s+(?P<value>{_NUM})(?=\s|$)"
+    rf"(?<!\w)(?P<name>[A-Za-z_]\w*(?: [A-Za-z_][\w]*){{0,5}}):?\s+(?P<value>{_NUM})(?=\s|$)"
 )
 _EPOCH_AVG = re.compile(
     rf"^(?P<ref>Reference )?(?:Train )?Epoch: (?P<epoch>\d+) Avg Loss: (?P<loss>{_NUM})"
@@ -183,6 +187,18 @@ def strip_prefix(line: str) -> tuple[str, str | None]:
         m = pattern.match(line)
         if m:
             return m.group("msg"), m.groupdict().get("time")
+    return _logging_prefix(line)
+
+
+def _logging_prefix(line: str) -> tuple[str, str | None]:
+    """``TIME - [anything - ]LEVEL - msg`` in one left-to-right pass (no nested quantifiers)."""
+    m = _LOGGING_TIME.match(line)
+    if not m:
+        return line, None
+    for level in _LOGGING_LEVEL.finditer(line, m.end()):
+        before = line[m.end() : level.start()].rstrip()
+        if not before or before[-1] in "-|":
+            return line[level.end() :].lstrip(), m.group("time")
     return line, None
 
 
