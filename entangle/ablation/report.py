@@ -273,7 +273,8 @@ def _verdict_html(groups: Sequence[Group], out: Path) -> list[str]:
     dirs = [d for d in dirs if (d / "run.json").exists()]
     if not dirs:
         return []
-    lines = compute_verdict(load_runs(dirs, [d.name for d in dirs])).lines
+    verdict = compute_verdict(load_runs(dirs, [d.name for d in dirs]))
+    lines = verdict.card + verdict.lines
     items = "".join(f"<li>{html.escape(line)}</li>" for line in lines)
     return [f"<h2>Verdict</h2><ul>{items}</ul>"]
 

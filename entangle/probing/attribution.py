@@ -214,7 +214,8 @@ def attribution_summary(
     Returns:
         dict of device tensors: ``sum``; ``group`` (sums over labeled / unlabeled /
         unlabeled_old / unlabeled_new rows); ``class`` and ``cluster`` ``[K]`` sums over
-        UNLABELED rows (``class_outside``: rows whose id is not below K); ``top_index`` /
+        UNLABELED rows (``class_outside``: rows whose id is not below K), ``class_rows`` /
+        ``cluster_rows`` ``[K]`` how many unlabeled rows each sum has; ``top_index`` /
         ``top_share`` of the most negative rows.
     """
     out: dict = {"sum": shares.sum()}
@@ -236,6 +237,11 @@ def attribution_summary(
         out[key] = torch.zeros(num_classes, dtype=shares.dtype, device=shares.device)
         out[key] = out[key].index_add(0, ids.clamp(0, num_classes - 1), weight * inside)
         out[f"{key}_outside"] = (weight * (1 - inside)).sum()
+        # rows per id, so a report can rank by the mean share per row, not by class size
+        rows_in = inside if labeled is None else inside * (~labeled).to(shares.dtype)
+        out[f"{key}_rows"] = torch.zeros_like(out[key]).index_add(
+            0, ids.clamp(0, num_classes - 1), rows_in
+        )
     k = min(int(top), shares.shape[0])
     if k > 0:
         values, rows = torch.topk(-shares, k)

@@ -97,7 +97,7 @@ def _render(runs: list[RunData], tmp: Path, *, pdf, energies, overlaps, cache, d
         plot_logs,
         plot_overlap,
     )
-    from entangle.report.verdict import compute_verdict
+    from entangle.report.verdict import compute_verdict, verdict_json
 
     def fig(maker, name, title, caption, only=None):
         """``only``: ``(runs kept, why the others are left out)``; the maker sees the kept."""
@@ -265,6 +265,8 @@ def _render(runs: list[RunData], tmp: Path, *, pdf, energies, overlaps, cache, d
             attributed,
         ),
     ]
+    verdict = compute_verdict(runs)
+    (tmp / "verdict.json").write_text(verdict_json(verdict), encoding="utf-8")
     return html.render_html(
         runs,
         sections={
@@ -274,7 +276,7 @@ def _render(runs: list[RunData], tmp: Path, *, pdf, energies, overlaps, cache, d
             "comparison": comparison,
             "attribution": attribution,
         },
-        verdict=compute_verdict(runs),
+        verdict=verdict,
         summaries=[_summary(r) for r in runs],
         energies=energies,
         overlaps=overlaps,

@@ -140,6 +140,7 @@ def _verdict_context(verdict) -> dict | None:
     if verdict is None:
         return None
     return {
+        "card": list(verdict.card),
         "lines": list(verdict.lines),
         "table": {"header": ["Setting", "Quantity", "Value [95% interval] (method, n)"],
                   "rows": [list(r) for r in verdict.rows]},

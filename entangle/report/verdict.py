@@ -1,46 +1,65 @@
-"""The report's opening verdict, computed from the records (see docs/calibration.md, "verdict").
+"""The report's opening verdict, computed from the records (see docs/records.md, "verdict.json").
 
-Four questions, each answered per setting with its uncertainty: runs that differ only in
-their seed form one setting and are summarised across seeds; a setting with one run gets a
-moving-block bootstrap over its probed steps (entangle.report.uncertainty).
+A setting is a group of runs that differ only in seed (:func:`settings`). Every comparison of
+two settings is of their seed means (:func:`entangle.report.uncertainty.compare`: paired t with
+matched seeds, Welch's t otherwise, no between-run interval with one run on a side). A setting
+with one run gets only a within-run (steps) interval, named so.
 
-1. conflict: share of the first 200 probed steps with cos(g_S, g_U) < 0, and their GDC;
-2. EAGC: corrected minus raw GDC in the same run, and raw GDC / accuracy minus the baseline's;
-3. EEP: the diagnosis (share of unlabeled rows acted on, mean weight, energy gap, quota),
-   "inert" by :func:`entangle.metrics.calibration.is_inert`, and what ``auto`` would change;
-4. attribution: the classes whose unlabeled rows pull most against the supervised direction.
+The verdict answers four questions (the answer card), with the per-run detail below it:
+
+1. is there entanglement: share of the first 200 training steps with cos(g_S, g_U) < 0, GDC;
+2. does the coordination change it: applied (corrected) minus raw GDC of the same steps, and
+   the applied GDC against the matching baseline's;
+3. does accuracy move: last-epoch All/Old/New against the baseline;
+4. can EEP act: the calibration diagnosis (:func:`entangle.metrics.calibration.is_inert`).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from entangle.metrics.calibration import is_inert
 from entangle.report.load import RunData
-from entangle.report.records import as_float, dig, gradient_series, step_axis
-from entangle.report.summary import EARLY_STEPS
-from entangle.report.uncertainty import (
-    Estimate,
-    across_seeds,
-    block_bootstrap,
-    bootstrap_difference,
-    seeds_difference,
-)
+from entangle.report.records import gradient_series, step_axis
+from entangle.report.summary import EARLY_STEPS, accuracy_summary
+from entangle.report.uncertainty import Estimate, across_seeds, compare, within_run
+from entangle.report.verdict_detail import attribution_lines, eep_diagnosis, eep_line
 
 # config fields that do not define a setting: runs differing only here are seeds of one
 _NOT_SETTING = ("seed", "device", "class_names")
+WINDOW = f"first {EARLY_STEPS} training steps"
 
 
 @dataclass
 class Verdict:
-    """Sentences (computed) and the table behind them: (setting, quantity, estimate text)."""
+    """The answer card, the detail sentences, the table behind them and the data (verdict.json).
 
+    ``rows`` are ``(setting, quantity, estimate text)``; ``comparisons``/``runs``/``calibration``
+    are the JSON-ready facts documented in docs/records.md.
+    """
+
+    card: list[str] = field(default_factory=list)
     lines: list[str] = field(default_factory=list)
     rows: list[tuple[str, str, str]] = field(default_factory=list)
+    comparisons: list[dict] = field(default_factory=list)
+    runs: list[dict] = field(default_factory=list)
+    calibration: dict = field(default_factory=dict)
+
+    def as_json(self) -> dict:
+        """``{"comparisons", "runs", "calibration"}`` (NaN written as null by the caller)."""
+        return {"comparisons": self.comparisons, "runs": self.runs, "calibration": self.calibration}
+
+
+def verdict_json(verdict: Verdict) -> str:
+    """verdict.json's text (docs/records.md): NaN and infinities written as null."""
+    import json
+
+    from entangle.runs.io import to_jsonable
+
+    return json.dumps(to_jsonable(verdict.as_json(), "verdict.json"), allow_nan=False, indent=2)
 
 
 def setting_key(run: RunData) -> str:
@@ -57,9 +76,25 @@ def settings(runs: Sequence[RunData]) -> list[list[RunData]]:
     return list(groups.values())
 
 
-def _label(group: list[RunData]) -> str:
+def label(group: list[RunData]) -> str:
+    """The setting named by its runs: ``a``, ``a, b`` or ``baseline-s{0,1,2}`` (shared prefix)."""
+    import os
+
     names = [r.name for r in group]
-    return names[0] if len(names) == 1 else f"{names[0]} (+{len(names) - 1} seeds)"
+    if len(names) == 1:
+        return names[0]
+    prefix = os.path.commonprefix(names)
+    if prefix and all(len(n) > len(prefix) for n in names):
+        return prefix + "{" + ",".join(n[len(prefix) :] for n in names) + "}"
+    return ", ".join(names)
+
+
+def _seed(run: RunData):
+    seed = run.meta.get("seed") if isinstance(run.meta, dict) else None
+    return run.name if seed is None else seed  # unknown seed: never paired
+
+
+# ----------------------------------------------------------------- per-run quantities
 
 
 def _early(run: RunData, values: np.ndarray) -> np.ndarray:
@@ -67,237 +102,229 @@ def _early(run: RunData, values: np.ndarray) -> np.ndarray:
     return values if x.size == 0 else values[x < x.min() + EARLY_STEPS]
 
 
-def _estimate(group: list[RunData], series) -> Estimate:
-    """One setting's number: bootstrap over one run's steps, or the mean across seeds."""
-    if len(group) == 1:
-        return block_bootstrap(series(group[0]))
-    return across_seeds([float(np.nanmean(s)) if np.isfinite(s).any() else math.nan
-                         for s in (series(r) for r in group)])  # fmt: skip
+def n_probed(run: RunData) -> int:
+    """How many probe records fall in the first 200 training steps."""
+    return int(_early(run, np.ones(len(run.steps))).size)
 
 
-def _difference(a: list[RunData], b: list[RunData], series) -> Estimate:
-    if len(a) > 1 and len(b) > 1:
-        means = [[float(np.nanmean(series(r))) for r in g] for g in (a, b)]
-        return seeds_difference(*means)
-    return bootstrap_difference(series(a[0]), series(b[0]))
-
-
-# ----------------------------------------------------------------- per-step series
-
-
-def _cos(run, kind="raw"):
-    return _early(run, gradient_series(run.steps, kind, "cos", run.group)[1])
-
-
-def _conflict(run):
-    cos = _cos(run)
-    return np.where(np.isnan(cos), np.nan, (cos < 0).astype(np.float64))
+def window(group: list[RunData]) -> str:
+    """``first 200 training steps (90 probed)`` (a range when the seeds differ)."""
+    counts = sorted({n_probed(r) for r in group})
+    probed = str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+    return f"{WINDOW} ({probed} probed)"
 
 
 def _gdc(run, kind="raw"):
     return _early(run, gradient_series(run.steps, kind, "gdc", run.group)[1])
 
 
-def _gdc_change(run, kind="eagc"):
-    return _gdc(run, kind) - _gdc(run, "raw")
+def _conflict(run):
+    cos = _early(run, gradient_series(run.steps, "raw", "cos", run.group)[1])
+    return np.where(np.isnan(cos), np.nan, (cos < 0).astype(np.float64))
 
 
-def _path(run, *keys):
-    return np.array([as_float(dig(s, *keys)) for s in run.steps], dtype=np.float64)
-
-
-def _gap(run, group="unlabeled"):
-    lab = _path(run, "energy", "ratio", "labeled", "mean")
-    return lab - _path(run, "energy", "ratio", group, "mean")
-
-
-def _last_acc(run):
-    accs = [as_float(e.get("acc_all")) for e in run.epochs if isinstance(e, Mapping)]
-    return np.array(accs[-1:] or [math.nan], dtype=np.float64)
-
-
-def _has(run, kind):
-    return np.isfinite(gradient_series(run.steps, kind, "cos", run.group)[1]).any()
-
-
-def _coordinated(run) -> str | None:
+def coordinated(run) -> str | None:
     """The record kind of the run's applied update: ``eagc``, ``coordinated`` (a torchjd
     coordinator, docs/coordinators.md) or None (plain training)."""
-    return next((k for k in ("eagc", "coordinated") if _has(run, k)), None)
+    return next((k for k in ("eagc", "coordinated") if has(run, k)), None)
+
+
+def _applied(run):
+    """The GDC of the gradient the optimiser applies: corrected/coordinated, else raw."""
+    return _gdc(run, coordinated(run) or "raw")
+
+
+def _change(run):
+    return _gdc(run, coordinated(run) or "raw") - _gdc(run, "raw")
+
+
+def has(run, kind) -> bool:
+    return bool(np.isfinite(gradient_series(run.steps, kind, "cos", run.group)[1]).any())
+
+
+def _mean(x) -> float:
+    x = np.asarray(x, dtype=np.float64)
+    x = x[np.isfinite(x)]
+    return float(x.mean()) if x.size else math.nan
+
+
+def _acc(group_key):
+    return lambda run: np.array([accuracy_summary(run.epochs)[f"acc_{group_key}_last"]])
+
+
+# metric name -> (per-step series of one run, description, number format)
+METRICS = {
+    "conflict_rate_first200": (_conflict, f"share of steps with cos < 0, {WINDOW}", "{:.0%}"),
+    "gdc_raw_first200": (lambda r: _gdc(r), f"raw GDC, {WINDOW}", "{:.3f}"),
+    "gdc_applied_first200": (_applied, f"applied GDC (EAGC-corrected), {WINDOW}", "{:.3f}"),
+    "acc_all_last": (_acc("all"), "All accuracy, last epoch", "{:.3f}"),
+    "acc_old_last": (_acc("old"), "Old accuracy, last epoch", "{:.3f}"),
+    "acc_new_last": (_acc("new"), "New accuracy, last epoch", "{:.3f}"),
+}
+_STEP_METRICS = ("conflict_rate_first200", "gdc_raw_first200", "gdc_applied_first200")
+
+
+def setting_estimate(group: list[RunData], series) -> Estimate:
+    """One setting's number: within-run (steps) for one run, a t interval across seeds else."""
+    if len(group) == 1:
+        return within_run(series(group[0]))
+    return across_seeds([_mean(series(r)) for r in group])
+
+
+def difference(a: list[RunData], b: list[RunData], series) -> Estimate:
+    """Seed mean of ``a`` minus seed mean of ``b`` (paired / Welch t, or no interval)."""
+    return compare({_seed(r): _mean(series(r)) for r in a}, {_seed(r): _mean(series(r)) for r in b})
+
+
+def _record(est: Estimate, a: str, b: str, metric: str, win: str) -> dict:
+    return {
+        "a": a,
+        "b": b,
+        "metric": metric,
+        "difference": est.value,
+        "low": est.low,
+        "high": est.high,
+        "n_a": est.n,
+        "n_b": est.n_b if est.n_b else est.n,
+        "method": est.method,
+        "window": win,
+    }
+
+
+def matching_baseline(group, baselines):
+    """The baseline setting whose config differs from ``group``'s in the fewest fields."""
+    if not baselines:
+        return None
+    cfg = group[0].config
+
+    def distance(b):
+        other = b[0].config
+        keys = (set(cfg) | set(other)) - set(_NOT_SETTING)
+        return sum(cfg.get(k) != other.get(k) for k in keys)
+
+    return min(baselines, key=distance)
 
 
 # ----------------------------------------------------------------- the verdict
 
 
 def compute_verdict(runs: Sequence[RunData]) -> Verdict:
-    """Every sentence and row of the verdict section, from the runs' records."""
+    """The answer card, every detail sentence and row, and verdict.json's facts."""
     out = Verdict()
     groups = settings(runs)
-    # a baseline is a probed run without EAGC; an imported log has no GDC to compare with
-    baselines = [g for g in groups if _has(g[0], "raw") and _coordinated(g[0]) is None]
+    probed = [g for g in groups if has(g[0], "raw")]
+    baselines = [g for g in probed if coordinated(g[0]) is None]
+    treated = [g for g in probed if coordinated(g[0]) is not None]
     for group in groups:
-        name = _label(group)
-        _conflict_lines(out, group, name)
-        kind = _coordinated(group[0])
-        if kind is not None:
-            _eagc_lines(out, group, name, baselines[0] if baselines else None, kind)
-        _eep_lines(out, group, name)
-        _attribution_lines(out, group, name)
-    if not out.lines:
-        out.lines.append("No probed steps were recorded: nothing to conclude.")
+        _run_rows(out, group)
+    for group in probed:
+        _entanglement(out, group)
+    for group in treated:
+        _coordination(out, group, matching_baseline(group, baselines))
+    if not treated and len(probed) >= 2:  # no EAGC: compare the runs themselves
+        for other in probed[1:]:
+            _versus(out, probed[0], other, question="accuracy")
+    for group in groups:
+        _eep(out, group)
+        out.lines.extend(attribution_lines(out, group, label(group)))
+    if not out.card:
+        out.card.append("No probed steps were recorded: nothing to conclude.")
     return out
 
 
-def _add(out: Verdict, name: str, quantity: str, est: Estimate, fmt="{:.3f}") -> str:
-    text = est.text(fmt)
+def _add(out: Verdict, name: str, quantity: str, est: Estimate, fmt="{:.3f}") -> None:
     if not math.isnan(est.value):  # a row the run cannot have is left out, not "n/a"
-        out.rows.append((name, quantity, text))
-    return text
+        out.rows.append((name, quantity, est.text(fmt)))
 
 
-def _conflict_lines(out, group, name):
-    rate = _estimate(group, _conflict)
+def _run_rows(out: Verdict, group: list[RunData]) -> None:
+    for run in group:
+        row = {"name": run.name, "setting": label(group), "seed": run.meta.get("seed"),
+               "coordination": coordinated(run), "probed_first200": n_probed(run)}  # fmt: skip
+        for metric, (series, _, _) in METRICS.items():
+            est = within_run(series(run)) if metric in _STEP_METRICS else None
+            row[metric] = _mean(series(run))
+            if est is not None and est.has_interval:
+                row[f"{metric}_within_run"] = [est.low, est.high]
+        out.runs.append(row)
+
+
+def _entanglement(out, group):
+    name, win = label(group), window(group)
+    rate = setting_estimate(group, _conflict)
+    gdc = setting_estimate(group, lambda r: _gdc(r))
     if math.isnan(rate.value):
         return
-    gdc = _estimate(group, _gdc)
-    _add(out, name, f"conflict rate, first {EARLY_STEPS} steps (raw)", rate, "{:.0%}")
-    _add(out, name, f"GDC, first {EARLY_STEPS} steps (raw)", gdc)
-    strength = "strongly" if gdc.value > 0.5 else "moderately" if gdc.value > 0.2 else "weakly"
-    out.lines.append(
-        f"{name}: the supervised and unsupervised gradients conflict (cos < 0) on "
-        f"{rate.short('{:.0%}')} of the first {EARLY_STEPS} probed steps; they deviate "
-        f"{strength}: GDC {gdc.short()}. Intervals: {gdc.how()}."
+    _add(out, name, f"conflict rate, {win} (raw)", rate, "{:.0%}")
+    _add(out, name, f"raw GDC, {win}", gdc)
+    out.card.append(
+        f"(a) Entanglement, {name}: the supervised and unsupervised gradients conflict "
+        f"(cos < 0) on {rate.short('{:.0%}')} of the {win}; raw GDC {gdc.short()} "
+        f"({_kind(gdc)})."
     )
 
 
-def _eagc_lines(out, group, name, baseline, kind="eagc"):
-    change = _estimate(group, lambda run: _gdc_change(run, kind))
-    what = "corrected" if kind == "eagc" else "applied update"
-    _add(out, name, f"GDC {what} - raw, same steps", change, "{:+.3f}")
-    word = (
-        "lowers" if change.high < 0 else "raises" if change.low > 0 else "does not clearly change"
-    )
-    coordinator = "EAGC's correction" if kind == "eagc" else "the coordinator's update"
-    out.lines.append(
-        f"{name}: {coordinator} {word} the GDC of the same steps: {change.short('{:+.3f}')}."
+def _kind(est: Estimate) -> str:
+    if est.method == "within-run (steps)":
+        return f"one run: within-run (steps) interval, n = {est.n} steps"
+    return f"95% t interval, {est.sides()}" if est.has_interval else est.sides()
+
+
+def _coordination(out, group, baseline):
+    name, win = label(group), window(group)
+    change = setting_estimate(group, _change)
+    what = "corrected" if coordinated(group[0]) == "eagc" else "applied update"
+    _add(out, name, f"GDC {what} - raw, same steps, {win}", change, "{:+.3f}")
+    out.comparisons.append(
+        _record(change, f"{name} (applied)", f"{name} (raw)", "gdc_applied_minus_raw_first200",
+                win)
+    )  # fmt: skip
+    word = "lowers" if change.high < 0 else "raises" if change.low > 0 else "does not clearly move"
+    who = "EAGC's correction" if coordinated(group[0]) == "eagc" else "the coordinator's update"
+    line = (
+        f"(b) Coordination, {name}: {who} {word} the GDC of the same steps "
+        f"(applied - raw) by {change.short('{:+.3f}')} ({_kind(change)})"
     )
     if baseline is None:
+        out.card.append(line + "; no baseline run without EAGC to compare with.")
         return
-    base = _label(baseline)
-    d_gdc = _difference(group, baseline, _gdc)
-    d_acc = _difference(group, baseline, _last_acc)
-    _add(out, name, f"raw GDC - {base}", d_gdc, "{:+.3f}")
-    _add(out, name, f"last All accuracy - {base}", d_acc, "{:+.3f}")
-    out.lines.append(
-        f"{name} vs {base}: raw GDC differs by {d_gdc.short('{:+.3f}')}; last-epoch All "
-        f"accuracy by {d_acc.short('{:+.3f}')}"
-        + (" (one run each: no interval)." if d_acc.method == "single" else ".")
+    d = _versus(out, group, baseline, question=None)
+    out.card.append(
+        f"{line}; applied GDC vs {label(baseline)}: {d['gdc_applied_first200'].verdict()}."
     )
+    _accuracy_card(out, name, label(baseline), d)
 
 
-def _eep_lines(out, group, name):
-    run = group[0]
-    cal = run.meta.get("calibration") if isinstance(run.meta, Mapping) else None
-    beta = as_float(run.config.get("eep_weight"))
-    beta = 0.5 if math.isnan(beta) else beta
-    if _has(run, "eagc") and np.isfinite(_path(run, "energy", "eep_weight", "mean")).any():
-        weight = _estimate(group, lambda r: _path(r, "energy", "eep_weight", "mean"))
-        active = _estimate(group, lambda r: _path(r, "energy", "eep_weight", "frac_active"))
-        gap = _estimate(group, _gap)
-        gap_new = _estimate(group, lambda r: _gap(r, "unlabeled_new"))
-        source = "during training"
-    elif isinstance(cal, Mapping) and isinstance(cal.get("at_aperture"), Mapping):
-        at = cal["at_aperture"]
-        n = int(cal.get("n_unlabeled") or 0)
-        weight, active = Estimate(at["mean_weight"], n=n), Estimate(at["share_active"], n=n)
-        gap, gap_new = Estimate(at["gap"], n=n), Estimate(at.get("gap_new", math.nan), n=n)
-        source = "would-be, on the starting features"
-    else:
+def _versus(out, a, b, *, question) -> dict[str, Estimate]:
+    """Every metric of setting ``a`` minus setting ``b``, into comparisons and rows."""
+    results = {}
+    for metric, (series, desc, _fmt) in METRICS.items():
+        est = difference(a, b, series)
+        results[metric] = est
+        if math.isnan(est.value):
+            continue
+        win = window(a) if metric in _STEP_METRICS else "last epoch"
+        out.comparisons.append(_record(est, label(a), label(b), metric, win))
+        _add(out, label(a), f"{desc}: minus {label(b)}", est, "{:+.3f}")
+    if question == "accuracy":
+        _accuracy_card(out, label(a), label(b), results)
+    return results
+
+
+def _accuracy_card(out, a, b, d):
+    parts = [f"{g} {d[f'acc_{g.lower()}_last'].verdict()}" for g in ("All", "Old", "New")
+             if not math.isnan(d[f"acc_{g.lower()}_last"].value)]  # fmt: skip
+    if parts:
+        out.card.append(f"(c) Accuracy, last epoch, {a} minus {b}: " + "; ".join(parts) + ".")
+
+
+def _eep(out, group):
+    diag = eep_diagnosis(group, setting_estimate)
+    if diag is None:
         return
-    _add(out, name, f"EEP mean weight ({source})", weight)
-    _add(out, name, f"EEP share of unlabeled rows with w > 0.01 ({source})", active, "{:.0%}")
-    _add(out, name, f"energy gap labeled - unlabeled ({source})", gap)
-    _add(out, name, f"energy gap labeled - unlabeled-new ({source}, oracle)", gap_new)
-    inert = is_inert(gap.value, weight.value, beta)
-    head = "EEP is inert on these features" if inert else "EEP acts on these features"
-    line = (
-        f"{name}: {head} ({source}): mean weight {weight.value:.3f} (beta {beta:g}), "
-        f"{active.value:.0%} of unlabeled rows above 0.01, energy gap {gap.short()}, "
-        f"unlabeled-new gap (oracle) {gap_new.value:.3f}"
-    )
-    if isinstance(cal, Mapping):
-        at, auto = cal.get("at_aperture", {}), cal.get("at_auto", {})
-        line += (
-            f"; conceptor at aperture {as_float(cal.get('aperture')):.3g}: quota "
-            f"{as_float(at.get('quota')):.3f}, effective rank "
-            f"{as_float(at.get('effective_rank')):.1f}. 'auto' picks aperture "
-            f"{as_float(cal.get('auto_aperture')):.3g}, where the starting gap would be "
-            f"{as_float(auto.get('gap')):.3f} (unlabeled-new {as_float(auto.get('gap_new')):.3f}, "
-            f"{as_float(auto.get('share_active')):.0%} rows acted on; at the run's aperture "
-            f"{as_float(at.get('gap')):.3f})"
-        )
-    out.lines.append(line + ".")
-
-
-def class_matrix(run: RunData, kind: str = "attribution") -> tuple[np.ndarray, str]:
-    """``[steps, K]`` per-class shares of cos(g_S, g_U) (unlabeled rows), and the id kind.
-
-    The id kind is ``"class"`` (ground truth: oracle) when recorded, else ``"cluster"``.
-    """
-    for key in ("class", "cluster"):
-        rows = [dig(s, kind, "unsup_rows", key) for s in run.steps]
-        rows = [r for r in rows if isinstance(r, list) and r]
-        if rows:
-            k = max(len(r) for r in rows)
-            mat = np.full((len(rows), k), np.nan)
-            for i, r in enumerate(rows):
-                mat[i, : len(r)] = [as_float(v) for v in r]
-            return mat, key
-    return np.zeros((0, 0)), ""
-
-
-def class_ranking(group: list[RunData], kind: str = "attribution") -> list[tuple[int, Estimate]]:
-    """Classes (or clusters) ordered from the most negative mean share (pulls hardest)."""
-    mats = [class_matrix(r, kind)[0] for r in group]
-    if not mats or mats[0].size == 0:
-        return []
-    k = mats[0].shape[1]
-    ests = [(c, _estimate(group, lambda r, c=c: class_matrix(r, kind)[0][:, c])) for c in range(k)]
-    ests = [(c, e) for c, e in ests if not math.isnan(e.value)]
-    return sorted(ests, key=lambda ce: ce[1].value)
-
-
-def class_name(run: RunData, c: int, id_kind: str) -> str:
-    names = run.config.get("class_names")
-    if id_kind == "class" and isinstance(names, list) and c < len(names):
-        return f"class {names[c]}"
-    return f"{id_kind} {c}"
-
-
-def _attribution_lines(out, group, name):
-    run = group[0]
-    ranking = class_ranking(group)
-    if not ranking:
-        return
-    id_kind = class_matrix(run)[1]
-    oracle = " (oracle: ground-truth classes)" if id_kind == "class" else " (predicted clusters)"
-    against = [(c, e) for c, e in ranking if e.value < 0][:3]
-    for c, e in ranking[:3]:
-        _add(out, name, f"share of cos from {class_name(run, c, id_kind)}{oracle}", e, "{:+.4f}")
-    if not against:
-        out.lines.append(
-            f"{name}: no class's unlabeled rows pull against the supervised direction on "
-            f"average{oracle}."
-        )
-        return
-    listed = ", ".join(f"{class_name(run, c, id_kind)} {e.short('{:+.4f}')}" for c, e in against)
-    line = (
-        f"{name}: share of cos(g_S, g_U) from the unlabeled rows of each class; pulling "
-        f"hardest against the supervised direction{oracle}: {listed}"
-    )
-    corrected = class_ranking(group, "attribution_eagc")
-    if corrected:
-        top, share = class_name(run, corrected[0][0], id_kind), corrected[0][1].value
-        same = "the same" if corrected[0][0] == against[0][0] else "a different"
-        line += f"; with EAGC's correction the top one is {top} ({same} class, {share:+.4f})"
-    out.lines.append(line + ".")
+    name = label(group)
+    out.calibration[name] = diag.as_json()
+    for quantity, est, fmt in diag.rows():
+        _add(out, name, quantity, est, fmt)
+    out.lines.append(eep_line(name, diag))
+    out.card.append(f"(d) EEP, {name}: {diag.short()}.")

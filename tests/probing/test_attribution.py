@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -65,6 +66,9 @@ def test_shares_sum_to_cosine(group):
     assert sum(att["unsup_rows"]["cluster"]) == pytest.approx(groups["unlabeled"], rel=1e-6)
     assert all(100 <= i < 112 for i in att["unsup_rows"]["top_index"])
     assert att["unsup_rows"]["class_outside"] == 0.0
+    # rows per class: the unlabeled rows of each true class, counted independently
+    want = np.bincount(y[~labeled].numpy(), minlength=len(att["unsup_rows"]["class"]))
+    assert att["unsup_rows"]["class_rows"] == pytest.approx(want.tolist())
 
 
 def test_class_ids_beyond_the_logits_width_are_summed_apart():

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
 from entangle.report.load import load_runs
-from entangle.report.verdict import class_ranking, compute_verdict, settings
+from entangle.report.verdict import compute_verdict, settings
+from entangle.report.verdict_detail import class_ranking
 from entangle.runs.directory import RunWriter
 
 
@@ -53,8 +56,9 @@ def test_conflict_rate_is_the_share_of_negative_cosines_over_the_first_200_steps
     want = float((cos[:200] < 0).mean())
     row = next(r for r in verdict.rows if r[1].startswith("conflict rate"))
     assert row[2].startswith(f"{want:.0%}")
-    assert "n=200 probed steps" in row[2]
-    assert f"{want:.0%}" in verdict.lines[0]
+    assert "within-run (steps)" in row[2] and "n=200 probed steps" in row[2]
+    assert "first 200 training steps (200 probed)" in row[1]
+    assert f"{want:.0%}" in verdict.card[0]
 
 
 def test_seeds_of_one_setting_are_summarised_across_seeds(tmp_path):
@@ -63,8 +67,8 @@ def test_seeds_of_one_setting_are_summarised_across_seeds(tmp_path):
     assert len(settings(runs)) == 1
     verdict = compute_verdict(runs)
     gdc_change = next(r for r in verdict.rows if r[1].startswith("GDC corrected - raw"))
-    assert "across n=3 seeds" in gdc_change[2]
-    assert any("lowers the GDC" in line for line in verdict.lines)
+    assert "t interval across n=3 seeds" in gdc_change[2]
+    assert any("lowers the GDC" in line for line in verdict.card)
 
 
 def test_planted_class_is_ranked_first_and_eagc_compared_to_baseline(tmp_path):
@@ -75,21 +79,81 @@ def test_planted_class_is_ranked_first_and_eagc_compared_to_baseline(tmp_path):
     assert class_ranking([runs[1]])[0][0] == 3
     verdict = compute_verdict(runs)
     text = "\n".join(verdict.lines)
-    assert (
-        "hardest against the supervised direction (oracle: ground-truth classes): class b" in text
-    )
-    assert "eagc vs base" in text
+    assert "ranked by summed share (no row counts recorded) (oracle: ground-truth classes)" in text
+    assert "selected as the most negative of 4" in text and ": class b" in text
+    assert any(c["a"] == "eagc" and c["b"] == "base" for c in verdict.comparisons)
 
 
 @pytest.mark.parametrize(("gap", "weight", "inert"), [(0.01, 0.005, True), (0.3, 0.2, False)])
 def test_eep_diagnosis_says_inert_only_when_gap_and_weights_are_small(tmp_path, gap, weight, inert):
     path = _run(tmp_path / "e", seed=0, eagc=True, gap=gap, weight=weight)
     line = next(x for x in compute_verdict(load_runs([path])).lines if "EEP" in x)
-    assert ("EEP is inert on these features" in line) is inert
+    assert ("inert, it barely reweights" in line) is inert
     assert "'auto' picks aperture 0.7" in line
 
 
 def test_report_opens_with_the_verdict(built_report):
     html = built_report.read_text(encoding="utf-8")
     assert html.index('id="verdict"') < html.index('id="summary"')
-    assert "of the first 200 probed steps" in html
+    assert "of the first 200 training steps (" in html
+    assert html.index('class="answer-card"') < html.index("Per-run and per-class detail")
+
+
+def _acc_run(path, *, seed, eagc, acc):
+    config = {"data": "synthetic", "eagc": eagc}
+    with RunWriter(path, config=config, seed=seed, name=path.name) as w:
+        for step in range(0, 300, 3):  # probe_every 3: 67 probed in the first 200 steps
+            rec = {"step": step, "raw": {"cos": -0.1, "gdc": 0.4 + 0.01 * seed}}
+            if eagc:
+                rec["eagc"] = {"cos": 0.0, "gdc": 0.3}
+            w.write_step(rec)
+        w.write_epoch({"epoch": 0, "acc_all": acc, "acc_old": acc, "acc_new": acc})
+        w.finish({})
+    return path
+
+
+@pytest.mark.parametrize(
+    ("n_base", "n_eagc", "paired"), [(1, 5, False), (5, 5, True), (3, 3, False)]
+)
+def test_settings_are_compared_by_seed_means_with_t_intervals(tmp_path, n_base, n_eagc, paired):
+    from scipy import stats
+
+    from entangle.report.build import build_report
+
+    rng = np.random.default_rng(n_base + n_eagc)
+    base_acc = rng.uniform(0.4, 0.6, n_base)
+    eagc_acc = rng.uniform(0.4, 0.7, n_eagc)
+    shift = 0 if paired else 10  # 3 vs 3 on different seeds: Welch
+    paths = [_acc_run(tmp_path / f"base-s{k}", seed=k, eagc=False, acc=a)
+             for k, a in enumerate(base_acc)]  # fmt: skip
+    paths += [_acc_run(tmp_path / f"eagc-s{k + shift}", seed=k + shift, eagc=True, acc=a)
+              for k, a in enumerate(eagc_acc)]  # fmt: skip
+    index = build_report(paths, tmp_path / "report")
+    data = json.loads((index.parent / "verdict.json").read_text())
+    cmp = next(c for c in data["comparisons"] if c["metric"] == "acc_all_last")
+    d = eagc_acc.mean() - base_acc.mean()
+    assert cmp["difference"] == pytest.approx(d) and (cmp["n_a"], cmp["n_b"]) == (n_eagc, n_base)
+    assert cmp["window"] == "last epoch"
+    html = index.read_text(encoding="utf-8")
+    if n_base == 1:
+        assert cmp["low"] is None and cmp["method"] == "no between-run interval"
+        assert "no interval: n = 5 vs 1 seeds" in html
+    elif paired:
+        diffs = eagc_acc - base_acc
+        half = stats.t.ppf(0.975, 4) * diffs.std(ddof=1) / np.sqrt(5)
+        assert cmp["method"] == "paired t"
+        assert (cmp["low"], cmp["high"]) == pytest.approx((d - half, d + half))
+    else:
+        res = stats.ttest_ind(eagc_acc, base_acc, equal_var=False)
+        ci = res.confidence_interval(0.95)
+        assert cmp["method"] == "Welch t"
+        assert (cmp["low"], cmp["high"]) == pytest.approx((ci.low, ci.high))
+    if n_base > 1:
+        assert f"[{cmp['low']:+.3f}, {cmp['high']:+.3f}]" in html
+        assert f"n = {n_eagc} vs {n_base} seeds" in html
+    gdc = next(c for c in data["comparisons"] if c["metric"] == "gdc_raw_first200")
+    assert gdc["window"] == "first 200 training steps (67 probed)"
+    want = np.mean([0.4 + 0.01 * (k + shift) for k in range(n_eagc)])
+    want -= np.mean([0.4 + 0.01 * k for k in range(n_base)])
+    assert gdc["difference"] == pytest.approx(want)
+    assert {r["name"] for r in data["runs"]} == {p.name for p in paths}

@@ -1,0 +1,237 @@
+"""The verdict's detail (entangle.report.verdict): the EEP diagnosis and the class ranking.
+
+Attribution ranks classes by the mean share of cos(g_S, g_U) per unlabeled row (a class with
+twice the rows would otherwise weigh twice); the summed shares are shown beside it, and the
+listed classes are marked as selected (the most negative of K), so their intervals are not
+those of a class chosen in advance.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from entangle.metrics.calibration import is_inert
+from entangle.report.records import as_float, dig
+from entangle.report.uncertainty import Estimate
+
+
+def _path(run, *keys):
+    return np.array([as_float(dig(s, *keys)) for s in run.steps], dtype=np.float64)
+
+
+def _gap(run, group="unlabeled"):
+    lab = _path(run, "energy", "ratio", "labeled", "mean")
+    return lab - _path(run, "energy", "ratio", group, "mean")
+
+
+@dataclass(frozen=True)
+class EEPDiagnosis:
+    """Can EEP act: mean weight, share of rows acted on, energy gaps, the calibration record."""
+
+    source: str
+    weight: Estimate
+    active: Estimate
+    gap: Estimate
+    gap_new: Estimate
+    beta: float
+    calibration: Mapping | None
+
+    @property
+    def inert(self) -> bool:
+        return bool(is_inert(self.gap.value, self.weight.value, self.beta))
+
+    def rows(self):
+        s = self.source
+        return [
+            (f"EEP mean weight ({s})", self.weight, "{:.3f}"),
+            (f"EEP share of unlabeled rows with w > 0.01 ({s})", self.active, "{:.0%}"),
+            (f"energy gap labeled - unlabeled ({s})", self.gap, "{:.3f}"),
+            (f"energy gap labeled - unlabeled-new ({s}, oracle)", self.gap_new, "{:.3f}"),
+        ]
+
+    def short(self) -> str:
+        head = "inert, it barely reweights" if self.inert else "it acts"
+        parts = [f"mean weight {self.weight.value:.3f} (beta {self.beta:g})"]
+        if not math.isnan(self.active.value):
+            parts.append(f"{self.active.value:.0%} of unlabeled rows above 0.01")
+        parts.append(f"energy gap labeled - unlabeled {self.gap.value:.3f}")
+        return f"{head} ({self.source}): " + ", ".join(parts)
+
+    def as_json(self) -> dict:
+        out = {
+            "source": self.source,
+            "inert": self.inert,
+            "beta": self.beta,
+            "mean_weight": self.weight.value,
+            "share_active": self.active.value,
+            "gap": self.gap.value,
+            "gap_new_oracle": self.gap_new.value,
+        }
+        if isinstance(self.calibration, Mapping):
+            out["recorded"] = dict(self.calibration)
+        return out
+
+
+def eep_diagnosis(group, estimate) -> EEPDiagnosis | None:
+    """The diagnosis of one setting: during training (EAGC runs) or would-be (calibration)."""
+    from entangle.report.verdict import has
+
+    run = group[0]
+    cal = run.meta.get("calibration") if isinstance(run.meta, Mapping) else None
+    beta = as_float(run.config.get("eep_weight"))
+    beta = 0.5 if math.isnan(beta) else beta
+    if has(run, "eagc") and np.isfinite(_path(run, "energy", "eep_weight", "mean")).any():
+        return EEPDiagnosis(
+            "during training",
+            estimate(group, lambda r: _path(r, "energy", "eep_weight", "mean")),
+            estimate(group, lambda r: _path(r, "energy", "eep_weight", "frac_active")),
+            estimate(group, _gap),
+            estimate(group, lambda r: _gap(r, "unlabeled_new")),
+            beta,
+            cal,
+        )
+    if isinstance(cal, Mapping) and isinstance(cal.get("at_aperture"), Mapping):
+        at = cal["at_aperture"]
+        n = int(cal.get("n_unlabeled") or 0)
+        return EEPDiagnosis(
+            "would-be, on the starting features",
+            Estimate(as_float(at.get("mean_weight")), n=n),
+            Estimate(as_float(at.get("share_active")), n=n),
+            Estimate(as_float(at.get("gap")), n=n),
+            Estimate(as_float(at.get("gap_new")), n=n),
+            beta,
+            cal,
+        )
+    return None
+
+
+def eep_line(name: str, diag: EEPDiagnosis) -> str:
+    """The detail sentence: the diagnosis with its numbers and what 'auto' would pick."""
+    line = f"{name}: EEP: {diag.short()}"
+    if not math.isnan(diag.gap_new.value):
+        line += f", unlabeled-new gap (oracle) {diag.gap_new.value:.3f}"
+    cal = diag.calibration
+    if isinstance(cal, Mapping):
+        at, auto = cal.get("at_aperture", {}), cal.get("at_auto", {})
+        line += (
+            f"; conceptor at aperture {as_float(cal.get('aperture')):.3g}: quota "
+            f"{as_float(at.get('quota')):.3f}, effective rank "
+            f"{as_float(at.get('effective_rank')):.1f}. 'auto' picks aperture "
+            f"{as_float(cal.get('auto_aperture')):.3g}, where the starting gap would be "
+            f"{as_float(auto.get('gap')):.3f} (unlabeled-new {as_float(auto.get('gap_new')):.3f}, "
+            f"{as_float(auto.get('share_active')):.0%} rows acted on; at the run's aperture "
+            f"{as_float(at.get('gap')):.3f})"
+        )
+    return line + "."
+
+
+# ----------------------------------------------------------------- class attribution
+
+
+def class_matrix(run, kind: str = "attribution", per_row: bool = False) -> tuple[np.ndarray, str]:
+    """``[steps, K]`` per-class shares of cos(g_S, g_U) (unlabeled rows), and the id kind.
+
+    ``per_row``: each share divided by the class's unlabeled rows in that step (NaN where the
+    record has no row counts or the class has no row). The id kind is ``"class"`` (ground
+    truth: oracle) when recorded, else ``"cluster"``.
+    """
+    for key in ("class", "cluster"):
+        nodes = [dig(s, kind, "unsup_rows") for s in run.steps]
+        nodes = [n for n in nodes if isinstance(n, Mapping) and isinstance(n.get(key), list)]
+        nodes = [n for n in nodes if n[key]]
+        if nodes:
+            k = max(len(n[key]) for n in nodes)
+            mat = np.full((len(nodes), k), np.nan)
+            for i, node in enumerate(nodes):
+                vals = np.array([as_float(v) for v in node[key]])
+                if per_row:
+                    rows = node.get(f"{key}_rows")
+                    if not isinstance(rows, list) or len(rows) != vals.size:
+                        continue
+                    counts = np.array([as_float(v) for v in rows])
+                    vals = np.where(counts > 0, vals / np.where(counts > 0, counts, 1), np.nan)
+                mat[i, : vals.size] = vals
+            return mat, key
+    return np.zeros((0, 0)), ""
+
+
+def has_row_counts(run, kind: str = "attribution") -> bool:
+    return bool(np.isfinite(class_matrix(run, kind, per_row=True)[0]).any())
+
+
+def class_ranking(group, kind: str = "attribution", estimate=None) -> list[tuple[int, Estimate]]:
+    """Classes ordered from the most negative mean share per unlabeled row (pulls hardest).
+
+    Falls back to the summed shares when the records carry no row counts (older records).
+    """
+    if estimate is None:
+        from entangle.report.verdict import setting_estimate as estimate
+    per_row = all(has_row_counts(r, kind) for r in group)
+    mats = [class_matrix(r, kind, per_row)[0] for r in group]
+    if not mats or mats[0].size == 0:
+        return []
+    k = mats[0].shape[1]
+    ests = [
+        (c, estimate(group, lambda r, c=c: class_matrix(r, kind, per_row)[0][:, c]))
+        for c in range(k)
+    ]
+    ests = [(c, e) for c, e in ests if not math.isnan(e.value)]
+    return sorted(ests, key=lambda ce: ce[1].value)
+
+
+def class_name(run, c: int, id_kind: str) -> str:
+    names = run.config.get("class_names")
+    if id_kind == "class" and isinstance(names, list) and c < len(names):
+        return f"class {names[c]}"
+    return f"{id_kind} {c}"
+
+
+def attribution_lines(out, group, name) -> list[str]:
+    """The ranking sentence (and its rows in ``out.rows``): selected top classes, per row."""
+    from entangle.report.verdict import setting_estimate
+
+    run = group[0]
+    ranking = class_ranking(group)
+    if not ranking:
+        return []
+    per_row = all(has_row_counts(r) for r in group)
+    unit = "mean share per unlabeled row" if per_row else "summed share (no row counts recorded)"
+    id_kind = class_matrix(run)[1]
+    oracle = " (oracle: ground-truth classes)" if id_kind == "class" else " (predicted clusters)"
+    k = len(ranking)
+    sums = {c: setting_estimate(group, lambda r, c=c: class_matrix(r)[0][:, c]).value
+            for c, _ in ranking[:3]}  # fmt: skip
+    for c, e in ranking[:3]:
+        what = f"{unit} of cos from {class_name(run, c, id_kind)}{oracle}"
+        out.rows.append((name, f"{what}, selected: one of the 3 most negative of {k}",
+                         e.text("{:+.5f}")))  # fmt: skip
+        if per_row:
+            out.rows.append((name, f"summed share of cos from {class_name(run, c, id_kind)}",
+                             f"{sums[c]:+.4f}"))  # fmt: skip
+    against = [(c, e) for c, e in ranking if e.value < 0][:3]
+    if not against:
+        return [f"{name}: no class's unlabeled rows pull against the supervised direction on "
+                f"average{oracle}."]  # fmt: skip
+    listed = ", ".join(
+        f"{class_name(run, c, id_kind)} {e.short('{:+.5f}')}"
+        + (f" (sum {sums[c]:+.4f})" if per_row else "")
+        for c, e in against
+    )
+    line = (
+        f"{name}: classes whose unlabeled rows pull hardest against the supervised direction, "
+        f"ranked by {unit}{oracle}; the {len(against)} listed were selected as the most negative "
+        f"of {k}, so their intervals overstate how surely they lead: {listed}"
+    )
+    corrected = class_ranking(group, "attribution_eagc")
+    if corrected:
+        top, share = class_name(run, corrected[0][0], id_kind), corrected[0][1].value
+        same = "the same" if corrected[0][0] == against[0][0] else "a different"
+        line += (
+            f"; after EAGC's correction (same steps, corrected gradient) the top one is {top} "
+            f"({same} class, {share:+.5f})"
+        )
+    return [line + "."]
