@@ -9,9 +9,9 @@ from __future__ import annotations
 import sys
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
+from entangle.cli.common import err_console
 from entangle.errors import EntangleError
 
 app = typer.Typer(
@@ -23,7 +23,6 @@ app = typer.Typer(
     # help texts are plain text: "[vit]" and "[base]" name extras and TOML tables, not markup
     rich_markup_mode=None,
 )
-err_console = Console(stderr=True)
 
 
 def _register_commands() -> None:

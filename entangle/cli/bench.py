@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from entangle.cli.app import app
+from entangle.cli.common import console, err_console
 
 
 @app.command()
@@ -99,7 +99,7 @@ def bench(
     """
     from entangle.bench.run import meets_target, run_bench
 
-    err = Console(stderr=True)
+    err = err_console
     progress = None if json_output else (lambda message: err.print(f"[dim]{message}[/]"))
     if report:
         _report_mode(demo_runs, rounds, json_output, progress)
@@ -131,7 +131,6 @@ def bench(
     if json_output:
         typer.echo(json.dumps(result, indent=2))
         return
-    console = Console()
     s = result["settings"]
     console.print(
         f"device {s['device']}, torch {s['torch']}, {s['threads']} threads, {s['clock']} clock, "
@@ -181,7 +180,6 @@ def _report_mode(demo_runs, rounds: int, json_output: bool, progress) -> None:
     if json_output:
         typer.echo(json.dumps(result, indent=2))
         return
-    console = Console()
     if "demo_runs_s" in result:
         console.print(f"demo runs (no report): {result['demo_runs_s']:.1f} s")
     console.print(
@@ -207,7 +205,6 @@ def _scaling_mode(quick: bool, rounds: int, out, json_output: bool, progress) ->
     if json_output:
         typer.echo(json.dumps(result, indent=2))
         return
-    console = Console()
     for name, points in result["curves"].items():
         cells = []
         for p in points:
@@ -223,7 +220,6 @@ def _memory_mode(device: str, quick: bool, json_output: bool, progress) -> None:
     if json_output:
         typer.echo(json.dumps(result, indent=2))
         return
-    console = Console()
     s = result["settings"]
     console.print(
         f"{s['model']} at {s['image_size']} px, batch {s['batch_size']}, {s['device']}: "

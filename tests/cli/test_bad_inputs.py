@@ -328,3 +328,10 @@ def test_literal_brackets_stay_visible_in_help(command, shown, capsys, monkeypat
         main()
     assert info.value.code == 0
     assert shown in capsys.readouterr().out
+
+
+def test_emoji_codes_in_a_path_print_literally(tmp_path, capsys, monkeypatch):
+    """rich turned ``exp:smile:1`` into an emoji; user text is printed as typed (issue 19)."""
+    (tmp_path / "exp:smile:1").write_text("not a folder")
+    code, err = run_main(["train", str(tmp_path / "exp:smile:1")], capsys, monkeypatch)
+    assert code == 2 and "exp:smile:1" in err, err
