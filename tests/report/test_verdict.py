@@ -115,10 +115,16 @@ def _acc_run(path, *, seed, eagc, acc):
 @pytest.mark.parametrize(
     ("n_base", "n_eagc", "paired"), [(1, 5, False), (5, 5, True), (3, 3, False)]
 )
-def test_settings_are_compared_by_seed_means_with_t_intervals(tmp_path, n_base, n_eagc, paired):
+def test_settings_are_compared_by_seed_means_with_t_intervals(
+    tmp_path, monkeypatch, n_base, n_eagc, paired
+):
     from scipy import stats
 
+    from entangle.report import build
     from entangle.report.build import build_report
+
+    # the figures are not what this test reads: skip drawing them (keeps it fast)
+    monkeypatch.setattr(build, "cached_figure", lambda *args, **kwargs: None)
 
     rng = np.random.default_rng(n_base + n_eagc)
     base_acc = rng.uniform(0.4, 0.6, n_base)
