@@ -214,8 +214,25 @@ def results_csv(rows: Sequence[dict]) -> str:
     writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: "" if row.get(k) is None else row.get(k) for k in columns})
+        writer.writerow({k: _cell(row.get(k)) for k in columns})
     return buf.getvalue()
+
+
+# OWASP "CSV Injection": a cell starting with one of these is a formula to a spreadsheet
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value):
+    """A CSV cell a spreadsheet shows as text: formula-like strings get a leading quote.
+
+    Numbers (also negative ones) are written as numbers; only text is neutralised.
+    """
+    if value is None:
+        return ""
+    if isinstance(value, (int, float)):
+        return value
+    text = str(value)
+    return "'" + text if text.startswith(_FORMULA_START) else text
 
 
 def collect(cells: Sequence[Cell], out) -> list[dict]:
