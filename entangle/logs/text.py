@@ -361,10 +361,16 @@ def read_text_log(path) -> TextLog:
     except FileNotFoundError:
         raise EntangleValueError(f"log file {path} does not exist") from None
     except UnicodeDecodeError:
-        raise EntangleValueError(
-            f"{path} is not a UTF-8 text log; for TensorBoard event files install the [tb] "
-            "extra (pip install 'entangle-gcd[tb]') and pass the events.out.tfevents.* file"
-        ) from None
+        import importlib.util  # only to word the hint: is the TensorBoard reader installed?
+
+        tb = importlib.util.find_spec("tensorboard") is not None
+        hint = (
+            "pass TensorBoard event files by their events.out.tfevents.* name"
+            if tb
+            else "for TensorBoard event files install the [tb] extra (pip install "
+            "'entangle-gcd[tb]') and pass the events.out.tfevents.* file"
+        )
+        raise EntangleValueError(f"{path} is not a UTF-8 text log; {hint}") from None
     log = TextLog(str(path))
     parser = _Parser(log)
     for number, line in enumerate(text.splitlines(), start=1):

@@ -56,3 +56,19 @@ def test_parse_cost_grows_linearly_with_line_length(shape):
     repeats = 50
     ratio = _cost(long, repeats) / _cost(short, repeats)
     assert ratio < 3 * FACTOR, f"{shape}: {FACTOR}x longer line cost {ratio:.0f}x"
+
+
+def test_binary_log_hint_names_tb_extra_only_when_it_is_missing(tmp_path, monkeypatch):
+    import importlib.util
+
+    from entangle.errors import EntangleValueError
+    from entangle.logs.text import read_text_log
+
+    (tmp_path / "log.txt").write_bytes(b"\xff\xfe\x00binary")
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda n, *a: object() if n == "tensorboard" else real(n, *a)
+    )
+    with pytest.raises(EntangleValueError) as info:
+        read_text_log(tmp_path / "log.txt")
+    assert "install" not in str(info.value) and "events.out.tfevents" in str(info.value)
