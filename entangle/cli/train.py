@@ -133,7 +133,7 @@ def train_command(
         int, typer.Option(help="Per-sample conflict attribution every N probed steps; 0: off.")
     ] = 1,
     device: Annotated[str, typer.Option(help="'auto', 'cpu', 'cuda:0'.")] = "auto",
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    seed: Annotated[int, typer.Option(help="Random seed.", min=0, max=2**32 - 1)] = 0,
     accuracy: Annotated[
         str,
         typer.Option(

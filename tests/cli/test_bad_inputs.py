@@ -335,3 +335,10 @@ def test_emoji_codes_in_a_path_print_literally(tmp_path, capsys, monkeypatch):
     (tmp_path / "exp:smile:1").write_text("not a folder")
     code, err = run_main(["train", str(tmp_path / "exp:smile:1")], capsys, monkeypatch)
     assert code == 2 and "exp:smile:1" in err, err
+
+
+def test_an_overflowing_seed_is_a_usage_error(tmp_path, capsys, monkeypatch):
+    argv = ["train", str(tmp_path / "out"), "--seed", "1180591620717411303424"]
+    code, err = run_main(argv, capsys, monkeypatch)
+    assert code == 2 and "Traceback" not in err and "--seed" in err, err
+    assert not (tmp_path / "out").exists()
