@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from entangle.ablation.setups import write_atomic
 from entangle.ablation.spec import Cell, GridSpec, format_value
+from entangle.runs.io import atomic_text
 
 # (key, column title, scale, decimals) of the paper-style table
 TABLE_METRICS = (
@@ -255,12 +255,12 @@ def write_results(
     keys = group_keys(spec)
     groups = aggregate(rows, keys)
     files = {"results": out / "results.csv", "summary": out / "summary.md"}
-    write_atomic(files["results"], results_csv(rows))
-    write_atomic(files["summary"], summary_markdown(groups, keys, rows))
+    atomic_text(files["results"], results_csv(rows))
+    atomic_text(files["summary"], summary_markdown(groups, keys, rows))
     if report:
         from entangle.ablation.report import ablation_report
 
         files["report"] = out / "report.html"
         html = ablation_report(spec, cells, rows, groups, keys, out)
-        write_atomic(files["report"], html)
+        atomic_text(files["report"], html)
     return rows, files

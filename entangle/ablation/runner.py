@@ -24,10 +24,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from entangle.ablation.setups import cached_setup, file_lock, write_atomic
+from entangle.ablation.setups import cached_setup, file_lock
 from entangle.ablation.spec import Cell, GridSpec
 from entangle.errors import EntangleValueError
 from entangle.gcd.train import config_differences
+from entangle.runs.io import atomic_text, make_dir, remove_file
 
 # config keys that may differ between a cell's stored run and the spec (placement only)
 _WORKER = {"device": None}
@@ -121,13 +122,13 @@ def run_cell(job: dict) -> dict:
 
     started = time.perf_counter()
     run_dir = Path(job["run_dir"])
-    run_dir.mkdir(parents=True, exist_ok=True)
+    make_dir(run_dir)
     device = job.get("device") or _WORKER["device"] or job["config"].get("device", "auto")
     result = {"name": job["name"], "status": "done", "error": None, "device": device}
     with file_lock(run_dir / ".lock"):
         if (run_dir / "DONE").exists():  # finished by a process that held the lock before us
             return result | {"status": "skipped", "seconds": 0.0}
-        (run_dir / "FAILED").unlink(missing_ok=True)
+        remove_file(run_dir / "FAILED")
         try:
             config = TrainConfig(**(job["config"] | {"device": device}))
             setup = cached_setup(config, job["setups_dir"])
@@ -141,7 +142,7 @@ def run_cell(job: dict) -> dict:
 def record_failure(run_dir: Path, error: str, details: str = "") -> None:
     """Write ``run_dir/FAILED`` (JSON: error, traceback, time); the cell is retried next run."""
     record = {"error": error, "traceback": details, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    write_atomic(Path(run_dir) / "FAILED", json.dumps(record, indent=2) + "\n")
+    atomic_text(Path(run_dir) / "FAILED", json.dumps(record, indent=2) + "\n")
 
 
 def _worker_init(devices, threads: int | None, parent: int) -> None:
@@ -251,9 +252,10 @@ def run_grid(
     out = Path(out).resolve()
     cells = spec.cells()
     check_grid_folder(cells, out)
-    out.mkdir(parents=True, exist_ok=True)
+    make_dir(out)
+    make_dir(cells_dir(out), parents=False)
     grid = {"schema": 1, **spec.to_dict(), "cells": [c.name for c in cells]}
-    write_atomic(out / "grid.json", json.dumps(grid, indent=2) + "\n")
+    atomic_text(out / "grid.json", json.dumps(grid, indent=2) + "\n")
 
     run = GridRun(out=out)
     todo = []

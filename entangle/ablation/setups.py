@@ -17,14 +17,13 @@ import copy
 import dataclasses
 import hashlib
 import json
-import os
-import uuid
 from pathlib import Path
 
 import torch
 
 from entangle.gcd.setup import reference_head
 from entangle.gcd.train import Setup, TrainConfig, ensure_reference, prepare
+from entangle.runs.io import FileLock, make_dir, publish_once
 
 # settings that decide the data split, the pretrained backbone and the fresh head
 SETUP_FIELDS = (
@@ -63,58 +62,16 @@ def reference_key(config: TrainConfig) -> str:
 
 @contextlib.contextmanager
 def file_lock(path: Path):
-    """Hold an exclusive lock on ``path`` (created if missing); released when the holder dies.
-
-    Uses ``fcntl.flock`` where it exists (POSIX); elsewhere it does not lock, and callers
-    rely on :func:`publish_once` for correctness.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+b") as fh:
-        try:
-            import fcntl
-        except ModuleNotFoundError:  # Windows
-            yield
-            return
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+    """Hold an exclusive lock on ``path`` (created if missing, with its folder); released when
+    the holder dies. Without ``fcntl`` (Windows) nothing is locked, and callers rely on
+    :func:`entangle.runs.io.publish_once` for correctness."""
+    make_dir(path.parent)
+    with FileLock(path):
+        yield
 
 
-def publish_once(path: Path, state: dict) -> None:
-    """Save ``state`` to ``path`` unless a file is already there (first writer wins).
-
-    The file appears complete or not at all: it is written to a unique temporary name and
-    hard-linked into place, which fails when another process published first.
-    """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            torch.save(state, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            pass
-        except OSError:  # no hard links on this file system
-            if not path.exists():
-                os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def write_atomic(path, text: str) -> None:
-    """Write a text file through a unique temporary sibling: readers see old or new content."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+def _publish(path: Path, state: dict) -> None:
+    publish_once(path, lambda fh: torch.save(state, fh))
 
 
 def cached_setup(config: TrainConfig, folder, progress=None) -> Setup:
@@ -136,7 +93,7 @@ def cached_setup(config: TrainConfig, folder, progress=None) -> Setup:
         if not path.exists():
             fresh = prepare(config, progress=progress)
             state = {"backbone": fresh.backbone.state_dict(), "head": fresh.head.state_dict()}
-            publish_once(path, state)
+            _publish(path, state)
     # the shell has the right data and architecture; its weights are replaced below, so
     # it needs no pretraining (and no download of pretrained weights)
     shell = dataclasses.replace(config, pretrain_epochs=0, pretrained=None)
@@ -155,7 +112,7 @@ def _cached_reference(config: TrainConfig, setup: Setup, folder: Path, progress)
     with file_lock(folder / f"{key}.reference.lock"):
         if not path.exists():
             ref_b, ref_h = ensure_reference(config, setup, progress=progress)
-            publish_once(path, {"backbone": ref_b.state_dict(), "head": ref_h.state_dict()})
+            _publish(path, {"backbone": ref_b.state_dict(), "head": ref_h.state_dict()})
             setup.reference = None
     state = torch.load(path, map_location=setup.device, weights_only=True)
     ref_b = copy.deepcopy(setup.backbone)

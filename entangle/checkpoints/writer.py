@@ -7,8 +7,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -20,7 +18,7 @@ from torch import nn
 from entangle.errors import EntangleTypeError
 from entangle.models.heads import GCDHead
 from entangle.models.vit import VisionTransformer
-from entangle.runs.io import write_error, write_point
+from entangle.runs.io import atomic_write, make_dir, write_point
 
 ENTANGLE_CHECKPOINT_VERSION = 1
 
@@ -68,7 +66,9 @@ def save_checkpoint(
     The file loads with ``weights_only=True``. The architecture goes into ``meta["arch"]``
     (ViT and head configs: data, never code to call) so :func:`load_gcd_checkpoint` can
     rebuild the models; other modules are rebuilt from their tensors'
-    shapes. A crash mid-write leaves any previous file intact.
+    shapes. A crash mid-write leaves any previous file intact; a symlink at ``path`` or its
+    folder is refused (:func:`entangle.runs.io.atomic_write`). The file is 0o644, like every
+    file entangle writes.
 
     Returns:
         the path written.
@@ -84,19 +84,6 @@ def save_checkpoint(
         else {k: v.detach().cpu() for k, v in head.state_dict().items()},
         "meta": meta,
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_dir(path.parent)
     write_point(f"checkpoint:{path.stem}")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(payload, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except (OSError, RuntimeError) as exc:  # disk full: torch.save says "unexpected pos"
-        Path(tmp).unlink(missing_ok=True)
-        raise write_error(path, exc) from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda fh: torch.save(payload, fh))

@@ -30,6 +30,7 @@ import os
 import platform
 import re
 import socket
+import stat
 import subprocess
 from pathlib import Path
 
@@ -40,12 +41,16 @@ from entangle.errors import EntangleRuntimeError, EntangleTypeError, EntangleVal
 from entangle.runs.io import (
     _TMP_SUFFIX,
     _as_array,
-    _atomic_json,
-    _atomic_write,
     _check_weights_only,
-    _drop_torn_tail,
     _dumps,
+    atomic_json,
+    atomic_write,
+    drop_torn_tail,
+    make_dir,
+    open_append,
     read_jsonl,
+    refuse_symlink,
+    remove_file,
     to_jsonable,
     write_error,
     write_point,
@@ -127,13 +132,7 @@ class RunWriter:
         self.path = Path(path)
         self._finished = False
         self._closed = False
-        try:
-            self.path.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:  # a file in the way, a read-only place, a name too long
-            raise EntangleValueError(
-                f"cannot create the run directory {self.path} ({exc.strerror or exc}); "
-                "choose another, writable location"
-            ) from None
+        make_dir(self.path)  # never a symlink: everything below is written through it
         # the lock comes first: two writers must never both see "no run.json yet"
         self._lock = RunLock(self.path).acquire()
         try:
@@ -144,6 +143,7 @@ class RunWriter:
 
     def _open(self, config, seed, device, name, resume) -> None:
         meta_path = self.path / "run.json"
+        refuse_symlink(meta_path)  # before anything in the folder is touched
         if meta_path.exists():
             if not resume:
                 raise EntangleValueError(
@@ -153,7 +153,7 @@ class RunWriter:
                 )
             self._reopen(meta_path)
         else:
-            taken = [n for n in _OWNED if (self.path / n).exists()]
+            taken = [n for n in _OWNED if os.path.lexists(self.path / n)]
             if taken:
                 raise EntangleValueError(
                     f"{self.path} has no run.json but already contains {', '.join(taken)}; "
@@ -172,10 +172,17 @@ class RunWriter:
             }
             if self._lock.taken_over:
                 self.meta["lock_taken_over"] = self._lock.taken_over
-            _atomic_json(meta_path, self.meta)
-        (self.path / "features").mkdir(exist_ok=True)
-        (self.path / "checkpoints").mkdir(exist_ok=True)
-        self._files = {n: open(self.path / n, "ab") for n in ("steps.jsonl", "epochs.jsonl")}
+            atomic_json(meta_path, self.meta)
+        make_dir(self.path / "features", parents=False)
+        make_dir(self.path / "checkpoints", parents=False)
+        self._files = {}
+        try:
+            for fname in ("steps.jsonl", "epochs.jsonl"):
+                self._files[fname] = open_append(self.path / fname)
+        except BaseException:
+            for fh in self._files.values():
+                fh.close()
+            raise
 
     def _reopen(self, meta_path: Path) -> None:
         if (self.path / "DONE").exists():
@@ -188,31 +195,33 @@ class RunWriter:
         if self._lock.taken_over:
             entry["took_over_lock_of"] = self._lock.taken_over
         # half-written files of the killed writer: nobody else writes here (we hold the lock)
+        # (lstat: a symlink named *.tmp is not a temporary file of ours and stays)
         removed = [
             str(p.relative_to(self.path))
             for folder in (self.path, self.path / "features", self.path / "checkpoints")
-            if folder.is_dir()
+            if folder.is_dir() and not folder.is_symlink()
             for p in sorted(folder.iterdir())
-            if p.is_file() and p.name.endswith(_TMP_SUFFIX)
+            if p.name.endswith(_TMP_SUFFIX) and stat.S_ISREG(os.lstat(p).st_mode)
         ]
         for rel in removed:
-            (self.path / rel).unlink(missing_ok=True)
+            remove_file(self.path / rel)
         if removed:
             entry["removed_tmp"] = removed
         stopped = self.path / "STOPPED"
+        refuse_symlink(stopped)  # its content goes into run.json
         if stopped.is_file():  # resuming a stopped run: keep why it stopped, in run.json
             try:
                 entry["was_stopped"] = json.loads(stopped.read_text(encoding="utf-8"))
             except (UnicodeDecodeError, json.JSONDecodeError):
                 entry["was_stopped"] = {"reason": "unreadable STOPPED file"}
-            stopped.unlink()
+            remove_file(stopped)
         for fname in ("steps.jsonl", "epochs.jsonl"):
-            dropped = _drop_torn_tail(self.path / fname)
+            dropped = drop_torn_tail(self.path / fname)
             if dropped:
                 # appending after a torn fragment would glue two records into one bad line
                 entry.setdefault("dropped_torn_bytes", {})[fname] = dropped
         self.meta.setdefault("resumed_at", []).append(entry)
-        _atomic_json(meta_path, self.meta)
+        atomic_json(meta_path, self.meta)
 
     def write_meta(self, key: str, value) -> None:
         """Add a top-level entry to ``run.json`` (e.g. the resolved calibration); never replaces."""
@@ -220,7 +229,7 @@ class RunWriter:
         if key in self.meta or key in ("schema", "config"):
             raise EntangleValueError(f"run.json already has {key!r}; entries are never replaced")
         self.meta[key] = to_jsonable(value, f"run.json {key}")
-        _atomic_json(self.path / "run.json", self.meta)
+        atomic_json(self.path / "run.json", self.meta)
 
     def _check_open(self) -> None:
         if self._closed:
@@ -296,7 +305,7 @@ class RunWriter:
             arrays[key] = _as_array(value, key)
         target = self.path / "features" / f"epoch_{int(epoch):03d}.npz"
         write_point("features")
-        _atomic_write(target, lambda fh: np.savez(fh, **arrays))
+        atomic_write(target, lambda fh: np.savez(fh, **arrays))
         return target
 
     def checkpoint_path(self, name: str) -> Path:
@@ -325,14 +334,14 @@ class RunWriter:
         _check_weights_only(state, "state")
         target = self.checkpoint_path(name)
         write_point(f"checkpoint:{target.stem}")
-        _atomic_write(target, lambda fh: torch.save(state, fh))
+        atomic_write(target, lambda fh: torch.save(state, fh))
         return target
 
     def stop(self, reason: str, **details) -> None:
         """Mark the run stopped on purpose (e.g. training diverged): ``STOPPED`` holds
         ``{"time", "reason", **details}``; the run stays incomplete (no DONE)."""
         self._check_open()
-        _atomic_json(self.path / "STOPPED", {"time": _now(), "reason": reason, **details})
+        atomic_json(self.path / "STOPPED", {"time": _now(), "reason": reason, **details})
 
     def finish(self, summary: dict | None = None) -> None:
         """Close the record files and write ``DONE`` with ``summary``; the run is then complete.
@@ -345,7 +354,7 @@ class RunWriter:
         self._finished = True
         try:
             write_point("DONE")
-            _atomic_json(self.path / "DONE", {"end_time": _now(), "summary": summary or {}})
+            atomic_json(self.path / "DONE", {"end_time": _now(), "summary": summary or {}})
         finally:
             self._lock.release()
 

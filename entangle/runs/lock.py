@@ -1,6 +1,7 @@
 """One writer per run directory: an exclusive lock that names its holder.
 
-``RUN/.writer.lock`` is held with ``fcntl.flock`` for as long as a :class:`RunLock` is
+``RUN/.writer.lock`` is held with ``fcntl.flock`` (:class:`entangle.runs.io.FileLock`, which
+refuses a symlink there) for as long as a :class:`RunLock` is
 acquired, and holds ``{"pid", "host", "time"}`` of the holder. The kernel drops the lock
 when the holder dies, so a lock file whose flock is free but still names a holder is the
 stale lock of a process that was killed: it is taken over and the takeover is returned to be
@@ -17,6 +18,7 @@ import socket
 from pathlib import Path
 
 from entangle.errors import EntangleRuntimeError
+from entangle.runs.io import FileLock
 
 LOCK_NAME = ".writer.lock"
 
@@ -58,6 +60,7 @@ class RunLock:
     def __init__(self, folder):
         self.path = Path(folder) / LOCK_NAME
         self._fd: int | None = None
+        self._flock: FileLock | None = None
         self.taken_over: dict | None = None
 
     def acquire(self) -> RunLock:
@@ -67,19 +70,9 @@ class RunLock:
             EntangleRuntimeError: another live process writes this run (its PID is named).
         """
         try:
-            import fcntl
-        except ModuleNotFoundError:  # Windows: no flock; one writer is then up to the user
-            return self
-        try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as exc:
-            raise EntangleRuntimeError(
-                f"cannot create the run lock {self.path} ({exc.strerror}); pick a writable "
-                "run directory"
-            ) from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+            self._flock = FileLock(self.path, blocking=False)
+        except BlockingIOError:
+            fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
             info = _holder(fd)
             os.close(fd)
             who = f"PID {info.get('pid', '?')} on {info.get('host', '?')}"
@@ -88,6 +81,7 @@ class RunLock:
                 f"{info.get('time', '?')}); wait for it to finish or stop it, or choose "
                 "another run directory"
             ) from None
+        fd = self._flock.fd
         previous = _holder(fd)
         if previous:
             previous["alive"] = pid_alive(previous.get("pid"))
@@ -112,4 +106,4 @@ class RunLock:
         try:
             os.ftruncate(fd, 0)
         finally:
-            os.close(fd)  # closing the descriptor drops the flock
+            self._flock.release()  # closing the descriptor drops the flock

@@ -89,7 +89,7 @@ CASES = [
             lambda t: str(
                 factory_in_meta(
                     t,
-                    "entangle.ablation.setups:write_atomic",
+                    "entangle.runs.io:atomic_text",
                     {"path": str(t / "victim"), "text": "pwned"},
                 )
             ),
@@ -119,7 +119,7 @@ CASES = [
             lambda t: str(
                 factory_in_meta(
                     t,
-                    "entangle.ablation.setups:write_atomic",
+                    "entangle.runs.io:atomic_text",
                     {"path": str(t / "victim"), "text": "pwned"},
                     name="reference.pt",
                 )
