@@ -46,6 +46,7 @@ def parse_old_classes(spec, class_names: list[str], default: list[int]) -> list[
     k = len(class_names)
     if spec is None:
         return default
+    source = None
     if isinstance(spec, Path) or (isinstance(spec, str) and Path(spec).is_file()):
         try:
             lines = Path(spec).read_text(encoding="utf-8").splitlines()
@@ -54,6 +55,7 @@ def parse_old_classes(spec, class_names: list[str], default: list[int]) -> list[
                 f"--old-classes file {spec} is not readable text ({type(exc).__name__}); give a "
                 "text file with one class name or id per line, a count, or a comma list"
             ) from None
+        source = spec
         spec = [ln.strip() for ln in lines if ln.strip() and not ln.strip().startswith("#")]
     elif isinstance(spec, str):
         text = spec.strip()
@@ -74,6 +76,12 @@ def parse_old_classes(spec, class_names: list[str], default: list[int]) -> list[
             if not 0 <= int(item) < k:
                 raise _missing_class(item, class_names)
             ids.append(int(item))
+        elif source is not None:
+            # the file's content is never echoed (it may be any file the user can read)
+            raise EntangleValueError(
+                f"--old-classes file {source}: entry {len(ids) + 1} is neither a class name of "
+                f"the data nor a class id 0..{k - 1}; give one class name or id per line"
+            )
         else:
             raise _missing_class(item, class_names)
     ids = sorted(set(ids))

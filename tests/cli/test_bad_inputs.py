@@ -342,3 +342,11 @@ def test_an_overflowing_seed_is_a_usage_error(tmp_path, capsys, monkeypatch):
     code, err = run_main(argv, capsys, monkeypatch)
     assert code == 2 and "Traceback" not in err and "--seed" in err, err
     assert not (tmp_path / "out").exists()
+
+
+def test_an_old_classes_file_is_named_never_echoed(tmp_path, capsys, monkeypatch):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("root:x:0:0:SECRET-LINE\n")
+    argv = ["train", str(tmp_path / "out"), "--data", "synthetic", "--old-classes", str(secret)]
+    code, err = run_main(argv, capsys, monkeypatch)
+    assert code == 2 and str(secret) in err and "SECRET" not in err, err
