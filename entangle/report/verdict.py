@@ -25,8 +25,15 @@ import numpy as np
 from entangle.report.load import RunData
 from entangle.report.records import gradient_series, step_axis
 from entangle.report.summary import EARLY_STEPS, accuracy_summary
-from entangle.report.uncertainty import Estimate, across_seeds, compare, within_run
-from entangle.report.verdict_detail import attribution_lines, eep_diagnosis, eep_line
+from entangle.report.uncertainty import Estimate, compare, within_run
+from entangle.report.verdict_detail import (
+    _mean,
+    attribution_lines,
+    eep_diagnosis,
+    eep_line,
+    has,
+    setting_estimate,
+)
 
 # config fields that do not define a setting: runs differing only here are seeds of one
 _NOT_SETTING = ("seed", "device", "class_names")
@@ -138,16 +145,6 @@ def _change(run):
     return _gdc(run, coordinated(run) or "raw") - _gdc(run, "raw")
 
 
-def has(run, kind) -> bool:
-    return bool(np.isfinite(gradient_series(run.steps, kind, "cos", run.group)[1]).any())
-
-
-def _mean(x) -> float:
-    x = np.asarray(x, dtype=np.float64)
-    x = x[np.isfinite(x)]
-    return float(x.mean()) if x.size else math.nan
-
-
 def _acc(group_key):
     return lambda run: np.array([accuracy_summary(run.epochs)[f"acc_{group_key}_last"]])
 
@@ -162,13 +159,6 @@ METRICS = {
     "acc_new_last": (_acc("new"), "New accuracy, last epoch", "{:.3f}"),
 }
 _STEP_METRICS = ("conflict_rate_first200", "gdc_raw_first200", "gdc_applied_first200")
-
-
-def setting_estimate(group: list[RunData], series) -> Estimate:
-    """One setting's number: within-run (steps) for one run, a t interval across seeds else."""
-    if len(group) == 1:
-        return within_run(series(group[0]))
-    return across_seeds([_mean(series(r)) for r in group])
 
 
 def difference(a: list[RunData], b: list[RunData], series) -> Estimate:

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from entangle.metrics.calibration import is_inert
-from entangle.report.records import as_float, dig
-from entangle.report.uncertainty import Estimate
+from entangle.report.records import as_float, dig, gradient_series
+from entangle.report.uncertainty import Estimate, across_seeds, within_run
 
 
 def _path(run, *keys):
@@ -78,8 +78,6 @@ class EEPDiagnosis:
 
 def eep_diagnosis(group, estimate) -> EEPDiagnosis | None:
     """The diagnosis of one setting: during training (EAGC runs) or would-be (calibration)."""
-    from entangle.report.verdict import has
-
     run = group[0]
     cal = run.meta.get("calibration") if isinstance(run.meta, Mapping) else None
     beta = as_float(run.config.get("eep_weight"))
@@ -169,7 +167,7 @@ def class_ranking(group, kind: str = "attribution", estimate=None) -> list[tuple
     Falls back to the summed shares when the records carry no row counts (older records).
     """
     if estimate is None:
-        from entangle.report.verdict import setting_estimate as estimate
+        estimate = setting_estimate
     per_row = all(has_row_counts(r, kind) for r in group)
     mats = [class_matrix(r, kind, per_row)[0] for r in group]
     if not mats or mats[0].size == 0:
@@ -192,8 +190,6 @@ def class_name(run, c: int, id_kind: str) -> str:
 
 def attribution_lines(out, group, name) -> list[str]:
     """The ranking sentence (and its rows in ``out.rows``): selected top classes, per row."""
-    from entangle.report.verdict import setting_estimate
-
     run = group[0]
     ranking = class_ranking(group)
     if not ranking:
@@ -235,3 +231,21 @@ def attribution_lines(out, group, name) -> list[str]:
             f"({same} class, {share:+.5f})"
         )
     return [line + "."]
+
+
+def has(run, kind) -> bool:
+    """True when ``run`` recorded gradient metrics of ``kind`` (raw, eagc, coordinated, ...)."""
+    return bool(np.isfinite(gradient_series(run.steps, kind, "cos", run.group)[1]).any())
+
+
+def _mean(x) -> float:
+    x = np.asarray(x, dtype=np.float64)
+    x = x[np.isfinite(x)]
+    return float(x.mean()) if x.size else math.nan
+
+
+def setting_estimate(group, series) -> Estimate:
+    """One setting's number: within-run (steps) for one run, a t interval across seeds else."""
+    if len(group) == 1:
+        return within_run(series(group[0]))
+    return across_seeds([_mean(series(r)) for r in group])

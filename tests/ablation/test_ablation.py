@@ -297,7 +297,7 @@ def test_report_has_table_figures_and_escaped_names(tmp_path):
     assert "Sensitivity to aga_weight" in page
     # the verdict opens the page and summarises seeds of one setting across seeds
     assert page.index("<h2>Verdict</h2>") < page.index("<table>")
-    assert "across n=2 seeds" in page
+    assert "n = 2 vs 2 seeds" in page  # seed means compared, n on each side
     assert "variant=eagc__aga_weight=1.4__seed=1" in page
     summary = run.files["summary"].read_text(encoding="utf-8")
     assert summary.count("\n| ") == 4  # header + baseline, eagc 0.7, eagc 1.4
