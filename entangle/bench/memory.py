@@ -11,11 +11,9 @@ freed-but-kept heap. On CUDA the variants share one process and read
 from __future__ import annotations
 
 import json
-import os
 import resource
 import subprocess
 import sys
-from pathlib import Path
 
 import torch
 
@@ -52,9 +50,10 @@ def _child(variant: str, quick: bool) -> dict:
 
 
 def _run_child(variant: str, quick: bool) -> dict:
-    root = str(Path(__file__).resolve().parents[2])
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
+    from entangle.report.maps import worker_env
+
+    # the child sets torch's threads itself; the environment is left as the user has it
+    env = worker_env(single_thread=False)
     cmd = [sys.executable, "-m", "entangle.bench.memory", variant]
     if quick:
         cmd.append("--quick")

@@ -195,13 +195,16 @@ def _scaling_mode(quick: bool, rounds: int, out, json_output: bool, progress) ->
 
     if rounds < 1:
         raise EntangleValueError(f"--rounds must be at least 1, got {rounds}")
+    from entangle.report.figures import figure_bytes
+    from entangle.runs.io import atomic_json, atomic_write, make_dir
+
+    if out is not None:
+        make_dir(out)  # before the minutes of timing: a bad --out is refused at once
     result = run_scaling(quick=quick, rounds=rounds, progress=progress)
     if out is not None:
-        from entangle.report.figures import figure_bytes
-
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "scaling.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-        (out / "scaling.png").write_bytes(figure_bytes(scaling_figure(result), False)[0])
+        atomic_json(out / "scaling.json", result)
+        png = figure_bytes(scaling_figure(result), False)[0]
+        atomic_write(out / "scaling.png", lambda fh: fh.write(png))
     if json_output:
         typer.echo(json.dumps(result, indent=2))
         return

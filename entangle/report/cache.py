@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from entangle.runs.io import atomic_write, make_dir
+
 CACHE_DIR = "cache"
 # bumped when the meaning of a cached entry changes
 CACHE_FORMAT = 1
@@ -75,10 +77,11 @@ class ReportCache:
 
     def put(self, key: str, arrays: Mapping[str, np.ndarray]) -> None:
         """Store ``arrays`` under ``key`` in the new report's cache."""
-        self.folder.mkdir(exist_ok=True)
+        make_dir(self.folder, parents=False)
         path = self.folder / f"{key}.npz"
         if not path.exists():
-            np.savez(path, **{k: np.asarray(v) for k, v in arrays.items()})
+            data = {k: np.asarray(v) for k, v in arrays.items()}
+            atomic_write(path, lambda fh: np.savez(fh, **data))
 
 
 def runs_digest(paths, names, settings: Mapping) -> str:

@@ -71,14 +71,16 @@ def _embed(job: MapJob) -> tuple[np.ndarray, np.ndarray]:
     )
 
 
-def _worker_env() -> dict[str, str]:
-    # the worker must import this same entangle, installed or not (tests run from a checkout)
+def worker_env(*, single_thread: bool = True) -> dict[str, str]:
+    """This process's environment for a child ``python -m entangle...`` that must import this
+    same entangle, installed or not (tests run from a checkout); ``single_thread`` caps the
+    child's OpenMP / BLAS threads at one (the children themselves are the parallelism)."""
     root = str(Path(__file__).resolve().parents[2])
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
-    # one thread per worker: the workers themselves are the parallelism
-    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        env[name] = "1"
+    if single_thread:
+        for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            env[name] = "1"
     return env
 
 
@@ -89,7 +91,7 @@ def _embed_in_processes(jobs: Sequence[MapJob], workers: int, store) -> None:
     script (a user's unguarded script would start again), and fork copies a process that
     already runs torch's and BLAS's threads.
     """
-    env = _worker_env()
+    env = worker_env()
     with tempfile.TemporaryDirectory(prefix="entangle-tsne-") as folder:
         queue = list(range(len(jobs)))
         running: dict[int, tuple[subprocess.Popen, Path]] = {}

@@ -36,3 +36,24 @@ def test_quick_scaling_writes_every_curve_and_its_figure(tmp_path):
     assert all(p["ratio"] > 1.0 for p in curves["probe_vs_batch"])
     assert (tmp_path / "scaling.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "probe_vs_batch" in result.output
+
+
+def test_a_symlinked_out_is_refused_before_timing(tmp_path, capsys, monkeypatch):
+    import sys
+
+    import pytest
+
+    from entangle.cli.app import main
+
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (tmp_path / "out").symlink_to(victim)
+    timed = []
+    monkeypatch.setattr(scaling, "run_scaling", lambda **kw: timed.append(1))
+    argv = ["entangle", "bench", "--scaling", "--quick", "--out", str(tmp_path / "out")]
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit) as info:
+        main()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert info.value.code == 2 and len(err) == 1 and "symlink" in err[0]
+    assert timed == [] and list(victim.iterdir()) == []

@@ -119,3 +119,16 @@ def test_a_symlinked_entry_is_not_read(tmp_path):
     (previous / "cache" / "tsne-x.npz").symlink_to(secret)
     target.mkdir()
     assert ReportCache(previous, target).get("tsne-x") is None
+
+
+def test_entries_are_not_written_through_a_symlinked_cache_folder(tmp_path):
+    from entangle.runs.io import SymlinkRefused
+
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    target = tmp_path / "new"
+    target.mkdir()
+    (target / "cache").symlink_to(victim)
+    with pytest.raises(SymlinkRefused):
+        ReportCache(None, target).put("tsne-x", {"coords": np.zeros((2, 2))})
+    assert list(victim.iterdir()) == []
