@@ -49,6 +49,11 @@ LAYERS = {
     "__main__": 6,
 }
 MARKER = "# lazy:"
+# a function longer than LONG_FUNCTION says why with this marker on its def line or the line
+# above (e.g. a typer command whose signature is the option list)
+LONG_MARKER = "# long:"
+LONG_MODULE = 400
+LONG_FUNCTION = 80
 
 
 @dataclass
@@ -191,6 +196,30 @@ def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
     return sorted(out)
 
 
+def long_modules(graph: Graph) -> list[tuple[str, int]]:
+    """Modules over LONG_MODULE lines, with their line counts."""
+    sizes = {m: len(p.read_text(encoding="utf-8").splitlines()) for m, p in graph.modules.items()}
+    return sorted((m, n) for m, n in sizes.items() if n > LONG_MODULE)
+
+
+def long_functions(graph: Graph) -> list[tuple[str, int, bool]]:
+    """Functions (methods and nested ones too) over LONG_FUNCTION lines, signature and
+    docstring included: ``(module:name, lines, says_why)``."""
+    out = []
+    for name, path in graph.modules.items():
+        text = path.read_text(encoding="utf-8")
+        lines = text.splitlines()
+        for node in ast.walk(ast.parse(text)):
+            if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            length = node.end_lineno - node.lineno + 1
+            if length > LONG_FUNCTION:
+                first = min([node.lineno] + [d.lineno for d in node.decorator_list])
+                near = "".join(lines[max(0, first - 2) : node.lineno])
+                out.append((f"{name}:{node.name}", length, LONG_MARKER in near))
+    return sorted(out)
+
+
 def numbers(graph: Graph) -> dict:
     """The arrangement's numbers (what the architecture note quotes)."""
     units = graph.unit_edges()
@@ -205,6 +234,8 @@ def numbers(graph: Graph) -> dict:
         "function_level_imports": len(lazy),
         "function_level_unmarked": sum(not i.marked for i in lazy),
         "upward_imports": len(graph.upward()),
+        "modules_over_400_lines": long_modules(graph),
+        "functions_over_80_lines": long_functions(graph),
     }
 
 
@@ -228,8 +259,13 @@ def main(argv=None) -> None:
     for key, value in found.items():
         if isinstance(value, list):
             print(f"{key}: {len(value)}")
-            for comp in value:
-                print(f"  - {len(comp)}: {' '.join(comp)}")
+            for item in value:
+                if key == "functions_over_80_lines":
+                    print(f"  - {item[1]}: {item[0]}" + ("  (says why)" if item[2] else ""))
+                elif key == "modules_over_400_lines":
+                    print(f"  - {item[1]}: {item[0]}")
+                else:
+                    print(f"  - {len(item)}: {' '.join(item)}")
         else:
             print(f"{key}: {value}")
 
