@@ -9,8 +9,10 @@ The CLI is ``entangle ablate GRID.toml`` (``--example`` runs the shipped digits 
 
 from pathlib import Path
 
-from entangle.ablation.results import Group, aggregate, collect, group_keys, write_results
-from entangle.ablation.runner import CellOutcome, GridRun, run_cell, run_grid
+from entangle.ablation.cell import run_cell
+from entangle.ablation.report import write_results
+from entangle.ablation.results import Group, aggregate, collect, group_keys
+from entangle.ablation.runner import CellOutcome, GridRun, run_grid
 from entangle.ablation.spec import VARIANTS, Cell, GridSpec, cell_name, load_grid, parse_grid
 
 __all__ = [

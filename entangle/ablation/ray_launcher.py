@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from entangle.ablation.cell import record_failure, run_cell
 from entangle.errors import EntangleError
 
 
@@ -36,7 +37,7 @@ def run_ray(
     """Submit one Ray task per job and report each result as it arrives.
 
     Args:
-        jobs: :func:`entangle.ablation.runner.run_cell` jobs.
+        jobs: :func:`entangle.ablation.cell.run_cell` jobs.
         address: cluster address for ``ray.init`` (``None``: ``RAY_ADDRESS`` or the cluster
             started on this machine by ``ray start``; ``"local"``: start a new local one).
             When Ray is already initialised in this process, that connection is used.
@@ -45,8 +46,6 @@ def run_ray(
         cpus_per_cell: CPUs each task asks for.
         on_done: called with each cell's result dict.
     """
-    from entangle.ablation.runner import record_failure, run_cell
-
     ray = _import_ray()
     connected_here = not ray.is_initialized()
     if connected_here:

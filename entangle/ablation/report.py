@@ -1,4 +1,5 @@
-"""The grid's HTML report: the table, bars per variant, sensitivity curves, step curves.
+"""The grid's HTML report (the table, bars per variant, sensitivity curves, step curves)
+and the grid folder's outputs: results.csv, summary.md, report.html (:func:`write_results`).
 
 One self-contained page (figures as base64 PNG, every user string HTML-escaped). Plotting
 libraries load inside the functions, through entangle.report's figure helpers (seaborn
@@ -16,8 +17,19 @@ from pathlib import Path
 
 import numpy as np
 
-from entangle.ablation.results import Group, format_stat, table
+from entangle.ablation.cell import cells_dir
+from entangle.ablation.results import (
+    Group,
+    aggregate,
+    collect,
+    format_stat,
+    group_keys,
+    results_csv,
+    summary_markdown,
+    table,
+)
 from entangle.ablation.spec import Cell, GridSpec, format_value
+from entangle.runs.io import atomic_text
 
 # the per-step series: (record key, label); the applied GDC falls back to raw without EAGC
 _STEP_SERIES = (
@@ -169,8 +181,6 @@ def steps_figure(curves: dict[str, list[Path]]):
 
 def _variant_curves(groups: Sequence[Group], out: Path) -> dict[str, list[Path]]:
     """One group per variant (the one with most finished cells): its finished run dirs."""
-    from entangle.ablation.runner import cells_dir
-
     chosen: dict[str, Group] = {}
     for g in groups:
         v = format_value(g.settings.get("variant"))
@@ -265,7 +275,6 @@ def ablation_report(
 
 def _verdict_html(groups: Sequence[Group], out: Path) -> list[str]:
     """The report's verdict (entangle.report.verdict) over every finished cell."""
-    from entangle.ablation.runner import cells_dir
     from entangle.report.load import load_runs
     from entangle.report.verdict import compute_verdict
 
@@ -281,3 +290,25 @@ def _verdict_html(groups: Sequence[Group], out: Path) -> list[str]:
 
 def _f(value) -> float:
     return float(value) if isinstance(value, (int, float)) and value is not None else math.nan
+
+
+def write_results(
+    spec: GridSpec, cells: Sequence[Cell], out, *, report: bool = True
+) -> tuple[list[dict], dict[str, Path]]:
+    """Write results.csv, summary.md (and report.html) into the grid folder ``out``.
+
+    Returns:
+        ``(rows, {"results": path, "summary": path[, "report": path]})``.
+    """
+    out = Path(out)
+    rows = collect(cells, out)
+    keys = group_keys(spec)
+    groups = aggregate(rows, keys)
+    files = {"results": out / "results.csv", "summary": out / "summary.md"}
+    atomic_text(files["results"], results_csv(rows))
+    atomic_text(files["summary"], summary_markdown(groups, keys, rows))
+    if report:
+        files["report"] = out / "report.html"
+        page = ablation_report(spec, cells, rows, groups, keys, out)
+        atomic_text(files["report"], page)
+    return rows, files

@@ -1,4 +1,4 @@
-"""Collect a grid's cells into rows, aggregate over seeds, write results.csv and summary.md.
+"""Collect a grid's cells into rows, aggregate over seeds, results.csv and summary.md text.
 
 Numbers come from each run's DONE summary (``entangle.gcd.train.run_summary``): last-epoch
 accuracies; the last block's GDC and the ProbeSet SOC over the first 200 probed steps (the
@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from entangle.ablation.cell import cells_dir
 from entangle.ablation.spec import Cell, GridSpec, format_value
-from entangle.runs.io import atomic_text
 
 # (key, column title, scale, decimals) of the paper-style table
 TABLE_METRICS = (
@@ -237,30 +237,4 @@ def _cell(value):
 
 def collect(cells: Sequence[Cell], out) -> list[dict]:
     """Rows of every cell of the grid folder ``out``."""
-    from entangle.ablation.runner import cells_dir
-
     return [cell_row(cell, cells_dir(out) / cell.name) for cell in cells]
-
-
-def write_results(
-    spec: GridSpec, cells: Sequence[Cell], out, *, report: bool = True
-) -> tuple[list[dict], dict[str, Path]]:
-    """Write results.csv, summary.md (and report.html) into the grid folder ``out``.
-
-    Returns:
-        ``(rows, {"results": path, "summary": path[, "report": path]})``.
-    """
-    out = Path(out)
-    rows = collect(cells, out)
-    keys = group_keys(spec)
-    groups = aggregate(rows, keys)
-    files = {"results": out / "results.csv", "summary": out / "summary.md"}
-    atomic_text(files["results"], results_csv(rows))
-    atomic_text(files["summary"], summary_markdown(groups, keys, rows))
-    if report:
-        from entangle.ablation.report import ablation_report
-
-        files["report"] = out / "report.html"
-        html = ablation_report(spec, cells, rows, groups, keys, out)
-        atomic_text(files["report"], html)
-    return rows, files

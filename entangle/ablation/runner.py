@@ -19,19 +19,18 @@ import json
 import os
 import threading
 import time
-import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from entangle.ablation.setups import cached_setup, file_lock
+from entangle.ablation.cell import WORKER, cells_dir, record_failure, run_cell
+from entangle.ablation.report import write_results
 from entangle.ablation.spec import Cell, GridSpec
 from entangle.errors import EntangleValueError
 from entangle.gcd.train import config_differences
-from entangle.runs.io import atomic_text, make_dir, remove_file
+from entangle.runs.io import atomic_text, make_dir
 
-# config keys that may differ between a cell's stored run and the spec (placement only)
-_WORKER = {"device": None}
+__all__ = ["CellOutcome", "GridRun", "cells_dir", "record_failure", "run_cell", "run_grid"]
 
 
 @dataclass
@@ -72,10 +71,6 @@ class GridRun:
         return not self.failed
 
 
-def cells_dir(out) -> Path:
-    return Path(out) / "cells"
-
-
 def check_grid_folder(cells: Sequence[Cell], out: Path) -> None:
     """Refuse a folder whose existing cells were trained with other settings.
 
@@ -107,46 +102,8 @@ def check_grid_folder(cells: Sequence[Cell], out: Path) -> None:
             )
 
 
-def run_cell(job: dict) -> dict:
-    """Train one cell (a worker's task; also used by the Ray launcher).
-
-    Args:
-        job: ``{"name", "config" (TrainConfig as dict), "run_dir", "setups_dir",
-            "device" (None: the worker's or the config's)}``.
-
-    Returns:
-        ``{"name", "status", "error", "seconds", "device"}``; never raises for a failure
-        inside the cell, which is recorded in ``run_dir/FAILED`` instead.
-    """
-    from entangle.gcd.train import TrainConfig, train
-
-    started = time.perf_counter()
-    run_dir = Path(job["run_dir"])
-    make_dir(run_dir)
-    device = job.get("device") or _WORKER["device"] or job["config"].get("device", "auto")
-    result = {"name": job["name"], "status": "done", "error": None, "device": device}
-    with file_lock(run_dir / ".lock"):
-        if (run_dir / "DONE").exists():  # finished by a process that held the lock before us
-            return result | {"status": "skipped", "seconds": 0.0}
-        remove_file(run_dir / "FAILED")
-        try:
-            config = TrainConfig(**(job["config"] | {"device": device}))
-            setup = cached_setup(config, job["setups_dir"])
-            train(config, run_dir, setup, name=job["name"])
-        except Exception as exc:  # a failed cell is recorded and the grid goes on
-            result |= {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
-            record_failure(run_dir, result["error"], traceback.format_exc())
-    return result | {"seconds": time.perf_counter() - started}
-
-
-def record_failure(run_dir: Path, error: str, details: str = "") -> None:
-    """Write ``run_dir/FAILED`` (JSON: error, traceback, time); the cell is retried next run."""
-    record = {"error": error, "traceback": details, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    atomic_text(Path(run_dir) / "FAILED", json.dumps(record, indent=2) + "\n")
-
-
 def _worker_init(devices, threads: int | None, parent: int) -> None:
-    _WORKER["device"] = devices.get()
+    WORKER["device"] = devices.get()
     if threads:
         import torch
 
@@ -211,6 +168,26 @@ def run_local(
                 on_done({"name": job["name"], "status": "failed", "error": error})
 
 
+def _jobs(cells: Sequence[Cell], out: Path, run: GridRun) -> list[dict]:
+    """The :func:`run_cell` jobs of the unfinished cells; finished ones are noted as skipped."""
+    todo = []
+    for cell in cells:
+        run_dir = cells_dir(out) / cell.name
+        if (run_dir / "DONE").exists():
+            run.outcomes.append(CellOutcome(cell.name, "skipped"))
+            continue
+        todo.append(
+            {
+                "name": cell.name,
+                "config": dataclasses.asdict(cell.config),
+                "run_dir": str(run_dir),
+                "setups_dir": str(out / "setups"),
+                "device": None,
+            }
+        )
+    return todo
+
+
 def run_grid(
     spec: GridSpec,
     out,
@@ -243,8 +220,6 @@ def run_grid(
         :class:`GridRun`; ``ok`` is False when a cell failed (its error is in
         ``cells/NAME/FAILED`` and in ``results.csv``).
     """
-    from entangle.ablation.results import write_results
-
     if workers < 1:
         raise EntangleValueError(f"workers must be >= 1, got {workers}")
     if launcher not in ("local", "ray"):
@@ -258,21 +233,7 @@ def run_grid(
     atomic_text(out / "grid.json", json.dumps(grid, indent=2) + "\n")
 
     run = GridRun(out=out)
-    todo = []
-    for cell in cells:
-        run_dir = cells_dir(out) / cell.name
-        if (run_dir / "DONE").exists():
-            run.outcomes.append(CellOutcome(cell.name, "skipped"))
-            continue
-        todo.append(
-            {
-                "name": cell.name,
-                "config": dataclasses.asdict(cell.config),
-                "run_dir": str(run_dir),
-                "setups_dir": str(out / "setups"),
-                "device": None,
-            }
-        )
+    todo = _jobs(cells, out, run)
 
     def done(result: dict) -> None:
         outcome = CellOutcome(**{k: result.get(k) for k in ("name", "status", "error", "device")})
@@ -285,6 +246,7 @@ def run_grid(
         for i, outcome in enumerate(run.outcomes):
             on_cell(outcome, i + 1, len(cells))
     if todo and launcher == "ray":
+        # lazy: Ray is an optional extra, imported only when asked for
         from entangle.ablation.ray_launcher import run_ray
 
         run_ray(
