@@ -16,27 +16,26 @@ The split and batches live in :mod:`entangle.data.datasets`.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from entangle.data.benchmarks import BENCHMARKS, benchmark_source
+from entangle.data.images import IMAGE_EXTENSIONS, ArrayImages, ImageFiles
 from entangle.errors import EntangleValueError
 
-# the benchmarks (cub:ROOT, cifar10:ROOT, ...) are read by entangle.data.benchmarks
-BENCHMARKS = (
-    "cub",
-    "scars",
-    "aircraft",
-    "cifar10",
-    "cifar100",
-    "imagenet100",
-    "imagenet1k",
-    "herbarium19",
-)
+__all__ = [
+    "BENCHMARKS",
+    "IMAGE_EXTENSIONS",
+    "SOURCES",
+    "ArrayImages",
+    "ImageFiles",
+    "parse_old_classes",
+    "read_source",
+]
+
 SOURCES = ("digits", "synthetic", "imagefolder:PATH", *(f"{b}:ROOT" for b in BENCHMARKS))
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
 
 # ---------------------------------------------------------------- old-class resolution
 
@@ -140,37 +139,6 @@ def _synthetic(**kw):
     )
 
 
-class ImageFiles(torch.utils.data.Dataset):
-    """Image files read on demand as RGB PIL images (item ``i`` is ``paths[i]``)."""
-
-    def __init__(self, paths: Sequence[Path]):
-        self.paths = list(paths)
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, i):
-        from PIL import Image
-
-        with Image.open(self.paths[int(i)]) as img:
-            return img.convert("RGB")
-
-
-class ArrayImages(torch.utils.data.Dataset):
-    """``[n, H, W, 3]`` uint8 array (e.g. torchvision's CIFAR ``.data``) served as PIL images."""
-
-    def __init__(self, array: np.ndarray):
-        self.array = array
-
-    def __len__(self) -> int:
-        return len(self.array)
-
-    def __getitem__(self, i):
-        from PIL import Image
-
-        return Image.fromarray(self.array[int(i)])
-
-
 def _imagefolder(path: str, **kw):
     if kw:
         raise EntangleValueError(f"source 'imagefolder' takes no options, got {sorted(kw)}")
@@ -204,8 +172,6 @@ def _imagefolder(path: str, **kw):
 def _benchmark(name: str, path: str, **kw):
     if kw:
         raise EntangleValueError(f"benchmark {name!r} takes no options, got {sorted(kw)}")
-    from entangle.data.benchmarks import benchmark_source
-
     split, x, targets = benchmark_source(name, path)
     order = list(split.old_classes) + list(split.new_classes)
     names = [split.class_names[c] for c in order]
