@@ -1,8 +1,8 @@
 """Feature-level analyses of one checkpoint: embedding, clustering accuracy, subspace, energy.
 
-Every number comes from :mod:`entangle.metrics` (or
-:func:`entangle.probing.probeset.summarize_subspace`,
-which calls it); this module only chooses the rows each metric sees.
+Every number comes from :mod:`entangle.metrics` (the shared fields through
+:func:`entangle.probing.evaluation.epoch_record`, which calls it); this module only chooses
+the rows each metric sees.
 """
 
 from __future__ import annotations
@@ -14,14 +14,13 @@ import numpy as np
 import torch
 
 from entangle.data.datasets import GCDData
-from entangle.defaults import APERTURE
-from entangle.gcd.evaluate import accuracy_fields, embed_all
+from entangle.defaults import APERTURE, KNN_K, SOC_K
+from entangle.gcd.evaluate import embed_all
 from entangle.metrics import free_energy, knn_overlap
-from entangle.probing.probeset import summarize_subspace
+from entangle.probing.evaluation import accuracy_fields, epoch_record
 from entangle.probing.summaries import masked_summary, to_host
 
 Progress = Callable[[str, int, int, str], None]
-KNN_K = 10
 
 
 def input_transform(backbone: torch.nn.Module, data: GCDData, train: bool = False):
@@ -76,11 +75,6 @@ def embed(
     return z.cpu(), (logits.cpu() if logits is not None else None)
 
 
-def _accuracy(labels, pred, labeled, novel, protocols, prefix: str) -> dict:
-    unl = ~labeled
-    return accuracy_fields(labels[unl], pred[unl], ~novel[unl], protocols, prefix)
-
-
 def kmeans_predictions(features: torch.Tensor, k: int, seed: int) -> np.ndarray:
     """k-means (scikit-learn) cluster ids ``[n]`` of L2-normalised features ``[n, D]``.
 
@@ -103,7 +97,7 @@ def feature_record(
     num_classes: int,
     kmeans: bool = True,
     tsne: bool = True,
-    soc_k: int = 16,
+    soc_k: int = SOC_K,
     aperture: float = APERTURE,
     seed: int = 0,
     tsne_max_points: int = 5000,
@@ -112,13 +106,17 @@ def feature_record(
 ) -> tuple[dict, dict]:
     """The epoch record of one analysed checkpoint and the extra arrays to save.
 
+    The record is :func:`entangle.probing.evaluation.epoch_record`'s (the one the recipe and
+    ``Probe.record_epoch`` write, same caps and NaN handling), plus k-means, free energy and
+    the t-SNE map's k-NN overlap.
+
     Args:
         features: ``[n, D]`` every sample's features.
         logits: ``[n, K]`` head logits, or None (no head accuracy, no free energy).
         labels, labeled, novel: ``[n]`` ground truth and masks.
         num_classes: clusters for k-means (the data's class count).
         kmeans, tsne: run those analyses.
-        soc_k: SOC subspace dimension (capped at labeled rows - 1).
+        soc_k: SOC subspace dimension (capped at the rank of the centred labeled set).
         aperture: conceptor aperture for energy ratios.
         logit_temperature: T of the classifier's softmax (SimGCD: 0.1); the free energy is
             -logsumexp(logits / T), recorded as ``free_energy_temperature``.
@@ -126,37 +124,17 @@ def feature_record(
             first one fills ``acc_*`` and ``kmeans``.
 
     Returns:
-        ``(record, arrays)``: ``record`` holds ``acc_all/old/new`` (head argmax, protocol in
-        ``acc_protocol``, every protocol in ``acc_protocols``), ``kmeans`` {all, old, new}
-        (and ``kmeans_protocol`` / ``kmeans_protocols``), ``soc``, ``principal_angles``, ``energy``,
-        ``conceptor``, ``free_energy``, ``knn_overlap`` (and ``knn_overlap_tsne``, over the
-        same ``knn_rows`` unlabeled rows);
+        ``(record, arrays)``: ``record`` holds the epoch record's keys (``acc_*``, ``soc``,
+        ``principal_angles``, ``k``, ``energy``, ``conceptor``, ``knn_overlap``), and
+        ``soc_k`` (= ``k``), ``kmeans`` {all, old, new} (and ``kmeans_protocol`` /
+        ``kmeans_protocols``), ``free_energy``, ``knn_overlap_tsne`` over the same
+        ``knn_rows`` unlabeled rows as ``knn_overlap``;
         ``arrays`` extra per-sample arrays (``kmeans``, ``tsne``, ``tsne_rows``).
     """
     z = features.float()
     labeled, novel = labeled.bool(), novel.bool()
     unl = ~labeled
-    record: dict = {}
     arrays: dict = {}
-    if logits is not None:
-        record.update(_accuracy(labels, logits.argmax(1), labeled, novel, accuracy, "acc"))
-    if kmeans:
-        pred = kmeans_predictions(z, num_classes, seed)
-        fields = _accuracy(labels, torch.from_numpy(pred), labeled, novel, accuracy, "kmeans")
-        record["kmeans"] = {k: fields.pop(f"kmeans_{k}") for k in ("all", "old", "new")}
-        record.update(fields)
-        arrays["kmeans"] = pred
-    # the centred old and new sets have rank at most rows - 1 and D: larger k is NaN
-    n_new = int((novel & unl).sum())
-    k = max(1, min(soc_k, int(labeled.sum()) - 1, n_new - 1, z.shape[1]))
-    if n_new:
-        record.update(summarize_subspace(z, labeled, novel & unl, k, aperture))
-        record["soc_k"] = k
-    if logits is not None:
-        fe = free_energy(logits.float() / logit_temperature)
-        groups = {"labeled": labeled, "unlabeled_old": unl & ~novel, "unlabeled_new": novel & unl}
-        record["free_energy"] = to_host({g: masked_summary(fe, m) for g, m in groups.items()})
-        record["free_energy_temperature"] = float(logit_temperature)
     # k-NN overlap over the same rows in feature space and in the map: the unlabeled rows
     # (of the map's subsample when t-SNE runs), old = unlabeled old-class rows
     rows = torch.nonzero(unl).flatten()
@@ -171,12 +149,36 @@ def feature_record(
         kept = torch.as_tensor(np.asarray(kept), dtype=torch.long)
         in_map = unl[kept]
         rows, coords = kept[in_map], np.asarray(coords, dtype=np.float32)[in_map.numpy()]
-    rows_new = novel[rows]
-    if 0 < int(rows_new.sum()) < len(rows) and len(rows) > KNN_K:
-        record["knn_overlap"] = knn_overlap(z[rows], rows_new, k=KNN_K)
+    record, _ = epoch_record(
+        z,
+        logits,
+        labels,
+        labeled,
+        novel,
+        accuracy=accuracy,
+        k=soc_k,
+        aperture=aperture,
+        knn_rows=rows,
+    )
+    if kmeans:
+        pred = kmeans_predictions(z, num_classes, seed)
+        fields = accuracy_fields(
+            labels[unl], torch.from_numpy(pred)[unl], ~novel[unl], accuracy, "kmeans"
+        )
+        record["kmeans"] = {k: fields.pop(f"kmeans_{k}") for k in ("all", "old", "new")}
+        record.update(fields)
+        arrays["kmeans"] = pred
+    if "k" in record:
+        record["soc_k"] = record["k"]  # analyze's name for it (docs/quantities.md)
+    if logits is not None:
+        fe = free_energy(logits.float() / logit_temperature)
+        groups = {"labeled": labeled, "unlabeled_old": unl & ~novel, "unlabeled_new": novel & unl}
+        record["free_energy"] = to_host({g: masked_summary(fe, m) for g, m in groups.items()})
+        record["free_energy_temperature"] = float(logit_temperature)
+    if "knn_overlap" in record:
         record["knn_rows"] = len(rows)
         if coords is not None:
             record["knn_overlap_tsne"] = knn_overlap(
-                torch.from_numpy(coords), rows_new, k=KNN_K, metric="euclidean"
+                torch.from_numpy(coords), novel[rows], k=KNN_K, metric="euclidean"
             )
     return record, arrays

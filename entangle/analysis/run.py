@@ -27,7 +27,7 @@ from entangle.analysis.gradients import gradient_diagnostics, teacher_epoch
 from entangle.analysis.inputs import FeatureData, check_classes, load_inputs
 from entangle.checkpoints import CheckpointError, LoadedCheckpoint, load_gcd_checkpoint
 from entangle.data.datasets import GCDData
-from entangle.defaults import AGA_WEIGHT, APERTURE, EEP_WEIGHT
+from entangle.defaults import AGA_WEIGHT, APERTURE, EEP_WEIGHT, SOC_K
 from entangle.errors import EntangleValueError
 from entangle.gcd.losses import LossConfig, teacher_temperature_at
 from entangle.metrics import accuracy_protocols
@@ -63,7 +63,7 @@ class AnalyzeConfig:
     trust_checkpoint: bool = False
     model: str | None = None
     seed: int = 0
-    soc_k: int = 16
+    soc_k: int = SOC_K
     aperture: float = APERTURE
     eep_weight: float = EEP_WEIGHT
     aga_weight: float = AGA_WEIGHT

@@ -162,7 +162,7 @@ def _points(curves, pick, rounds, plain_s, say) -> None:
         say(f"scaling: k-NN overlap of {n} points")
         x = torch.from_numpy(rng.normal(size=(n, 128)).astype(np.float32))
         novel = torch.arange(n) % 2 == 0
-        s = _seconds(lambda x=x, novel=novel: knn_overlap(x, novel, k=10), rounds)
+        s = _seconds(lambda x=x, novel=novel: knn_overlap(x, novel), rounds)
         curves["knn_vs_points"].append({"x": n, "seconds": s, "plain_steps": s / plain_s})
     for n in TSNE_POINTS[pick]:
         say(f"scaling: t-SNE map of {n} points")

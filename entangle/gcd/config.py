@@ -8,7 +8,7 @@ import math
 from dataclasses import dataclass
 
 from entangle.coordination import AGGREGATORS, CoordinatorConfig
-from entangle.defaults import AGA_WEIGHT, APERTURE, EEP_WEIGHT
+from entangle.defaults import AGA_WEIGHT, APERTURE, EEP_WEIGHT, SOC_K
 from entangle.errors import EntangleValueError
 from entangle.gcd.losses import LossConfig
 from entangle.metrics.clustering import accuracy_protocols
@@ -98,7 +98,7 @@ class TrainConfig:
     attribution: int = 1  # attribute every N-th probed step (docs/attribution.md); 0: off
     probeset_every: int = 10
     probeset_size: int = 512
-    soc_k: int = 16
+    soc_k: int = SOC_K
     device: str = "auto"
     seed: int = 0
     save_features: bool = True

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import torch
 
 from entangle.data.datasets import GCDData, eval_inputs
-from entangle.defaults import APERTURE
+from entangle.defaults import APERTURE, SOC_K
 from entangle.probing.evaluation import accuracy_fields, embed_batches, epoch_record
 from entangle.runs.directory import RunReader
 
@@ -58,7 +58,7 @@ def evaluate(
     batch_size: int = 512,
     accuracy=("v2",),
     *,
-    k: int = 16,
+    k: int = SOC_K,
     aperture: float = APERTURE,
 ) -> tuple[dict, dict]:
     """Features of every sample, clustering accuracy on the unlabeled set, SOC, energies.

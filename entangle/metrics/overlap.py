@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from entangle.defaults import KNN_K
 from entangle.errors import EntangleValueError, warn_degenerate
 from entangle.metrics._tensors import as_mask, as_matrix
 
@@ -29,7 +30,7 @@ def knn_indices(points: torch.Tensor, k: int, *, chunk: int = 2048) -> torch.Ten
     return torch.cat(out)
 
 
-def knn_overlap(features, novel, k: int = 10, *, metric: str = "cosine") -> dict:
+def knn_overlap(features, novel, k: int = KNN_K, *, metric: str = "cosine") -> dict:
     """Share of each group's k nearest neighbours that come from the other group.
 
     Args:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from entangle.defaults import SOC_K
 from entangle.errors import EntangleValueError, warn_degenerate
 from entangle.metrics._tensors import as_matrix
 
@@ -26,7 +27,7 @@ def _check_same_width(old: torch.Tensor, new: torch.Tensor, fn: str) -> None:
         )
 
 
-def soc(old: torch.Tensor, new: torch.Tensor, k: int = 16, *, warn: bool = True) -> torch.Tensor:
+def soc(old: torch.Tensor, new: torch.Tensor, k: int = SOC_K, *, warn: bool = True) -> torch.Tensor:
     """Subspace Overlap Coefficient of novel features with the top-k known-class subspace.
 
     Rows are L2-normalised; mu is the mean of the normalised old rows; V_k holds the top-k
@@ -77,7 +78,7 @@ def _rank_problem(n_old: int, dim: int, k: int, n_new: int | None = None) -> str
     return ""
 
 
-def soc_and_angles(old: torch.Tensor, new: torch.Tensor, k: int = 16) -> tuple:
+def soc_and_angles(old: torch.Tensor, new: torch.Tensor, k: int = SOC_K) -> tuple:
     """``(soc(old, new, k), principal_angles(old, new, k))`` with one SVD of the old set.
 
     Both centre the normalised old rows on their own mean and take its top-k right singular
@@ -96,7 +97,7 @@ def soc_and_angles(old: torch.Tensor, new: torch.Tensor, k: int = 16) -> tuple:
     return value, _angles(basis_old, basis_new)
 
 
-def principal_angles(a: torch.Tensor, b: torch.Tensor, k: int = 16, *, warn: bool = True):
+def principal_angles(a: torch.Tensor, b: torch.Tensor, k: int = SOC_K, *, warn: bool = True):
     """Principal angles between the top-k principal subspaces of two feature sets.
 
     Each set's rows are L2-normalised and centred on that set's own mean; the angles are

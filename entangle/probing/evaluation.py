@@ -12,7 +12,7 @@ from contextlib import nullcontext
 
 import torch
 
-from entangle.defaults import APERTURE
+from entangle.defaults import APERTURE, KNN_K, SOC_K
 from entangle.errors import EntangleTypeError, EntangleValueError
 from entangle.metrics import cluster_accuracies, knn_overlap
 from entangle.metrics.clustering import accuracy_protocols
@@ -75,10 +75,16 @@ def epoch_record(
     novel: torch.Tensor,
     *,
     accuracy=ACCURACY_DEFAULT,
-    k: int = 16,
+    k: int = SOC_K,
     aperture: float = APERTURE,
+    knn_rows: torch.Tensor | None = None,
 ) -> tuple[dict, dict]:
     """The epoch record and the per-sample arrays of one evaluation.
+
+    The one record behind the recipe's evaluation, :meth:`entangle.Probe.record_epoch` and
+    ``entangle analyze`` (which adds k-means, free energy and the t-SNE map's overlap in
+    :func:`entangle.analysis.features.feature_record`): identical features give identical
+    fields.
 
     Args:
         features: ``[n, D]`` features of every evaluated sample.
@@ -92,11 +98,14 @@ def epoch_record(
         k: SOC subspace dimension, capped at the rank of the centred labeled set (the record's
             ``k`` says which k was used).
         aperture: conceptor aperture for the energy ratios.
+        knn_rows: ``[m]`` row indices the k-NN overlap runs over (analyze: the unlabeled rows
+            of the t-SNE subsample); default every unlabeled row.
 
     Returns:
         ``(record, arrays)``: ``record`` holds ``acc_all/old/new``, ``acc_protocol`` and
         ``acc_protocols`` (with logits), ``k``, ``soc``, ``principal_angles``, ``energy``,
-        ``conceptor`` and ``knn_overlap``; ``arrays`` is what :meth:`RunWriter.save_features` takes.
+        ``conceptor`` and ``knn_overlap`` (and ``nan_reason`` when the logits or features
+        hold NaN or inf); ``arrays`` is what :meth:`RunWriter.save_features` takes.
     """
     n = features.shape[0]
     labels = torch.as_tensor(labels).reshape(-1).long().cpu()
@@ -117,20 +126,15 @@ def epoch_record(
     n_labeled = int(labeled.sum())
     if n_labeled >= 2 and novel.any():
         lab, nov = labeled.to(features.device), novel.to(features.device)
-        # SOC's k cannot exceed the rank of the centred labeled set; the record's `k` says
-        # which k was used
+        # The cap is the rank of the centred labeled set (and D), the one limit SOC has
+        # (metrics.soc: NaN beyond it), as docs/records.md promises. The novel set is only
+        # projected, so its size does not lower k: SOC keeps the run's k, and with fewer than
+        # k + 1 novel rows only the principal angles are NaN (their own rank limit). analyze
+        # once also capped at novel rows - 1, which changed SOC's k to suit the angles.
         k = max(1, min(int(k), n_labeled - 1, features.shape[1]))
         record.update(summarize_subspace(features, lab, nov, k, aperture))
-    if unl.any():
-        record["knn_overlap"] = knn_overlap(
-            features[unl.to(features.device)], novel[unl], k=min(10, max(1, int(unl.sum()) - 1))
-        )
-        if not bool(torch.isfinite(features).all()):  # neighbours of NaN rows are arbitrary
-            record["knn_overlap"] = {
-                k: v if k.endswith("_chance") else float("nan")  # chance levels are counts'
-                for k, v in record["knn_overlap"].items()
-            }
-            record.setdefault("nan_reason", "the features hold NaN or inf (training diverged?)")
+    rows = torch.nonzero(unl).flatten() if knn_rows is None else torch.as_tensor(knn_rows)
+    _add_knn_overlap(record, features, novel, rows.long().cpu())
     arrays = {
         "features": features.cpu(),
         "labels": labels,
@@ -140,6 +144,26 @@ def epoch_record(
     if logits is not None:
         arrays["logits"] = logits.cpu()
     return record, arrays
+
+
+def _add_knn_overlap(record: dict, features, novel: torch.Tensor, rows: torch.Tensor) -> None:
+    """``record["knn_overlap"]``: :func:`entangle.metrics.knn_overlap` at ``KNN_K`` over
+    ``features[rows]`` (``[n, D]``, ``[n]`` bool, ``[m]`` indices).
+
+    k is fixed (docs/records.md: k = 10) so the key always means one k: rows with one group
+    empty, or no more than ``KNN_K`` of them, give no overlap rather than one at a smaller k
+    (the probe once shrank k to the row count without saying so). Non-finite feature rows
+    give NaN shares (the chance levels are counts' and stay) and ``nan_reason``.
+    """
+    rows_new = novel[rows]
+    if not 0 < int(rows_new.sum()) < len(rows) or len(rows) <= KNN_K:
+        return
+    z = features[rows.to(features.device)]
+    overlap = knn_overlap(z, rows_new, k=KNN_K)
+    if not bool(torch.isfinite(z).all()):  # neighbours of NaN rows are arbitrary
+        overlap = {k: v if k.endswith("_chance") else float("nan") for k, v in overlap.items()}
+        record.setdefault("nan_reason", "the features hold NaN or inf (training diverged?)")
+    record["knn_overlap"] = overlap
 
 
 def accuracy_fields(y_true, y_pred, old_mask, protocols=("v2",), prefix: str = "acc") -> dict:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from entangle.defaults import APERTURE
+from entangle.defaults import APERTURE, SOC_K
 from entangle.errors import EntangleValueError
 from entangle.metrics._tensors import compute_dtype
 from entangle.metrics.energy import ConceptorFactors
@@ -72,7 +72,7 @@ class ProbeSet:
         split_at: int | None = None,
         exact: bool = False,
         every: int = 100,
-        k: int = 16,
+        k: int = SOC_K,
         aperture: float = APERTURE,
         batch_size: int = 256,
     ) -> None:
@@ -186,7 +186,7 @@ def nan_subspace_summary(labeled, novel, k: int, aperture: float, reason: str) -
     }
 
 
-def summarize_subspace(z, labeled, novel, k: int = 16, aperture: float = APERTURE) -> dict:
+def summarize_subspace(z, labeled, novel, k: int = SOC_K, aperture: float = APERTURE) -> dict:
     """SOC / principal angles / energy of features ``[N, D]`` with labeled and novel masks.
 
     The energies use a conceptor refitted on ``z[labeled]`` with ``aperture`` (named so in

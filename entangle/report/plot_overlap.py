@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from entangle.defaults import KNN_K
 from entangle.report.figures import colors, new_figure, no_data, style, suptitle, text
 from entangle.report.tsne import tsne_embed
 
-KNN_K = 10
 # beyond this many classes a per-class legend is unreadable; colours alone remain
 MAX_LEGEND_CLASSES = 20
 

@@ -316,7 +316,8 @@ def test_accuracy_protocols_are_recorded_and_summarised(digits_ckpt, tmp_path):
 
 
 def test_knn_overlap_uses_the_same_rows_in_feature_space_and_in_the_map():
-    from entangle.analysis.features import KNN_K, feature_record
+    from entangle.analysis.features import feature_record
+    from entangle.defaults import KNN_K
     from entangle.metrics import knn_overlap
 
     g = torch.Generator().manual_seed(0)
