@@ -1,7 +1,7 @@
 """timm's ``VisionTransformer`` behind the entangle backbone protocol (``backend="timm"``).
 
 Only :func:`entangle.models.vit.build_vit` imports this module, and only when asked for the timm
-backend; timm itself is imported inside :func:`_build_timm`, so neither ``import entangle``
+backend; timm itself is imported inside :func:`build_timm`, so neither ``import entangle``
 nor ``import entangle.models.vit`` needs timm.
 """
 
@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from entangle.errors import EntangleValueError
-from entangle.models.vit import ViTConfig, backbone_features, resample_pos_embed
+from entangle.models.vit_common import ViTConfig, backbone_features, resample_pos_embed
 
 # timm architecture names with the same key layout as our configs (DINO v1 style only:
 # timm stores DINOv2 registers as ``reg_token`` with a different pos_embed layout)
@@ -61,7 +61,7 @@ class TimmViT(nn.Module):
         return backbone_features(self, x)
 
 
-def _build_timm(name: str, cfg: ViTConfig) -> TimmViT:
+def build_timm(name: str, cfg: ViTConfig) -> TimmViT:
     try:
         import timm
     except ImportError as exc:
