@@ -31,8 +31,8 @@ from entangle.defaults import AGA_WEIGHT, APERTURE, EEP_WEIGHT, SOC_K
 from entangle.errors import EntangleValueError
 from entangle.gcd.losses import LossConfig, teacher_temperature_at
 from entangle.metrics import accuracy_protocols
-from entangle.report.summary import gradient_summary
 from entangle.runs.directory import RunReader, RunWriter
+from entangle.runs.summary import gradient_summary
 from entangle.runs.untrusted import safe_name
 
 # the SimGCD objective's defaults have one home: LossConfig

@@ -10,6 +10,9 @@ from entangle.data.datasets import GCDData, eval_inputs
 from entangle.defaults import APERTURE, SOC_K
 from entangle.probing.evaluation import accuracy_fields, embed_batches, epoch_record
 from entangle.runs.directory import RunReader
+from entangle.runs.records import accuracy_protocol
+from entangle.runs.summary import EARLY_STEPS
+from entangle.runs.summary import run_summary as summary_table
 
 # accuracy_fields lives with the evaluation code in entangle.probing.evaluation; re-exported
 # for callers
@@ -87,12 +90,9 @@ def run_summary(reader: RunReader) -> dict:
     (``gdc_mean``, ``soc_all``) and the last epoch's SOC over all samples (``soc``) stand
     beside them. Cosine and conflict rate: raw gradients of the last block, every probed step.
 
-    The numbers come from the report's summary table (one implementation of each statistic).
+    The numbers come from runs/summary.py (one implementation of each statistic, the same the
+    report's summary table shows).
     """
-    from entangle.report.records import accuracy_protocol
-    from entangle.report.summary import EARLY_STEPS
-    from entangle.report.summary import run_summary as summary_table
-
     table = summary_table(reader.steps, reader.epochs, "last_block")
     out = {
         "acc_all": table["acc_all_last"],

@@ -11,8 +11,8 @@ from entangle.report.figures import figure_bytes, write_figure
 from entangle.report.load import RunData, load_runs
 from entangle.report.output import atomic_report_dir, is_report_dir
 from entangle.report.precompute import report_numbers
-from entangle.report.summary import run_summary
 from entangle.report.tsne import BACKENDS
+from entangle.runs.summary import run_summary
 
 
 def build_report(

@@ -9,8 +9,8 @@ import math
 from entangle.report.energy import IDENTITY_QUOTA, run_conceptor_note
 from entangle.report.figures import RenderedFigure
 from entangle.report.load import RunData
-from entangle.report.records import accuracy_protocol, as_float, flatten_config, nan_reasons
 from entangle.report.summary import format_delta, format_value, summary_metrics
+from entangle.runs.records import accuracy_protocol, as_float, flatten_config, nan_reasons
 
 
 def figure_context(fig: RenderedFigure) -> dict:
@@ -166,7 +166,7 @@ def render_html(runs, *, sections, summaries, energies, overlaps, verdict=None) 
         runs: list of :class:`entangle.report.load.RunData`.
         sections: ``{"curves" | "energy" | "overlap" | "comparison": [RenderedFigure | str |
             None]}``; a string is the line that says why a figure was not drawn.
-        summaries: one :func:`entangle.report.summary.run_summary` dict per run.
+        summaries: one :func:`entangle.runs.summary.run_summary` dict per run.
         energies: run name -> list of :class:`entangle.report.energy.EpochEnergy`.
         overlaps: one :class:`entangle.report.plot_overlap.Overlap` (or None) per run.
         verdict: :class:`entangle.report.verdict.Verdict`, rendered first.

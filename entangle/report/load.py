@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from entangle.errors import EntangleValueError
-from entangle.report.records import default_group, gradient_groups
+from entangle.runs.records import default_group, gradient_groups
 
 
 @dataclass

@@ -8,8 +8,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from entangle.report.figures import colors, new_figure, no_data, smooth, style, text
-from entangle.report.records import as_float, dig, step_axis
 from entangle.report.verdict_detail import class_matrix, class_name
+from entangle.runs.records import as_float, dig, step_axis
 
 TOP_SAMPLES = 16
 

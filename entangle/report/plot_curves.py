@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from entangle.report.figures import colors, new_figure, no_data, smooth, style, suptitle, text
-from entangle.report.records import gradient_series, path_series
+from entangle.runs.records import gradient_series, path_series
 
 KINDS = (("raw", "raw"), ("eagc", "EAGC-corrected"))
 

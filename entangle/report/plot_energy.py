@@ -8,7 +8,7 @@ import numpy as np
 
 from entangle.report.energy import GROUP_LABELS, GROUPS, EpochEnergy
 from entangle.report.figures import colors, new_figure, no_data, style, suptitle, text
-from entangle.report.records import summary_series
+from entangle.runs.records import summary_series
 
 ENERGY_KINDS = {
     "ratio": ("energy ratio z^T C z / ||z||^2", "Known-subspace energy ratio"),

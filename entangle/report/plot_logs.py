@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from entangle.report.figures import colors, new_figure, smooth, style, suptitle, text
-from entangle.report.records import path_series
+from entangle.runs.records import path_series
 
 # lines per panel: more are unreadable; a larger group continues in the next panel
 SERIES_PER_PANEL = 8

@@ -23,8 +23,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from entangle.report.load import RunData
-from entangle.report.records import gradient_series, step_axis
-from entangle.report.summary import EARLY_STEPS, accuracy_summary
 from entangle.report.uncertainty import Estimate, compare, within_run
 from entangle.report.verdict_detail import (
     _mean,
@@ -34,6 +32,8 @@ from entangle.report.verdict_detail import (
     has,
     setting_estimate,
 )
+from entangle.runs.records import gradient_series, step_axis
+from entangle.runs.summary import EARLY_STEPS, accuracy_summary
 
 # config fields that do not define a setting: runs differing only here are seeds of one
 _NOT_SETTING = ("seed", "device", "class_names")

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from entangle.metrics.calibration import is_inert
-from entangle.report.records import as_float, dig, gradient_series
 from entangle.report.uncertainty import Estimate, across_seeds, within_run
+from entangle.runs.records import as_float, dig, gradient_series
 
 
 def _path(run, *keys):

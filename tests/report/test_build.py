@@ -160,7 +160,7 @@ def test_page_names_the_accuracy_protocol_and_marks_oracle_numbers(built_report)
 
 
 def test_accuracy_protocol_of_records():
-    from entangle.report.records import accuracy_protocol
+    from entangle.runs.records import accuracy_protocol
 
     assert accuracy_protocol([{"epoch": 0, "acc_all": 0.5}]) == "v2"
     mixed = [{"acc_all": 0.5, "acc_protocol": "v1"}, {"acc_all": 0.6, "acc_protocol": "v2b"}]

@@ -7,8 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from entangle.report.records import default_group, flatten_config, gradient_series, nan_reasons
-from entangle.report.summary import EARLY_STEPS, accuracy_summary, format_delta, run_summary
+from entangle.report.summary import format_delta
+from entangle.runs.records import default_group, flatten_config, gradient_series, nan_reasons
+from entangle.runs.summary import EARLY_STEPS, accuracy_summary, run_summary
 
 
 def _steps(cos_values, grouped: bool, start: int = 0):

@@ -1,0 +1,92 @@
+"""A run's summary numbers from its records: accuracy, gradient conflict, GDC, SOC, NaN counts.
+
+One implementation each, read by the DONE summary (gcd/evaluate.py), ``analyze`` and the
+report's summary table (report/summary.py holds the table's rows and number formatting).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from entangle.runs.records import (
+    as_float,
+    gradient_series,
+    nan_step_count,
+    path_series,
+)
+
+# statistics over the start of training, where the paper sees most of the entanglement
+EARLY_STEPS = 200
+
+
+def _nanmean(x: np.ndarray) -> float:
+    x = x[~np.isnan(x)]
+    return float(x.mean()) if x.size else math.nan
+
+
+def _nanmedian(x: np.ndarray) -> float:
+    x = x[~np.isnan(x)]
+    return float(np.median(x)) if x.size else math.nan
+
+
+def _conflict_rate(cos: np.ndarray) -> float:
+    x = cos[~np.isnan(cos)]
+    return float((x < 0).mean()) if x.size else math.nan
+
+
+def _early(steps: np.ndarray, values: np.ndarray) -> np.ndarray:
+    if steps.size == 0:
+        return values
+    return values[steps < steps.min() + EARLY_STEPS]
+
+
+def accuracy_summary(epochs: Sequence[Mapping]) -> dict[str, float]:
+    """All/Old/New accuracy at the epoch with the best All accuracy and at the last epoch."""
+    out = {f"acc_{g}_{w}": math.nan for g in ("all", "old", "new") for w in ("best", "last")}
+    out["best_epoch"] = math.nan
+    rows = [
+        e for e in epochs if isinstance(e, Mapping) and not math.isnan(as_float(e.get("acc_all")))
+    ]
+    if not rows:
+        return out
+    best = max(rows, key=lambda e: as_float(e.get("acc_all")))
+    last = rows[-1]
+    for g in ("all", "old", "new"):
+        out[f"acc_{g}_best"] = as_float(best.get(f"acc_{g}"))
+        out[f"acc_{g}_last"] = as_float(last.get(f"acc_{g}"))
+    out["best_epoch"] = as_float(best.get("epoch"))
+    return out
+
+
+def gradient_summary(steps: Sequence[Mapping], kind: str, group: str) -> dict[str, float]:
+    """Cosine conflict and GDC statistics of one kind (``raw`` or ``eagc``) of record."""
+    x, cos = gradient_series(steps, kind, "cos", group)
+    _, gdc = gradient_series(steps, kind, "gdc", group)
+    return {
+        f"cos_mean_{kind}": _nanmean(cos),
+        f"cos_median_{kind}": _nanmedian(cos),
+        f"conflict_rate_{kind}": _conflict_rate(cos),
+        f"gdc_early_{kind}": _nanmean(_early(x, gdc)),
+        f"gdc_all_{kind}": _nanmean(gdc),
+    }
+
+
+def run_summary(steps: Sequence[Mapping], epochs: Sequence[Mapping], group: str) -> dict:
+    """Every summary-table number of one run (NaN where the run did not record it)."""
+    out = accuracy_summary(epochs)
+    out.update(gradient_summary(steps, "raw", group))
+    out.update(gradient_summary(steps, "eagc", group))
+    out.update(gradient_summary(steps, "coordinated", group))
+    x, soc = path_series(steps, "probeset", "soc")
+    out["soc_early"] = _nanmean(_early(x, soc))
+    out["soc_all"] = _nanmean(soc)
+    _, soc_epochs = path_series(epochs, "soc", x_key="epoch")
+    out["soc_last_epoch"] = float(soc_epochs[-1]) if soc_epochs.size else math.nan
+    out["steps"] = len(steps)
+    out["nan_steps"] = nan_step_count(steps)
+    _, raw_cos = gradient_series(steps, "raw", "cos", group)
+    out["nan_cos_raw"] = int(np.isnan(raw_cos).sum())
+    return out
