@@ -1,7 +1,8 @@
 """The grid's HTML report (the table, bars per variant, sensitivity curves, step curves)
 and the grid folder's outputs: results.csv, summary.md, report.html (:func:`write_results`).
 
-One self-contained page (figures as base64 PNG, every user string HTML-escaped). Plotting
+One self-contained page (figures as base64 PNG, every user string HTML-escaped by the jinja2
+template report/templates/ablation.html, the report's own HTML path). Plotting
 libraries load inside the functions, through entangle.report's figure helpers (seaborn
 style, colour-blind palette, Agg canvas without pyplot).
 """
@@ -9,7 +10,6 @@ style, colour-blind palette, Agg canvas without pyplot).
 from __future__ import annotations
 
 import base64
-import html
 import io
 import math
 from collections.abc import Sequence
@@ -200,9 +200,14 @@ def ablation_report(
     keys: Sequence[str],
     out,
 ) -> str:
-    """The report page as a string (written to ``out/report.html`` by the caller)."""
+    """The report page as a string (written to ``out/report.html`` by the caller).
+
+    Rendered from report/templates/ablation.html by the report's jinja2 environment (the
+    one HTML path: autoescape on, so every user string is escaped by the template).
+    """
+    from entangle.report.html import environment
+
     out = Path(out)
-    esc = html.escape
     header, body = table(groups, keys)
     figures = []
     done = [g for g in groups if g.seeds]
@@ -216,65 +221,36 @@ def ablation_report(
         figures.append(
             ("Per-step curves of each variant", steps_figure(_variant_curves(done, out)))
         )
-    parts = [
-        "<!doctype html><html><head><meta charset='utf-8'><title>entangle ablation</title>",
-        "<style>body{font-family:sans-serif;margin:2em;max-width:1400px}"
-        "table{border-collapse:collapse}td,th{border:1px solid #bbb;padding:3px 8px}"
-        "td.n{text-align:right}img{max-width:100%}.failed{color:#a00}</style></head><body>",
-        f"<h1>Ablation: {esc(spec.source or 'grid')}</h1>",
-        f"<p>{sum(r['status'] == 'done' for r in rows)} of {len(rows)} cells finished. "
-        "Accuracy in %, mean ± sample std over seeds; GDC: mean of the last block's GDC of the "
-        "applied gradient over the first 200 training steps, the paper's window (GDC raw: "
-        "before the EAGC correction); ProbeSet SOC: mean over the first 200 steps; "
-        "'whole run': over every probed step.</p>",
-        "<table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in header) + "</tr>",
-    ]
-    # the verdict comes first: computed from the cells' records, seeds of a setting together
-    parts[4:4] = _verdict_html(groups, out)
-    for r in body:
-        parts.append(
-            "<tr>"
-            + "".join(
-                f"<td{' class=n' if i >= len(keys) else ''}>{esc(c)}</td>" for i, c in enumerate(r)
-            )
-            + "</tr>"
+    return (
+        environment()
+        .get_template("ablation.html")
+        .render(
+            source=spec.source or "grid",
+            finished=sum(r["status"] == "done" for r in rows),
+            total=len(rows),
+            # the verdict comes first: computed from the cells' records, seeds together
+            verdict=_verdict_lines(groups, out),
+            header=header,
+            body=body,
+            n_keys=len(keys),
+            figures=[{"title": title, "png": _png(fig)} for title, fig in figures],
+            unfinished=[
+                {"cell": r["cell"], "status": r["status"], "error": str(r.get("error") or "")}
+                for r in rows
+                if r["status"] != "done"
+            ],
+            base=[(str(k), format_value(v)) for k, v in spec.base.items()],
+            cells_folder=str(out / "cells"),
+            cell_rows=[
+                (r["cell"], r["status"], format_stat((_f(r.get("acc_all")), math.nan, 1), 100, 1))
+                for r in rows
+            ],
         )
-    parts.append("</table>")
-    for title, fig in figures:
-        parts.append(
-            f"<h2>{esc(title)}</h2><img alt='{esc(title)}' src='data:image/png;base64,{_png(fig)}'>"
-        )
-    bad = [r for r in rows if r["status"] != "done"]
-    if bad:
-        parts.append("<h2>Cells not finished</h2><ul>")
-        parts += [
-            f"<li class='failed'><code>{esc(r['cell'])}</code>: {esc(r['status'])}"
-            + (f" — {esc(str(r['error']))}" if r.get("error") else "")
-            + "</li>"
-            for r in bad
-        ]
-        parts.append("</ul>")
-    base = "".join(
-        f"<tr><td>{esc(str(k))}</td><td>{esc(format_value(v))}</td></tr>"
-        for k, v in spec.base.items()
     )
-    parts.append(f"<h2>Base settings</h2><table>{base}</table>")
-    cell_stats = "".join(
-        f"<tr><td><code>{esc(r['cell'])}</code></td><td>{esc(r['status'])}</td>"
-        f"<td class=n>{esc(format_stat((_f(r.get('acc_all')), math.nan, 1), 100, 1))}</td></tr>"
-        for r in rows
-    )
-    parts.append(
-        f"<h2>Cells</h2><p>Run directories under <code>{esc(str(out / 'cells'))}</code>; "
-        "compare any of them in detail with <code>entangle report</code>.</p>"
-        f"<table><tr><th>cell</th><th>status</th><th>All</th></tr>{cell_stats}</table>"
-    )
-    parts.append("</body></html>")
-    return "\n".join(parts)
 
 
-def _verdict_html(groups: Sequence[Group], out: Path) -> list[str]:
-    """The report's verdict (entangle.report.verdict) over every finished cell."""
+def _verdict_lines(groups: Sequence[Group], out: Path) -> list[str]:
+    """The report's verdict (entangle.report.verdict) over every finished cell: card, lines."""
     from entangle.report.load import load_runs
     from entangle.report.verdict import compute_verdict
 
@@ -283,9 +259,7 @@ def _verdict_html(groups: Sequence[Group], out: Path) -> list[str]:
     if not dirs:
         return []
     verdict = compute_verdict(load_runs(dirs, [d.name for d in dirs]))
-    lines = verdict.card + verdict.lines
-    items = "".join(f"<li>{html.escape(line)}</li>" for line in lines)
-    return [f"<h2>Verdict</h2><ul>{items}</ul>"]
+    return verdict.card + verdict.lines
 
 
 def _f(value) -> float:

@@ -31,6 +31,7 @@ from entangle.defaults import AGA_WEIGHT, APERTURE, EEP_WEIGHT, SOC_K
 from entangle.errors import EntangleValueError
 from entangle.gcd.losses import LossConfig, teacher_temperature_at
 from entangle.metrics import accuracy_protocols
+from entangle.nn.devices import resolve_device
 from entangle.runs.directory import RunReader, RunWriter
 from entangle.runs.summary import gradient_summary
 from entangle.runs.untrusted import safe_name
@@ -118,20 +119,6 @@ class AnalysisResult:
     device: str
 
 
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as exc:
-        raise EntangleValueError(
-            f"unknown device {name!r} ({exc}); use auto, cpu or cuda:N"
-        ) from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise EntangleValueError(f"device {name!r} asked for but CUDA is not available")
-    return device
-
-
 def _run_name(path: str | None, data: str, taken: set[str]) -> str:
     base = Path(path).stem if path else Path(data.partition(":")[2] or data).stem
     # a file named "...pt" has the stem "..": never let a user's name leave ``out``
@@ -173,7 +160,7 @@ def analyze(
         EntangleValueError: data source errors, existing run directories.
     """
     config = config or AnalyzeConfig()
-    device = _device(config.device)
+    device = resolve_device(config.device)
     if data is None:
         data = load_inputs(
             config.data,

@@ -70,7 +70,7 @@ def run_memory(*, device: str = "auto", quick: bool = False, progress=None) -> d
     Returns:
         ``{"method", "settings", "working_mb": {variant: MB}, "vs_plain": {variant: ratio}}``.
     """
-    from entangle.gcd.train import resolve_device
+    from entangle.nn.devices import resolve_device
 
     dev = resolve_device(device)
     say = progress or (lambda message: None)

@@ -174,7 +174,7 @@ def run_bench(
         "targets": {key: [op, bound]}}``; ratio keys and directions are listed in the module
         docstring, MLP keys carry an ``mlp_`` prefix. Ratios are medians of per-round ratios.
     """
-    from entangle.gcd.train import resolve_device
+    from entangle.nn.devices import resolve_device
 
     dev = resolve_device(device)
     backend = resolve_backend(model)

@@ -108,16 +108,6 @@ def _print_formats(value: bool) -> None:
         raise typer.Exit()
 
 
-def _jsonable(value):
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_jsonable(v) for v in value]
-    return value
-
-
 @app.command("analyze")
 def analyze_command(
     out: Annotated[Path, typer.Option(help="Output folder: one run per checkpoint + report/.")],
@@ -277,7 +267,10 @@ def analyze_command(
                 for a in result.analyses
             ],
         }
-        typer.echo(json.dumps(_jsonable(payload), indent=2))
+        from entangle.runs.io import to_jsonable  # lazy: start-up time (torch; --help stays fast)
+
+        # the records' one JSON conversion: NaN/inf as null, tensors and numpy values as lists
+        typer.echo(json.dumps(to_jsonable(payload, "analyze --json"), allow_nan=False, indent=2))
         return
     with stage_progress() as progress:
         result = analyze(checkpoints or [], out, config, progress=progress, on_loaded=loaded)

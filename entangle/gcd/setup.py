@@ -20,32 +20,7 @@ from entangle.gcd.config import TrainConfig
 from entangle.gcd.reference import train_reference
 from entangle.models.backbones import build_backbone, freeze_prefix
 from entangle.models.heads import GCDHead, build_head, infer_head_config
-
-
-def resolve_device(name: str) -> torch.device:
-    """``"auto"`` picks CUDA when present, else the CPU.
-
-    Raises:
-        EntangleValueError: a device string torch does not know, or one not present here.
-    """
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except (RuntimeError, TypeError) as exc:
-        raise EntangleValueError(
-            f"unknown device {name!r} ({exc}); use --device auto, cpu or cuda:N"
-        ) from None
-    if device.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if count == 0 or (device.index or 0) >= count:
-            raise EntangleValueError(
-                f"--device {name} asked for, but this machine has {count} CUDA device(s); "
-                "use --device auto or cpu"
-            )
-    elif device.type != "cpu" and not getattr(torch, device.type, None):
-        raise EntangleValueError(f"device {name!r} is not available here; use --device cpu")
-    return device
+from entangle.nn.devices import resolve_device
 
 
 @dataclass
