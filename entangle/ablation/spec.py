@@ -26,7 +26,6 @@ import dataclasses
 import hashlib
 import itertools
 import math
-import os
 import re
 import typing
 from dataclasses import dataclass, field
@@ -35,14 +34,11 @@ from pathlib import Path
 from entangle.errors import EntangleError, EntangleTypeError, EntangleValueError
 from entangle.gcd.config import VARIANTS as VARIANTS
 from entangle.gcd.train import TrainConfig
+from entangle.runs.limits import GRID_CELLS
 
 _SWITCHES = ("eagc", "aga", "eep", "adaptive", "start")
 # the runner assigns devices per worker; sweeping them would make cells depend on placement
 _NOT_SWEPT = ("device",)
-# cells are counted from the axis lengths before any is built (a 100x100x100 grid took 2.8 GB
-# and minutes just to expand); raise the limit with the environment setting
-MAX_CELLS_ENV = "ENTANGLE_MAX_CELLS"
-MAX_CELLS = 1000
 _SAFE = re.compile(r"[^A-Za-z0-9._+-]")
 MAX_NAME = 160
 
@@ -95,13 +91,8 @@ class GridSpec:
             EntangleValueError: a combination TrainConfig rejects (named by its cell).
         """
         total = sum(math.prod(len(v) for v in grid.values()) for grid in self.grids or [{}])
-        raw = os.environ.get(MAX_CELLS_ENV, str(MAX_CELLS))
-        limit = int(raw) if raw.strip().isdigit() else MAX_CELLS
-        if total > limit:
-            raise EntangleValueError(
-                f"the grid has {total} cells, above the limit of {limit}; shrink the grid "
-                f"or raise the limit with the environment setting {MAX_CELLS_ENV}=N"
-            )
+        # counted from the axis lengths before any cell is built (entangle.runs.limits)
+        GRID_CELLS.check(total, "the grid has", "shrink the grid or raise")
         keys = self.swept_keys()
         cells: dict[str, Cell] = {}
         for grid in self.grids or [{}]:

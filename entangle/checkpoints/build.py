@@ -39,6 +39,7 @@ from entangle.models.vit_clip import (
     infer_clip_vision_config,
     is_clip_visual_state,
 )
+from entangle.runs.limits import MODEL_PARAMS, VIT_DEPTH, VIT_IMAGE_SIZE
 
 # ---------------------------------------------------------------------------------- loading
 
@@ -132,6 +133,7 @@ def _build_backbone(state: dict, arch: Any, notes: list[str], fmt: str, src: str
                 "pass --model package.module:factory"
             )
         cfg = _vit_config(arch.get("config"), src)
+        _check_vit_size(cfg, state, src, "meta.arch.backbone.config")
         try:
             return VisionTransformer(cfg)
         except Exception as exc:  # sizes that do not fit together (width vs heads, say)
@@ -151,6 +153,9 @@ def _build_backbone(state: dict, arch: Any, notes: list[str], fmt: str, src: str
         if "prompt_tokens" in state:
             return _vpt_backbone(state, notes)
         cfg = infer_vit_config(state)
+        _check_vit_size(cfg, None, src, "the ViT read off the tensors")
+    except CheckpointError:
+        raise
     except (EntangleValueError, TypeError, KeyError) as exc:
         raise CheckpointError(
             f"{src} ({fmt} layout): cannot rebuild the backbone from the file: {exc}. "
@@ -162,6 +167,45 @@ def _build_backbone(state: dict, arch: Any, notes: list[str], fmt: str, src: str
         "from the width (shapes do not record it)"
     )
     return VisionTransformer(cfg)
+
+
+def vit_weight_count(cfg: ViTConfig) -> int:
+    """A lower bound on a ViT's parameter count: its weight matrices and position table,
+    without biases, norms or tokens (every built :class:`VisionTransformer` has more).
+
+    Per block ``4 D^2`` (qkv and output projection) and ``2 D H`` (the MLP, ``H = D *
+    mlp_ratio``); ``(1 + grid^2) D`` positions and ``C p^2 D`` for the patch projection.
+    """
+    d, hidden = cfg.embed_dim, int(cfg.embed_dim * cfg.mlp_ratio)
+    per_block = 4 * d * d + 2 * d * hidden
+    return cfg.depth * per_block + (1 + cfg.grid**2) * d + cfg.in_chans * cfg.patch_size**2 * d
+
+
+def _check_vit_size(cfg: ViTConfig, state: Mapping | None, src: str, origin: str) -> None:
+    """Refuse a ViT too large to build, before any module exists (a 65536-block record took
+    69 s and 3.2 GB to refuse): depth, input size and parameters against the limits of
+    :mod:`entangle.runs.limits`, and, for a config recorded beside the tensors (``state``),
+    parameters against the values the file holds (a strict load needs every one of them from
+    the file; a config read off the shapes is left to the strict load's own listing)."""
+    try:
+        VIT_DEPTH.check(cfg.depth, f"{src}: {origin} has")
+        VIT_IMAGE_SIZE.check(cfg.img_size, f"{src}: {origin} has an input side of")
+        need = vit_weight_count(cfg)
+        MODEL_PARAMS.check(need, f"{src}: {origin} describes a ViT of at least")
+    except CheckpointError:
+        raise
+    except EntangleValueError as exc:
+        raise CheckpointError(str(exc)) from None
+    if state is None:
+        return
+    held = sum(t.numel() for t in state.values() if isinstance(t, torch.Tensor))
+    if need > held:
+        raise CheckpointError(
+            f"{src}: {origin} describes a ViT of at least {need} parameters "
+            f"({cfg.depth} blocks, {cfg.embed_dim}-d) but the file's backbone holds {held} "
+            "values; the record does not match the tensors (drop meta.arch to rebuild from "
+            "the shapes)"
+        )
 
 
 def _vpt_backbone(state: dict, notes: list[str]) -> nn.Module:

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from entangle.errors import EntangleValueError
+from entangle.runs.limits import CHECKPOINT_BYTES, check_zip
 from entangle.runs.untrusted import pickle_globals
 
 _TRUST_HINT = (
@@ -98,12 +99,14 @@ def safe_load(path: str | Path, *, trust: bool = False) -> Any:
         trust: load with ``weights_only=False`` (runs arbitrary code from the file).
 
     Raises:
-        CheckpointError: the file is missing, truncated or corrupt, or needs code to load
-            (the message names the offending globals and ``--trust-checkpoint``).
+        CheckpointError: the file is missing, truncated or corrupt, needs code to load
+            (the message names the offending globals and ``--trust-checkpoint``), or declares
+            more than a limit of :mod:`entangle.runs.limits` allows (:func:`check_size`).
     """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no checkpoint file at {path}")
+    check_size(path)
     if not trust:
         names = unsafe_globals(path)
         if names:
@@ -121,6 +124,33 @@ def safe_load(path: str | Path, *, trust: bool = False) -> Any:
         raise CheckpointError(_corrupt(path, exc)) from None
     except Exception as exc:  # torch/zip/pickle raise many types for damaged files
         raise CheckpointError(_corrupt(path, exc, trust)) from None
+
+
+def check_size(path: str | Path) -> None:
+    """Refuse a checkpoint whose storages would exceed
+    :data:`~entangle.runs.limits.CHECKPOINT_BYTES` once read, before torch reads any of it.
+
+    A zip checkpoint is measured by the unpacked sizes its central directory declares (and
+    their ratio to the file's size: torch stores entries uncompressed, so a deflated 4 GiB
+    storage in a 4 MB file is a bomb); a legacy or raw pickle file holds its storages as they
+    are, so its size on disk is the measure.
+
+    Raises:
+        CheckpointError: a limit is exceeded (one line naming its environment setting).
+    """
+    path = Path(path)
+    try:
+        if zipfile.is_zipfile(path):
+            try:
+                check_zip(path, CHECKPOINT_BYTES, "checkpoint")
+            except (zipfile.BadZipFile, OSError, EOFError):
+                return  # torch.load names the damage
+        else:
+            CHECKPOINT_BYTES.check(path.stat().st_size, f"checkpoint {path} holds")
+    except CheckpointError:
+        raise
+    except EntangleValueError as exc:
+        raise CheckpointError(str(exc)) from None
 
 
 def _needs_code(path: Path, names: list[str]) -> str:

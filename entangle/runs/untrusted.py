@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import _compat_pickle
 import hashlib
+import math
 import pickletools
 import re
 import zipfile
@@ -19,6 +20,7 @@ from typing import BinaryIO
 import numpy as np
 
 from entangle.errors import EntangleValueError
+from entangle.runs.limits import NPZ_BYTES, check_zip, show_bytes
 
 _STRING_OPS = {"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "STRING"}
 _STRING_OPS |= {"BINSTRING", "SHORT_BINSTRING"}
@@ -58,18 +60,19 @@ def _py3_name(module: str, name: str) -> str:
     return f"{_compat_pickle.IMPORT_MAPPING.get(module, module)}.{name}"
 
 
-def npz_object_arrays(path: str | Path) -> list[str]:
-    """Names of the arrays in an ``.npz`` whose dtype holds Python objects (pickles).
+def npz_headers(path: str | Path) -> dict[str, tuple[tuple[int, ...], np.dtype, int]]:
+    """``{name: (shape, dtype, entry_bytes)}`` of the ``.npy`` members of an ``.npz``, from
+    their headers and the zip's central directory; nothing else is decompressed.
 
-    Reads each member's ``.npy`` header only; a member whose header cannot be read is left to
-    the loader's own error.
+    ``entry_bytes`` is the member's declared unpacked size. A member whose header cannot be
+    read is left out (the loader reports it).
     """
-    names = []
+    headers = {}
     with zipfile.ZipFile(path) as archive:
-        for member in archive.namelist():
-            if not member.endswith(".npy"):
+        for info in archive.infolist():
+            if not info.filename.endswith(".npy"):
                 continue
-            with archive.open(member) as fh:
+            with archive.open(info) as fh:
                 try:
                     version = np.lib.format.read_magic(fh)
                     if version == (1, 0):
@@ -78,9 +81,40 @@ def npz_object_arrays(path: str | Path) -> list[str]:
                         header = np.lib.format.read_array_header_2_0(fh)
                 except Exception:  # a damaged header: np.load reports it
                     continue
-            if header[2].hasobject:
-                names.append(member[: -len(".npy")])
-    return names
+            shape, _fortran, dtype = header
+            headers[info.filename[: -len(".npy")]] = (tuple(shape), dtype, info.file_size)
+    return headers
+
+
+def npz_object_arrays(path: str | Path) -> list[str]:
+    """Names of the arrays in an ``.npz`` whose dtype holds Python objects (pickles).
+
+    Reads each member's ``.npy`` header only; a member whose header cannot be read is left to
+    the loader's own error.
+    """
+    return [name for name, (_, dtype, _) in npz_headers(path).items() if dtype.hasobject]
+
+
+def _check_npz(path: Path, what: str) -> None:
+    """Refuse, before any array is allocated, an ``.npz`` that holds pickles, declares more
+    than :data:`~entangle.runs.limits.NPZ_BYTES` (or inflates like a zip bomb), or has an
+    ``.npy`` header whose shape needs more bytes than its entry holds."""
+    check_zip(path, NPZ_BYTES, what)
+    headers = npz_headers(path)
+    objects = [name for name, (_, dtype, _) in headers.items() if dtype.hasobject]
+    if objects:
+        raise EntangleValueError(
+            f"{what} {path}: array(s) {', '.join(objects)} hold Python objects (pickles, "
+            "which can run code) and are not loaded; save them with numeric or string dtypes"
+        )
+    for name, (shape, dtype, entry) in headers.items():
+        need = math.prod(shape) * dtype.itemsize
+        if need > entry:
+            raise EntangleValueError(
+                f"{what} {path}: array {name} declares shape {shape} of {dtype} "
+                f"({show_bytes(need)}) but its entry holds {show_bytes(entry)}; the file is "
+                "damaged or crafted, write it again"
+            )
 
 
 _UNSAFE_CHARS = re.compile(r"[^\w.+-]+")
@@ -103,20 +137,19 @@ def safe_name(text: str, fallback: str = "run") -> str:
 
 
 def load_npz(path: str | Path, what: str = "features file") -> dict[str, np.ndarray]:
-    """Every array of an ``.npz`` in memory, pickles refused.
+    """Every array of an ``.npz`` in memory, pickles and oversized declarations refused.
+
+    Sizes are checked from the zip's central directory and the ``.npy`` headers before any
+    array is read (:mod:`entangle.runs.limits`).
 
     Raises:
         EntangleValueError: not a readable ``.npz`` (a directory, truncated, damaged), or an
-            array holding Python objects (named; re-save it with numeric dtypes).
+            array holding Python objects (named; re-save it with numeric dtypes), or sizes
+            above a limit of :mod:`entangle.runs.limits` (named with its setting).
     """
     path = Path(path)
     try:
-        objects = npz_object_arrays(path)
-        if objects:
-            raise EntangleValueError(
-                f"{what} {path}: array(s) {', '.join(objects)} hold Python objects (pickles, "
-                "which can run code) and are not loaded; save them with numeric or string dtypes"
-            )
+        _check_npz(path, what)
         with np.load(path, allow_pickle=False) as npz:
             return {k: npz[k] for k in npz.files}
     except EntangleValueError:

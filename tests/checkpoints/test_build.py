@@ -23,7 +23,7 @@ from entangle.checkpoints import (
 )
 from entangle.errors import EntangleTypeError, EntangleValueError
 from entangle.models.heads import DINOProjectionHead, GCDHead, ReLUMLP
-from entangle.models.vit import VIT_CONFIGS, VisionTransformer, build_vit
+from entangle.models.vit import VIT_CONFIGS, VisionTransformer, ViTConfig, build_vit
 
 K = 6  # classes of the tiny models
 
@@ -524,3 +524,55 @@ def test_a_full_disk_while_saving_is_one_clear_line(tmp_path, monkeypatch, vit):
         save_checkpoint(tmp_path / "m.pt", vit, None)
     assert (tmp_path / "m.pt").read_bytes() == before  # the previous file is intact
     assert not list(tmp_path.glob("*.tmp"))
+
+
+# ------------------------------------------------------------------------- size limits
+
+
+def arch_checkpoint(vit, **config) -> dict:
+    cfg = VIT_CONFIGS["vit-tiny-test"].to_dict() | config
+    return {
+        "entangle_checkpoint": 1,
+        "backbone": vit.state_dict(),
+        "head": None,
+        "meta": {"arch": {"backbone": {"kind": "vit", "config": cfg}}},
+    }
+
+
+@pytest.mark.parametrize(
+    ("config", "phrase"),
+    [
+        ({"depth": 65536, "embed_dim": 65536, "num_heads": 1}, "ENTANGLE_MAX_VIT_DEPTH=N"),
+        ({"embed_dim": 65536, "num_heads": 1}, "ENTANGLE_MAX_MODEL_PARAMS=N"),
+        ({"img_size": 65536, "patch_size": 65536}, "ENTANGLE_MAX_IMAGE_SIZE=N"),
+        ({"depth": 200}, "but the file's backbone holds"),
+    ],
+)
+def test_an_oversized_meta_arch_is_refused_before_any_module_is_built(
+    vit, config, phrase, monkeypatch
+):
+    """A 65536-block record took 69 s and 3.2 GB before refusing; now no block is built."""
+    import entangle.checkpoints.build as build
+
+    built = []
+    monkeypatch.setattr(build, "VisionTransformer", lambda cfg: built.append(cfg))
+    with pytest.raises(CheckpointError, match=phrase) as info:
+        load_gcd_object(arch_checkpoint(vit, **config))
+    assert "\n" not in str(info.value) and built == []
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        dict(embed_dim=1024, depth=24, num_heads=16),  # ViT-L/16
+        dict(img_size=518, patch_size=14, embed_dim=1536, depth=40, num_heads=24),  # ViT-g/14
+    ],
+)
+def test_real_vit_sizes_pass_the_limits(config):
+    from entangle.checkpoints.build import _check_vit_size, vit_weight_count
+
+    cfg = ViTConfig(**config)
+    _check_vit_size(cfg, None, "x", "meta.arch.backbone.config")
+    with torch.device("meta"):
+        actual = sum(p.numel() for p in VisionTransformer(cfg).parameters())
+    assert 0.95 * actual < vit_weight_count(cfg) <= actual  # a tight lower bound

@@ -21,6 +21,9 @@ from entangle.cli.app import main
 from entangle.models.backbones import ResidualMLP
 from entangle.models.heads import GCDHead
 
+sys.path.insert(0, str(Path(__file__).parents[1] / "support"))
+from bombs import declare_size  # noqa: E402
+
 
 class System:
     """A pickle payload: unpickling it runs ``os.system(command)``."""
@@ -71,6 +74,33 @@ def object_npz(tmp: Path) -> Path:
         class_names=np.array([System(f"touch {tmp / 'victim'}")] * 4, dtype=object),
     )
     return path
+
+
+def bomb_npz(tmp: Path) -> Path:
+    """A features file whose ``features`` entry declares 3 GiB in a few KB."""
+    path = tmp / "bomb.npz"
+    np.savez(
+        path,
+        features=np.ones((20, 4), np.float32),
+        labels=np.arange(20) % 4,
+        labeled=np.arange(20) < 10,
+    )
+    return declare_size(path, "features.npy", 3 << 30)
+
+
+def bomb_checkpoint(tmp: Path) -> str:
+    """An entangle checkpoint whose first storage declares 4 GiB in a few KB."""
+    return str(declare_size(tiny_checkpoint(tmp / "bomb.pt"), "/data/0", 4 << 30))
+
+
+def huge_arch_checkpoint(tmp: Path) -> str:
+    """An entangle checkpoint whose meta.arch asks for a ViT of 65536 blocks, 65536-d."""
+    path = tiny_checkpoint(tmp / "arch.pt")
+    obj = torch.load(path, weights_only=True)
+    config = {"depth": 65536, "embed_dim": 65536, "num_heads": 1}
+    obj["meta"]["arch"]["backbone"] = {"kind": "vit", "config": config}
+    torch.save(obj, path)
+    return str(path)
 
 
 def analyze(*args: str):
@@ -160,6 +190,8 @@ def report_run(tmp: Path, damage: str) -> Path:
         npz.mkdir()
     elif damage == "object-npz":
         np.savez(npz, features=np.array([System("true")] * 3, dtype=object))
+    elif damage == "bomb-npz":  # 3 GiB declared in a few KB: a zip bomb's signature
+        declare_size(npz, "features.npy", 3 << 30)
     elif damage == "step-not-integer":
         with open(run / "steps.jsonl", "ab") as fh:
             fh.write(b'{"step": "seven", "time": 0}\n')
@@ -227,6 +259,22 @@ TABLE = [
     ("report-directory-npz", report("directory-npz"), "not a readable .npz"),
     ("report-object-npz", report("object-npz"), "hold Python objects"),
     ("report-step-not-integer", report("step-not-integer"), "not an integer"),
+    ("report-npz-bomb", report("bomb-npz"), "ENTANGLE_MAX_INFLATE_RATIO=N"),
+    (
+        "analyze-npz-bomb",
+        analyze("--data", lambda t: f"features:{bomb_npz(t)}", "--out", out),
+        "ENTANGLE_MAX_INFLATE_RATIO=N",
+    ),
+    (
+        "analyze-checkpoint-bomb",
+        analyze(lambda t: bomb_checkpoint(t), "--out", out),
+        "ENTANGLE_MAX_INFLATE_RATIO=N",
+    ),
+    (
+        "analyze-meta-arch-65536-blocks",
+        analyze(lambda t: huge_arch_checkpoint(t), "--out", out),
+        "ENTANGLE_MAX_VIT_DEPTH=N",
+    ),
     (
         "ablate-variant-as-list",
         lambda t: [
