@@ -2,8 +2,8 @@
 
 ``import_log(files, out)`` writes an entangle run directory from them (docs/logs.md). Reading
 TensorBoard files needs the ``[tb]`` extra, imported only when such a file is read; so does
-writing them (``entangle.logs.tensorboard_out``: ``Probe(tensorboard=)`` and
-``entangle export tensorboard``).
+writing them (``entangle.probing.tensorboard`` for ``Probe(tensorboard=)``,
+``entangle.logs.tensorboard_out`` for ``entangle export tensorboard``).
 """
 
 from entangle.logs.importer import ImportResult, import_log

@@ -257,7 +257,7 @@ class Probe:
 
     @property
     def tensorboard(self):
-        """The TensorBoard writer (``logs.tensorboard_out.TensorBoardOut``) or None."""
+        """The TensorBoard writer (``probing.tensorboard.TensorBoardOut``) or None."""
         return self._tensorboard.out if self._tensorboard is not None else None
 
     # ------------------------------------------------------------------ lifecycle

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from entangle.errors import EntangleValueError
+from entangle.probing.tensorboard import TensorBoardOut
 from entangle.runs.directory import RunWriter
 
 
@@ -77,9 +78,6 @@ class TensorBoardSink:
     """Every probed scalar and evaluation record under stable tags (docs/records.md)."""
 
     def __init__(self, target, histogram_every: int) -> None:
-        # lazy: optional dependency (tensorboard, the [tb] extra) behind logs/
-        from entangle.logs.tensorboard_out import TensorBoardOut
-
         self.out = TensorBoardOut(target, histogram_every=histogram_every)
 
     def wants_histograms(self) -> bool:

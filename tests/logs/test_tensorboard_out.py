@@ -10,8 +10,8 @@ import torch
 
 from entangle import EAGC, Probe, ProbeSet, RunReader, last_block
 from entangle.errors import EntangleValueError
-from entangle.logs.tensorboard_out import record_scalars
 from entangle.metrics import conceptor
+from entangle.probing.tensorboard import record_scalars
 from tests.support.toy import toy_batch, toy_losses, toy_models
 
 HAS_TB = importlib.util.find_spec("tensorboard") is not None

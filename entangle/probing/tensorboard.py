@@ -1,0 +1,155 @@
+"""Probe and evaluation records as TensorBoard scalars and histograms, live or from a run.
+
+Tags are the record's key paths joined by ``/`` (docs/records.md, "TensorBoard tags"), so they
+are stable and say what they are: ``raw/last_block/cos``, ``eagc/last_block/gdc``,
+``energy/eep_weight/q50``, ``probeset/soc``; evaluation records go under ``epoch/``
+(``epoch/acc_all``, ``epoch/soc``). Scalars are written at the record's ``step``. Non-finite
+values (a NaN step, stored as null) are not written; steps.jsonl keeps their reasons.
+The Probe's live sink (probing/sinks.py) writes through :class:`TensorBoardOut`;
+``entangle export`` (logs/tensorboard_out.py) writes a finished run through the same class.
+
+Needs the ``tensorboard`` package (the ``[tb]`` extra), imported inside the functions.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import torch
+
+from entangle.errors import EntangleTypeError, EntangleValueError
+
+# top-level record keys that are the x axis, bookkeeping or a setting, not measured values
+# (``k``: the SOC subspace dimension of an evaluation); epochs.jsonl keeps them
+SKIPPED_KEYS = frozenset({"step", "epoch", "nan", "time", "k"})
+EPOCH_PREFIX = "epoch"
+HISTOGRAM_PREFIX = "hist"
+
+
+def record_scalars(
+    record: Mapping, prefix: str = "", *, _top: bool = True
+) -> Iterator[tuple[str, float]]:
+    """``(tag, value)`` for every finite number in a nested record (lists are skipped).
+
+    Args:
+        record: a step or epoch record (host values: floats, ints, bools, dicts, lists).
+        prefix: prepended to every tag (``"epoch"`` for evaluation records).
+    """
+    for key, value in record.items():
+        if _top and key in SKIPPED_KEYS:  # also under the epoch/ prefix: no epoch/epoch
+            continue
+        tag = f"{prefix}/{key}" if prefix else str(key)
+        if isinstance(value, Mapping):
+            yield from record_scalars(value, tag, _top=False)
+        elif isinstance(value, bool):
+            yield tag, float(value)
+        elif isinstance(value, int | float) and math.isfinite(value):
+            yield tag, float(value)
+
+
+def summary_writer(log_dir):
+    """A ``torch.utils.tensorboard.SummaryWriter`` for ``log_dir`` (needs the [tb] extra)."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise EntangleValueError(
+            "writing TensorBoard logs needs the tensorboard package: pip install 'entangle-gcd[tb]'"
+        ) from None
+    return SummaryWriter(log_dir=str(log_dir))
+
+
+class TensorBoardOut:
+    """Write step and epoch records to a SummaryWriter under stable tags.
+
+    Args:
+        writer: a ``SummaryWriter`` (left open on :meth:`close`, only flushed) or a log
+            directory (a writer is opened there and closed by :meth:`close`).
+        histogram_every: write the per-row histograms (EEP weights of unlabeled rows,
+            energy ratios per row group) on every ``histogram_every``-th written step record.
+    """
+
+    def __init__(self, writer, *, histogram_every: int = 10) -> None:
+        if int(histogram_every) < 1:
+            raise EntangleValueError(
+                f"histogram_every must be a positive integer, got {histogram_every}"
+            )
+        if isinstance(writer, str | Path):
+            self.writer, self._own = summary_writer(writer), True
+        elif callable(getattr(writer, "add_scalar", None)):
+            self.writer, self._own = writer, False
+        else:
+            raise EntangleTypeError(
+                "tensorboard= takes a torch.utils.tensorboard.SummaryWriter or a log directory, "
+                f"got {type(writer).__name__}"
+            )
+        self.histogram_every = int(histogram_every)
+        self._steps_written = 0
+
+    def histogram_due(self) -> bool:
+        """Whether the next step record gets histograms."""
+        return self._steps_written % self.histogram_every == 0
+
+    def write_step(self, record: Mapping, rows: Mapping | None = None) -> None:
+        """Scalars of one probed step's record; histograms of ``rows`` when due.
+
+        Args:
+            record: the step record (as written to steps.jsonl).
+            rows: per-row tensors of the step, ``{name: [n] tensor}`` plus an optional
+                ``"labeled"`` ``[n]`` bool mask (see :func:`row_histograms`).
+        """
+        step = int(record.get("step", self._steps_written))
+        for tag, value in record_scalars(record):
+            self.writer.add_scalar(tag, value, step)
+        if rows and self.histogram_due():
+            for tag, values in row_histograms(rows):
+                self.writer.add_histogram(tag, values, step)
+        self._steps_written += 1
+
+    def write_epoch(self, record: Mapping) -> None:
+        """Scalars of one evaluation record under ``epoch/``, at its ``step`` (else its epoch)."""
+        step = int(record.get("step", record.get("epoch", 0)))
+        for tag, value in record_scalars(record, EPOCH_PREFIX):
+            self.writer.add_scalar(tag, value, step)
+
+    def write_histogram(self, tag: str, values, step: int) -> None:
+        """One histogram, skipped when ``values`` has no finite entry."""
+        values = torch.as_tensor(values).detach().reshape(-1).double().cpu()
+        values = values[torch.isfinite(values)]
+        if values.numel():
+            self.writer.add_histogram(tag, values, int(step))
+
+    def flush(self) -> None:
+        self.writer.flush()
+
+    def close(self) -> None:
+        """Flush; close the writer when this object opened it (idempotent)."""
+        self.writer.flush()
+        if self._own:
+            self.writer.close()
+
+
+def row_histograms(rows: Mapping) -> Iterator[tuple[str, torch.Tensor]]:
+    """``(tag, values)`` histograms of per-row tensors, split by ``rows["labeled"]``.
+
+    ``eep_weight`` is shown over the unlabeled rows only (EEP never acts on labeled rows);
+    every other entry (``energy_ratio``, ``free_energy``) once per row group.
+    """
+    labeled = rows.get("labeled")
+    labeled = None if labeled is None else labeled.detach().bool().cpu()
+    for name, values in rows.items():
+        if name == "labeled" or values is None:
+            continue
+        # one transfer per tensor, on histogram steps only (a probed step already synced)
+        values = values.detach().reshape(-1).double().cpu()
+        if labeled is None:
+            groups = {"all": torch.ones_like(values, dtype=torch.bool)}
+        elif name == "eep_weight":
+            groups = {"unlabeled": ~labeled}
+        else:
+            groups = {"labeled": labeled, "unlabeled": ~labeled}
+        for group, mask in groups.items():
+            chosen = values[mask & torch.isfinite(values)]
+            if chosen.numel():
+                yield f"{HISTOGRAM_PREFIX}/{name}/{group}", chosen
