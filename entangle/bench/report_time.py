@@ -69,7 +69,7 @@ def bench_demo(*, rounds: int = 3, demo_folder: Path | None = None, progress=Non
     result: dict = {}
     with tempfile.TemporaryDirectory(prefix="entangle-bench-demo-") as tmp:
         if demo_folder is None:
-            from entangle.gcd.demo import run_demo
+            from entangle.report.demo import run_demo
 
             if progress:
                 progress("running the demo's six runs (no report) to time its report")

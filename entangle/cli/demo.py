@@ -70,7 +70,7 @@ def demo(
       entangle demo
       entangle demo --variants baseline,eagc --out reports/quick
     """
-    from entangle.gcd.demo import run_demo
+    from entangle.report.demo import run_demo
 
     with stage_progress() as progress:
         result = run_demo(

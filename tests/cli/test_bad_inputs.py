@@ -133,7 +133,7 @@ CASES = [
         analyze(
             lambda t: str(
                 factory_in_meta(
-                    t, "entangle.gcd.demo:run_demo", {"out": str(t / "keep"), "force": True}
+                    t, "entangle.report.demo:run_demo", {"out": str(t / "keep"), "force": True}
                 )
             ),
             "--out",

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 from entangle.cli.app import app
 from entangle.cli.demo import demo
 from entangle.errors import EntangleValueError
-from entangle.gcd.demo import DEMO_VARIANTS
+from entangle.report.demo import DEMO_VARIANTS
 
 
 def test_default_variants_are_the_demos_both_baselines_and_eagcs():

@@ -5,7 +5,8 @@ model): ``baseline`` from the pretrained weights (the paper's SimGCD baseline),
 ``baseline-reference`` from the reference model (EAGC's warm start without the
 coordination), then ``eagc``, ``aga``, ``eep`` and ``eagc-fixed`` from the reference model as
 the EAGC authors do; so the report separates "warm start on labeled data" from
-"coordination" (see docs/protocol.md).
+"coordination" (see docs/protocol.md). It lives with the report it ends in: it drives the
+recipe (gcd/) and then report/'s build_report.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 from entangle.errors import EntangleValueError
 from entangle.gcd.config import VARIANTS
 from entangle.gcd.train import TrainConfig, ensure_reference, prepare, train
+from entangle.report.build import build_report
 
 DEMO_CONFIG = TrainConfig(
     data="digits",
@@ -30,6 +32,19 @@ DEMO_CONFIG = TrainConfig(
 )
 # the demo's runs, in the report's order (the first is what the others are compared with)
 DEMO_VARIANTS = ("baseline", "baseline-reference", "eagc", "aga", "eep", "eagc-fixed")
+
+
+def _fresh_runs_dir(out: Path, force: bool) -> Path:
+    """``out/runs``, emptied when ``force``; an earlier demo's runs are never mixed in."""
+    runs_dir = out / "runs"
+    if runs_dir.exists():
+        if not force:
+            raise EntangleValueError(
+                f"{runs_dir} already holds demo runs; pass --force to replace them or choose "
+                "another --out"
+            )
+        shutil.rmtree(runs_dir)
+    return runs_dir
 
 
 def run_demo(
@@ -67,14 +82,7 @@ def run_demo(
             f"demo variants {unknown or '(none)'} unknown; choose from {', '.join(VARIANTS)}"
         )
     out = Path(out)
-    runs_dir = out / "runs"
-    if runs_dir.exists():
-        if not force:
-            raise EntangleValueError(
-                f"{runs_dir} already holds demo runs; pass --force to replace them or choose "
-                "another --out"
-            )
-        shutil.rmtree(runs_dir)
+    runs_dir = _fresh_runs_dir(out, force)
     config = dataclasses.replace(
         DEMO_CONFIG,
         device=device,
@@ -105,8 +113,6 @@ def run_demo(
         )
     report_path = None
     if report:
-        from entangle.report import build_report
-
         note("report", 0, 1, "")
         report_path = build_report([runs_dir / v for v in variants], out / "report", seed=seed)
         note("report", 1, 1, "")
