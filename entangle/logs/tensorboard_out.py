@@ -6,6 +6,8 @@ The tags and the writer are the live Probe's (entangle.probing.tensorboard, docs
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from entangle.probing.tensorboard import (
     EPOCH_PREFIX,
     HISTOGRAM_PREFIX,
@@ -13,13 +15,18 @@ from entangle.probing.tensorboard import (
     record_scalars,
 )
 from entangle.report.energy import aperture_of, epoch_energy
+from entangle.report.output import atomic_output_dir
 from entangle.runs.directory import RunReader
 
-__all__ = ["TensorBoardOut", "export_run", "record_scalars"]
+__all__ = ["EXPORT_MARKER", "TensorBoardOut", "export_run", "record_scalars"]
+
+# marks a log directory written by export_run, which a later export may replace
+EXPORT_MARKER = ".entangle-tensorboard"
 
 
 def export_run(run_dir, log_dir, *, histogram_every: int = 10) -> dict:
-    """Write an existing run directory's records to a TensorBoard log directory.
+    """Write an existing run directory's records to a TensorBoard log directory, replacing
+    an earlier export there.
 
     Step and epoch records become the same scalars a live ``Probe(tensorboard=)`` writes.
     Per-row arrays of probed steps are not stored in a run, so the histograms here are those
@@ -27,10 +34,35 @@ def export_run(run_dir, log_dir, *, histogram_every: int = 10) -> dict:
     features, the run's aperture) and free energies per sample group, at the epoch's step.
     ``histogram_every`` does not apply to them.
 
+    TensorBoard reads every event file in a folder, so writing beside an earlier export
+    would show each series twice. The events are written into a fresh temporary folder next
+    to ``log_dir`` that replaces it once complete
+    (:func:`entangle.report.output.atomic_output_dir`); ``log_dir`` must be new, empty, or an
+    earlier export (marked by :data:`EXPORT_MARKER`).
+
     Returns:
         ``{"steps", "epochs", "histogram_epochs"}`` counts written.
     """
+    from entangle import __version__
+
     reader = RunReader(run_dir)
+    target = atomic_output_dir(
+        Path(log_dir),
+        kind="TensorBoard export",
+        marker=EXPORT_MARKER,
+        generator=f"entangle {__version__}",
+    )
+    with target as tmp:
+        saved = _export_into(reader, tmp, histogram_every)
+    return {
+        "steps": len(reader.steps),
+        "epochs": len(reader.epochs),
+        "histogram_epochs": len(saved),
+    }
+
+
+def _export_into(reader: RunReader, log_dir: Path, histogram_every: int) -> list[int]:
+    """Write ``reader``'s records into the fresh folder ``log_dir``; the saved feature epochs."""
     out = TensorBoardOut(log_dir, histogram_every=histogram_every)
     try:
         for record in reader.steps:
@@ -51,8 +83,4 @@ def export_run(run_dir, log_dir, *, histogram_every: int = 10) -> dict:
                     )
     finally:
         out.close()
-    return {
-        "steps": len(reader.steps),
-        "epochs": len(reader.epochs),
-        "histogram_epochs": len(saved),
-    }
+    return saved

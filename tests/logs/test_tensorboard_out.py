@@ -183,3 +183,34 @@ def test_export_of_a_run_directory_writes_the_same_scalars(tmp_path):
     _assert_same(scalars, _expected(run))
     # per-sample energies of the saved feature epoch, at its step
     assert hists["epoch/hist/energy_ratio/unlabeled_new"] == [8]
+
+
+@pytest.mark.extras
+def test_exporting_twice_keeps_one_copy_of_each_series(tmp_path):
+    """A second export replaced the first instead of adding a second event file beside it
+    (TensorBoard showed every series twice)."""
+    pytest.importorskip("tensorboard")
+    from entangle.logs import tensorboard_out
+
+    run = _train(tmp_path, None, steps=4)
+    for _ in range(2):
+        tensorboard_out.export_run(run, tmp_path / "x")
+    scalars, _ = _read(tmp_path / "x")
+    _assert_same(scalars, _expected(run))  # each step once
+    files = sorted(p.name for p in (tmp_path / "x").iterdir())
+    assert len(files) == 2 and files[0] == tensorboard_out.EXPORT_MARKER
+    assert files[1].startswith("events.out.tfevents.")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run", "x"]  # no temp folder left
+
+
+@pytest.mark.extras
+def test_export_never_replaces_a_folder_it_did_not_write(tmp_path):
+    pytest.importorskip("tensorboard")
+    from entangle.logs.tensorboard_out import export_run
+
+    run = _train(tmp_path, None, steps=2)
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "notes.txt").write_text("mine")
+    with pytest.raises(EntangleValueError, match="not an entangle TensorBoard export"):
+        export_run(run, tmp_path / "x")
+    assert [p.name for p in (tmp_path / "x").iterdir()] == ["notes.txt"]
