@@ -164,6 +164,16 @@ def train_command(
         bool,
         typer.Option("--show-config", help="Print the resolved config as JSON and exit."),
     ] = False,
+    gpus: Annotated[
+        int,
+        typer.Option(
+            help="Processes to train with (DistributedDataParallel, one per GPU; gloo on "
+            "--device cpu): relaunches this command under torchrun --nproc_per_node N. "
+            "--batch-size is per process (docs/distributed.md).",
+            min=1,
+            max=1024,
+        ),
+    ] = 1,
 ) -> None:
     """Train a GCD model with the probe, writing steps, epochs, features and checkpoints.
 
@@ -172,7 +182,12 @@ def train_command(
     
       entangle train runs/eagc --data digits --model digits-mlp --eagc --epochs 6
       entangle train runs/vit --data imagefolder:cub/ --model vit-b16 --eagc
+      torchrun --nproc_per_node 4 -m entangle train runs/cub --data cub:/d/cub
     """
+    from entangle.nn import distributed
+
+    if gpus > 1 and not show_config and distributed.launched_world() == 1:
+        raise typer.Exit(_relaunch(gpus))
     from entangle.gcd.train import TrainConfig, check_run_dir, prepare, resolve_device, train
 
     vit = model.startswith("vit-")
@@ -234,21 +249,33 @@ def train_command(
         typer.echo(json.dumps(shown, indent=2))
         return
     # a bad device, run directory or settings mismatch fails now, not after pretraining
-    resolve_device(config.device)
-    check_run_dir(config, out)
-    with stage_progress() as progress:
-        setup = prepare(
-            config,
-            progress=lambda stage, e, loss: progress(
-                stage, e + 1, config.pretrain_epochs, f"{loss:.3f}"
-            ),
-        )
-        summary = train(
-            config,
-            out,
-            setup,
-            on_step=lambda s, total: progress(f"train {config.variant()}", s, total, ""),
-        )
+    device_used = resolve_device(config.device)
+    if distributed.launched_world() > 1:
+        config = _join_ranks(config, device_used)
+    main = distributed.is_main_process()
+    if main:
+        check_run_dir(config, out)
+    try:
+        with stage_progress() if main else _silent() as progress:
+            setup = prepare(
+                config,
+                progress=lambda stage, e, loss: progress(
+                    stage, e + 1, config.pretrain_epochs, f"{loss:.3f}"
+                ),
+            )
+            summary = train(
+                config,
+                out,
+                setup,
+                on_step=lambda s, total: progress(f"train {config.variant()}", s, total, ""),
+            )
+    finally:
+        if distributed.world_size() > 1:
+            import torch
+
+            torch.distributed.destroy_process_group()
+    if not main:
+        return
     # NaN (a metric no probed step could compute) shows as null, never silently dropped
     console.print_json(data={k: (None if v != v else v) for k, v in summary.items()})
     console.print(
@@ -271,3 +298,63 @@ def _apply_preset(ctx: typer.Context, config, preset: str):
         if getattr(ctx.get_parameter_source(k), "name", "DEFAULT") == "DEFAULT"
     }
     return dataclasses.replace(config, **keep), source
+
+
+def _relaunch(gpus: int) -> int:
+    """Run this very command under torchrun with ``gpus`` processes; its exit status."""
+    import subprocess
+    import sys
+
+    args = _without_gpus(sys.argv[1:])
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    command += [f"--nproc_per_node={gpus}", "-m", "entangle", *args]
+    console.print(
+        f"launching {gpus} processes: torchrun --nproc_per_node {gpus} -m entangle "
+        f"{escape(' '.join(args))}",
+        highlight=False,
+    )
+    return subprocess.call(command)
+
+
+def _without_gpus(argv: list[str]) -> list[str]:
+    """``argv`` minus ``--gpus N`` / ``--gpus=N`` (the launched processes must not relaunch)."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--gpus":
+            skip = True
+        elif not arg.startswith("--gpus="):
+            out.append(arg)
+    return out
+
+
+def _join_ranks(config, device):
+    """Join torchrun's process group; on CUDA this rank trains on ``cuda:LOCAL_RANK``."""
+    import dataclasses
+
+    import torch
+
+    from entangle.errors import EntangleValueError
+    from entangle.nn import distributed
+
+    cuda = device.type == "cuda"
+    if cuda and distributed.local_rank() >= torch.cuda.device_count():
+        raise EntangleValueError(
+            f"torchrun started {distributed.launched_world()} processes but this machine has "
+            f"{torch.cuda.device_count()} CUDA device(s); lower --nproc_per_node / --gpus"
+        )
+    distributed.init_from_env(use_cuda=cuda)
+    if cuda:
+        config = dataclasses.replace(config, device=f"cuda:{distributed.local_rank()}")
+    return config
+
+
+class _silent:
+    """``stage_progress``'s stand-in on ranks other than 0 (one progress line per run)."""
+
+    def __enter__(self):
+        return lambda *args, **kwargs: None
+
+    def __exit__(self, *exc):
+        return False

@@ -107,3 +107,22 @@ def test_every_command_help_shows_real_examples_within_80_columns(command, monke
     shown = [line for line in result.output.splitlines() if f"entangle {command}" in line]
     assert shown, result.output  # the examples run the command itself
     assert max(len(line) for line in result.output.splitlines()) <= 80
+
+
+def test_gpus_relaunches_under_torchrun_without_the_flag(monkeypatch, tmp_path):
+    import subprocess
+    import sys
+
+    from entangle.cli import train as train_cli
+
+    calls = []
+    monkeypatch.setattr(subprocess, "call", lambda cmd: calls.append(cmd) or 3)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    argv = ["train", str(tmp_path / "r"), "--gpus", "2", "--data", "synthetic", "--gpus=2"]
+    monkeypatch.setattr(sys, "argv", ["entangle", *argv])
+    result = CliRunner().invoke(app, argv)
+    assert result.exit_code == 3  # torchrun's status is the command's
+    (cmd,) = calls
+    assert cmd[1:5] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    assert cmd[5:] == ["-m", "entangle", "train", str(tmp_path / "r"), "--data", "synthetic"]
+    assert train_cli._without_gpus(["a", "--gpus", "4", "b"]) == ["a", "b"]
