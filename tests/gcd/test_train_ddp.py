@@ -80,8 +80,8 @@ def test_ddp_records_equal_the_one_process_replay(runs, name):
         assert "raw" in a and "eagc" in a and a["rank_local"]["world_size"] == 2
         a, b = _global(a), _global(b)
         if a["step"] == resumed_at:
-            # known gap, also on one process: the authors' GDC uses the previous batch's EEP
-            # weights, which last.pt does not hold, so a resumed epoch's first step differs
+            # open gap: the authors' GDC (previous batch's EEP weights) of the first step
+            # after a resume differs; the applied gradient and every other entry agree
             assert a.pop("eagc_authors") != b.pop("eagc_authors")
         _close(a, b, f"step {a['step']}")
     assert any("probeset" in s for s in got.steps)
