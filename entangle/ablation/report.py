@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from entangle.ablation.cell import cells_dir
+from entangle.ablation.paper import comparison_table, paper_dataset
 from entangle.ablation.results import (
     Group,
     aggregate,
@@ -221,10 +222,16 @@ def ablation_report(
         figures.append(
             ("Per-step curves of each variant", steps_figure(_variant_curves(done, out)))
         )
+    dataset = paper_dataset(spec)
+    paper = None
+    if dataset is not None:  # --paper grids: the published numbers beside this grid's
+        dirs = {r["cell"]: cells_dir(out) / r["cell"] for r in rows}
+        paper = comparison_table(dataset, rows, dirs)
     return (
         environment()
         .get_template("ablation.html")
         .render(
+            paper=paper,
             source=spec.source or "grid",
             finished=sum(r["status"] == "done" for r in rows),
             total=len(rows),

@@ -31,3 +31,71 @@ def test_unknown_grid_and_missing_root():
         paper_grid("simgcd-mnist", "/x")
     out = CliRunner().invoke(app, ["ablate", "--paper", "simgcd-cub", "--dry-run"])
     assert out.exit_code != 0
+
+
+def _fake_grid(tmp_path):
+    """A finished simgcd-cub grid's rows and run dirs: 4 variants x 3 seeds, made-up numbers."""
+    from entangle.ablation.cell import cells_dir
+    from entangle.runs.directory import RunWriter
+
+    rows = []
+    for v, variant in enumerate(("baseline", "eagc", "aga", "eep")):
+        for seed in (0, 1, 2):
+            cell = f"variant={variant}__seed={seed}"
+            acc = 0.6 + 0.01 * v + 0.002 * seed
+            rows.append(
+                {"cell": cell, "status": "done", "variant": variant, "seed": seed,
+                 "acc_all": acc, "acc_old": acc + 0.05, "acc_new": acc - 0.03,
+                 "gdc": 0.9, "gdc_raw": 0.9, "soc": 0.5 + 0.01 * seed}
+            )  # fmt: skip
+            kind = "raw" if variant == "baseline" else "eagc_authors"
+            with RunWriter(cells_dir(tmp_path) / cell, config={}) as run:
+                for step in (0, 100, 199, 200):  # step 200 is outside the authors' window
+                    gdc = 5.0 if step == 200 else 0.1 * (v + 1) + 0.01 * seed + step * 1e-4
+                    run.write_step({"step": step, kind: {"last_block": {"gdc": gdc}}})
+    return rows
+
+
+def test_paper_table_sets_the_readme_numbers_beside_the_seed_means(monkeypatch, tmp_path):
+    import numpy as np
+    from scipy import stats
+
+    import entangle.ablation.report as report_module
+    from entangle.ablation.paper import PAPER_DIAGNOSE, paper_dataset
+    from entangle.ablation.report import ablation_report
+    from entangle.ablation.results import aggregate
+
+    monkeypatch.setattr(report_module, "bars_figure", lambda groups: "bars")
+    monkeypatch.setattr(report_module, "steps_figure", lambda curves: "steps")
+    monkeypatch.setattr(report_module, "_png", lambda fig: "PNG")
+    monkeypatch.setattr(report_module, "_verdict_lines", lambda groups, out: [])
+    spec = paper_grid("simgcd-cub", "/data/cub")
+    assert paper_dataset(spec) == "cub"
+    rows = _fake_grid(tmp_path)
+    page = ablation_report(spec, [], rows, aggregate(rows, ["variant"]), ["variant"], tmp_path)
+    assert "<h2>This run vs the paper</h2>" in page
+    table = page[page.index("This run vs the paper") : page.index("Where the definitions")]
+    # typed from HaiyangZheng/EAGC README.md (EAGC: All 66.5 / Old 71.0 / New 64.3, GDC
+    # 0.1525, SOC 0.4923) and CVMI-Lab/SimGCD README.md (CUB: 60.3±0.1 / 65.6±0.9 / 57.7±0.4)
+    for published in ("66.5", "71.0", "64.3", "0.1525", "0.4923", "60.3 ± 0.1", "0.2669"):
+        assert f"<td class=n>{published}</td>" in table
+    assert PAPER_DIAGNOSE["cub"]["baseline"] == (0.2669, 0.6478)
+    # EAGC row: its seed mean of All and the 95% t interval, computed here independently
+    acc = np.array([0.61, 0.612, 0.614]) * 100
+    half = stats.t.ppf(0.975, 2) * acc.std(ddof=1) / np.sqrt(3)
+    assert f"{acc.mean():.1f} [{acc.mean() - half:.1f}, {acc.mean() + half:.1f}] (n=3)" in table
+    # the authors' GDC from the step records: steps < 200 only (the 5.0 at step 200 is out)
+    gdc = np.mean([np.mean([0.2 + 0.01 * s + t * 1e-4 for t in (0, 100, 199)]) for s in range(3)])
+    assert f"{gdc:.4f} [" in table
+    assert "AGA only / EEP only: no numbers" in page and "compute_soc" in page
+
+
+def test_a_grid_that_is_not_a_paper_grid_has_no_paper_table(tmp_path):
+    from entangle.ablation.paper import comparison_table, paper_dataset
+    from entangle.ablation.spec import parse_grid
+
+    assert paper_dataset(parse_grid({"base": {}, "grid": {"seed": [0]}}, source="g.toml")) is None
+    # a dataset without Diagnose numbers (CIFAR-100) shows "-" there, accuracies still typed
+    table = comparison_table("cifar100", [], {})
+    eagc = next(r for r in table["body"] if r[0] == "eagc")
+    assert eagc[2] == "83.1" and eagc[8] == "-" and eagc[3] == "-"
