@@ -108,6 +108,7 @@ def _print_formats(value: bool) -> None:
         raise typer.Exit()
 
 
+# long: typer reads the options from the signature (~100 lines); the body is ~45
 @app.command("analyze")
 def analyze_command(
     out: Annotated[Path, typer.Option(help="Output folder: one run per checkpoint + report/.")],
@@ -257,23 +258,32 @@ def analyze_command(
             console.print(line, highlight=False)
 
     if as_json:
-        result = analyze(checkpoints or [], out, config, on_loaded=loaded)
-        payload = {
-            "device": result.device,
-            "report": None if result.report is None else str(result.report),
-            "runs": [
-                {"checkpoint": a.checkpoint, "run": str(a.run_dir), "notes": a.notes}
-                | {"summary": a.summary}
-                for a in result.analyses
-            ],
-        }
-        from entangle.runs.io import to_jsonable  # lazy: start-up time (torch; --help stays fast)
-
-        # the records' one JSON conversion: NaN/inf as null, tensors and numpy values as lists
-        typer.echo(json.dumps(to_jsonable(payload, "analyze --json"), allow_nan=False, indent=2))
+        _print_json(analyze(checkpoints or [], out, config, on_loaded=loaded))
         return
     with stage_progress() as progress:
         result = analyze(checkpoints or [], out, config, progress=progress, on_loaded=loaded)
+    _print_result(result, config, grad)
+
+
+def _print_json(result) -> None:
+    """``--json``: the device, the report path and each run's notes and summary."""
+    payload = {
+        "device": result.device,
+        "report": None if result.report is None else str(result.report),
+        "runs": [
+            {"checkpoint": a.checkpoint, "run": str(a.run_dir), "notes": a.notes}
+            | {"summary": a.summary}
+            for a in result.analyses
+        ],
+    }
+    from entangle.runs.io import to_jsonable  # lazy: start-up time (torch; --help stays fast)
+
+    # the records' one JSON conversion: NaN/inf as null, tensors and numpy values as lists
+    typer.echo(json.dumps(to_jsonable(payload, "analyze --json"), allow_nan=False, indent=2))
+
+
+def _print_result(result, config, grad: bool) -> None:
+    """The summary table, the objective line, each run's notes and timings, the report path."""
     console.print(summary_table(result))
     if grad:
         console.print(objective_line(config, result), highlight=False)
