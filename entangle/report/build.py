@@ -98,6 +98,7 @@ def _render(runs: list[RunData], tmp: Path, *, pdf, energies, overlaps, cache, d
         plot_overlap,
     )
     from entangle.report.verdict import compute_verdict, verdict_json
+    from entangle.report.verdict_detail import probeset_note
 
     def fig(maker, name, title, caption, only=None):
         """``only``: ``(runs kept, why the others are left out)``; the maker sees the kept."""
@@ -144,7 +145,8 @@ def _render(runs: list[RunData], tmp: Path, *, pdf, energies, overlaps, cache, d
             "Ratio of gradient norms (log scale; 1 = equal), the subspace overlap coefficient "
             "of novel-class ProbeSet features with the known-class subspace, and clustering "
             "accuracy per evaluation (protocol as in the summary). Oracle: SOC and the Old/New "
-            "accuracy split use the ground-truth novel classes, which the method never sees.",
+            "accuracy split use the ground-truth novel classes, which the method never sees. "
+            + (probeset_note(runs) or ""),
             probed,
         ),
         fig(

@@ -141,6 +141,8 @@ def _verdict_context(verdict) -> dict | None:
         return None
     return {
         "card": list(verdict.card),
+        "glance": verdict.glance,
+        "probeset": verdict.probeset,
         "lines": list(verdict.lines),
         "table": {"header": ["Setting", "Quantity", "Value [95% interval] (method, n)"],
                   "rows": [list(r) for r in verdict.rows]},

@@ -20,7 +20,7 @@ class Metric:
 
 def summary_metrics(has_eagc: bool) -> list[Metric]:
     """Rows of the summary table, EAGC-corrected rows only when some run recorded them."""
-    early = f"first {EARLY_STEPS} steps"
+    early = f"first {EARLY_STEPS} training steps"
     rows = [
         Metric("acc_all_best", "Accuracy All (best epoch)"),
         Metric("acc_old_best", "Accuracy Old (best epoch)"),
@@ -40,8 +40,8 @@ def summary_metrics(has_eagc: bool) -> list[Metric]:
             Metric(f"gdc_all_{kind}", f"GDC, {label}, whole run"),
         ]
     rows += [
-        Metric("soc_early", f"ProbeSet SOC, {early}"),
-        Metric("soc_all", "ProbeSet SOC, whole run"),
+        Metric("soc_early", f"ProbeSet SOC (subset, see the note), {early}"),
+        Metric("soc_all", "ProbeSet SOC (subset), whole run"),
         Metric("soc_last_epoch", "SOC over all samples, last evaluation"),
         Metric("steps", "Probed steps", integer=True),
         Metric("nan_steps", "Steps with a NaN metric", integer=True),

@@ -23,13 +23,16 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from entangle.report.load import RunData
-from entangle.report.uncertainty import Estimate, compare, within_run
+from entangle.report.uncertainty import Estimate, compare
+from entangle.report.verdict_card import SettingFacts, answer_card, glance_table
 from entangle.report.verdict_detail import (
+    GDC_RANGE,
     _mean,
     attribution_lines,
     eep_diagnosis,
     eep_line,
     has,
+    probeset_note,
     setting_estimate,
 )
 from entangle.runs.records import gradient_series, step_axis
@@ -44,6 +47,7 @@ WINDOW = f"first {EARLY_STEPS} training steps"
 class Verdict:
     """The answer card, the detail sentences, the table behind them and the data (verdict.json).
 
+    ``card`` is at most ~6 lines however many settings (entangle.report.verdict_card);
     ``rows`` are ``(setting, quantity, estimate text)``; ``comparisons``/``runs``/``calibration``
     are the JSON-ready facts documented in docs/records.md.
     """
@@ -54,10 +58,23 @@ class Verdict:
     comparisons: list[dict] = field(default_factory=list)
     runs: list[dict] = field(default_factory=list)
     calibration: dict = field(default_factory=dict)
+    # the comparison the card speaks of, {"a": setting, "b": its baseline}, or None
+    headline: dict | None = None
+    # one row per setting (verdict_card.glance_table), shown below the card
+    glance: dict = field(default_factory=dict)
+    # what ProbeSet SOC is, said wherever it is shown (verdict_detail.probeset_note)
+    probeset: str | None = None
 
     def as_json(self) -> dict:
-        """``{"comparisons", "runs", "calibration"}`` (NaN written as null by the caller)."""
-        return {"comparisons": self.comparisons, "runs": self.runs, "calibration": self.calibration}
+        """``{"headline", "card", "comparisons", "runs", "calibration"}`` (NaN as null by the
+        caller)."""
+        return {
+            "headline": self.headline,
+            "card": self.card,
+            "comparisons": self.comparisons,
+            "runs": self.runs,
+            "calibration": self.calibration,
+        }
 
 
 def verdict_json(verdict: Verdict) -> str:
@@ -149,21 +166,38 @@ def _acc(group_key):
     return lambda run: np.array([accuracy_summary(run.epochs)[f"acc_{group_key}_last"]])
 
 
-# metric name -> (per-step series of one run, description, number format)
+# metric name -> (per-step series of one run, description, number format, range of a share)
 METRICS = {
-    "conflict_rate_first200": (_conflict, f"share of steps with cos < 0, {WINDOW}", "{:.0%}"),
-    "gdc_raw_first200": (lambda r: _gdc(r), f"raw GDC, {WINDOW}", "{:.3f}"),
-    "gdc_applied_first200": (_applied, f"applied GDC (EAGC-corrected), {WINDOW}", "{:.3f}"),
-    "acc_all_last": (_acc("all"), "All accuracy, last epoch", "{:.3f}"),
-    "acc_old_last": (_acc("old"), "Old accuracy, last epoch", "{:.3f}"),
-    "acc_new_last": (_acc("new"), "New accuracy, last epoch", "{:.3f}"),
+    "conflict_rate_first200": (
+        _conflict,
+        f"share of steps with cos < 0, {WINDOW}",
+        "{:.0%}",
+        (0.0, 1.0),
+    ),
+    "gdc_raw_first200": (lambda r: _gdc(r), f"raw GDC, {WINDOW}", "{:.3f}", GDC_RANGE),
+    "gdc_applied_first200": (
+        _applied,
+        f"applied GDC (EAGC-corrected), {WINDOW}",
+        "{:.3f}",
+        GDC_RANGE,
+    ),
+    "acc_all_last": (_acc("all"), "All accuracy, last epoch", "{:.3f}", (0.0, 1.0)),
+    "acc_old_last": (_acc("old"), "Old accuracy, last epoch", "{:.3f}", (0.0, 1.0)),
+    "acc_new_last": (_acc("new"), "New accuracy, last epoch", "{:.3f}", (0.0, 1.0)),
 }
 _STEP_METRICS = ("conflict_rate_first200", "gdc_raw_first200", "gdc_applied_first200")
 
 
-def difference(a: list[RunData], b: list[RunData], series) -> Estimate:
-    """Seed mean of ``a`` minus seed mean of ``b`` (paired / Welch t, or no interval)."""
-    return compare({_seed(r): _mean(series(r)) for r in a}, {_seed(r): _mean(series(r)) for r in b})
+def difference(a: list[RunData], b: list[RunData], series, bounds=None) -> Estimate:
+    """Seed mean of ``a`` minus seed mean of ``b`` (paired / Welch t, or no interval).
+
+    ``bounds``: the range of the quantity itself; the difference is clipped to
+    ``[low - high, high - low]`` of it (a share: [-1, 1]).
+    """
+    diff = None if bounds is None else (bounds[0] - bounds[1], bounds[1] - bounds[0])
+    return compare(
+        {_seed(r): _mean(series(r)) for r in a}, {_seed(r): _mean(series(r)) for r in b}, diff
+    )
 
 
 def _record(est: Estimate, a: str, b: str, metric: str, win: str) -> dict:
@@ -198,6 +232,24 @@ def matching_baseline(group, baselines):
 # ----------------------------------------------------------------- the verdict
 
 
+def headline(treated: list[list[RunData]]) -> list[RunData] | None:
+    """The setting the card is about: full EAGC (variant ``eagc``; AGA, EEP and the adaptive
+    weights on) before any other coordination, then the one with most seeds, then the first."""
+    if not treated:
+        return None
+
+    def score(item):
+        i, group = item
+        cfg = group[0].config
+        full = cfg.get("variant") == "eagc" or (
+            coordinated(group[0]) == "eagc"
+            and all(cfg.get(k, True) is True for k in ("aga", "eep", "adaptive"))
+        )
+        return (full, coordinated(group[0]) == "eagc", len(group), -i)
+
+    return max(enumerate(treated), key=score)[1]
+
+
 def compute_verdict(runs: Sequence[RunData]) -> Verdict:
     """The answer card, every detail sentence and row, and verdict.json's facts."""
     out = Verdict()
@@ -205,20 +257,31 @@ def compute_verdict(runs: Sequence[RunData]) -> Verdict:
     probed = [g for g in groups if has(g[0], "raw")]
     baselines = [g for g in probed if coordinated(g[0]) is None]
     treated = [g for g in probed if coordinated(g[0]) is not None]
+    facts = {label(g): SettingFacts(label(g), len(g), window(g), coordination=coordinated(g[0]))
+             for g in groups}  # fmt: skip
     for group in groups:
         _run_rows(out, group)
     for group in probed:
-        _entanglement(out, group)
+        _entanglement(out, facts[label(group)], group)
     for group in treated:
-        _coordination(out, group, matching_baseline(group, baselines))
+        _coordination(out, facts[label(group)], group, matching_baseline(group, baselines))
     if not treated and len(probed) >= 2:  # no EAGC: compare the runs themselves
         for other in probed[1:]:
-            _versus(out, probed[0], other, question="accuracy")
+            fact = facts[label(other)]
+            fact.baseline = label(probed[0])
+            fact.versus = _versus(out, other, probed[0])
     for group in groups:
-        _eep(out, group)
+        _eep(out, facts[label(group)], group)
         out.lines.extend(attribution_lines(out, group, label(group)))
-    if not out.card:
-        out.card.append("No probed steps were recorded: nothing to conclude.")
+    out.probeset = probeset_note(runs)
+    if out.probeset:
+        out.lines.append(out.probeset)
+    top = headline(treated)
+    top_facts = None if top is None else facts[label(top)]
+    if top_facts is not None and top_facts.baseline is not None:
+        out.headline = {"a": top_facts.name, "b": top_facts.baseline}
+    out.card = answer_card(list(facts.values()), top_facts)
+    out.glance = glance_table(list(facts.values()))
     return out
 
 
@@ -231,90 +294,60 @@ def _run_rows(out: Verdict, group: list[RunData]) -> None:
     for run in group:
         row = {"name": run.name, "setting": label(group), "seed": run.meta.get("seed"),
                "coordination": coordinated(run), "probed_first200": n_probed(run)}  # fmt: skip
-        for metric, (series, _, _) in METRICS.items():
-            est = within_run(series(run)) if metric in _STEP_METRICS else None
+        for metric, (series, _, _, bounds) in METRICS.items():
             row[metric] = _mean(series(run))
-            if est is not None and est.has_interval:
-                row[f"{metric}_within_run"] = [est.low, est.high]
+            if metric in _STEP_METRICS:
+                est = setting_estimate([run], series, bounds)
+                if est.has_interval:
+                    row[f"{metric}_within_run"] = [est.low, est.high]
         out.runs.append(row)
 
 
-def _entanglement(out, group):
-    name, win = label(group), window(group)
-    rate = setting_estimate(group, _conflict)
-    gdc = setting_estimate(group, lambda r: _gdc(r))
-    if math.isnan(rate.value):
+def _entanglement(out, fact: SettingFacts, group):
+    name, win = fact.name, fact.window
+    fact.rate = setting_estimate(group, _conflict, (0.0, 1.0))
+    fact.gdc = setting_estimate(group, lambda r: _gdc(r), GDC_RANGE)
+    if math.isnan(fact.rate.value):
+        fact.rate = None
         return
-    _add(out, name, f"conflict rate, {win} (raw)", rate, "{:.0%}")
-    _add(out, name, f"raw GDC, {win}", gdc)
-    out.card.append(
-        f"(a) Entanglement, {name}: the supervised and unsupervised gradients conflict "
-        f"(cos < 0) on {rate.short('{:.0%}')} of the {win}; raw GDC {gdc.short()} "
-        f"({_kind(gdc)})."
-    )
+    _add(out, name, f"conflict rate, {win} (raw)", fact.rate, "{:.0%}")
+    _add(out, name, f"raw GDC, {win}", fact.gdc)
 
 
-def _kind(est: Estimate) -> str:
-    if est.method == "within-run (steps)":
-        return f"one run: within-run (steps) interval, n = {est.n} steps"
-    return f"95% t interval, {est.sides()}" if est.has_interval else est.sides()
-
-
-def _coordination(out, group, baseline):
-    name, win = label(group), window(group)
-    change = setting_estimate(group, _change)
+def _coordination(out, fact: SettingFacts, group, baseline):
+    name, win = fact.name, fact.window
+    fact.change = setting_estimate(group, _change)
     what = "corrected" if coordinated(group[0]) == "eagc" else "applied update"
-    _add(out, name, f"GDC {what} - raw, same steps, {win}", change, "{:+.3f}")
+    _add(out, name, f"GDC {what} - raw, same steps, {win}", fact.change, "{:+.3f}")
     out.comparisons.append(
-        _record(change, f"{name} (applied)", f"{name} (raw)", "gdc_applied_minus_raw_first200",
-                win)
+        _record(fact.change, f"{name} (applied)", f"{name} (raw)",
+                "gdc_applied_minus_raw_first200", win)
     )  # fmt: skip
-    word = "lowers" if change.high < 0 else "raises" if change.low > 0 else "does not clearly move"
-    who = "EAGC's correction" if coordinated(group[0]) == "eagc" else "the coordinator's update"
-    line = (
-        f"(b) Coordination, {name}: {who} {word} the GDC of the same steps "
-        f"(applied - raw) by {change.short('{:+.3f}')} ({_kind(change)})"
-    )
-    if baseline is None:
-        out.card.append(line + "; no baseline run without EAGC to compare with.")
-        return
-    d = _versus(out, group, baseline, question=None)
-    out.card.append(
-        f"{line}; applied GDC vs {label(baseline)}: {d['gdc_applied_first200'].verdict()}."
-    )
-    _accuracy_card(out, name, label(baseline), d)
+    if baseline is not None:
+        fact.baseline = label(baseline)
+        fact.versus = _versus(out, group, baseline)
 
 
-def _versus(out, a, b, *, question) -> dict[str, Estimate]:
+def _versus(out, a, b) -> dict[str, Estimate]:
     """Every metric of setting ``a`` minus setting ``b``, into comparisons and rows."""
     results = {}
-    for metric, (series, desc, _fmt) in METRICS.items():
-        est = difference(a, b, series)
+    for metric, (series, desc, _fmt, bounds) in METRICS.items():
+        est = difference(a, b, series, bounds)
         results[metric] = est
         if math.isnan(est.value):
             continue
         win = window(a) if metric in _STEP_METRICS else "last epoch"
         out.comparisons.append(_record(est, label(a), label(b), metric, win))
         _add(out, label(a), f"{desc}: minus {label(b)}", est, "{:+.3f}")
-    if question == "accuracy":
-        _accuracy_card(out, label(a), label(b), results)
     return results
 
 
-def _accuracy_card(out, a, b, d):
-    parts = [f"{g} {d[f'acc_{g.lower()}_last'].verdict()}" for g in ("All", "Old", "New")
-             if not math.isnan(d[f"acc_{g.lower()}_last"].value)]  # fmt: skip
-    if parts:
-        out.card.append(f"(c) Accuracy, last epoch, {a} minus {b}: " + "; ".join(parts) + ".")
-
-
-def _eep(out, group):
+def _eep(out, fact: SettingFacts, group):
     diag = eep_diagnosis(group, setting_estimate)
     if diag is None:
         return
-    name = label(group)
-    out.calibration[name] = diag.as_json()
+    fact.eep = diag
+    out.calibration[fact.name] = diag.as_json()
     for quantity, est, fmt in diag.rows():
-        _add(out, name, quantity, est, fmt)
-    out.lines.append(eep_line(name, diag))
-    out.card.append(f"(d) EEP, {name}: {diag.short()}.")
+        _add(out, fact.name, quantity, est, fmt)
+    out.lines.append(eep_line(fact.name, diag))

@@ -21,6 +21,7 @@ from entangle.report.uncertainty import (
     autocorrelation_time,
     compare,
     within_run,
+    within_run_rate,
 )
 
 
@@ -102,3 +103,47 @@ def test_wording_follows_the_interval():
     assert same.verdict().startswith("no detectable difference") and "n = 3 vs 3" in same.verdict()
     up = compare({0: 0.9, 1: 1.0, 2: 0.95}, {0: 0.5, 1: 0.6, 2: 0.55})
     assert up.verdict().startswith("higher by +0.400")
+
+
+@pytest.mark.parametrize(("phi", "p"), [(0.0, 0.6), (0.5, 0.6), (0.5, 0.9), (0.8, 0.6)])
+def test_within_run_rate_stays_in_0_1_and_covers_95_percent_on_thresholded_ar1(phi, p):
+    # 0/1 steps as a conflict indicator: cos < 0 of a correlated series, true share p
+    rng = np.random.default_rng(int(phi * 10) + int(p * 100))
+    latent = _ar1(rng, phi, 90, 2000) * math.sqrt(1 - phi**2)  # unit stationary variance
+    steps = (latent < stats.norm.ppf(p)).astype(np.float64)
+    ests = [within_run_rate(x) for x in steps]
+    assert all(0.0 <= e.low <= e.value <= e.high <= 1.0 for e in ests)
+    coverage = float(np.mean([e.low <= p <= e.high for e in ests]))
+    assert abs(coverage - 0.95) <= 0.03, coverage
+    # the plain batch-means interval on the same steps leaves [0, 1] (what this replaces)
+    outside = np.mean([(e.low < 0) | (e.high > 1) for e in map(within_run, steps)])
+    assert p < 0.9 or outside > 0.2
+
+
+def test_within_run_rate_of_a_constant_series_is_a_wilson_interval_inside_0_1():
+    est = within_run_rate(np.ones(90))
+    assert est.value == 1.0 and est.high == 1.0 and 0.9 < est.low < 1.0
+    assert "Wilson" in est.how() and "effective n = 90" in est.how()
+
+
+def test_rates_across_seeds_are_clipped_and_keep_the_t_intervals_coverage():
+    # two seeds of a rate near 1 (Beta(40, 4), mean 0.909): t(1) = 12.7 sends the plain
+    # interval far past 100%
+    rng = np.random.default_rng(7)
+    reps, p = 4000, 40 / 44
+    rates = rng.beta(40, 4, size=(reps, 2))
+    plain = [across_seeds(r) for r in rates]
+    clipped = [across_seeds(r, (0.0, 1.0)) for r in rates]
+    assert np.mean([e.high > 1 for e in plain]) > 0.5
+    assert all(0.0 <= e.low <= e.high <= 1.0 for e in clipped)
+    hits_plain = [e.low <= p <= e.high for e in plain]
+    hits_clipped = [e.low <= p <= e.high for e in clipped]
+    assert hits_plain == hits_clipped  # clipping to the rate's range never changes a hit
+    assert abs(np.mean(hits_clipped) - 0.95) <= 0.03
+    wide = across_seeds([0.2, 0.95], (0.0, 1.0))
+    assert (wide.low, wide.high) == (0.0, 1.0) and "clipped to [0, 1]" in wide.how()
+    # a difference of two rates is clipped to [-1, 1], and said so
+    d = compare({0: 0.1, 1: 0.9}, {0: 0.8, 1: 0.2}, (-1.0, 1.0))
+    assert d.low == -1.0 and d.high == 1.0 and "clipped to [-1, 1]" in d.how()
+    inside = across_seeds([0.5, 0.6, 0.55], (0.0, 1.0))
+    assert inside.note == "" and inside == across_seeds([0.5, 0.6, 0.55])

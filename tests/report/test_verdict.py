@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import zlib
 
 import numpy as np
 import pytest
@@ -163,3 +164,114 @@ def test_settings_are_compared_by_seed_means_with_t_intervals(
     want -= np.mean([0.4 + 0.01 * k for k in range(n_base)])
     assert gdc["difference"] == pytest.approx(want)
     assert {r["name"] for r in data["runs"]} == {p.name for p in paths}
+
+
+# the demo's six settings: run name -> (config fields that make it, EAGC-corrected, shift of
+# the corrected cosine, EEP mean weight); one seed each, like `entangle demo`
+DEMO = {
+    "baseline": ({"start": "pretrained", "eagc": False}, False, 0.0, 0.0),
+    "baseline-reference": ({"start": "reference", "eagc": False}, False, 0.0, 0.0),
+    "eagc": ({"start": "reference", "eagc": True}, True, 0.02, 0.02),
+    "aga": ({"start": "reference", "eagc": True, "eep": False}, True, 0.01, 0.0),
+    "eep": ({"start": "reference", "eagc": True, "aga": False}, True, 0.01, 0.02),
+    "eagc-fixed": ({"start": "reference", "eagc": True, "adaptive": False}, True, 0.2, 0.5),
+}
+
+
+def _demo_run(path, fields, eagc, shift, weight, *, seed=0, n=90):
+    """A digits-demo-shaped run: 90 probed steps, ProbeSet every 10, 6 epochs of 15 steps."""
+    rng = np.random.default_rng(zlib.crc32(path.name.encode()))
+    config = {"data": "digits", "aga": True, "eep": True, "adaptive": True, "eep_weight": 0.5}
+    config |= {"probeset_every": 10, "probeset_size": 512, "variant": path.name, **fields}
+    would_be = {"gap": 0.03, "gap_new": 0.04, "share_active": 0.6, "mean_weight": 0.016}
+    cal = {"aperture": 2.0, "auto_aperture": 2.0, "n_unlabeled": 100, "at_auto": would_be,
+           "at_aperture": would_be | {"quota": 0.9, "effective_rank": 3.0}}  # fmt: skip
+    with RunWriter(path, config=config, seed=seed, name=path.name) as w:
+        w.write_meta("calibration", cal)
+        for step in range(n):
+            cos = float(np.tanh(-0.3 + step / 100 + rng.normal(0, 0.2)))
+            gdc = 0.5 - 0.5 * cos
+            rec = {"step": step, "raw": {"last_block": {"cos": cos, "gdc": gdc}}}
+            if eagc:
+                rec["eagc"] = {"last_block": {"cos": cos + shift, "gdc": gdc - shift / 2}}
+                rec["energy"] = {
+                    "ratio": {"labeled": {"mean": 0.9}, "unlabeled": {"mean": 0.87},
+                              "unlabeled_new": {"mean": 0.86}},
+                    "eep_weight": {"mean": weight, "frac_active": 0.58},
+                }  # fmt: skip
+            if step % 10 == 0:
+                rec["probeset"] = {
+                    "soc": 0.96 - step / 1e4 + 0.0015,
+                    "energy": {g: {"mean": 0.9, "n": k} for g, k in
+                               (("labeled", 131), ("unlabeled_old", 126), ("unlabeled_new", 255))},
+                }  # fmt: skip
+            w.write_step(rec)
+        for epoch in range(6):
+            step = 15 * (epoch + 1)
+            acc = 0.87 + (0.004 if eagc else 0.0) + 0.001 * epoch
+            # full-set SOC after the epoch: 0.0015 below the ProbeSet at the same weights
+            w.write_epoch({"epoch": epoch, "step": step, "acc_all": acc, "acc_old": 0.97,
+                           "acc_new": acc - 0.05, "soc": 0.96 - step / 1e4})  # fmt: skip
+        w.finish({})
+    return path
+
+
+def _demo(root):
+    return [_demo_run(root / name, *spec) for name, spec in DEMO.items()]
+
+
+def test_the_six_run_demo_card_is_at_most_8_lines_and_answers_the_four_questions(
+    tmp_path, monkeypatch
+):
+    from entangle.report import build
+    from entangle.report.build import build_report
+
+    runs = load_runs(_demo(tmp_path))
+    verdict = compute_verdict(runs)
+    card = verdict.card
+    assert len(card) <= 8, card
+    assert [line[:4] for line in card] == ["(a) ", "(b) ", "(c) ", "(b, ", "(d) "]
+    # (a) is there entanglement: the headline's baseline with its interval, and the spread
+    rate = next(r for r in verdict.runs if r["name"] == "baseline-reference")
+    assert f"{rate['conflict_rate_first200']:.0%} [" in card[0]
+    assert card[0].startswith("(a) Entanglement, baseline-reference:")
+    rates = [r["conflict_rate_first200"] for r in verdict.runs]
+    assert f"conflict rate {min(rates):.0%}-{max(rates):.0%}" in card[0]
+    # (b) does the coordination change it: full EAGC, same steps and vs its baseline
+    assert verdict.headline == {"a": "eagc", "b": "baseline-reference"}
+    change = next(c for c in verdict.comparisons if c["a"] == "eagc (applied)")
+    assert card[1].startswith("(b) Coordination, eagc: EAGC's correction")
+    assert f"applied - raw {change['difference']:+.3f} [" in card[1]
+    assert "applied GDC vs baseline-reference" in card[1]
+    # (c) does accuracy move, with n and no interval from one run a side
+    acc = next(c for c in verdict.comparisons
+               if (c["a"], c["metric"]) == ("eagc", "acc_all_last"))  # fmt: skip
+    assert f"All {acc['difference']:+.3f}" in card[2] and "n = 1 vs 1 seeds" in card[2]
+    # the other settings share one line, the strong correction marked as excluding 0
+    assert all(name in card[3] for name in ("aga", "eep", "eagc-fixed"))
+    assert "eagc-fixed: GDC applied - raw -0.100*" in card[3]
+    # (d) can EEP act: the headline's diagnosis, the others counted
+    assert card[4].startswith("(d) EEP, eagc: inert")
+    assert "inert in 4 of the other 5" in card[4] and "acts in eagc-fixed" in card[4]
+    # every setting's numbers stay one click away, with their intervals
+    assert [row[0] for row in verdict.glance["rows"]] == list(DEMO)
+    # ... and the page shows the same card (figures skipped: not what this test reads)
+    monkeypatch.setattr(build, "cached_figure", lambda *args, **kwargs: None)
+    html = build_report([r.path for r in runs], tmp_path / "report").read_text(encoding="utf-8")
+    block = html[html.index('<ul class="answer-card">') : html.index("</ul>", html.index(
+        '<ul class="answer-card">'))]  # fmt: skip
+    assert block.count("<li>") == len(card)
+    assert "Every setting at a glance (6)" in html
+
+
+def test_probeset_soc_is_named_a_subset_with_its_measured_offset(tmp_path):
+    runs = load_runs(_demo(tmp_path))
+    note = compute_verdict(runs).probeset
+    assert "subset estimate: 512 fixed rows" in note and "every 10 training steps" in note
+    assert "9 evaluations per run" in note
+    # ProbeSet steps 30 and 60 share the weights of the epoch records at steps 30 and 60
+    assert "12 pairs in 6 of 6 runs" in note and "+0.0015 against the full set" in note
+    # a loop without the recipe's probeset_every: the offset is not guessed
+    other = _demo_run(tmp_path / "own-loop", {"probeset_every": None}, False, 0.0, 0.0)
+    note = compute_verdict(load_runs([other])).probeset
+    assert "not measured in these runs" in note
