@@ -164,6 +164,15 @@ def train_command(
         bool,
         typer.Option("--show-config", help="Print the resolved config as JSON and exit."),
     ] = False,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            help="DataLoader worker processes for image data (default: half the cores up to "
+            "8, none below 4 cores); batches are the same for any count.",
+            min=0,
+            max=256,
+        ),
+    ] = None,
     gpus: Annotated[
         int,
         typer.Option(
@@ -236,6 +245,7 @@ def train_command(
         on_nan=on_nan,
         nan_limit=nan_limit,
         amp=amp,
+        workers=workers,
     )
     source = {}
     if preset is not None:

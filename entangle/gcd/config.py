@@ -110,6 +110,9 @@ class TrainConfig:
     on_nan: str = "stop"
     amp: str = "off"  # off | fp16 (GradScaler) | bf16: autocast of forward and losses
     nan_limit: int = 5
+    # DataLoader worker processes decoding image batches (None: default_workers(), from the
+    # cores); the batches do not depend on it, so a run may resume with another count
+    workers: int | None = None
 
     def __post_init__(self):
         self.accuracy = accuracy_protocols(self.accuracy)
@@ -125,6 +128,8 @@ class TrainConfig:
                     f"{name} must be a finite number >= 0, got {value}; pass --"
                     f"{name.replace('_', '-')} with a value such as {getattr(TrainConfig, name)}"
                 )
+        if self.workers is not None and (isinstance(self.workers, bool) or self.workers < 0):
+            raise EntangleValueError(f"workers must be >= 0 (0: none), got {self.workers!r}")
         if self.amp not in ("off", "fp16", "bf16"):
             raise EntangleValueError(f"amp must be 'off', 'fp16' or 'bf16', got {self.amp!r}")
         if self.on_nan not in ("stop", "continue"):
@@ -279,7 +284,7 @@ VARIANTS |= {
 
 # settings that say where a run executes, not what it computes: a run may resume elsewhere
 # where and in which precision it computes: a run may resume on another device or --amp
-PLACEMENT_FIELDS = ("device", "amp")
+PLACEMENT_FIELDS = ("device", "amp", "workers")
 # what to do when training diverges: a stopped run may resume with another policy
 POLICY_FIELDS = ("on_nan", "nan_limit")
 # float settings that must be finite and >= 0 (lr nan / inf / -1 are refused up front)

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from entangle.checkpoints import save_checkpoint as save_model_checkpoint
-from entangle.data.datasets import make_batch
+from entangle.data.datasets import default_workers, epoch_batches
 from entangle.errors import EntangleRuntimeError, EntangleValueError
 from entangle.gcd.assemble import TrainingRun, amp_context, assemble
 from entangle.gcd.config import PLACEMENT_FIELDS, TrainConfig, config_differences, run_config
@@ -163,6 +163,11 @@ def check_run_dir(config: TrainConfig, run_dir, *, ranks: int | None = None) -> 
 def _train_loop(config, setup, run, run_dir, resume, on_epoch, on_step, ranks) -> dict:
     t = assemble(config, setup, run, resume, ranks)
     steps_per_epoch = t.steps_per_epoch
+    workers = config.workers
+    if workers is None:  # the machine's cores, shared by the processes on it
+        import os
+
+        workers = default_workers((os.cpu_count() or 1) // max(1, world_size()))
     for epoch in range(t.start_epoch, config.epochs):
         started = time.perf_counter()
         if t.device.type == "cuda":
@@ -176,9 +181,16 @@ def _train_loop(config, setup, run, run_dir, resume, on_epoch, on_step, ranks) -
             torch.Generator().manual_seed(config.seed * 7919 + epoch + 1_000_003 * r)
             for r in ranks.local
         ]
-        for i, rows in enumerate(zip(*t.samplers, strict=True)):
+        streams = [
+            epoch_batches(
+                t.data, list(s), t.augment, g, workers=workers, pin_memory=t.device.type == "cuda"
+            )
+            for s, g in zip(t.samplers, generators, strict=True)
+        ]
+        # one batch per local rank (DataLoader workers decode image batches ahead)
+        for i, batches in enumerate(zip(*streams, strict=True)):
             step = epoch * steps_per_epoch + i
-            _train_step(t, step, epoch, rows, generators)
+            _train_step(t, step, epoch, batches)
             if on_step is not None:
                 on_step(step + 1, config.epochs * steps_per_epoch)
         t.sched.step()
@@ -193,13 +205,12 @@ def _train_loop(config, setup, run, run_dir, resume, on_epoch, on_step, ranks) -
     return summary
 
 
-def _train_step(t: TrainingRun, step: int, epoch: int, rows, generators) -> None:
-    """One optimiser step on each local rank's ``rows``: forward, the Probe's backward, update."""
+def _train_step(t: TrainingRun, step: int, epoch: int, batches) -> None:
+    """One optimiser step on each local rank's batch: forward, the Probe's backward, update."""
     probe, eagc, scaler = t.probe, t.eagc, t.scaler
     probe.set_step(step)  # keeps `every` and record steps aligned across resumes
     probe.set_epoch(epoch)
-    # one batch per local rank; rows [2b s, 2b (s+1)) of the views are shard s's
-    batches = [make_batch(t.data, r, t.augment, g) for r, g in zip(rows, generators, strict=True)]
+    # rows [2b s, 2b (s+1)) of the views are shard s's
     batch = _joined(batches, t.device)
     with probe.attribution_forward(), t.autocast():  # math attention: attribution
         z, z_ref = t.live(batch["views"])
@@ -297,7 +308,7 @@ def _end_epoch(t: TrainingRun, epoch: int, started: float, run_dir: Path) -> dic
     return record
 
 
-def _joined(batches: list[dict], device) -> dict:
+def _joined(batches, device) -> dict:
     """The local ranks' batches as one forward's rows: views ``[2b W_local, ...]`` shard after
     shard (each shard's view 1 then view 2), and per-row masks/targets/indices in that order."""
 
@@ -305,7 +316,10 @@ def _joined(batches: list[dict], device) -> dict:
         return torch.cat([b[key].repeat(2) for b in batches]).to(device)
 
     return {
-        "views": torch.cat([b["views"] for b in batches]).to(device),
+        # one shard's views stay in the (pinned) tensor the loader made: no host copy
+        "views": (
+            batches[0]["views"] if len(batches) == 1 else torch.cat([b["views"] for b in batches])
+        ).to(device, non_blocking=True),
         "labeled2": two("labeled"),
         "novel2": two("novel"),
         "targets2": two("labels"),
