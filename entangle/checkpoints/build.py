@@ -39,7 +39,7 @@ from entangle.models.vit_clip import (
     infer_clip_vision_config,
     is_clip_visual_state,
 )
-from entangle.runs.limits import MODEL_PARAMS, VIT_DEPTH, VIT_IMAGE_SIZE
+from entangle.runs.limits import MODEL_DEPTH, MODEL_PARAMS, VIT_IMAGE_SIZE, Limit
 
 # ---------------------------------------------------------------------------------- loading
 
@@ -142,16 +142,18 @@ def _build_backbone(state: dict, arch: Any, notes: list[str], fmt: str, src: str
             ) from None
     try:
         if "stem.weight" in state:
-            return _digits_backbone(state, notes)
+            return _digits_backbone(state, notes, src)
         if is_clip_visual_state(state):
             ccfg = infer_clip_vision_config(state)
+            _check_depth(ccfg.layers, src, "the CLIP ViT read off the tensors")
+            _check_limit(VIT_IMAGE_SIZE, ccfg.img_size, f"{src}: the CLIP ViT has an input side of")
             notes.append(
                 f"backbone: CLIP ViT {ccfg.width}-d, {ccfg.layers} blocks, patch "
                 f"{ccfg.patch_size}, {ccfg.img_size}px; features ln_post(cls) (use_proj False)"
             )
             return CLIPVisionTransformer(ccfg)
         if "prompt_tokens" in state:
-            return _vpt_backbone(state, notes)
+            return _vpt_backbone(state, notes, src)
         cfg = infer_vit_config(state)
         _check_vit_size(cfg, None, src, "the ViT read off the tensors")
     except CheckpointError:
@@ -181,21 +183,31 @@ def vit_weight_count(cfg: ViTConfig) -> int:
     return cfg.depth * per_block + (1 + cfg.grid**2) * d + cfg.in_chans * cfg.patch_size**2 * d
 
 
+def _check_limit(limit: Limit, amount: int, subject: str) -> None:
+    """:meth:`Limit.check` raising :class:`CheckpointError` (the loaders' own family)."""
+    try:
+        limit.check(amount, subject)
+    except EntangleValueError as exc:
+        raise CheckpointError(str(exc)) from None
+
+
+def _check_depth(depth: int, src: str, origin: str) -> None:
+    """Refuse a backbone deeper than :data:`~entangle.runs.limits.MODEL_DEPTH` before its
+    blocks are built: a depth read off tensor names is 1 + the largest block index, so a
+    single ``blocks.99999999.*`` key would ask for 10^8 blocks."""
+    _check_limit(MODEL_DEPTH, depth, f"{src}: {origin} has")
+
+
 def _check_vit_size(cfg: ViTConfig, state: Mapping | None, src: str, origin: str) -> None:
     """Refuse a ViT too large to build, before any module exists (a 65536-block record took
     69 s and 3.2 GB to refuse): depth, input size and parameters against the limits of
     :mod:`entangle.runs.limits`, and, for a config recorded beside the tensors (``state``),
     parameters against the values the file holds (a strict load needs every one of them from
     the file; a config read off the shapes is left to the strict load's own listing)."""
-    try:
-        VIT_DEPTH.check(cfg.depth, f"{src}: {origin} has")
-        VIT_IMAGE_SIZE.check(cfg.img_size, f"{src}: {origin} has an input side of")
-        need = vit_weight_count(cfg)
-        MODEL_PARAMS.check(need, f"{src}: {origin} describes a ViT of at least")
-    except CheckpointError:
-        raise
-    except EntangleValueError as exc:
-        raise CheckpointError(str(exc)) from None
+    _check_depth(cfg.depth, src, origin)
+    _check_limit(VIT_IMAGE_SIZE, cfg.img_size, f"{src}: {origin} has an input side of")
+    need = vit_weight_count(cfg)
+    _check_limit(MODEL_PARAMS, need, f"{src}: {origin} describes a ViT of at least")
     if state is None:
         return
     held = sum(t.numel() for t in state.values() if isinstance(t, torch.Tensor))
@@ -208,7 +220,7 @@ def _check_vit_size(cfg: ViTConfig, state: Mapping | None, src: str, origin: str
         )
 
 
-def _vpt_backbone(state: dict, notes: list[str]) -> nn.Module:
+def _vpt_backbone(state: dict, notes: list[str], src: str) -> nn.Module:
     """PromptCAL's VPT ViT: the plain ViT's sizes from the state without the prompt positions."""
     from entangle.models.vit_vpt import VPTVisionTransformer
 
@@ -216,16 +228,18 @@ def _vpt_backbone(state: dict, notes: list[str]) -> nn.Module:
     pos = state["pos_embed"]
     plain = dict(state, pos_embed=torch.cat([pos[:, :1], pos[:, 1 + prompts :]], dim=1))
     cfg = infer_vit_config(plain)
+    _check_vit_size(cfg, None, src, "the VPT ViT read off the tensors")
     notes.append(f"backbone: ViT {cfg.embed_dim}-d, {cfg.depth} blocks, with deep prompts")
     return VPTVisionTransformer(cfg, prompts, layers)
 
 
-def _digits_backbone(state: dict, notes: list[str]) -> nn.Module:
+def _digits_backbone(state: dict, notes: list[str], src: str) -> nn.Module:
     """entangle's residual-MLP digits backbone, its size read off ``stem`` / ``blocks.*``."""
     from entangle.models.backbones import ResidualMLP
 
     dim, in_dim = state["stem.weight"].shape
     depth = 1 + max(int(k.split(".")[1]) for k in state if k.startswith("blocks."))
+    _check_depth(depth, src, "the residual MLP read off the tensors")
     hidden_ratio = state["blocks.0.fc1.weight"].shape[0] // dim
     notes.append(f"backbone: residual MLP {in_dim}->{dim}-d, {depth} blocks")
     return ResidualMLP(in_dim=in_dim, dim=dim, depth=depth, hidden_ratio=hidden_ratio)

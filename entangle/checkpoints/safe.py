@@ -71,7 +71,7 @@ def unsafe_globals(path: str | Path) -> list[str]:
     (:func:`entangle.runs.untrusted.pickle_globals`).
     """
     path = Path(path)
-    if zipfile.is_zipfile(path):
+    if _is_zip(path):
         try:
             names = list(torch.serialization.get_unsafe_globals_in_checkpoint(path))
         except Exception:  # a damaged archive names nothing
@@ -126,6 +126,15 @@ def safe_load(path: str | Path, *, trust: bool = False) -> Any:
         raise CheckpointError(_corrupt(path, exc, trust)) from None
 
 
+def _is_zip(path: Path) -> bool:
+    """``zipfile.is_zipfile``, but one CheckpointError for an end record it cannot parse
+    (``BadZipFile: zipfiles that span multiple disks``, which it does not catch itself)."""
+    try:
+        return zipfile.is_zipfile(path)
+    except Exception as exc:
+        raise CheckpointError(_corrupt(path, exc)) from None
+
+
 def check_size(path: str | Path) -> None:
     """Refuse a checkpoint whose storages would exceed
     :data:`~entangle.runs.limits.CHECKPOINT_BYTES` once read, before torch reads any of it.
@@ -140,11 +149,13 @@ def check_size(path: str | Path) -> None:
     """
     path = Path(path)
     try:
-        if zipfile.is_zipfile(path):
+        if _is_zip(path):
             try:
                 check_zip(path, CHECKPOINT_BYTES, "checkpoint")
-            except (zipfile.BadZipFile, OSError, EOFError):
-                return  # torch.load names the damage
+            except EntangleValueError:
+                raise
+            except Exception as exc:  # unmeasured sizes never reach torch's own zip reader
+                raise CheckpointError(_corrupt(path, exc)) from None
         else:
             CHECKPOINT_BYTES.check(path.stat().st_size, f"checkpoint {path} holds")
     except CheckpointError:

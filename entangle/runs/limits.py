@@ -112,8 +112,11 @@ INFLATE_RATIO = Limit(
 # archives smaller than this unpacked are never refused for their ratio: labels and masks
 # compress well and are small
 INFLATE_FLOOR = 64 << 20
-# the largest published ViTs: ViT-g/14 40 blocks 1536-d (1.0e9 parameters), ViT-22B 48 blocks
-VIT_DEPTH = Limit("ENTANGLE_MAX_VIT_DEPTH", 256, "blocks a rebuilt ViT may have", unit="blocks")
+# the largest published ViTs: ViT-g/14 40 blocks 1536-d (1.0e9 parameters), ViT-22B 48 blocks;
+# depth read off tensor names is 1 + the largest block index, so one key can ask for 10^8
+MODEL_DEPTH = Limit(
+    "ENTANGLE_MAX_MODEL_DEPTH", 256, "blocks a rebuilt backbone may have", unit="blocks"
+)
 # 2**31 float32 parameters fill CHECKPOINT_BYTES' default exactly
 MODEL_PARAMS = Limit(
     "ENTANGLE_MAX_MODEL_PARAMS", 1 << 31, "parameters a rebuilt ViT may have", unit="parameters"
@@ -126,7 +129,7 @@ VIT_IMAGE_SIZE = Limit(
 # 100x100x100 grid took 2.8 GB and minutes just to expand)
 GRID_CELLS = Limit("ENTANGLE_MAX_CELLS", 1000, "cells an ablation grid may have", unit="cells")
 
-LIMITS = (CHECKPOINT_BYTES, NPZ_BYTES, INFLATE_RATIO, VIT_DEPTH, MODEL_PARAMS)
+LIMITS = (CHECKPOINT_BYTES, NPZ_BYTES, INFLATE_RATIO, MODEL_DEPTH, MODEL_PARAMS)
 LIMITS += (VIT_IMAGE_SIZE, GRID_CELLS)
 
 

@@ -542,7 +542,7 @@ def arch_checkpoint(vit, **config) -> dict:
 @pytest.mark.parametrize(
     ("config", "phrase"),
     [
-        ({"depth": 65536, "embed_dim": 65536, "num_heads": 1}, "ENTANGLE_MAX_VIT_DEPTH=N"),
+        ({"depth": 65536, "embed_dim": 65536, "num_heads": 1}, "ENTANGLE_MAX_MODEL_DEPTH=N"),
         ({"embed_dim": 65536, "num_heads": 1}, "ENTANGLE_MAX_MODEL_PARAMS=N"),
         ({"img_size": 65536, "patch_size": 65536}, "ENTANGLE_MAX_IMAGE_SIZE=N"),
         ({"depth": 200}, "but the file's backbone holds"),
@@ -576,3 +576,20 @@ def test_real_vit_sizes_pass_the_limits(config):
     with torch.device("meta"):
         actual = sum(p.numel() for p in VisionTransformer(cfg).parameters())
     assert 0.95 * actual < vit_weight_count(cfg) <= actual  # a tight lower bound
+
+
+@pytest.mark.parametrize("backbone", ["vit", "digits"])
+def test_one_key_cannot_ask_for_a_hundred_million_blocks(vit, backbone, monkeypatch):
+    """Depth read off tensor names is 1 + the largest block index: one extra key named
+    blocks.99999999.* asked for 10^8 blocks (20000 took 21 s before the strict load refused)."""
+    from entangle.models.backbones import ResidualMLP
+
+    model = vit if backbone == "vit" else ResidualMLP(in_dim=64, dim=16, depth=2)
+    state = model.state_dict()
+    state["blocks.99999999.fc1.weight"] = torch.zeros(1)
+    obj = {"entangle_checkpoint": 1, "backbone": state, "head": None, "meta": {}}
+    with pytest.raises(CheckpointError, match=r"100000000 blocks.*ENTANGLE_MAX_MODEL_DEPTH=N"):
+        load_gcd_object(obj)
+    monkeypatch.setenv("ENTANGLE_MAX_MODEL_DEPTH", "3")  # a real model at its limit loads
+    del state["blocks.99999999.fc1.weight"]
+    assert load_gcd_object(obj).backbone is not None

@@ -103,6 +103,15 @@ def huge_arch_checkpoint(tmp: Path) -> str:
     return str(path)
 
 
+def one_key_deep_checkpoint(tmp: Path) -> str:
+    """An entangle checkpoint whose one extra key ``blocks.99999999.*`` implies 10^8 blocks."""
+    path = tiny_checkpoint(tmp / "deep.pt")
+    obj = torch.load(path, weights_only=True)
+    obj["backbone"]["blocks.99999999.fc1.weight"] = torch.zeros(1)
+    torch.save(obj, path)
+    return str(path)
+
+
 def analyze(*args: str):
     return lambda tmp: ["analyze", *[a(tmp) if callable(a) else a for a in args]]
 
@@ -273,7 +282,12 @@ TABLE = [
     (
         "analyze-meta-arch-65536-blocks",
         analyze(lambda t: huge_arch_checkpoint(t), "--out", out),
-        "ENTANGLE_MAX_VIT_DEPTH=N",
+        "ENTANGLE_MAX_MODEL_DEPTH=N",
+    ),
+    (
+        "analyze-one-key-asks-for-1e8-blocks",
+        analyze(one_key_deep_checkpoint, "--out", out),
+        "100000000 blocks",
     ),
     (
         "ablate-variant-as-list",

@@ -15,9 +15,9 @@ from entangle.runs.limits import (
     CHECKPOINT_BYTES,
     INFLATE_FLOOR,
     LIMITS,
+    MODEL_DEPTH,
     MODEL_PARAMS,
     NPZ_BYTES,
-    VIT_DEPTH,
     VIT_IMAGE_SIZE,
     Limit,
     check_zip,
@@ -59,9 +59,9 @@ def test_a_malformed_setting_is_named_not_ignored(monkeypatch, raw):
 
 
 def test_a_count_limit_takes_no_byte_suffix(monkeypatch):
-    monkeypatch.setenv("ENTANGLE_MAX_VIT_DEPTH", "2K")
-    with pytest.raises(EntangleValueError, match="ENTANGLE_MAX_VIT_DEPTH"):
-        VIT_DEPTH.value()
+    monkeypatch.setenv("ENTANGLE_MAX_MODEL_DEPTH", "2K")
+    with pytest.raises(EntangleValueError, match="ENTANGLE_MAX_MODEL_DEPTH"):
+        MODEL_DEPTH.value()
 
 
 def test_every_limit_has_its_own_setting():
@@ -76,7 +76,7 @@ def test_the_defaults_admit_real_files():
     assert 50_000 * (768 + 100) * 4 < NPZ_BYTES.default
     assert 1_281_167 * 768 * 4 < NPZ_BYTES.default
     assert 1.1e9 * 4 * 1.5 < CHECKPOINT_BYTES.default
-    assert 1.1e9 < MODEL_PARAMS.default and 48 <= VIT_DEPTH.default
+    assert 1.1e9 < MODEL_PARAMS.default and 48 <= MODEL_DEPTH.default
     assert 1024 <= VIT_IMAGE_SIZE.default
 
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import io
 import pickle
+import sys
 from collections import OrderedDict
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from hypothesis import given
 
 from entangle.errors import EntangleValueError
 from entangle.runs.untrusted import (
@@ -18,6 +21,9 @@ from entangle.runs.untrusted import (
     pickle_globals,
     safe_name,
 )
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "support"))
+from bombs import fuzz_settings, mutated  # noqa: E402
 
 
 class Call:
@@ -86,3 +92,26 @@ def test_unreadable_npz_is_one_clear_error(tmp_path, damage):
         path.write_text("hello")
     with pytest.raises(EntangleValueError, match="is not a readable .npz file"):
         load_npz(path)
+
+
+def _npz_bytes(compressed: bool) -> bytes:
+    buf = io.BytesIO()
+    save = np.savez_compressed if compressed else np.savez
+    save(buf, features=np.ones((5, 3), np.float32), labels=np.arange(5), labeled=np.ones(5, bool))
+    return buf.getvalue()
+
+
+NPZ_FILES = (_npz_bytes(False), _npz_bytes(True))
+
+
+@fuzz_settings()
+@given(data=mutated(*NPZ_FILES))
+def test_a_mutated_npz_loads_or_is_one_line(tmp_path, data):
+    """Bytes overwritten anywhere (headers, sizes, central directory) and a truncated tail:
+    the arrays load or the file is refused with a one-line EntangleValueError."""
+    path = tmp_path / "f.npz"
+    path.write_bytes(data)
+    try:
+        load_npz(path)
+    except EntangleValueError as exc:
+        assert "\n" not in str(exc)

@@ -60,3 +60,30 @@ def deflated_zeros_npz(path: Path, nbytes: int) -> Path:
             np.save(buf, array)
             zf.writestr(f"{name}.npy", buf.getvalue())
     return path
+
+
+def mutated(*originals: bytes):
+    """A hypothesis strategy: one of ``originals`` with up to 8 bytes overwritten anywhere
+    (headers, sizes, central directory) and its tail possibly cut off."""
+    from hypothesis import strategies as st
+
+    edits = st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 255)), max_size=8)
+
+    def apply(args) -> bytes:
+        original, changes, cut = args
+        data = bytearray(original)
+        for where, value in changes:
+            data[int(where * len(data))] = value
+        return bytes(data[: max(1, int(cut * len(data)))])
+
+    return st.tuples(st.sampled_from(originals), edits, st.floats(0.05, 1)).map(apply)
+
+
+def fuzz_settings():
+    """Hypothesis settings of the mutated-file tests: 60 examples, no deadline, ``tmp_path``
+    shared by the examples (each writes the same file anew)."""
+    from hypothesis import HealthCheck, settings
+
+    return settings(
+        max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    )
