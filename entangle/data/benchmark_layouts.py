@@ -231,6 +231,16 @@ def read_imagenet(name: str, root: Path):
 
 
 def read_herbarium(root: Path):
+    # the public GCD code (sgvaze/generalized-category-discovery and HaiyangZheng/EAGC
+    # data/herbarium_19.py) reads an ImageFolder over small-train/; its "metadata json" comment
+    # is never acted on, so Kaggle's train/metadata.json layout is named, not read
+    if not (root / "small-train").is_dir() and (root / "train" / "metadata.json").is_file():
+        raise bad_layout(
+            "herbarium19",
+            "this is Kaggle's original layout (train/metadata.json); the GCD code reads its "
+            "ImageFolder copy, small-train/<category id>/ and small-validation/<category id>/",
+            root,
+        )
     classes, train_items, train_y = _image_folder("herbarium19", root / "small-train")
     val_classes, test_items, test_y = _image_folder("herbarium19", root / "small-validation")
     old, new = cs.HERBARIUM19_OLD, cs.HERBARIUM19_NEW

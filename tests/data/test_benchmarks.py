@@ -142,6 +142,15 @@ def test_herbarium_uses_string_sorted_folders(tmp_path):
     # ImageFolder order: "0", "1", "10", "100", ... so id 2 is folder "10"
     assert split.class_names[:4] == ["0", "1", "10", "100"]
     assert split.counts()["parts"] == {"labeled": 341, "unlabeled": 1025, "test": 683}
+    # old class ids index that order (herbarium_19_class_splits.pkl 'Old' starts 113, 378, ...)
+    assert [split.class_names[c] for c in split.old_classes[:2]] == ["20", "439"]
+
+
+def test_herbarium_kaggle_json_layout_is_named_not_read(tmp_path):
+    (tmp_path / "train").mkdir()
+    (tmp_path / "train" / "metadata.json").write_text("{}")
+    with pytest.raises(EntangleValueError, match=r"Kaggle's original layout.*small-train/"):
+        read_benchmark("herbarium19", tmp_path)
 
 
 def test_missing_and_malformed_files_say_which(tmp_path):
