@@ -200,8 +200,12 @@ def ablation_report(
     groups: Sequence[Group],
     keys: Sequence[str],
     out,
+    verdict=None,
 ) -> str:
     """The report page as a string (written to ``out/report.html`` by the caller).
+
+    ``verdict``: the grid's :class:`entangle.report.verdict.Verdict` (:func:`grid_verdict`),
+    shown first; None computes it here.
 
     Rendered from report/templates/ablation.html by the report's jinja2 environment (the
     one HTML path: autoescape on, so every user string is escaped by the template).
@@ -236,7 +240,7 @@ def ablation_report(
             finished=sum(r["status"] == "done" for r in rows),
             total=len(rows),
             # the verdict comes first: computed from the cells' records, seeds together
-            verdict=_verdict_lines(groups, out),
+            verdict=_verdict_context(grid_verdict(groups, out) if verdict is None else verdict),
             header=header,
             body=body,
             n_keys=len(keys),
@@ -256,17 +260,46 @@ def ablation_report(
     )
 
 
-def _verdict_lines(groups: Sequence[Group], out: Path) -> list[str]:
-    """The report's verdict (entangle.report.verdict) over every finished cell: card, lines."""
+def grid_verdict(groups: Sequence[Group], out: Path):
+    """The report's verdict (entangle.report.verdict) over every finished cell, or None.
+
+    Cells that differ only in seed are one setting, as in the grid's table.
+    """
     from entangle.report.load import load_runs
     from entangle.report.verdict import compute_verdict
 
     dirs = [cells_dir(out) / c for g in groups for c in g.cells if c not in g.failed]
     dirs = [d for d in dirs if (d / "run.json").exists()]
     if not dirs:
-        return []
-    verdict = compute_verdict(load_runs(dirs, [d.name for d in dirs]))
-    return verdict.card + verdict.lines
+        return None
+    return compute_verdict(load_runs(dirs, [d.name for d in dirs]))
+
+
+def _verdict_context(verdict) -> dict | None:
+    if verdict is None:
+        return None
+    return {"card": verdict.card, "glance": verdict.glance, "lines": verdict.lines,
+            "probeset": verdict.probeset}  # fmt: skip
+
+
+def grid_verdict_json(verdict, spec: GridSpec, groups: Sequence[Group]) -> str:
+    """verdict.json of a grid folder: the run report's schema plus ``grid`` (docs/records.md):
+    each verdict setting with the grid values and cells it stands for."""
+    import json
+
+    from entangle.report.verdict import verdict_json
+
+    data = json.loads(verdict_json(verdict))
+    of_cell = {c: g for g in groups for c in g.cells}
+    settings = {}
+    for run in data["runs"]:
+        group = of_cell.get(run["name"])
+        entry = settings.setdefault(run["setting"], {"setting": run["setting"], "cells": []})
+        entry["cells"].append(run["name"])
+        if group is not None:
+            entry["values"] = {k: v for k, v in group.settings.items()}
+    data["grid"] = {"source": spec.source, "settings": list(settings.values())}
+    return json.dumps(data, allow_nan=False, indent=2)
 
 
 def _f(value) -> float:
@@ -289,7 +322,11 @@ def write_results(
     atomic_text(files["results"], results_csv(rows))
     atomic_text(files["summary"], summary_markdown(groups, keys, rows))
     if report:
+        verdict = grid_verdict(groups, out)
         files["report"] = out / "report.html"
-        page = ablation_report(spec, cells, rows, groups, keys, out)
+        page = ablation_report(spec, cells, rows, groups, keys, out, verdict=verdict)
         atomic_text(files["report"], page)
+        if verdict is not None:  # the verdict's facts as data, beside the page
+            files["verdict"] = out / "verdict.json"
+            atomic_text(files["verdict"], grid_verdict_json(verdict, spec, groups))
     return rows, files

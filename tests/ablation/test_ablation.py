@@ -299,6 +299,22 @@ def test_report_has_table_figures_and_escaped_names(tmp_path):
     assert page.index("<h2>Verdict</h2>") < page.index("<table>")
     assert "n = 2 vs 2 seeds" in page  # seed means compared, n on each side
     assert "variant=eagc__aga_weight=1.4__seed=1" in page
+    # verdict.json beside report.html: the run report's schema plus the grid's settings
+    data = json.loads(run.files["verdict"].read_text(encoding="utf-8"))
+    assert run.files["verdict"] == run.files["report"].with_name("verdict.json")
+    eagc, base = "variant=eagc__aga_weight=0.7__seed", "variant=baseline__aga_weight=0.7__seed"
+    assert data["headline"] == {"a": eagc + "={0,1}", "b": base + "={0,1}"}
+    acc = next(c for c in data["comparisons"]
+               if (c["a"], c["metric"]) == (data["headline"]["a"], "acc_all_last"))  # fmt: skip
+    cells = {r["name"]: r for r in data["runs"]}
+    want = np.mean([cells[f"{eagc}={k}"]["acc_all_last"] - cells[f"{base}={k}"]["acc_all_last"]
+                    for k in (0, 1)])  # fmt: skip
+    assert acc["difference"] == pytest.approx(want) and acc["method"] == "paired t"
+    assert (acc["n_a"], acc["n_b"]) == (2, 2) and len(data["card"]) <= 8
+    grid = {s["setting"]: s for s in data["grid"]["settings"]}
+    assert grid["variant=eagc__aga_weight=1.4__seed={0,1}"]["values"] == {
+        "variant": "eagc", "aga_weight": 1.4}  # fmt: skip
+    assert sorted(grid[base + "={0,1}"]["cells"]) == [base + "=0", base + "=1"]
     summary = run.files["summary"].read_text(encoding="utf-8")
     assert summary.count("\n| ") == 4  # header + baseline, eagc 0.7, eagc 1.4
 

@@ -68,7 +68,7 @@ def test_paper_table_sets_the_readme_numbers_beside_the_seed_means(monkeypatch, 
     monkeypatch.setattr(report_module, "bars_figure", lambda groups: "bars")
     monkeypatch.setattr(report_module, "steps_figure", lambda curves: "steps")
     monkeypatch.setattr(report_module, "_png", lambda fig: "PNG")
-    monkeypatch.setattr(report_module, "_verdict_lines", lambda groups, out: [])
+    monkeypatch.setattr(report_module, "grid_verdict", lambda groups, out: None)
     spec = paper_grid("simgcd-cub", "/data/cub")
     assert paper_dataset(spec) == "cub"
     rows = _fake_grid(tmp_path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import pytest
 
@@ -36,8 +37,11 @@ def page(monkeypatch, tmp_path):
     monkeypatch.setattr(ablation_report_module, "bars_figure", lambda groups: "bars")
     monkeypatch.setattr(ablation_report_module, "steps_figure", lambda curves: "steps")
     monkeypatch.setattr(ablation_report_module, "_png", lambda fig: f"PNG-{fig}")
-    verdict = ["card <1> & 'x'", "second line"]
-    monkeypatch.setattr(ablation_report_module, "_verdict_lines", lambda groups, out: verdict)
+    verdict = SimpleNamespace(
+        card=["card <1> & 'x'"], lines=["second line"], probeset=None,
+        glance={"header": ["Setting"], "rows": [["a"], ["b"]]},
+    )  # fmt: skip
+    monkeypatch.setattr(ablation_report_module, "grid_verdict", lambda groups, out: verdict)
     rows = [
         _row("baseline", 0, 0.5),
         _row("baseline", 1, 0.6),
