@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from entangle.cli.app import app
-from entangle.cli.common import console
+from entangle.cli.common import console, stage_progress
 
 
 def cells_table(cells, keys) -> Table:
@@ -77,6 +77,32 @@ def results_tables(rows, spec) -> list[Table]:
     return out
 
 
+class CellProgress:
+    """``ablate``'s display: one line per finished cell, and a bar over the cells to run.
+
+    Cells finished by an earlier run are printed as skipped and taken off the bar's total, so
+    its rate and ETA count only cells trained now.
+    """
+
+    def __init__(self, show, total: int):
+        self.show, self.to_run, self.trained = show, total, 0
+        show("cells", 0, total, "")
+
+    def cell(self, outcome, done: int, total: int) -> None:
+        style = {"done": "green", "skipped": "dim", "failed": "bold red"}[outcome.status]
+        note = f" {outcome.seconds:.0f} s" if outcome.status == "done" else ""
+        if outcome.error:
+            note = f" {outcome.error}"
+        name = escape(outcome.name + note)
+        self.show.print(f"\\[{done}/{total}] [{style}]{outcome.status}[/] {name}", highlight=False)
+        if outcome.status == "skipped":
+            self.to_run -= 1
+        else:
+            self.trained += 1
+        skipped = total - self.to_run
+        self.show("cells", self.trained, self.to_run, f"{skipped} done before" if skipped else "")
+
+
 @app.command("ablate")
 def ablate(
     config: Annotated[
@@ -125,6 +151,15 @@ def ablate(
     pretrained: Annotated[
         str | None, typer.Option(help="With --paper: the DINO ViT-B/16 weights file.")
     ] = None,
+    quiet: Annotated[
+        bool,
+        typer.Option(
+            "--quiet",
+            "-q",
+            help="No progress bar (none either when stderr is not a terminal); the cell "
+            "lines still print.",
+        ),
+    ] = False,
 ) -> None:
     """Train every cell of an ablation grid (skipping finished ones) and aggregate over seeds.
 
@@ -167,28 +202,19 @@ def ablate(
         return
     device_list = [d.strip() for d in devices.split(",") if d.strip()] if devices else None
 
-    def progress(outcome, done, total):
-        style = {"done": "green", "skipped": "dim", "failed": "bold red"}[outcome.status]
-        note = f" {outcome.seconds:.0f} s" if outcome.status == "done" else ""
-        if outcome.error:
-            note = f" {outcome.error}"
-        console.print(
-            f"\\[{done}/{total}] [{style}]{outcome.status}[/] {escape(outcome.name)}{escape(note)}",
-            highlight=False,
+    with stage_progress(quiet) as show:
+        result = run_grid(
+            spec,
+            out,
+            workers=workers,
+            devices=device_list,
+            launcher=launcher,
+            address=address,
+            gpus_per_cell=gpus_per_cell,
+            cpus_per_cell=cpus_per_cell,
+            report=report,
+            on_cell=CellProgress(show, len(cells)).cell,
         )
-
-    result = run_grid(
-        spec,
-        out,
-        workers=workers,
-        devices=device_list,
-        launcher=launcher,
-        address=address,
-        gpus_per_cell=gpus_per_cell,
-        cpus_per_cell=cpus_per_cell,
-        report=report,
-        on_cell=progress,
-    )
     for t in results_tables(result.rows, spec):
         console.print(t)
     for name, file in result.files.items():

@@ -6,7 +6,15 @@ from contextlib import contextmanager
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.text import Text
 
 # User text (paths, run and class names, echoed log lines) is printed literally: rich would turn
@@ -22,20 +30,73 @@ def literal(text: object) -> Text:
     return Text(str(text))
 
 
-__all__ = ["console", "err_console", "escape", "literal", "stage_progress"]
+__all__ = [
+    "console",
+    "err_console",
+    "escape",
+    "literal",
+    "progress_shown",
+    "stage_progress",
+]
+
+
+class CountColumn(MofNCompleteColumn):
+    """``done/total``; empty for a stage without a count (a pulsing bar with its time)."""
+
+    def render(self, task) -> Text:
+        return Text("") if task.total is None else super().render(task)
+
+
+class EtaColumn(TimeRemainingColumn):
+    """``eta H:MM:SS`` from rich's recent rate; empty for a stage without a count."""
+
+    def render(self, task) -> Text:
+        if task.total is None:
+            return Text("")
+        return Text.assemble("eta ", super().render(task))
+
+
+class RateColumn(ProgressColumn):
+    """Steps per second over rich's recent window (``? it/s`` before the second update)."""
+
+    def render(self, task) -> Text:
+        if task.total is None:
+            return Text("")
+        speed = task.finished_speed or task.speed
+        if speed is None:  # finished at once (a cached stage) has no rate to show
+            return Text("" if task.finished else "? it/s", style="progress.data.speed")
+        if speed < 1:  # a slow ViT step reads better as seconds per step
+            return Text(f"{1 / speed:.1f} s/it", style="progress.data.speed")
+        return Text(f"{speed:.1f} it/s", style="progress.data.speed")
+
+
+def progress_shown(quiet: bool = False) -> bool:
+    """Whether a live progress bar is drawn: stderr is a terminal and ``--quiet`` was not given.
+
+    Piped or captured output (CI logs, ``2> file``) gets no bar: its redraws would fill the
+    file with partial lines; the lines a command prints to stdout are unaffected.
+    """
+    return not quiet and err_console.is_terminal
 
 
 @contextmanager
-def stage_progress():
-    """A rich progress display and a ``report(stage, done, total, note)`` callback for it."""
+def stage_progress(quiet: bool = False):
+    """A rich progress display on stderr and a ``report(stage, done, total, note)`` callback.
+
+    Each stage is one bar with its count, rate, elapsed time and ETA; nothing is drawn when
+    :func:`progress_shown` is False (the callback still works, as a no-op display).
+    """
     progress = Progress(
         TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        TextColumn("{task.fields[note]}"),
+        BarColumn(bar_width=24),
+        CountColumn(),
+        RateColumn(),
         TimeElapsedColumn(),
-        console=console,
+        EtaColumn(),
+        TextColumn("{task.fields[note]}"),
+        console=err_console,
         transient=False,
+        disable=not progress_shown(quiet),
     )
     tasks: dict[str, int] = {}
 
@@ -44,5 +105,19 @@ def stage_progress():
             tasks[stage] = progress.add_task(stage, total=total, note=note)
         progress.update(tasks[stage], completed=done, total=total, note=note)
 
+    shown = progress_shown(quiet)
+
+    def print_line(*objects, **kwargs) -> None:
+        """Print a stdout line; above the live bars while they share the terminal with it.
+
+        rich consoles write past sys.stdout's live-display proxy, so a stdout line printed
+        during a bar on the same terminal would land inside the bar's line.
+        """
+        target = progress.console if shown and console.is_terminal else console
+        target.print(*objects, **kwargs)
+
+    report.progress = progress
+    report.shown = shown
+    report.print = print_line
     with progress:
         yield report

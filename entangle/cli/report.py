@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 
 from entangle.cli.app import app
-from entangle.cli.common import console
+from entangle.cli.common import console, stage_progress
 
 
 @app.command("report")
@@ -38,6 +38,14 @@ def report(
         str, typer.Option("--tsne-backend", help="auto, opentsne or sklearn.")
     ] = "auto",
     seed: Annotated[int, typer.Option("--seed", help="Seed of the t-SNE maps.")] = 0,
+    quiet: Annotated[
+        bool,
+        typer.Option(
+            "--quiet",
+            "-q",
+            help="No progress bar (none either when stderr is not a terminal).",
+        ),
+    ] = False,
 ) -> None:
     """Write a self-contained HTML report (plus PNG figures) comparing the given runs.
 
@@ -51,15 +59,21 @@ def report(
 
     if out is None:
         out = Path("reports") / runs[0].resolve().name
-    index = build_report(
-        runs,
-        out,
-        pdf=pdf,
-        tsne_max_points=max_points,
-        tsne_backend=tsne_backend,
-        seed=seed,
-        names=name or None,
-    )
+    with stage_progress(quiet) as show:
+        # the whole build has no count of its own: a pulsing bar with the elapsed time; the
+        # t-SNE maps (seconds each, in worker processes) are counted
+        show("report", 0, None, "figures and HTML")
+        index = build_report(
+            runs,
+            out,
+            pdf=pdf,
+            tsne_max_points=max_points,
+            tsne_backend=tsne_backend,
+            seed=seed,
+            names=name or None,
+            on_map=lambda done, total: show("t-SNE maps", done, total, ""),
+        )
+        show("report", 1, 1, "done")
     n_png = len(list(index.parent.glob("*.png")))
     shown = escape(str(index))
     console.print(f"[green]Report written:[/] {shown} ({n_png} figures)", highlight=False)

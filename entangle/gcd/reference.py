@@ -113,6 +113,7 @@ def train_reference(
     temperature: float = 0.1,
     device: torch.device | str | None = None,
     on_epoch: Callable[[int, float], None] | None = None,
+    progress: bool | None = None,
 ) -> tuple[torch.nn.Module, torch.nn.Module]:
     """Train copies of the trainable part of ``backbone`` + ``head`` on labeled data (CE).
 
@@ -134,6 +135,9 @@ def train_reference(
         temperature: logits are divided by it before the cross-entropy (SimGCD uses 0.1).
         device: defaults to the backbone's device.
         on_epoch: called with ``(epoch, mean_loss)`` after every epoch (progress display).
+        progress: draw a rich progress bar on stderr (epochs, batches of a sized loader,
+            rate, ETA, last epoch's loss). ``None``: drawn when stderr is a terminal and no
+            ``on_epoch`` is given (the CLI passes its own display through ``on_epoch``).
 
     Returns:
         ``(reference_backbone, reference_head)``, frozen and in eval mode.
@@ -152,28 +156,91 @@ def train_reference(
         weight_decay=weight_decay,
         epochs=epochs,
     )
+    bar = _EpochBar(epochs, labeled_loader, progress, on_epoch is None)
     checked = False
-    for epoch in range(epochs):
-        total, batches = 0.0, 0
-        for batch in labeled_loader:
-            x, labels, mask = reference_batch(batch, device)
-            out = ref_head(ref_backbone(x))
-            logits = out[1] if isinstance(out, tuple) else out
-            if not checked:
-                _check_labels(labels, mask, logits.shape[1])
-                checked = True
-            loss = _cross_entropy(logits / temperature, labels, mask)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += loss.detach()
-            batches += 1
-        sched.step()
-        if batches == 0:
-            raise EntangleValueError("train_reference: the labeled loader yielded no batches")
-        if on_epoch is not None:
-            on_epoch(epoch, float(total) / batches)
+    with bar:
+        for epoch in range(epochs):
+            total, batches = 0.0, 0
+            for batch in labeled_loader:
+                x, labels, mask = reference_batch(batch, device)
+                out = ref_head(ref_backbone(x))
+                logits = out[1] if isinstance(out, tuple) else out
+                if not checked:
+                    _check_labels(labels, mask, logits.shape[1])
+                    checked = True
+                loss = _cross_entropy(logits / temperature, labels, mask)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                total += loss.detach()
+                batches += 1
+                bar.batch(epoch, batches)
+            sched.step()
+            if batches == 0:
+                raise EntangleValueError("train_reference: the labeled loader yielded no batches")
+            mean = float(total) / batches
+            bar.epoch(epoch, mean)
+            if on_epoch is not None:
+                on_epoch(epoch, mean)
     for m in (ref_backbone, ref_head):
         m.eval()
         m.requires_grad_(False)
     return ref_backbone, ref_head
+
+
+class _EpochBar:
+    """train_reference's own progress bar: epochs (fractional by batch), rate, ETA, loss.
+
+    Off unless asked for or stderr is a terminal; the mean loss is read once per epoch (the
+    one GPU sync train_reference has anyway), never per batch.
+    """
+
+    def __init__(self, epochs: int, loader, progress: bool | None, default: bool):
+        from rich.console import Console
+
+        console = Console(stderr=True, emoji=False)
+        self.shown = (console.is_terminal and default) if progress is None else progress
+        self.epochs = epochs
+        try:
+            self.per_epoch = len(loader)  # an unsized loader advances once per epoch
+        except TypeError:
+            self.per_epoch = None
+        self.bar = self.task = None
+        if self.shown:
+            from rich.progress import (
+                BarColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            self.bar = Progress(
+                TextColumn("[bold]reference[/] epoch {task.fields[epoch]}/{task.total:.0f}"),
+                BarColumn(bar_width=24),
+                TimeElapsedColumn(),
+                TextColumn("eta"),
+                TimeRemainingColumn(),
+                TextColumn("{task.fields[note]}"),
+                console=console,
+            )
+            self.task = self.bar.add_task("reference", total=epochs, epoch=0, note="")
+
+    def __enter__(self):
+        if self.bar is not None:
+            self.bar.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+    def batch(self, epoch: int, batches: int) -> None:
+        if self.bar is not None and self.per_epoch:
+            done = epoch + min(batches / self.per_epoch, 1.0)
+            self.bar.update(self.task, completed=done, epoch=epoch + 1)
+
+    def epoch(self, epoch: int, mean_loss: float) -> None:
+        if self.bar is not None:
+            note = f"loss {mean_loss:.4f}"
+            self.bar.update(self.task, completed=epoch + 1, epoch=epoch + 1, note=note)

@@ -59,7 +59,7 @@ def train(
     *,
     name: str | None = None,
     on_epoch: Callable[[int, dict], None] | None = None,
-    on_step: Callable[[int, int], None] | None = None,
+    on_step: Callable[[int, int, torch.Tensor], None] | None = None,
     shards: int = 1,
 ) -> dict:
     """Train one GCD run, probing every ``config.probe_every`` steps; resumable.
@@ -80,8 +80,11 @@ def train(
         setup: data and initial weights (``prepare(config)`` when None); not modified.
         name: display name of the run.
         on_epoch: called with ``(epoch, epoch_record)`` after each evaluation.
-        on_step: called with ``(step, steps_total)`` after each optimiser step (on every
-            rank; ``on_epoch`` on rank 0 only, where the evaluation runs).
+        on_step: called with ``(step, steps_total, loss)`` after each optimiser step (on
+            every rank; ``on_epoch`` on rank 0 only, where the evaluation runs); ``loss`` is
+            the step's training loss ``sup + unsup``, a detached 0-d tensor on the run's
+            device (``float()`` of it waits for the GPU: a display reads it at its own
+            refresh rate, not every step).
         shards: single-process replay of this many ranks (1: none; must be 1 under DDP).
 
     Returns:
@@ -190,9 +193,9 @@ def _train_loop(config, setup, run, run_dir, resume, on_epoch, on_step, ranks) -
         # one batch per local rank (DataLoader workers decode image batches ahead)
         for i, batches in enumerate(zip(*streams, strict=True)):
             step = epoch * steps_per_epoch + i
-            _train_step(t, step, epoch, batches)
+            loss = _train_step(t, step, epoch, batches)
             if on_step is not None:
-                on_step(step + 1, config.epochs * steps_per_epoch)
+                on_step(step + 1, config.epochs * steps_per_epoch, loss)
         t.sched.step()
         record = _end_epoch(t, epoch, started, run_dir)
         if record is not None and on_epoch is not None:
@@ -205,8 +208,12 @@ def _train_loop(config, setup, run, run_dir, resume, on_epoch, on_step, ranks) -
     return summary
 
 
-def _train_step(t: TrainingRun, step: int, epoch: int, batches) -> None:
-    """One optimiser step on each local rank's batch: forward, the Probe's backward, update."""
+def _train_step(t: TrainingRun, step: int, epoch: int, batches) -> torch.Tensor:
+    """One optimiser step on each local rank's batch: forward, the Probe's backward, update.
+
+    Returns:
+        the step's training loss ``sup + unsup``, detached (0-d, on the device; not synced).
+    """
     probe, eagc, scaler = t.probe, t.eagc, t.scaler
     probe.set_step(step)  # keeps `every` and record steps aligned across resumes
     probe.set_epoch(epoch)
@@ -238,6 +245,7 @@ def _train_step(t: TrainingRun, step: int, epoch: int, batches) -> None:
         scaler.update()
     else:
         t.opt.step()
+    return (sup + unsup).detach()
 
 
 def _end_epoch(t: TrainingRun, epoch: int, started: float, run_dir: Path) -> dict | None:

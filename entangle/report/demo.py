@@ -109,7 +109,7 @@ def run_demo(
             runs_dir / name,
             setup,
             name=name,
-            on_step=lambda s, total, name=name: note(f"train {name}", s, total, ""),
+            on_step=lambda s, total, _loss, name=name: note(f"train {name}", s, total, ""),
         )
     report_path = None
     if report:

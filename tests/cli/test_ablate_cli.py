@@ -223,3 +223,27 @@ def test_example_coordinators_dry_run_lists_the_six_by_five_grid(tmp_path):
     assert "give one of" in str(both.exception)
     bad = CliRunner().invoke(app, ["train", str(tmp_path / "r"), "--coordinator", "pcgrd"])
     assert "coordinator must be one of" in str(bad.exception)
+
+
+def test_cell_progress_counts_only_the_cells_trained_now():
+    """The bar's rate and ETA would count earlier runs' cells as done in no time."""
+    from entangle.ablation.runner import CellOutcome
+    from entangle.cli.ablate import CellProgress
+
+    calls, lines = [], []
+
+    def show(stage, done, total, note):
+        calls.append((stage, done, total, note))
+
+    show.print = lambda line, **kw: lines.append(line)
+    view = CellProgress(show, 4)
+    view.cell(CellOutcome("a", "skipped"), 1, 4)
+    done = CellOutcome("b", "done")
+    done.seconds = 12.0
+    view.cell(done, 2, 4)
+    assert calls == [
+        ("cells", 0, 4, ""),
+        ("cells", 0, 3, "1 done before"),
+        ("cells", 1, 3, "1 done before"),
+    ]
+    assert "skipped[/] a" in lines[0] and lines[1].endswith("b 12 s")

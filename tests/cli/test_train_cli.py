@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -30,15 +31,36 @@ def test_cli_loss_defaults_are_the_loss_configs():
     assert LOSS_DEFAULTS == defaults
 
 
+SUMMARY = {
+    "acc_all": 0.5,
+    "acc_old": 0.625,
+    "acc_new": float("nan"),
+    "acc_protocol": "v2",
+    "early_steps": 200,
+    "gdc_early": 0.25,
+    "gdc_early_eagc": 0.125,
+    "soc_early": 0.75,
+    "conflict_rate": 0.5,
+    "steps_probed": 2,
+    "nan_steps": 0,
+}
+
+
 @pytest.fixture
 def captured(monkeypatch):
     seen = {}
 
-    def fake_train(config, out, setup, **kwargs):
+    def fake_train(config, out, setup, *, on_step, on_epoch, **kwargs):
+        import torch
+
         seen["config"] = config
-        return {"acc_all": 0.5}
+        for step, loss in enumerate((3.0, 1.0), 1):  # the epoch's mean loss: 2.0
+            on_step(step, 2, torch.tensor(loss))
+        on_epoch(0, {"acc_all": 0.5, "acc_old": 0.625, "acc_new": float("nan")})
+        return dict(SUMMARY)
 
     monkeypatch.setattr(recipe, "prepare", lambda config, progress=None: None)
+    monkeypatch.setattr(recipe, "ensure_reference", lambda config, setup, progress=None: None)
     monkeypatch.setattr(recipe, "train", fake_train)
     return seen
 
@@ -52,6 +74,28 @@ def test_train_flags_reach_the_train_config(captured, tmp_path):
     for name, value in LOSS_FLAGS.values():
         assert getattr(config, name) == value, name
     assert (config.start, config.weight_decay, config.momentum) == ("reference", 1e-4, 0.8)
+
+
+def test_train_prints_each_evaluation_as_simgcd_logs_it_and_the_report_command(
+    captured, tmp_path, monkeypatch
+):
+    """Was a bare bar and a raw JSON dump of DONE (issue 22)."""
+    monkeypatch.chdir(tmp_path)
+    run = Path("my run")
+    result = CliRunner().invoke(app, ["train", str(run), "--epochs", "3"], terminal_width=80)
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    # SimGCD's log.txt wording; epochs 0-based as there and in epochs.jsonl; NaN stays visible
+    assert "Train Epoch: 0 Avg Loss: 2.0000 (epoch 1 of 3)" in lines
+    assert "Epoch 0, Train ACC Unlabelled_v2: All 0.5000 | Old 0.6250 | New nan" in lines
+    assert f"Run written: {run} (digits)" in lines
+    assert "  last evaluation (v2): All 0.5000 | Old 0.6250 | New nan" in lines
+    assert "  GDC first 200 steps 0.250 (raw; EAGC-corrected 0.125)" in lines
+    assert f"  entangle report '{run}' --out 'reports/my run'" in lines
+    assert "{" not in result.output  # no JSON dump
+    assert max(len(line) for line in lines) <= 80
+    # not a terminal: no progress bar redraws in the output
+    assert "it/s" not in result.output and "eta" not in result.output
 
 
 def test_train_defaults_scale_the_warmup_to_the_epochs(captured, tmp_path):

@@ -106,3 +106,19 @@ def test_labels_outside_the_old_classes_and_bad_batches_are_clear_errors():
         train_reference(backbone, head, bad, epochs=1)
     with pytest.raises(EntangleValueError, match="a batch must be"):
         train_reference(backbone, head, [torch.randn(4, 6)], epochs=1)
+
+
+def test_progress_bar_counts_epochs_with_the_loss_and_is_off_by_default_off_a_terminal(capfd):
+    """A README loop calling train_reference ran silently for minutes (issue 22)."""
+    backbone, head = _models()
+    losses = []
+    a = train_reference(backbone, head, _simgcd_batches(), epochs=3, lr=0.1, progress=True)
+    err = capfd.readouterr().err
+    assert "reference epoch 3/3" in err and "eta" in err
+    assert "loss " in err  # the last epoch's mean loss
+    train_reference(
+        backbone, head, _simgcd_batches(), epochs=3, lr=0.1, on_epoch=lambda e, x: losses.append(x)
+    )
+    assert capfd.readouterr().err == ""  # stderr is not a terminal here: no bar by default
+    assert len(losses) == 3 and f"loss {losses[-1]:.4f}" in err  # the bar showed the same loss
+    assert a[1].last_layer.weight_v.shape == (3, 10)

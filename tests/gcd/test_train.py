@@ -112,7 +112,7 @@ class Crash(Exception):
 def test_resume_after_crash_matches_uninterrupted(setup, tmp_path):
     train(TINY, tmp_path / "whole", setup)
 
-    def crash(step, total):
+    def crash(step, total, loss):
         if step == total - 3:  # mid second epoch, after the first epoch's checkpoint
             raise Crash
 
