@@ -39,7 +39,7 @@ class Killed(Exception):
 
 
 def kill_at(step: int):
-    def on_step(done: int, total: int) -> None:
+    def on_step(done: int, total: int, loss) -> None:
         if done == step:
             raise Killed(step)
 
