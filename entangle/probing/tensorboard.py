@@ -3,7 +3,8 @@
 Tags are the record's key paths joined by ``/`` (docs/records.md, "TensorBoard tags"), so they
 are stable and say what they are: ``raw/last_block/cos``, ``eagc/last_block/gdc``,
 ``energy/eep_weight/q50``, ``probeset/soc``; evaluation records go under ``epoch/``
-(``epoch/acc_all``, ``epoch/soc``). Scalars are written at the record's ``step``. Non-finite
+(``epoch/acc_all``, ``epoch/soc``); a step record's own top-level numbers (``n_labeled``,
+``eagc_mu``) are grouped under ``step/``. Scalars are written at the record's ``step``. Non-finite
 values (a NaN step, stored as null) are not written; steps.jsonl keeps their reasons.
 The Probe's live sink (probing/sinks.py) writes through :class:`TensorBoardOut`;
 ``entangle export`` (logs/tensorboard_out.py) writes a finished run through the same class.
@@ -14,6 +15,7 @@ Needs the ``tensorboard`` package (the ``[tb]`` extra), imported inside the func
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -26,6 +28,11 @@ from entangle.errors import EntangleTypeError, EntangleValueError
 SKIPPED_KEYS = frozenset({"step", "epoch", "nan", "time", "k"})
 EPOCH_PREFIX = "epoch"
 HISTOGRAM_PREFIX = "hist"
+# a step record's top-level numbers (n_labeled, eagc_mu): one TensorBoard section, not one each
+SINGLETON_PREFIX = "step"
+# the applied update's series beside the raw one: EAGC's corrected gradients, the EAGC
+# authors' weighting, a torchjd coordinator's (docs/records.md)
+APPLIED_KINDS = ("eagc", "eagc_authors", "coordinated")
 
 
 def record_scalars(
@@ -41,6 +48,8 @@ def record_scalars(
         if _top and key in SKIPPED_KEYS:  # also under the epoch/ prefix: no epoch/epoch
             continue
         tag = f"{prefix}/{key}" if prefix else str(key)
+        if _top and not prefix and not isinstance(value, Mapping):
+            tag = f"{SINGLETON_PREFIX}/{key}"
         if isinstance(value, Mapping):
             yield from record_scalars(value, tag, _top=False)
         elif isinstance(value, bool):
@@ -86,6 +95,8 @@ class TensorBoardOut:
             )
         self.histogram_every = int(histogram_every)
         self._steps_written = 0
+        self.tags: set[str] = set()  # every scalar tag written, for the overlay layout
+        self._closed = False
 
     def histogram_due(self) -> bool:
         """Whether the next step record gets histograms."""
@@ -102,6 +113,7 @@ class TensorBoardOut:
         step = int(record.get("step", self._steps_written))
         for tag, value in record_scalars(record):
             self.writer.add_scalar(tag, value, step)
+            self.tags.add(tag)
         if rows and self.histogram_due():
             for tag, values in row_histograms(rows):
                 self.writer.add_histogram(tag, values, step)
@@ -112,6 +124,16 @@ class TensorBoardOut:
         step = int(record.get("step", record.get("epoch", 0)))
         for tag, value in record_scalars(record, EPOCH_PREFIX):
             self.writer.add_scalar(tag, value, step)
+            self.tags.add(tag)
+
+    def write_scalar(self, tag: str, value: float, step: int) -> None:
+        """One more scalar (an export's per-class attribution), counted for the layout."""
+        self.writer.add_scalar(tag, value, int(step))
+        self.tags.add(tag)
+
+    def layout(self) -> dict:
+        """:func:`overlay_layout` of the tags written so far."""
+        return overlay_layout(self.tags)
 
     def write_histogram(self, tag: str, values, step: int) -> None:
         """One histogram, skipped when ``values`` has no finite entry."""
@@ -124,10 +146,20 @@ class TensorBoardOut:
         self.writer.flush()
 
     def close(self) -> None:
-        """Flush; close the writer when this object opened it (idempotent)."""
+        """Write the overlay layout and close, when this object opened the writer; else flush.
+
+        A writer passed in gets no layout: TensorBoard shows one layout per run folder and
+        the writer's owner may have written their own (``writer.add_custom_scalars(
+        out.layout())`` adds entangle's). Idempotent.
+        """
+        if self._own and not self._closed:
+            layout = self.layout()
+            if layout:
+                self.writer.add_custom_scalars(layout)
         self.writer.flush()
         if self._own:
             self.writer.close()
+        self._closed = True
 
 
 def row_histograms(rows: Mapping) -> Iterator[tuple[str, torch.Tensor]]:
@@ -153,3 +185,50 @@ def row_histograms(rows: Mapping) -> Iterator[tuple[str, torch.Tensor]]:
             chosen = values[mask & torch.isfinite(values)]
             if chosen.numel():
                 yield f"{HISTOGRAM_PREFIX}/{name}/{group}", chosen
+
+
+def overlay_layout(tags) -> dict:
+    """A TensorBoard custom-scalars layout overlaying what a reader compares on one chart.
+
+    ``{category: {chart: ["Multiline", [tag regexes]]}}`` for
+    ``SummaryWriter.add_custom_scalars``; only charts whose tags were written:
+
+    - each raw gradient-conflict series with its applied counterparts (``raw/last_block/gdc``
+      with ``eagc/last_block/gdc``, ``eagc_authors/...``, ``coordinated/...``), one category
+      per parameter group;
+    - per-row feature-gradient conflict ``feature/...`` with ``feature_eagc/...``;
+    - attribution sums ``attribution/...`` with ``attribution_eagc/...`` (not per class);
+    - the evaluations' ``epoch/acc_all``, ``acc_old``, ``acc_new`` and the step losses.
+
+    Args:
+        tags: scalar tags as :func:`record_scalars` makes them.
+    """
+    tags = set(tags)
+    layout: dict[str, dict[str, list]] = {}
+
+    def add(category: str, chart: str, members: list[str]) -> None:
+        present = [t for t in members if t in tags]
+        if len(present) >= 2:  # one line alone is already in the Scalars tab
+            exact = [f"^{re.escape(t)}$" for t in present]
+            layout.setdefault(category, {})[chart] = ["Multiline", exact]
+
+    for tag in sorted(tags):
+        head, _, rest = tag.partition("/")
+        if not rest:
+            continue
+        if head == "raw":
+            group, _, key = rest.rpartition("/")
+            applied = [f"{kind}/{rest}" for kind in APPLIED_KINDS]
+            category = f"gradient conflict {group}: raw vs applied".replace("  ", " ")
+            add(category, f"{key} ({', '.join(_kinds(tags, rest))})", [tag, *applied])
+        elif head in ("feature", "attribution") and "/class" not in rest:
+            add(f"{head} raw vs EAGC", f"{rest} (raw, eagc)", [tag, f"{head}_eagc/{rest}"])
+    accuracy = [f"{EPOCH_PREFIX}/acc_{part}" for part in ("all", "old", "new")]
+    add("accuracy and losses", "accuracy All / Old / New", accuracy)
+    add("accuracy and losses", "losses sup / unsup", ["losses/sup", "losses/unsup"])
+    return layout
+
+
+def _kinds(tags: set, rest: str) -> list[str]:
+    """``raw`` and the applied kinds that have a ``KIND/rest`` series."""
+    return ["raw"] + [kind for kind in APPLIED_KINDS if f"{kind}/{rest}" in tags]

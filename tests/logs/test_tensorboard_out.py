@@ -28,8 +28,13 @@ def test_record_scalars_are_key_paths_of_finite_numbers():
         "nan": {"eagc.all": "supervised gradient is zero on this group"},
         "acc_protocol": "v2",
         "missing": None,
+        "n_labeled": 10,
+        "eagc_mu": 0.875,
     }
     assert dict(record_scalars(record)) == {
+        # the step's own numbers share one section, not one section each (issue 22)
+        "step/n_labeled": 10.0,
+        "step/eagc_mu": 0.875,
         "losses/sup": 1.5,
         "losses/unsup": 0.25,
         "raw/last_block/cos": -0.5,
@@ -214,3 +219,122 @@ def test_export_never_replaces_a_folder_it_did_not_write(tmp_path):
     with pytest.raises(EntangleValueError, match="not an entangle TensorBoard export"):
         export_run(run, tmp_path / "x")
     assert [p.name for p in (tmp_path / "x").iterdir()] == ["notes.txt"]
+
+
+def test_overlay_layout_puts_raw_and_applied_on_one_chart_and_only_what_was_written():
+    from entangle.probing.tensorboard import overlay_layout
+
+    tags = {
+        "raw/last_block/gdc",
+        "eagc/last_block/gdc",
+        "eagc_authors/last_block/gdc",
+        "raw/last_block/cos",  # no applied counterpart: no chart
+        "raw/all/gdc",
+        "coordinated/all/gdc",
+        "feature/unlabeled/cos_mean",
+        "feature_eagc/unlabeled/cos_mean",
+        "attribution/unsup_rows/sum",
+        "attribution_eagc/unsup_rows/sum",
+        "attribution/unsup_rows/class/cat",
+        "attribution_eagc/unsup_rows/class/cat",  # per class: Scalars tab only
+        "epoch/acc_all",
+        "epoch/acc_old",
+        "epoch/acc_new",
+        "losses/sup",
+    }
+    layout = overlay_layout(tags)
+    block = layout["gradient conflict last_block: raw vs applied"]
+    assert block == {
+        "gdc (raw, eagc, eagc_authors)": [
+            "Multiline",
+            ["^raw/last_block/gdc$", "^eagc/last_block/gdc$", "^eagc_authors/last_block/gdc$"],
+        ]
+    }
+    assert layout["gradient conflict all: raw vs applied"]["gdc (raw, coordinated)"][1] == [
+        "^raw/all/gdc$",
+        "^coordinated/all/gdc$",
+    ]
+    assert list(layout["feature raw vs EAGC"]) == ["unlabeled/cos_mean (raw, eagc)"]
+    assert list(layout["attribution raw vs EAGC"]) == ["unsup_rows/sum (raw, eagc)"]
+    assert layout["accuracy and losses"] == {
+        "accuracy All / Old / New": [
+            "Multiline",
+            ["^epoch/acc_all$", "^epoch/acc_old$", "^epoch/acc_new$"],
+        ]
+    }  # losses/unsup was never written: no one-line chart
+
+
+def _attributed_run(path):
+    """A run directory whose steps carry EAGC's mu, raw/EAGC conflict and class attribution."""
+    from entangle.runs.directory import RunWriter
+
+    names = ["cat", "dog/wolf", "owl"]
+    with RunWriter(path, config={"class_names": names}, seed=0, device="cpu") as run:
+        for step in range(3):
+            share = [-0.25 * (step + 1), 0.125, 0.0]
+            run.write_step(
+                {
+                    "step": step,
+                    "epoch": 0,
+                    "n_labeled": 8,
+                    "eagc_mu": 0.5 + step / 8,
+                    "raw": {"last_block": {"gdc": 0.5, "cos": -0.25}},
+                    "eagc": {"last_block": {"gdc": 0.25, "cos": -0.125}},
+                    "attribution": {
+                        "unsup_rows": {
+                            "sum": sum(share),
+                            "class": share,
+                            "class_rows": [4.0, 2.0, 0.0],
+                        }
+                    },
+                }
+            )
+        run.write_epoch(
+            {"epoch": 0, "step": 3, "k": 4, "acc_all": 0.5, "acc_old": 0.75, "acc_new": 0.25}
+        )
+        run.finish({})
+    return path
+
+
+@pytest.mark.extras
+def test_export_names_classes_groups_singletons_and_overlays_raw_with_eagc(tmp_path):
+    """Read back as TensorBoard reads it (issue 22: raw and EAGC in separate sections, no
+    per-class attribution, epoch/epoch exported)."""
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.custom_scalar import layout_pb2
+
+    from entangle.logs.tensorboard_out import export_run
+
+    run = _attributed_run(tmp_path / "run")
+    export_run(run, tmp_path / "tb")
+    scalars, _ = _read(tmp_path / "tb")
+    assert scalars["attribution/unsup_rows/class/cat"] == [(0, -0.25), (1, -0.5), (2, -0.75)]
+    assert scalars["attribution/unsup_rows/class/dog_wolf"][0] == (0, 0.125)
+    assert scalars["attribution/unsup_rows/class_per_row/cat"][2] == (2, -0.75 / 4)
+    assert "attribution/unsup_rows/class_per_row/owl" not in scalars  # no rows, no mean
+    assert [s for s, _ in scalars["step/eagc_mu"]] == [0, 1, 2]
+    assert "step/n_labeled" in scalars and "n_labeled" not in scalars
+    assert not {"epoch/epoch", "epoch/step", "epoch/k"} & set(scalars)
+    assert scalars["epoch/acc_old"] == [(3, 0.75)]
+
+    acc = EventAccumulator(str(tmp_path / "tb"))
+    acc.Reload()
+    (event,) = acc.Tensors("custom_scalars__config__")  # one layout per run folder
+    layout = layout_pb2.Layout()
+    layout.ParseFromString(event.tensor_proto.string_val[0])
+    charts = {
+        chart.title: list(chart.multiline.tag)
+        for category in layout.category
+        for chart in category.chart
+    }
+    assert charts["gdc (raw, eagc)"] == ["^raw/last_block/gdc$", "^eagc/last_block/gdc$"]
+    assert charts["cos (raw, eagc)"] == ["^raw/last_block/cos$", "^eagc/last_block/cos$"]
+    assert charts["accuracy All / Old / New"] == [
+        "^epoch/acc_all$",
+        "^epoch/acc_old$",
+        "^epoch/acc_new$",
+    ]
+    for regexes in charts.values():  # every regex names a series that was written
+        for regex in regexes:
+            assert regex[1:-1].replace("\\", "") in scalars, regex
