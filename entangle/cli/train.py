@@ -159,8 +159,8 @@ def train_command(
     preset: Annotated[
         str | None,
         typer.Option(
-            help="simgcd | eagc: the public scripts' per-dataset values for a benchmark "
-            "--data NAME:ROOT (flags you pass override them)."
+            help="simgcd | eagc | eagc-dinov2: the public scripts' per-dataset values for a "
+            "benchmark --data NAME:ROOT (flags you pass override them)."
         ),
     ] = None,
     show_config: Annotated[

@@ -48,7 +48,7 @@ class TrainConfig:
     """
 
     data: str = "digits"
-    preset: str | None = None  # --preset simgcd|eagc: where the per-dataset values came from
+    preset: str | None = None  # --preset simgcd|eagc|eagc-dinov2: where the values came from
     old_classes: str | None = None
     labeled_fraction: float = 0.5
     model: str = "digits-mlp"

@@ -1,4 +1,4 @@
-"""``--preset simgcd|eagc``: the public scripts' per-dataset values as TrainConfig fields.
+"""``--preset simgcd|eagc|eagc-dinov2``: the public scripts' per-dataset values as fields.
 
 The numbers live in :mod:`entangle.gcd.script_values` (one home, each naming its script);
 this module only maps a benchmark name and a preset to the ``TrainConfig`` fields they set.
@@ -9,9 +9,10 @@ was left at its default).
 from __future__ import annotations
 
 from entangle.errors import EntangleValueError
-from entangle.gcd.script_values import EAGC_SCRIPTS, SIMGCD_SCRIPTS
+from entangle.gcd.script_values import EAGC_DINOV2_SCRIPTS, EAGC_SCRIPTS, SIMGCD_SCRIPTS
 
-PRESETS = ("simgcd", "eagc")
+PRESETS = ("simgcd", "eagc", "eagc-dinov2")
+_TABLES = {"simgcd": SIMGCD_SCRIPTS, "eagc": EAGC_SCRIPTS, "eagc-dinov2": EAGC_DINOV2_SCRIPTS}
 # entangle's benchmark name -> the scripts' --dataset_name
 SCRIPT_NAMES = {
     "cub": "cub",
@@ -32,8 +33,10 @@ def preset_values(preset: str, data: str) -> dict:
     """``TrainConfig`` field values a preset sets for a ``NAME:ROOT`` benchmark.
 
     Returns:
-        ``{field: value}``, plus ``"preset_source"`` (the script file) and, for ``eagc``,
-        ``"preset_not_applied"``: script values entangle's recipe has no field for.
+        ``{field: value}``, plus ``"preset_source"`` (the script file) and, for ``eagc`` and
+        ``eagc-dinov2``, ``"preset_not_applied"``: script values entangle's recipe has no
+        field for. ``eagc-dinov2`` sets ``model vit-b14-reg4-dinov2`` (its ``--pretrained``
+        must be DINOv2 ViT-B/14 with registers).
 
     Raises:
         EntangleValueError: unknown preset, data that is not a benchmark, or a benchmark the
@@ -47,7 +50,7 @@ def preset_values(preset: str, data: str) -> dict:
             f"--preset needs a benchmark as --data NAME:ROOT ({', '.join(SCRIPT_NAMES)}), got "
             f"{data!r}"
         )
-    table = SIMGCD_SCRIPTS if preset == "simgcd" else EAGC_SCRIPTS
+    table = _TABLES[preset]
     script = table.get(SCRIPT_NAMES[name])
     if script is None:
         raise EntangleValueError(
@@ -55,7 +58,7 @@ def preset_values(preset: str, data: str) -> dict:
             + ", ".join(b for b, s in SCRIPT_NAMES.items() if s in table)
         )
     values = {
-        "model": "vit-b16",
+        "model": getattr(script, "model", "vit-b16"),
         "trainable_blocks": _VIT_BLOCKS - _GRAD_FROM_BLOCK,
         "epochs": script.epochs,
         "batch_size": script.batch_size,

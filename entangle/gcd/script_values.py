@@ -7,7 +7,8 @@ instead of restating the numbers. Keys are the scripts' own ``--dataset_name`` v
 Read from CVMI-Lab/SimGCD at f843f27 (``scripts/run_*.sh``, last changed in 1e0fb9d "update
 configs": the initial commit's memax weights differ for Herbarium19, ImageNet-100 and
 CIFAR-100) and HaiyangZheng/EAGC at 87af6ff (``scripts/SimGCD/train_*.sh``, ViT-B/16 DINO;
-the ``*_dinov2.sh`` variants are not listed).
+``scripts/SimGCD/train_*_dinov2.sh``, DINOv2 ViT-B/14 with 4 registers, in
+``EAGC_DINOV2_SCRIPTS``; read again at 030e79d).
 """
 
 from __future__ import annotations
@@ -48,6 +49,10 @@ class EAGCScript:
     lr_backbone: float = 0.1
     weight_decay: float = 5e-5
     sup_weight: float = 0.35
+    # entangle's name of the backbone the script trains: DINO ViT-B/16 (methods/SimGCD.py's
+    # --backbone_type dino), or DINOv2's vit_base with --dinov2_patch_size 14 and
+    # --dinov2_num_register_tokens 4 (its defaults) for --backbone_type dinov2
+    model: str = "vit-b16"
 
 
 def _simgcd(name: str, memax: float) -> SimGCDScript:
@@ -82,5 +87,22 @@ EAGC_SCRIPTS = MappingProxyType(
         "scars": _eagc("scars", 1.0, 3.0, 30, 32),
         "aircraft": _eagc("aircraft", 1.0, 3.0, 30, 32),
         "herbarium_19": _eagc("herb19", 1.0, 0.5, 30, 32),
+    }
+)
+
+
+# scripts/SimGCD/train_{cub,scars,aircraft}_dinov2.sh: train_cub.sh's values plus
+# --backbone_type dinov2; all three pass --eep_weight 0.5 (the DINO Cars / Aircraft scripts 3)
+EAGC_DINOV2_SCRIPTS = MappingProxyType(
+    {
+        name: EAGCScript(
+            f"HaiyangZheng/EAGC scripts/SimGCD/train_{name}_dinov2.sh",
+            memax_weight=1.0,
+            eep_weight=0.5,
+            reference_epochs=30,
+            reference_batch_size=32,
+            model="vit-b14-reg4-dinov2",
+        )
+        for name in ("cub", "scars", "aircraft")
     }
 )

@@ -60,3 +60,31 @@ def test_show_config_applies_preset_and_flags_win(tmp_path):
     assert cfg["memax_weight"] == 3.0 and cfg["loss"]["memax_weight"] == 3.0  # the flag won
     assert cfg["preset_script"]["preset_source"].endswith("scripts/SimGCD/train_scars.sh")
     assert not (tmp_path / "r").exists()  # nothing trained, nothing written
+
+
+def test_dinov2_preset_is_the_dinov2_scripts():
+    # HaiyangZheng/EAGC scripts/SimGCD/train_scars_dinov2.sh: --backbone_type dinov2,
+    # --eep_weight 0.5 (train_scars.sh passes 3), memax 1, reference 30 / 32 / 0.02;
+    # methods/SimGCD.py: --dinov2_patch_size 14, --dinov2_num_register_tokens 4
+    for name in ("cub", "scars", "aircraft"):
+        values = preset_values("eagc-dinov2", f"{name}:/d")
+        assert values["model"] == "vit-b14-reg4-dinov2"
+        assert (values["eep_weight"], values["memax_weight"], values["aga_weight"]) == (
+            0.5,
+            1.0,
+            0.7,
+        )
+        assert (values["reference_epochs"], values["reference_batch_size"]) == (30, 32)
+        assert values["preset_source"].endswith(f"scripts/SimGCD/train_{name}_dinov2.sh")
+    assert preset_values("eagc", "scars:/d")["eep_weight"] == 3.0
+    assert preset_values("eagc", "scars:/d")["model"] == "vit-b16"
+    with pytest.raises(EntangleValueError, match="no cifar100 run"):
+        preset_values("eagc-dinov2", "cifar100:/d")
+
+
+def test_dinov2_preset_from_the_cli(tmp_path):
+    args = ["train", str(tmp_path / "r"), "--preset", "eagc-dinov2", "--data", f"cub:{tmp_path}"]
+    out = CliRunner().invoke(app, [*args, "--show-config"])
+    assert out.exit_code == 0, out.output
+    cfg = json.loads(out.output)
+    assert cfg["model"] == "vit-b14-reg4-dinov2" and cfg["preset"] == "eagc-dinov2"
