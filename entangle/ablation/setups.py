@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from entangle.checkpoints.safe import safe_load
 from entangle.gcd.setup import reference_head
 from entangle.gcd.train import Setup, TrainConfig, ensure_reference, prepare
 from entangle.runs.io import FileLock, make_dir, publish_once
@@ -98,7 +99,8 @@ def cached_setup(config: TrainConfig, folder, progress=None) -> Setup:
     # it needs no pretraining (and no download of pretrained weights)
     shell = dataclasses.replace(config, pretrain_epochs=0, pretrained=None)
     setup = prepare(shell)
-    state = torch.load(path, map_location=setup.device, weights_only=True)
+    # the grid folder may be someone else's: sizes checked, no code, one line if damaged
+    state = safe_load(path)
     setup.backbone.load_state_dict(state["backbone"])
     setup.head.load_state_dict(state["head"])
     if config.needs_reference():
@@ -114,7 +116,8 @@ def _cached_reference(config: TrainConfig, setup: Setup, folder: Path, progress)
             ref_b, ref_h = ensure_reference(config, setup, progress=progress)
             _publish(path, {"backbone": ref_b.state_dict(), "head": ref_h.state_dict()})
             setup.reference = None
-    state = torch.load(path, map_location=setup.device, weights_only=True)
+    # the grid folder may be someone else's: sizes checked, no code, one line if damaged
+    state = safe_load(path)
     ref_b = copy.deepcopy(setup.backbone)
     ref_h = reference_head(setup.head, len(setup.data.old_classes), config.seed)
     ref_b.load_state_dict(state["backbone"])

@@ -21,3 +21,27 @@ def test_formula_cells_are_quoted_and_numbers_kept():
     line = results_csv(rows).splitlines()[1]
     assert line.split(",")[:4] == ["'=HYPERLINK(1)", "'+cmd|x", "-1.5", "'@x"]
     assert line.endswith(",3")
+
+
+def test_a_planted_setup_bomb_is_refused_in_one_line(tmp_path):
+    """A grid's setups/ folder may come from someone else: a stored setup that declares a
+    4 GiB storage in a few KB is refused from its central directory, not inflated."""
+    import sys
+    from pathlib import Path
+
+    import torch
+
+    from entangle.ablation.setups import cached_setup, setup_key
+    from entangle.checkpoints.safe import CheckpointError
+    from entangle.gcd.train import TrainConfig
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "support"))
+    from bombs import declare_size
+
+    config = TrainConfig(data="synthetic", epochs=1, device="cpu")
+    path = tmp_path / f"{setup_key(config)}.pt"
+    torch.save({"backbone": {"w": torch.ones(4)}, "head": {}}, path)
+    declare_size(path, "/data/0", 4 << 30)
+    with pytest.raises(CheckpointError, match="ENTANGLE_MAX_INFLATE_RATIO=N") as info:
+        cached_setup(config, tmp_path)
+    assert "\n" not in str(info.value)
