@@ -22,6 +22,7 @@ import numpy as np
 
 from entangle.ablation.cell import cells_dir
 from entangle.ablation.spec import Cell, GridSpec, format_value
+from entangle.runs import keys
 
 # (key, column title, scale, decimals) of the paper-style table
 TABLE_METRICS = (
@@ -61,20 +62,21 @@ def cell_row(cell: Cell, run_dir: Path) -> dict:
     summary = {}
     if status == "done":
         summary = json.loads((run_dir / "DONE").read_text(encoding="utf-8")).get("summary") or {}
-    row["acc_all"] = summary.get("acc_all")
-    row["acc_old"] = summary.get("acc_old")
-    row["acc_new"] = summary.get("acc_new")
+    for group, key in keys.ACC_KEYS.items():
+        row[f"acc_{group}"] = summary.get(key)
     # the paper's window first; "_all" the whole run; the applied gradient is the corrected one
-    applied = "coordinated" if "gdc_early_coordinated" in summary else "eagc"
-    row["gdc"] = summary.get(f"gdc_early_{applied}", summary.get("gdc_early"))
-    row["gdc_raw"] = summary.get("gdc_early")
-    row["soc"] = summary.get("soc_early")
-    row["gdc_all"] = summary.get(f"gdc_mean_{applied}", summary.get("gdc_mean"))
-    row["gdc_raw_all"] = summary.get("gdc_mean")
-    row["soc_all"] = summary.get("soc_all")
-    row["soc_last_epoch"] = summary.get("soc")
-    row["cos_mean"] = summary.get("cos_mean")
-    row["conflict_rate"] = summary.get("conflict_rate")
+    # (a baseline has no applied keys: its raw GDC is the applied one)
+    applied = keys.applied_kind(summary)
+    early, whole = keys.done_gdc(keys.EARLY), keys.done_gdc(keys.MEAN)
+    row["gdc"] = summary.get(keys.done_gdc(keys.EARLY, applied), summary.get(early))
+    row["gdc_raw"] = summary.get(early)
+    row["soc"] = summary.get(keys.SOC_EARLY)
+    row["gdc_all"] = summary.get(keys.done_gdc(keys.MEAN, applied), summary.get(whole))
+    row["gdc_raw_all"] = summary.get(whole)
+    row["soc_all"] = summary.get(keys.SOC_ALL)
+    row["soc_last_epoch"] = summary.get(keys.SOC_LAST_EPOCH)
+    row["cos_mean"] = summary.get(keys.done_cos_mean())
+    row["conflict_rate"] = summary.get(keys.CONFLICT_RATE)
     row["error"] = error
     return row
 

@@ -9,6 +9,7 @@ import torch
 from entangle.data.datasets import GCDData, eval_inputs
 from entangle.defaults import APERTURE, SOC_K
 from entangle.probing.evaluation import accuracy_fields, embed_batches, epoch_record
+from entangle.runs import keys
 from entangle.runs.directory import RunReader
 from entangle.runs.records import accuracy_protocol
 from entangle.runs.summary import EARLY_STEPS
@@ -93,27 +94,27 @@ def run_summary(reader: RunReader) -> dict:
     The numbers come from runs/summary.py (one implementation of each statistic, the same the
     report's summary table shows).
     """
-    table = summary_table(reader.steps, reader.epochs, "last_block")
+    table = summary_table(reader.steps, reader.epochs, keys.LAST_BLOCK)
     out = {
-        "acc_all": table["acc_all_last"],
-        "acc_old": table["acc_old_last"],
-        "acc_new": table["acc_new_last"],
-        "acc_protocol": accuracy_protocol(reader.epochs),
-        "early_steps": EARLY_STEPS,
-        "gdc_early": table["gdc_early_raw"],
-        "soc_early": table["soc_early"],
-        "gdc_mean": table["gdc_all_raw"],
-        "soc_all": table["soc_all"],
-        "soc": table["soc_last_epoch"],
-        "cos_mean": table["cos_mean_raw"],
-        "conflict_rate": table["conflict_rate_raw"],
-        "steps_probed": table["steps"],
-        "nan_steps": table["nan_steps"],
+        keys.ACC_ALL: table["acc_all_last"],
+        keys.ACC_OLD: table["acc_old_last"],
+        keys.ACC_NEW: table["acc_new_last"],
+        keys.ACC_PROTOCOL: accuracy_protocol(reader.epochs),
+        keys.EARLY_STEPS_KEY: EARLY_STEPS,
+        keys.done_gdc(keys.EARLY): table["gdc_early_raw"],
+        keys.SOC_EARLY: table["soc_early"],
+        keys.done_gdc(keys.MEAN): table["gdc_all_raw"],
+        keys.SOC_ALL: table["soc_all"],
+        keys.SOC_LAST_EPOCH: table["soc_last_epoch"],
+        keys.done_cos_mean(): table["cos_mean_raw"],
+        keys.CONFLICT_RATE: table["conflict_rate_raw"],
+        keys.STEPS_PROBED: table["steps"],
+        keys.NAN_STEPS: table["nan_steps"],
     }
     # the applied update's: EAGC's corrected (`eagc`), a gradient coordinator's `coordinated`
-    for kind in ("eagc", "coordinated"):
+    for kind in keys.APPLIED_KINDS:
         if any(kind in step for step in reader.steps):
-            out[f"cos_mean_{kind}"] = table[f"cos_mean_{kind}"]
-            out[f"gdc_early_{kind}"] = table[f"gdc_early_{kind}"]
-            out[f"gdc_mean_{kind}"] = table[f"gdc_all_{kind}"]
+            out[keys.done_cos_mean(kind)] = table[f"cos_mean_{kind}"]
+            out[keys.done_gdc(keys.EARLY, kind)] = table[f"gdc_early_{kind}"]
+            out[keys.done_gdc(keys.MEAN, kind)] = table[f"gdc_all_{kind}"]
     return out

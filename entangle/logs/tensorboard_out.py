@@ -18,6 +18,7 @@ from entangle.probing.tensorboard import (
 )
 from entangle.report.energy import aperture_of, epoch_energy
 from entangle.report.output import atomic_output_dir
+from entangle.runs import keys
 from entangle.runs.directory import RunReader
 
 __all__ = ["EXPORT_MARKER", "TensorBoardOut", "class_attribution", "export_run", "record_scalars"]
@@ -108,7 +109,8 @@ def _export_into(reader: RunReader, log_dir: Path, histogram_every: int) -> list
         epoch_steps = {}
         for record in reader.epochs:
             out.write_epoch(record)
-            epoch_steps[record.get("epoch")] = int(record.get("step", record.get("epoch", 0)))
+            at = record.get(keys.STEP, record.get(keys.EPOCH, 0))
+            epoch_steps[record.get(keys.EPOCH)] = int(at)
         aperture = aperture_of(reader.config, reader.meta)
         saved = reader.feature_epochs()
         for epoch in saved:

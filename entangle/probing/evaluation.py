@@ -18,6 +18,7 @@ from entangle.metrics import cluster_accuracies, knn_overlap
 from entangle.metrics.clustering import accuracy_protocols
 from entangle.nn.modes import eval_mode
 from entangle.probing.probeset import summarize_subspace
+from entangle.runs import keys
 
 ACCURACY_DEFAULT = ("v2",)
 
@@ -192,9 +193,9 @@ def write_epoch(run, epoch: int, step: int | None, record: dict, arrays: dict | 
     Returns:
         the record as written.
     """
-    full = {"epoch": int(epoch)}
+    full = {keys.EPOCH: int(epoch)}
     if step is not None:
-        full["step"] = int(step)
+        full[keys.STEP] = int(step)
     full |= record
     run.write_epoch(full)
     if arrays is not None:

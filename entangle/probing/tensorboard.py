@@ -22,11 +22,12 @@ from pathlib import Path
 import torch
 
 from entangle.errors import EntangleTypeError, EntangleValueError
+from entangle.runs import keys
 
 # top-level record keys that are the x axis, bookkeeping or a setting, not measured values
 # (``k``: the SOC subspace dimension of an evaluation); epochs.jsonl keeps them
-SKIPPED_KEYS = frozenset({"step", "epoch", "nan", "time", "k"})
-EPOCH_PREFIX = "epoch"
+SKIPPED_KEYS = frozenset({keys.STEP, keys.EPOCH, keys.NAN, keys.TIME, keys.SOC_K_USED})
+EPOCH_PREFIX = keys.EPOCH
 HISTOGRAM_PREFIX = "hist"
 # a step record's top-level numbers (n_labeled, eagc_mu): one TensorBoard section, not one each
 SINGLETON_PREFIX = "step"
@@ -110,7 +111,7 @@ class TensorBoardOut:
             rows: per-row tensors of the step, ``{name: [n] tensor}`` plus an optional
                 ``"labeled"`` ``[n]`` bool mask (see :func:`row_histograms`).
         """
-        step = int(record.get("step", self._steps_written))
+        step = int(record.get(keys.STEP, self._steps_written))
         for tag, value in record_scalars(record):
             self.writer.add_scalar(tag, value, step)
             self.tags.add(tag)
@@ -121,7 +122,7 @@ class TensorBoardOut:
 
     def write_epoch(self, record: Mapping) -> None:
         """Scalars of one evaluation record under ``epoch/``, at its ``step`` (else its epoch)."""
-        step = int(record.get("step", record.get("epoch", 0)))
+        step = int(record.get(keys.STEP, record.get(keys.EPOCH, 0)))
         for tag, value in record_scalars(record, EPOCH_PREFIX):
             self.writer.add_scalar(tag, value, step)
             self.tags.add(tag)

@@ -7,9 +7,10 @@ from collections.abc import Sequence
 import numpy as np
 
 from entangle.report.figures import colors, new_figure, no_data, smooth, style, suptitle, text
+from entangle.runs import keys
 from entangle.runs.records import gradient_series, path_series
 
-KINDS = (("raw", "raw"), ("eagc", "EAGC-corrected"))
+KINDS = ((keys.RAW, "raw"), (keys.EAGC, "EAGC-corrected"))
 
 
 def _smoothed_points(ax, x, y, color, label, *, positive=False) -> bool:
@@ -37,15 +38,15 @@ def conflict_figure(runs: Sequence):
     with style():
         fig, axes = new_figure(2, len(runs), sharey="row")
         rows = (
-            ("cos", "cos(g_S, g_U)", "cosine conflict"),
-            ("gdc", "GDC = 1 - cos(g_S, g_S + g_U)", "GDC"),
+            (keys.COS, "cos(g_S, g_U)", "cosine conflict"),
+            (keys.GDC, "GDC = 1 - cos(g_S, g_S + g_U)", "GDC"),
         )
         for j, run in enumerate(runs):
             group = f" [{text(run.group)}]" if run.group else ""
             for i, (metric, ylabel, what) in enumerate(rows):
                 ax = axes[i, j]
                 if _gradient_panel(ax, run, metric):
-                    if metric == "cos":
+                    if metric == keys.COS:
                         ax.axhline(0.0, color="0.3", lw=0.8, ls="--")
                     ax.legend(loc="best", fontsize="small")
                 else:
@@ -76,7 +77,7 @@ def training_figure(runs: Sequence):
             ax.set_ylabel("||g_U|| / ||g_S|| (log scale)")
 
             ax = axes[1, j]
-            x, soc = path_series(run.steps, "probeset", "soc")
+            x, soc = path_series(run.steps, keys.PROBESET, keys.SOC)
             ok = np.isfinite(soc)
             if ok.any():
                 ax.plot(x[ok], soc[ok], marker="o", ms=3, lw=1.4, color=acc_colors[0])
@@ -88,8 +89,8 @@ def training_figure(runs: Sequence):
 
             ax = axes[2, j]
             drawn = False
-            for key, color in zip(("all", "old", "new"), acc_colors, strict=True):
-                ep, acc = path_series(run.epochs, f"acc_{key}", x_key="epoch")
+            for (key, field), color in zip(keys.ACC_KEYS.items(), acc_colors, strict=True):
+                ep, acc = path_series(run.epochs, field, x_key=keys.EPOCH)
                 ok = np.isfinite(acc)
                 if ok.any():
                     ax.plot(ep[ok], acc[ok], marker="o", ms=3, color=color, label=key.title())
@@ -112,13 +113,13 @@ def comparison_figure(runs: Sequence):
         fig, axes = new_figure(1, 3)
         for run, color in zip(runs, palette, strict=True):
             name = text(run.name, 30)
-            for k, metric in enumerate(("cos", "gdc")):
-                for kind, ls in (("raw", "-"), ("eagc", "--")):
+            for k, metric in enumerate((keys.COS, keys.GDC)):
+                for kind, ls in ((keys.RAW, "-"), (keys.EAGC, "--")):
                     x, y = gradient_series(run.steps, kind, metric, run.group)
                     if np.isfinite(y).any():
-                        label = f"{name}, {'raw' if kind == 'raw' else 'EAGC'}"
+                        label = f"{name}, {'raw' if kind == keys.RAW else 'EAGC'}"
                         axes[0, k].plot(x, smooth(y), color=color, ls=ls, lw=1.6, label=label)
-            ep, acc = path_series(run.epochs, "acc_all", x_key="epoch")
+            ep, acc = path_series(run.epochs, keys.ACC_ALL, x_key=keys.EPOCH)
             ok = np.isfinite(acc)
             if ok.any():
                 axes[0, 2].plot(ep[ok], acc[ok], color=color, marker="o", ms=3, label=name)

@@ -35,6 +35,7 @@ from entangle.report.verdict_detail import (
     probeset_note,
     setting_estimate,
 )
+from entangle.runs import keys
 from entangle.runs.records import gradient_series, step_axis
 from entangle.runs.summary import EARLY_STEPS, accuracy_summary
 
@@ -138,28 +139,28 @@ def window(group: list[RunData]) -> str:
     return f"{WINDOW} ({probed} probed)"
 
 
-def _gdc(run, kind="raw"):
-    return _early(run, gradient_series(run.steps, kind, "gdc", run.group)[1])
+def _gdc(run, kind=keys.RAW):
+    return _early(run, gradient_series(run.steps, kind, keys.GDC, run.group)[1])
 
 
 def _conflict(run):
-    cos = _early(run, gradient_series(run.steps, "raw", "cos", run.group)[1])
+    cos = _early(run, gradient_series(run.steps, keys.RAW, keys.COS, run.group)[1])
     return np.where(np.isnan(cos), np.nan, (cos < 0).astype(np.float64))
 
 
 def coordinated(run) -> str | None:
     """The record kind of the run's applied update: ``eagc``, ``coordinated`` (a torchjd
     coordinator, docs/coordinators.md) or None (plain training)."""
-    return next((k for k in ("eagc", "coordinated") if has(run, k)), None)
+    return next((k for k in keys.APPLIED_KINDS if has(run, k)), None)
 
 
 def _applied(run):
     """The GDC of the gradient the optimiser applies: corrected/coordinated, else raw."""
-    return _gdc(run, coordinated(run) or "raw")
+    return _gdc(run, coordinated(run) or keys.RAW)
 
 
 def _change(run):
-    return _gdc(run, coordinated(run) or "raw") - _gdc(run, "raw")
+    return _gdc(run, coordinated(run) or keys.RAW) - _gdc(run, keys.RAW)
 
 
 def _acc(group_key):
@@ -254,7 +255,7 @@ def compute_verdict(runs: Sequence[RunData]) -> Verdict:
     """The answer card, every detail sentence and row, and verdict.json's facts."""
     out = Verdict()
     groups = settings(runs)
-    probed = [g for g in groups if has(g[0], "raw")]
+    probed = [g for g in groups if has(g[0], keys.RAW)]
     baselines = [g for g in probed if coordinated(g[0]) is None]
     treated = [g for g in probed if coordinated(g[0]) is not None]
     facts = {label(g): SettingFacts(label(g), len(g), window(g), coordination=coordinated(g[0]))

@@ -12,9 +12,12 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from entangle.runs.keys import ACC_ALL, ACC_PROTOCOL, EAGC, LAST_BLOCK, RAW, STEP
+from entangle.runs.keys import NAN as NAN_KEY
+
 NAN = float("nan")
 # the parameter group the paper reports; used when a record holds several groups
-PREFERRED_GROUP = "last_block"
+PREFERRED_GROUP = LAST_BLOCK
 
 
 def as_float(value) -> float:
@@ -41,7 +44,7 @@ def is_flat_gradient_record(record: Mapping) -> bool:
     return not any(isinstance(v, Mapping) for v in record.values())
 
 
-def gradient_groups(steps: Sequence[Mapping], kind: str = "raw") -> list[str]:
+def gradient_groups(steps: Sequence[Mapping], kind: str = RAW) -> list[str]:
     """Parameter-group names present in ``steps[*][kind]``; ``[""]`` for flat records."""
     groups: list[str] = []
     for rec in steps:
@@ -57,7 +60,7 @@ def gradient_groups(steps: Sequence[Mapping], kind: str = "raw") -> list[str]:
 
 def default_group(steps: Sequence[Mapping]) -> str:
     """The group to plot: ``last_block`` when recorded, else the first one seen."""
-    groups = gradient_groups(steps, "raw") or gradient_groups(steps, "eagc")
+    groups = gradient_groups(steps, RAW) or gradient_groups(steps, EAGC)
     if PREFERRED_GROUP in groups:
         return PREFERRED_GROUP
     return groups[0] if groups else ""
@@ -78,7 +81,7 @@ def step_axis(steps: Sequence[Mapping]) -> np.ndarray:
     """``[n]`` step numbers of the records (their list position where ``step`` is missing)."""
     out = np.empty(len(steps), dtype=np.float64)
     for i, rec in enumerate(steps):
-        s = as_float(dig(rec, "step"))
+        s = as_float(dig(rec, STEP))
         out[i] = i if math.isnan(s) else s
     return out
 
@@ -89,7 +92,7 @@ def gradient_series(steps: Sequence[Mapping], kind: str, metric: str, group: str
     return step_axis(steps), values
 
 
-def path_series(records: Sequence[Mapping], *keys, x_key: str = "step"):
+def path_series(records: Sequence[Mapping], *keys, x_key: str = STEP):
     """``(x [n], value [n])`` for a nested scalar field, e.g. ``("probeset", "soc")``.
 
     Records without the field are dropped (a ProbeSet SOC exists only on some steps).
@@ -113,7 +116,7 @@ def summary_series(steps: Sequence[Mapping], *keys):
         node = dig(rec, *keys)
         if not isinstance(node, Mapping):
             continue
-        x = as_float(dig(rec, "step"))
+        x = as_float(dig(rec, STEP))
         xs.append(i if math.isnan(x) else x)
         for k in stats:
             cols[k].append(as_float(node.get(k)))
@@ -124,7 +127,7 @@ def nan_reasons(steps: Sequence[Mapping]) -> dict[str, int]:
     """How many steps reported a NaN for each metric key (from the records' ``nan`` field)."""
     counts: dict[str, int] = {}
     for rec in steps:
-        nan = dig(rec, "nan")
+        nan = dig(rec, NAN_KEY)
         if isinstance(nan, Mapping):
             for key in nan:
                 counts[str(key)] = counts.get(str(key), 0) + 1
@@ -133,7 +136,7 @@ def nan_reasons(steps: Sequence[Mapping]) -> dict[str, int]:
 
 def nan_step_count(steps: Sequence[Mapping]) -> int:
     """Number of step records that reported at least one NaN metric."""
-    return sum(1 for rec in steps if isinstance(dig(rec, "nan"), Mapping) and dig(rec, "nan"))
+    return sum(1 for rec in steps if isinstance(dig(rec, NAN_KEY), Mapping) and dig(rec, NAN_KEY))
 
 
 def accuracy_protocol(epochs: Sequence[Mapping]) -> str:
@@ -144,9 +147,9 @@ def accuracy_protocol(epochs: Sequence[Mapping]) -> str:
     """
     seen: list[str] = []
     for rec in epochs:
-        if not isinstance(rec, Mapping) or "acc_all" not in rec:
+        if not isinstance(rec, Mapping) or ACC_ALL not in rec:
             continue
-        protocol = rec.get("acc_protocol")
+        protocol = rec.get(ACC_PROTOCOL)
         protocol = str(protocol) if protocol else "v2"
         if protocol not in seen:
             seen.append(protocol)

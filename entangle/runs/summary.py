@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from entangle.runs import keys
 from entangle.runs.records import (
     as_float,
     gradient_series,
@@ -48,23 +49,25 @@ def accuracy_summary(epochs: Sequence[Mapping]) -> dict[str, float]:
     out = {f"acc_{g}_{w}": math.nan for g in ("all", "old", "new") for w in ("best", "last")}
     out["best_epoch"] = math.nan
     rows = [
-        e for e in epochs if isinstance(e, Mapping) and not math.isnan(as_float(e.get("acc_all")))
+        e
+        for e in epochs
+        if isinstance(e, Mapping) and not math.isnan(as_float(e.get(keys.ACC_ALL)))
     ]
     if not rows:
         return out
-    best = max(rows, key=lambda e: as_float(e.get("acc_all")))
+    best = max(rows, key=lambda e: as_float(e.get(keys.ACC_ALL)))
     last = rows[-1]
-    for g in ("all", "old", "new"):
-        out[f"acc_{g}_best"] = as_float(best.get(f"acc_{g}"))
-        out[f"acc_{g}_last"] = as_float(last.get(f"acc_{g}"))
-    out["best_epoch"] = as_float(best.get("epoch"))
+    for g, key in keys.ACC_KEYS.items():
+        out[f"acc_{g}_best"] = as_float(best.get(key))
+        out[f"acc_{g}_last"] = as_float(last.get(key))
+    out["best_epoch"] = as_float(best.get(keys.EPOCH))
     return out
 
 
 def gradient_summary(steps: Sequence[Mapping], kind: str, group: str) -> dict[str, float]:
     """Cosine conflict and GDC statistics of one kind (``raw`` or ``eagc``) of record."""
-    x, cos = gradient_series(steps, kind, "cos", group)
-    _, gdc = gradient_series(steps, kind, "gdc", group)
+    x, cos = gradient_series(steps, kind, keys.COS, group)
+    _, gdc = gradient_series(steps, kind, keys.GDC, group)
     return {
         f"cos_mean_{kind}": _nanmean(cos),
         f"cos_median_{kind}": _nanmedian(cos),
@@ -77,16 +80,15 @@ def gradient_summary(steps: Sequence[Mapping], kind: str, group: str) -> dict[st
 def run_summary(steps: Sequence[Mapping], epochs: Sequence[Mapping], group: str) -> dict:
     """Every summary-table number of one run (NaN where the run did not record it)."""
     out = accuracy_summary(epochs)
-    out.update(gradient_summary(steps, "raw", group))
-    out.update(gradient_summary(steps, "eagc", group))
-    out.update(gradient_summary(steps, "coordinated", group))
-    x, soc = path_series(steps, "probeset", "soc")
+    for kind in (keys.RAW, *keys.APPLIED_KINDS):
+        out.update(gradient_summary(steps, kind, group))
+    x, soc = path_series(steps, keys.PROBESET, keys.SOC)
     out["soc_early"] = _nanmean(_early(x, soc))
     out["soc_all"] = _nanmean(soc)
-    _, soc_epochs = path_series(epochs, "soc", x_key="epoch")
+    _, soc_epochs = path_series(epochs, keys.SOC, x_key=keys.EPOCH)
     out["soc_last_epoch"] = float(soc_epochs[-1]) if soc_epochs.size else math.nan
     out["steps"] = len(steps)
     out["nan_steps"] = nan_step_count(steps)
-    _, raw_cos = gradient_series(steps, "raw", "cos", group)
+    _, raw_cos = gradient_series(steps, keys.RAW, keys.COS, group)
     out["nan_cos_raw"] = int(np.isnan(raw_cos).sum())
     return out
