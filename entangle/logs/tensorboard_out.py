@@ -105,7 +105,7 @@ def _export_into(reader: RunReader, log_dir: Path, histogram_every: int) -> list
         for record in reader.steps:
             out.write_step(record)
             for tag, value in class_attribution(record, names):
-                out.write_scalar(tag, value, record.get("step", 0))
+                out.write_scalar(tag, value, record.get(keys.STEP, 0))
         epoch_steps = {}
         for record in reader.epochs:
             out.write_epoch(record)
