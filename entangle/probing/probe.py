@@ -25,8 +25,8 @@ from entangle.defaults import APERTURE
 from entangle.eagc import EAGC, check_scaling, loss_scale
 from entangle.errors import EntangleRuntimeError, EntangleValueError
 from entangle.metrics.energy import SIMGCD_LOGIT_TEMPERATURE
-from entangle.metrics.gradients import conflict_from_products
 from entangle.nn.distributed import is_main_process, world_size
+from entangle.probing.backward import group_metrics, step_record
 from entangle.probing.checks import attributor_for, check_features, refuse_clash
 from entangle.probing.evaluation import embed_batches, epoch_record, loader_rows
 from entangle.probing.measurements import (
@@ -40,7 +40,7 @@ from entangle.probing.measurements import (
 )
 from entangle.probing.params import parameter_groups
 from entangle.probing.sinks import MemoryStore, RunStore, TensorBoardSink
-from entangle.probing.step import ProbedStep, flat, grads, minus, or_zeros, products, scaled
+from entangle.probing.step import ProbedStep, scaled
 from entangle.probing.summaries import nan_reasons, to_host
 
 # the core's own step-record keys; every part adds its own (docs/records.md)
@@ -471,32 +471,19 @@ class Probe:
             logits=logits,
             rows=rows,
             state=state,
-            metrics=lambda s, u, t=None: self._group_metrics(s, u, t, scale),
+            metrics=lambda s, u, t=None: group_metrics(
+                self.groups, self._index, s, u, t, scale, self.distributed, self._named
+            ),
             histograms={} if tb is not None and tb.wants_histograms() else None,
         )
-        self._raw_gradients(ps)
-        for part in self._measurements:
-            part.prepare(ps)
-        ps.total, feature_total, ps.applied = self._training_backward(ps)
-
-        record: dict = {"step": step}
-        if self.epoch is not None:
-            record["epoch"] = self.epoch
-        record["losses"] = {"sup": sup.detach(), "unsup": unsup.detach()}
-        n = len(self._params)
-        if ps.raw_unsup is not None:  # with EAGC the captured total is the corrected one
-            ps.raw_u, ps.raw_total = ps.raw_unsup[:n], None
-        else:
-            ps.raw_u, ps.raw_total = minus(ps.total, ps.raw_sup), ps.total
-        record["raw"] = ps.metrics(ps.raw_sup, ps.raw_u, ps.raw_total)
-        if features is not None:
-            ps.g_s = or_zeros(ps.raw_sup[-1], features)
-            g_u = ps.raw_unsup[-1] if ps.raw_unsup is not None else feature_total - ps.g_s
-            ps.g_u = or_zeros(g_u, features)
-        for part in self._measurements:
-            part.measure(ps, record)
-        if labeled is not None:
-            record["n_labeled"] = labeled.sum()
+        record = step_record(
+            ps,
+            self._measurements,
+            eagc=self.eagc,
+            coordinator=self.coordinator,
+            index=self._index,
+            epoch=self.epoch,
+        )
         record = self.transfer(record)
         record["nan"] = nan_reasons(record)
         if self.distributed and world_size() > 1:
@@ -508,91 +495,3 @@ class Probe:
                 "keys": [k for k in RANK_LOCAL_KEYS if k in record],
             }
         return record, ps.histograms or {}
-
-    def _raw_gradients(self, ps: ProbedStep) -> None:
-        """Raw g_S (and with EAGC raw g_U) through the identity mode of the coordination."""
-        features, sup, unsup = ps.features, ps.scaled(ps.sup), ps.scaled(ps.unsup)
-        inputs = ps.params + ([features] if features is not None else [])
-        with _measuring(self.eagc, ps.state, "identity"):
-            raw_sup = None
-            for part in self._measurements:
-                raw_sup = raw_sup if raw_sup is not None else part.supervised(ps)
-            ps.raw_sup = raw_sup if raw_sup is not None else grads(sup, inputs)
-            if features is not None and ps.raw_sup[-1] is None:
-                if grads(unsup, [features])[0] is None:
-                    raise EntangleValueError(
-                        "features is not in the graph of the losses: pass the tensor the losses "
-                        "were computed from (the same forward), not a recomputed one"
-                    )
-            if ps.state is not None:
-                ps.raw_unsup = grads(unsup, inputs)
-
-    def _training_backward(self, ps: ProbedStep):
-        """The one training backward; hooks capture this call's gradient of every probed leaf.
-
-        With a coordinator it makes the backward (given the raw g_S, no extra one) and the
-        third result is the applied gradient of every probed leaf (else None).
-        """
-        params, features = self._params, ps.features
-        captured: list[torch.Tensor | None] = [None] * len(params)
-        feature_total: list[torch.Tensor | None] = [None]
-        handles = []
-
-        def keep(i):
-            def hook(grad):
-                captured[i] = grad
-
-            return hook
-
-        def keep_feature(grad):
-            feature_total[0] = grad
-
-        try:
-            for i, p in enumerate(params):
-                handles.append(p.register_hook(keep(i)))
-            if features is not None and self.eagc is None:
-                handles.append(features.register_hook(keep_feature))
-            if self.coordinator is None:
-                ps.scaled(ps.sup + ps.unsup).backward()
-            else:
-                coordinated = self.coordinator.params
-                given = [ps.raw_sup[self._index[id(p)]] for p in coordinated]
-                out = self.coordinator.backward(ps.sup, ps.unsup, scaler=ps.scaler, sup_grads=given)
-        finally:
-            for h in handles:
-                h.remove()
-        if self.coordinator is None:
-            return captured, feature_total[0], None
-        applied = dict(zip(map(id, coordinated), out, strict=True))
-        applied = [applied.get(id(p), t) for p, t in zip(params, captured, strict=True)]
-        return captured, feature_total[0], applied
-
-    def _group_metrics(self, sup_grads, unsup_grads, total_grads=None, scale=None) -> dict:
-        """Conflict statistics per group; ``total_grads`` (the captured training gradient,
-        g_S + g_U) keeps GDC exact when the losses nearly cancel (else s + u elementwise)."""
-        out = {}
-        for name, group in self.groups.items():
-            idx = [self._index[id(p)] for p in group]
-            if self.distributed and world_size() > 1:
-                # averaged gradients need whole vectors; one all-reduce per group
-                both = torch.stack(
-                    [flat([g[i] for i in idx], group) for g in (sup_grads, unsup_grads)]
-                )
-                torch.distributed.all_reduce(both)
-                s, u = both[0] / world_size(), both[1] / world_size()
-                t = s + u
-                dots = torch.stack([s @ s, u @ u, s @ u, s @ t, t @ t]).double()
-            else:
-                totals = None if total_grads is None else [total_grads[i] for i in idx]
-                dots = products([sup_grads[i] for i in idx], [unsup_grads[i] for i in idx], totals)
-            if scale is not None:
-                dots = dots / scale.double() ** 2
-            out[name] = conflict_from_products(*dots)
-        return out if self._named else out["params"]
-
-
-# ---------------------------------------------------------------------- helpers
-
-
-def _measuring(eagc, state, mode: str):
-    return eagc.measuring(state, mode) if eagc is not None else nullcontext()
