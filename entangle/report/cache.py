@@ -5,7 +5,8 @@ previous folder's cache and carries every entry it uses into the new folder, so 
 ``entangle report`` recomputes nothing whose inputs did not change. A key is the SHA-256 of
 the features file's bytes together with every setting and library version that changes the
 result; a stale or unreadable entry is ignored (recomputed), never trusted blindly: entries
-are plain arrays read with ``allow_pickle=False``.
+are plain arrays read by :func:`entangle.runs.untrusted.load_npz` (no pickles, sizes within
+the limits of :mod:`entangle.runs.limits`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
+from entangle.errors import EntangleValueError
 from entangle.runs.io import atomic_write, make_dir
+from entangle.runs.untrusted import load_npz
 
 CACHE_DIR = "cache"
 # bumped when the meaning of a cached entry changes
@@ -63,10 +66,9 @@ class ReportCache:
             path = folder / f"{key}.npz"
             if path.is_symlink() or not path.is_file():
                 continue
-            try:
-                with np.load(path, allow_pickle=False) as data:
-                    arrays = {name: data[name] for name in data.files}
-            except (OSError, ValueError, KeyError, EOFError):
+            try:  # a previous folder's entry is untrusted: pickles and size bombs refused
+                arrays = load_npz(path, what="report cache entry")
+            except EntangleValueError:
                 continue
             if folder != self.folder:
                 self.put(key, arrays)

@@ -132,3 +132,26 @@ def test_entries_are_not_written_through_a_symlinked_cache_folder(tmp_path):
     with pytest.raises(SymlinkRefused):
         ReportCache(None, target).put("tsne-x", {"coords": np.zeros((2, 2))})
     assert list(victim.iterdir()) == []
+
+
+@pytest.mark.parametrize("damage", ["bomb", "not-a-zip"])
+def test_a_bomb_or_a_damaged_entry_is_a_miss(tmp_path, damage):
+    """A previous folder's entry declaring 4 GiB in a few KB is refused from its central
+    directory (it was read and trusted), and a file that is no zip at all is recomputed."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "support"))
+    from bombs import declare_size
+
+    previous, target = tmp_path / "old", tmp_path / "new"
+    (previous / "cache").mkdir(parents=True)
+    target.mkdir()
+    entry = previous / "cache" / "tsne-x.npz"
+    np.savez(entry, coords=np.zeros((2, 2)), kept=np.arange(2))
+    if damage == "bomb":
+        declare_size(entry, "coords.npy", 4 << 30)
+    else:
+        entry.write_bytes(b"not a zip file at all")
+    cache = ReportCache(previous, target)
+    assert cache.get("tsne-x") is None and cache.misses == 1
