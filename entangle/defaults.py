@@ -1,9 +1,12 @@
-"""The one home of EAGC's and SOC's defaults (docs/quantities.md, EAGC; docs/architecture.md).
+"""The one home of EAGC's, SOC's and the SimGCD objective's defaults (docs/quantities.md,
+docs/protocol.md; docs/architecture.md).
 
 Every signature, dataclass field and CLI option with these defaults reads them from here
 (the CLI through the dataclass fields), so a default changes in one place. Torch-free, so
-importing it costs nothing.
+importing it costs nothing (``--help`` reads the loss defaults without importing torch).
 """
+
+from dataclasses import dataclass
 
 # conceptor aperture of the EAGC authors' scripts (tuned on DINO ViT-B/16 features)
 APERTURE = 2.0
@@ -16,3 +19,36 @@ SOC_K = 16
 # neighbours per row of the k-NN overlap in every epoch record and the report's overlap figure
 # (docs/records.md): fixed, so one key always means one k
 KNN_K = 10
+
+
+@dataclass(frozen=True)
+class SimGCDLoss:
+    """Weights and temperatures of the SimGCD objective; every default is SimGCD's.
+
+    :class:`entangle.gcd.losses.LossConfig` is this class plus its checks; ``TrainConfig``,
+    ``AnalyzeConfig`` and the ``train`` / ``analyze`` options read their defaults from here.
+
+    Attributes:
+        sup_weight: w, the weight of the supervised part (``1 - w`` for the unsupervised).
+        memax_weight: lambda_me of the mean-entropy regulariser (SimGCD's default 2; its
+            scripts use 4 for CIFAR-100, 2 for CUB, 1 elsewhere: ``gcd.script_values``).
+        student_temperature: tau_s of the classifier's softmax (CE, distillation, memax);
+            SimGCD's train.py ``student_out / 0.1`` and model.py ``DistillLoss(student_temp=0.1)``.
+        warmup_teacher_temperature, teacher_temperature: the teacher's temperature warms
+            linearly from the first to the second over ``warmup_teacher_epochs``.
+        warmup_teacher_epochs: SimGCD's 30 (of its 200 epochs).
+        supcon_temperature: SupCon's temperature (SimGCD's ``SupConLoss`` default).
+        infonce_temperature: InfoNCE's temperature (SimGCD's ``info_nce_logits`` default).
+    """
+
+    sup_weight: float = 0.35
+    memax_weight: float = 2.0
+    student_temperature: float = 0.1
+    warmup_teacher_temperature: float = 0.07
+    teacher_temperature: float = 0.04
+    warmup_teacher_epochs: int = 30
+    supcon_temperature: float = 0.07
+    infonce_temperature: float = 1.0
+
+
+SIMGCD_LOSS = SimGCDLoss()

@@ -27,7 +27,7 @@ from entangle.analysis.gradients import gradient_diagnostics, teacher_epoch
 from entangle.analysis.inputs import FeatureData, check_classes, load_inputs
 from entangle.checkpoints import CheckpointError, LoadedCheckpoint, load_gcd_checkpoint
 from entangle.data.datasets import GCDData
-from entangle.defaults import AGA_WEIGHT, APERTURE, EEP_WEIGHT, SOC_K
+from entangle.defaults import AGA_WEIGHT, APERTURE, EEP_WEIGHT, SIMGCD_LOSS, SOC_K
 from entangle.errors import EntangleValueError
 from entangle.gcd.losses import LossConfig, teacher_temperature_at
 from entangle.metrics import accuracy_protocols
@@ -35,9 +35,6 @@ from entangle.nn.devices import resolve_device
 from entangle.runs.directory import RunReader, RunWriter
 from entangle.runs.summary import gradient_summary
 from entangle.runs.untrusted import safe_name
-
-# the SimGCD objective's defaults have one home: LossConfig
-_SIMGCD = LossConfig()
 
 Progress = Callable[[str, int, int, str], None]
 
@@ -75,14 +72,14 @@ class AnalyzeConfig:
     checkpoint_format: str | None = None
     head_file: str | None = None
     # the objective the gradient diagnostics differentiate (defaults: SimGCD's)
-    sup_weight: float = _SIMGCD.sup_weight
-    memax_weight: float = _SIMGCD.memax_weight
-    student_temperature: float = _SIMGCD.student_temperature
-    warmup_teacher_temperature: float = _SIMGCD.warmup_teacher_temperature
-    teacher_temperature: float = _SIMGCD.teacher_temperature
-    warmup_teacher_epochs: int = _SIMGCD.warmup_teacher_epochs
-    supcon_temperature: float = _SIMGCD.supcon_temperature
-    infonce_temperature: float = _SIMGCD.infonce_temperature
+    sup_weight: float = SIMGCD_LOSS.sup_weight
+    memax_weight: float = SIMGCD_LOSS.memax_weight
+    student_temperature: float = SIMGCD_LOSS.student_temperature
+    warmup_teacher_temperature: float = SIMGCD_LOSS.warmup_teacher_temperature
+    teacher_temperature: float = SIMGCD_LOSS.teacher_temperature
+    warmup_teacher_epochs: int = SIMGCD_LOSS.warmup_teacher_epochs
+    supcon_temperature: float = SIMGCD_LOSS.supcon_temperature
+    infonce_temperature: float = SIMGCD_LOSS.infonce_temperature
 
     def __post_init__(self):
         self.accuracy = accuracy_protocols(self.accuracy)
@@ -95,8 +92,7 @@ class AnalyzeConfig:
 
     def loss_config(self) -> LossConfig:
         """The objective of the gradient diagnostics (the training run's, for exact numbers)."""
-        names = [f.name for f in dataclasses.fields(LossConfig)]
-        return LossConfig(**{name: getattr(self, name) for name in names})
+        return LossConfig.of(self)
 
 
 @dataclass
@@ -447,7 +443,7 @@ def _objective_notes(trained, used: LossConfig, epoch: float) -> list[str]:
         return []
     names = [f.name for f in dataclasses.fields(LossConfig)]
     try:
-        trained_loss = LossConfig(**{k: trained[k] for k in names if k in trained})
+        trained_loss = LossConfig.of(trained)
     except (TypeError, EntangleValueError):
         return []
     schedule = ("warmup_teacher_temperature", "teacher_temperature", "warmup_teacher_epochs")

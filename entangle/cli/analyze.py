@@ -14,7 +14,7 @@ from rich.table import Table
 from entangle.cli.app import app
 from entangle.cli.common import console, stage_progress
 from entangle.cli.options import (
-    LOSS_DEFAULTS,
+    LOSS,
     InfonceTemperature,
     MemaxWeight,
     StudentTemperature,
@@ -192,13 +192,11 @@ def analyze_command(
         ),
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
-    sup_weight: SupWeight = LOSS_DEFAULTS["sup_weight"],
-    memax_weight: MemaxWeight = LOSS_DEFAULTS["memax_weight"],
-    student_temperature: StudentTemperature = LOSS_DEFAULTS["student_temperature"],
-    warmup_teacher_temperature: WarmupTeacherTemperature = LOSS_DEFAULTS[
-        "warmup_teacher_temperature"
-    ],
-    teacher_temperature: TeacherTemperature = LOSS_DEFAULTS["teacher_temperature"],
+    sup_weight: SupWeight = LOSS.sup_weight,
+    memax_weight: MemaxWeight = LOSS.memax_weight,
+    student_temperature: StudentTemperature = LOSS.student_temperature,
+    warmup_teacher_temperature: WarmupTeacherTemperature = LOSS.warmup_teacher_temperature,
+    teacher_temperature: TeacherTemperature = LOSS.teacher_temperature,
     warmup_teacher_epochs: Annotated[
         int,
         typer.Option(
@@ -206,9 +204,9 @@ def analyze_command(
             "at the checkpoint's epoch; after the warm-up when it has none).",
             rich_help_panel="SimGCD objective",
         ),
-    ] = 30,
-    supcon_temperature: SupconTemperature = LOSS_DEFAULTS["supcon_temperature"],
-    infonce_temperature: InfonceTemperature = LOSS_DEFAULTS["infonce_temperature"],
+    ] = LOSS.warmup_teacher_epochs,
+    supcon_temperature: SupconTemperature = LOSS.supcon_temperature,
+    infonce_temperature: InfonceTemperature = LOSS.infonce_temperature,
     seed: Annotated[int, typer.Option(help="Seed of split, subsample, batches, k-means.")] = 0,
 ) -> None:
     """Diagnose saved GCD checkpoints: accuracy, subspace overlap, energy, gradient conflict.

@@ -1,7 +1,7 @@
 """Options shared by commands: the SimGCD objective's settings (train and analyze).
 
-The defaults are SimGCD's (entangle.gcd.losses.LossConfig; a test keeps them equal); they
-are written out here so that ``--help`` needs no torch import.
+The defaults are SimGCD's, read from their one home :class:`entangle.defaults.SimGCDLoss`
+(torch-free, so ``--help`` needs no torch import; ``LossConfig`` reads the same class).
 """
 
 from __future__ import annotations
@@ -9,6 +9,8 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+
+from entangle.defaults import SIMGCD_LOSS
 
 _LOSS = "SimGCD objective"
 
@@ -40,12 +42,5 @@ InfonceTemperature = Annotated[
     float, typer.Option(help="InfoNCE temperature (SimGCD: 1.0).", rich_help_panel=_LOSS)
 ]
 
-LOSS_DEFAULTS = {
-    "sup_weight": 0.35,
-    "memax_weight": 2.0,
-    "student_temperature": 0.1,
-    "warmup_teacher_temperature": 0.07,
-    "teacher_temperature": 0.04,
-    "supcon_temperature": 0.07,
-    "infonce_temperature": 1.0,
-}
+# the defaults of the options above (``LOSS.sup_weight`` ...)
+LOSS = SIMGCD_LOSS

@@ -14,7 +14,7 @@ from rich.markup import escape
 from entangle.cli.app import app
 from entangle.cli.common import console, literal, stage_progress
 from entangle.cli.options import (
-    LOSS_DEFAULTS,
+    LOSS,
     InfonceTemperature,
     MemaxWeight,
     StudentTemperature,
@@ -61,13 +61,11 @@ def train_command(
     weight_decay: Annotated[
         float, typer.Option(help="Weight decay (none on biases and 1-D parameters).")
     ] = 5e-5,
-    sup_weight: SupWeight = LOSS_DEFAULTS["sup_weight"],
-    memax_weight: MemaxWeight = LOSS_DEFAULTS["memax_weight"],
-    student_temperature: StudentTemperature = LOSS_DEFAULTS["student_temperature"],
-    warmup_teacher_temperature: WarmupTeacherTemperature = LOSS_DEFAULTS[
-        "warmup_teacher_temperature"
-    ],
-    teacher_temperature: TeacherTemperature = LOSS_DEFAULTS["teacher_temperature"],
+    sup_weight: SupWeight = LOSS.sup_weight,
+    memax_weight: MemaxWeight = LOSS.memax_weight,
+    student_temperature: StudentTemperature = LOSS.student_temperature,
+    warmup_teacher_temperature: WarmupTeacherTemperature = LOSS.warmup_teacher_temperature,
+    teacher_temperature: TeacherTemperature = LOSS.teacher_temperature,
     warmup_teacher_epochs: Annotated[
         int | None,
         typer.Option(
@@ -75,8 +73,8 @@ def train_command(
             rich_help_panel="SimGCD objective",
         ),
     ] = None,
-    supcon_temperature: SupconTemperature = LOSS_DEFAULTS["supcon_temperature"],
-    infonce_temperature: InfonceTemperature = LOSS_DEFAULTS["infonce_temperature"],
+    supcon_temperature: SupconTemperature = LOSS.supcon_temperature,
+    infonce_temperature: InfonceTemperature = LOSS.infonce_temperature,
     start: Annotated[
         str,
         typer.Option(

@@ -8,20 +8,19 @@ import math
 from dataclasses import dataclass
 
 from entangle.coordination import AGGREGATORS, CoordinatorConfig
-from entangle.defaults import AGA_WEIGHT, APERTURE, EEP_WEIGHT, SOC_K
+from entangle.defaults import AGA_WEIGHT, APERTURE, EEP_WEIGHT, SIMGCD_LOSS, SOC_K
 from entangle.errors import EntangleValueError
 from entangle.gcd.losses import LossConfig
 from entangle.metrics.clustering import accuracy_protocols
 
-# the SimGCD objective's defaults have one home: LossConfig
-_SIMGCD = LossConfig()
-# ... and a gradient-level coordinator's: CoordinatorConfig
+# the SimGCD objective's defaults have one home, defaults.SimGCDLoss (SIMGCD_LOSS); a
+# gradient-level coordinator's, CoordinatorConfig
 _COORD = CoordinatorConfig()
 # `none` (plain SimGCD), `eagc` (feature level), or a torchjd aggregator (docs/coordinators.md)
 COORDINATORS = ("none", "eagc", *AGGREGATORS)
 
 # SimGCD warms the teacher temperature up over 30 of its 200 epochs (scripts/run_*.sh)
-SIMGCD_WARMUP_SHARE = 30 / 200
+SIMGCD_WARMUP_SHARE = SIMGCD_LOSS.warmup_teacher_epochs / 200
 STARTS = ("auto", "pretrained", "reference")
 
 
@@ -61,14 +60,14 @@ class TrainConfig:
     lr: float = 0.1
     momentum: float = 0.9
     weight_decay: float = 5e-5
-    sup_weight: float = _SIMGCD.sup_weight
-    memax_weight: float = _SIMGCD.memax_weight
-    student_temperature: float = _SIMGCD.student_temperature
-    warmup_teacher_temperature: float = _SIMGCD.warmup_teacher_temperature
-    teacher_temperature: float = _SIMGCD.teacher_temperature
+    sup_weight: float = SIMGCD_LOSS.sup_weight
+    memax_weight: float = SIMGCD_LOSS.memax_weight
+    student_temperature: float = SIMGCD_LOSS.student_temperature
+    warmup_teacher_temperature: float = SIMGCD_LOSS.warmup_teacher_temperature
+    teacher_temperature: float = SIMGCD_LOSS.teacher_temperature
     warmup_teacher_epochs: int | None = None
-    supcon_temperature: float = _SIMGCD.supcon_temperature
-    infonce_temperature: float = _SIMGCD.infonce_temperature
+    supcon_temperature: float = SIMGCD_LOSS.supcon_temperature
+    infonce_temperature: float = SIMGCD_LOSS.infonce_temperature
     start: str = "auto"
     eagc: bool = False
     aga: bool = True
@@ -192,16 +191,7 @@ class TrainConfig:
 
     def loss_config(self) -> LossConfig:
         """The objective's settings (:class:`~entangle.gcd.losses.LossConfig`) of this run."""
-        return LossConfig(
-            sup_weight=self.sup_weight,
-            memax_weight=self.memax_weight,
-            student_temperature=self.student_temperature,
-            warmup_teacher_temperature=self.warmup_teacher_temperature,
-            teacher_temperature=self.teacher_temperature,
-            warmup_teacher_epochs=self.teacher_warmup_epochs(),
-            supcon_temperature=self.supcon_temperature,
-            infonce_temperature=self.infonce_temperature,
-        )
+        return LossConfig.of(self, warmup_teacher_epochs=self.teacher_warmup_epochs())
 
     def start_weights(self) -> str:
         """``"pretrained"`` or ``"reference"``: ``start`` with ``"auto"`` resolved.

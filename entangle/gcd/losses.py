@@ -30,39 +30,37 @@ rows gives ``sup == 0`` exactly with a zero (not NaN) gradient, and no step need
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
+from entangle.defaults import SimGCDLoss
 from entangle.errors import EntangleValueError
-from entangle.metrics.energy import SIMGCD_LOGIT_TEMPERATURE
 
 
 @dataclass(frozen=True)
-class LossConfig:
-    """Weights and temperatures of the SimGCD objective; every default is SimGCD's.
+class LossConfig(SimGCDLoss):
+    """Weights and temperatures of the SimGCD objective, checked; every default is SimGCD's.
 
-    Attributes:
-        sup_weight: w, the weight of the supervised part (``1 - w`` for the unsupervised).
-        memax_weight: lambda_me of the mean-entropy regulariser (SimGCD's default 2; its
-            scripts use 4 for CIFAR-100, 2 for CUB, 1 elsewhere: ``gcd.script_values``).
-        student_temperature: tau_s of the classifier's softmax (CE, distillation, memax).
-        warmup_teacher_temperature, teacher_temperature: the teacher's temperature warms
-            linearly from the first to the second over ``warmup_teacher_epochs``.
-        supcon_temperature: SupCon's temperature (SimGCD's ``SupConLoss`` default).
-        infonce_temperature: InfoNCE's temperature (SimGCD's ``info_nce_logits`` default).
+    The fields and their defaults are :class:`entangle.defaults.SimGCDLoss`'s (torch-free, so
+    the CLI's ``--help`` reads them without importing this module); this class adds the checks
+    and :meth:`of`.
     """
 
-    sup_weight: float = 0.35
-    memax_weight: float = 2.0
-    student_temperature: float = SIMGCD_LOGIT_TEMPERATURE
-    warmup_teacher_temperature: float = 0.07
-    teacher_temperature: float = 0.04
-    warmup_teacher_epochs: int = 30
-    supcon_temperature: float = 0.07
-    infonce_temperature: float = 1.0
+    @classmethod
+    def of(cls, settings, **overrides) -> LossConfig:
+        """The objective of ``settings``: a config object or a mapping holding the loss fields
+        by name (missing ones keep SimGCD's default), with ``overrides`` on top."""
+        names = [f.name for f in dataclasses.fields(cls)]
+        if isinstance(settings, Mapping):
+            values = {n: settings[n] for n in names if n in settings}
+        else:
+            values = {n: getattr(settings, n) for n in names}
+        return cls(**(values | overrides))
 
     def __post_init__(self):
         if not 0 <= self.sup_weight <= 1:

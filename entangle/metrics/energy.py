@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from entangle.defaults import APERTURE
+from entangle.defaults import APERTURE, SIMGCD_LOSS
 from entangle.errors import EntangleValueError, warn_degenerate
 from entangle.metrics._tensors import as_matrix, as_tensor, compute_dtype
 
@@ -171,10 +171,9 @@ def eep_gate(energy: torch.Tensor, mu: torch.Tensor | float) -> torch.Tensor:
     return torch.nan_to_num(gate, nan=0.0)
 
 
-# SimGCD's classifier temperature (CVMI-Lab/SimGCD train.py: ``student_out / 0.1`` for CE and
-# memax; model.py ``DistillLoss(student_temp=0.1)``): the recipe's default, read by
-# ``gcd.losses.LossConfig`` and by ``Probe`` when no ``logit_temperature`` is given
-SIMGCD_LOGIT_TEMPERATURE = 0.1
+# SimGCD's classifier temperature (defaults.SimGCDLoss.student_temperature, whose comment names
+# its source): read by ``Probe`` when no ``logit_temperature`` is given
+SIMGCD_LOGIT_TEMPERATURE = SIMGCD_LOSS.student_temperature
 
 
 def free_energy(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
