@@ -60,12 +60,12 @@ def _py3_name(module: str, name: str) -> str:
     return f"{_compat_pickle.IMPORT_MAPPING.get(module, module)}.{name}"
 
 
-def npz_headers(path: str | Path) -> dict[str, tuple[tuple[int, ...], np.dtype, int]]:
+def npz_headers(path: str | Path) -> dict[str, tuple[tuple[int, ...], np.dtype, int] | None]:
     """``{name: (shape, dtype, entry_bytes)}`` of the ``.npy`` members of an ``.npz``, from
     their headers and the zip's central directory; nothing else is decompressed.
 
     ``entry_bytes`` is the member's declared unpacked size. A member whose header cannot be
-    read is left out (the loader reports it).
+    read maps to ``None``.
     """
     headers = {}
     with zipfile.ZipFile(path) as archive:
@@ -79,7 +79,8 @@ def npz_headers(path: str | Path) -> dict[str, tuple[tuple[int, ...], np.dtype, 
                         header = np.lib.format.read_array_header_1_0(fh)
                     else:
                         header = np.lib.format.read_array_header_2_0(fh)
-                except Exception:  # a damaged header: np.load reports it
+                except Exception:  # damaged, or a format version this numpy cannot read
+                    headers[info.filename[: -len(".npy")]] = None
                     continue
             shape, _fortran, dtype = header
             headers[info.filename[: -len(".npy")]] = (tuple(shape), dtype, info.file_size)
@@ -92,7 +93,8 @@ def npz_object_arrays(path: str | Path) -> list[str]:
     Reads each member's ``.npy`` header only; a member whose header cannot be read is left to
     the loader's own error.
     """
-    return [name for name, (_, dtype, _) in npz_headers(path).items() if dtype.hasobject]
+    headers = npz_headers(path).items()
+    return [name for name, header in headers if header is not None and header[1].hasobject]
 
 
 def _check_npz(path: Path, what: str) -> None:
@@ -101,6 +103,12 @@ def _check_npz(path: Path, what: str) -> None:
     ``.npy`` header whose shape needs more bytes than its entry holds."""
     check_zip(path, NPZ_BYTES, what)
     headers = npz_headers(path)
+    unread = [name for name, header in headers.items() if header is None]
+    if unread:  # its shape is unknown, so its size is: numpy would allocate what it says
+        raise EntangleValueError(
+            f"{what} {path}: array {unread[0]} has a damaged .npy header and is not loaded; "
+            "write the file again"
+        )
     objects = [name for name, (_, dtype, _) in headers.items() if dtype.hasobject]
     if objects:
         raise EntangleValueError(

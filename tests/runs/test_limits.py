@@ -166,3 +166,24 @@ def test_a_checkpoint_at_the_limit_loads(tmp_path, monkeypatch):
         monkeypatch.setenv("ENTANGLE_MAX_CHECKPOINT_BYTES", str(size - 1))
         with pytest.raises(CheckpointError, match="ENTANGLE_MAX_CHECKPOINT_BYTES"):
             safe_load(path)
+
+
+def test_an_npy_header_that_cannot_be_read_is_refused_not_left_to_numpy(tmp_path):
+    """Its shape, hence the size numpy would allocate, is unknown: refused by name."""
+    path = tmp_path / "damaged.npz"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("features.npy", b"\x93NUMPY\x01\x00\x10\x00{'descr': broken}")
+    with pytest.raises(EntangleValueError, match="array features has a damaged .npy header"):
+        load_npz(path)
+
+
+@pytest.mark.parametrize("version", [(1, 0), (2, 0), (3, 0)])
+def test_every_npy_format_version_is_measured_and_loads(tmp_path, version):
+    import io
+
+    buf = io.BytesIO()
+    np.lib.format.write_array(buf, np.arange(12.0).reshape(3, 4), version=version)
+    path = tmp_path / "v.npz"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("features.npy", buf.getvalue())
+    assert load_npz(path)["features"].shape == (3, 4)
