@@ -39,7 +39,7 @@ from entangle.models.vit_clip import (
     infer_clip_vision_config,
     is_clip_visual_state,
 )
-from entangle.runs.limits import MODEL_DEPTH, MODEL_PARAMS, VIT_IMAGE_SIZE, Limit
+from entangle.runs.limits import MODEL_DEPTH, MODEL_PARAMS, VIT_IMAGE_SIZE, VIT_TOKENS, Limit
 
 # ---------------------------------------------------------------------------------- loading
 
@@ -147,6 +147,8 @@ def _build_backbone(state: dict, arch: Any, notes: list[str], fmt: str, src: str
             ccfg = infer_clip_vision_config(state)
             _check_depth(ccfg.layers, src, "the CLIP ViT read off the tensors")
             _check_limit(VIT_IMAGE_SIZE, ccfg.img_size, f"{src}: the CLIP ViT has an input side of")
+            tokens = (ccfg.img_size // ccfg.patch_size) ** 2 + 1
+            _check_limit(VIT_TOKENS, tokens, f"{src}: the CLIP ViT has a sequence of")
             notes.append(
                 f"backbone: CLIP ViT {ccfg.width}-d, {ccfg.layers} blocks, patch "
                 f"{ccfg.patch_size}, {ccfg.img_size}px; features ln_post(cls) (use_proj False)"
@@ -200,12 +202,15 @@ def _check_depth(depth: int, src: str, origin: str) -> None:
 
 def _check_vit_size(cfg: ViTConfig, state: Mapping | None, src: str, origin: str) -> None:
     """Refuse a ViT too large to build, before any module exists (a 65536-block record took
-    69 s and 3.2 GB to refuse): depth, input size and parameters against the limits of
+    69 s and 3.2 GB to refuse): depth, input size, sequence length and parameters against the
+    limits of
     :mod:`entangle.runs.limits`, and, for a config recorded beside the tensors (``state``),
     parameters against the values the file holds (a strict load needs every one of them from
     the file; a config read off the shapes is left to the strict load's own listing)."""
     _check_depth(cfg.depth, src, origin)
     _check_limit(VIT_IMAGE_SIZE, cfg.img_size, f"{src}: {origin} has an input side of")
+    tokens = cfg.grid**2 + 1 + cfg.num_register_tokens
+    _check_limit(VIT_TOKENS, tokens, f"{src}: {origin} has a sequence of")
     need = vit_weight_count(cfg)
     _check_limit(MODEL_PARAMS, need, f"{src}: {origin} describes a ViT of at least")
     if state is None:

@@ -125,12 +125,17 @@ MODEL_PARAMS = Limit(
 VIT_IMAGE_SIZE = Limit(
     "ENTANGLE_MAX_IMAGE_SIZE", 4096, "pixels a rebuilt ViT's input side may have", unit="px"
 )
+# analyze resizes images to the ViT's input side, so its sequence is grid^2 + 1 + registers:
+# DINOv2 at 518 px has 1374 tokens, SAM's 1024 px ViT 4097; patch 1 at 4096 px would be 16.8M
+VIT_TOKENS = Limit(
+    "ENTANGLE_MAX_VIT_TOKENS", 16384, "tokens a rebuilt ViT's sequence may have", unit="tokens"
+)
 # ablation grids are counted from their axis lengths before any cell is built (a
 # 100x100x100 grid took 2.8 GB and minutes just to expand)
 GRID_CELLS = Limit("ENTANGLE_MAX_CELLS", 1000, "cells an ablation grid may have", unit="cells")
 
 LIMITS = (CHECKPOINT_BYTES, NPZ_BYTES, INFLATE_RATIO, MODEL_DEPTH, MODEL_PARAMS)
-LIMITS += (VIT_IMAGE_SIZE, GRID_CELLS)
+LIMITS += (VIT_IMAGE_SIZE, VIT_TOKENS, GRID_CELLS)
 
 
 def zip_declared_bytes(path: str | Path) -> tuple[int, int]:

@@ -545,6 +545,8 @@ def arch_checkpoint(vit, **config) -> dict:
         ({"depth": 65536, "embed_dim": 65536, "num_heads": 1}, "ENTANGLE_MAX_MODEL_DEPTH=N"),
         ({"embed_dim": 65536, "num_heads": 1}, "ENTANGLE_MAX_MODEL_PARAMS=N"),
         ({"img_size": 65536, "patch_size": 65536}, "ENTANGLE_MAX_IMAGE_SIZE=N"),
+        ({"img_size": 1024, "patch_size": 1}, r"1048577 tokens.*ENTANGLE_MAX_VIT_TOKENS=N"),
+        ({"num_register_tokens": 65536}, "ENTANGLE_MAX_VIT_TOKENS=N"),
         ({"depth": 200}, "but the file's backbone holds"),
     ],
 )
@@ -566,9 +568,11 @@ def test_an_oversized_meta_arch_is_refused_before_any_module_is_built(
     [
         dict(embed_dim=1024, depth=24, num_heads=16),  # ViT-L/16
         dict(img_size=518, patch_size=14, embed_dim=1536, depth=40, num_heads=24),  # ViT-g/14
+        *[c.to_dict() for name, c in VIT_CONFIGS.items() if name != "vit-tiny-test"],
     ],
 )
 def test_real_vit_sizes_pass_the_limits(config):
+    """ViT-L, ViT-g and every preset entangle builds stay under the default limits."""
     from entangle.checkpoints.build import _check_vit_size, vit_weight_count
 
     cfg = ViTConfig(**config)

@@ -19,6 +19,7 @@ from entangle.runs.limits import (
     MODEL_PARAMS,
     NPZ_BYTES,
     VIT_IMAGE_SIZE,
+    VIT_TOKENS,
     Limit,
     check_zip,
     zip_declared_bytes,
@@ -78,6 +79,7 @@ def test_the_defaults_admit_real_files():
     assert 1.1e9 * 4 * 1.5 < CHECKPOINT_BYTES.default
     assert 1.1e9 < MODEL_PARAMS.default and 48 <= MODEL_DEPTH.default
     assert 1024 <= VIT_IMAGE_SIZE.default
+    assert (1024 // 16) ** 2 + 1 + 4 <= VIT_TOKENS.default  # SAM's ViT, with 4 registers
 
 
 # ---------------------------------------------------------------------------- zip archives
