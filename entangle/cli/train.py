@@ -25,7 +25,8 @@ from entangle.cli.options import (
 )
 from entangle.gcd.config import TrainConfig
 
-# the coordinator settings' one home: CoordinatorConfig (via TrainConfig's fields)
+# the options' defaults are TrainConfig's (the coordinator settings' via CoordinatorConfig), read
+# here so that each is written once; options without a TrainConfig twin keep their own
 _DEFAULTS = TrainConfig()
 
 
@@ -39,28 +40,30 @@ def train_command(
             help="digits | synthetic | imagefolder:PATH | a benchmark NAME:ROOT (cub, scars, "
             "aircraft, cifar10, cifar100, imagenet100, imagenet1k, herbarium19; docs/benchmarks.md)"
         ),
-    ] = "digits",
+    ] = _DEFAULTS.data,
     old_classes: Annotated[
         str | None, typer.Option(help="Known classes: a count, a comma list, or a file.")
     ] = None,
-    labeled_fraction: Annotated[float, typer.Option(help="Labeled share of old classes.")] = 0.5,
+    labeled_fraction: Annotated[
+        float, typer.Option(help="Labeled share of old classes.")
+    ] = _DEFAULTS.labeled_fraction,
     model: Annotated[str, typer.Option(help="digits-mlp | vit-s16 | vit-b16 | vit-tiny-test")] = (
-        "digits-mlp"
+        _DEFAULTS.model
     ),
     vit_backend: Annotated[
         str,
         typer.Option(help="ViT implementation: auto/builtin (torch only) or timm ([vit] extra)."),
-    ] = "auto",
+    ] = _DEFAULTS.vit_backend,
     pretrained: Annotated[
         str | None, typer.Option(help="Local DINO/DINOv2 weights (ViT) or backbone state dict.")
     ] = None,
     epochs: Annotated[int | None, typer.Option(help="Epochs (ViT default 200, digits 12).")] = None,
-    batch_size: Annotated[int, typer.Option(help="Batch size.")] = 128,
-    lr: Annotated[float, typer.Option(help="SGD learning rate (cosine schedule).")] = 0.1,
-    momentum: Annotated[float, typer.Option(help="SGD momentum.")] = 0.9,
+    batch_size: Annotated[int, typer.Option(help="Batch size.")] = _DEFAULTS.batch_size,
+    lr: Annotated[float, typer.Option(help="SGD learning rate (cosine schedule).")] = _DEFAULTS.lr,
+    momentum: Annotated[float, typer.Option(help="SGD momentum.")] = _DEFAULTS.momentum,
     weight_decay: Annotated[
         float, typer.Option(help="Weight decay (none on biases and 1-D parameters).")
-    ] = 5e-5,
+    ] = _DEFAULTS.weight_decay,
     sup_weight: SupWeight = LOSS.sup_weight,
     memax_weight: MemaxWeight = LOSS.memax_weight,
     student_temperature: StudentTemperature = LOSS.student_temperature,
@@ -81,13 +84,13 @@ def train_command(
             help="Initial backbone: pretrained | reference | auto (reference for EAGC, as "
             "its authors; pretrained for the baseline)."
         ),
-    ] = "auto",
-    eagc: Annotated[bool, typer.Option("--eagc/--no-eagc", help="Apply EAGC.")] = False,
-    aga: Annotated[bool, typer.Option("--aga/--no-aga", help="EAGC's AGA part.")] = True,
-    eep: Annotated[bool, typer.Option("--eep/--no-eep", help="EAGC's EEP part.")] = True,
+    ] = _DEFAULTS.start,
+    eagc: Annotated[bool, typer.Option("--eagc/--no-eagc", help="Apply EAGC.")] = _DEFAULTS.eagc,
+    aga: Annotated[bool, typer.Option("--aga/--no-aga", help="EAGC's AGA part.")] = _DEFAULTS.aga,
+    eep: Annotated[bool, typer.Option("--eep/--no-eep", help="EAGC's EEP part.")] = _DEFAULTS.eep,
     adaptive: Annotated[
         bool, typer.Option("--adaptive/--fixed", help="Energy-adaptive or fixed EEP weight.")
-    ] = True,
+    ] = _DEFAULTS.adaptive,
     coordinator: Annotated[
         str,
         typer.Option(
@@ -120,40 +123,44 @@ def train_command(
             "energy gap of the reference's features; 'jaeger': Jaeger's criterion on the "
             "labeled features alone (docs/calibration.md)."
         ),
-    ] = "2.0",
+    ] = str(_DEFAULTS.aperture),
     reference: Annotated[
         str | None,
         typer.Option(help="Reference model checkpoint; trained on labeled data if unset."),
     ] = None,
     reference_epochs: Annotated[
         int, typer.Option(help="Reference model epochs (labeled data only).")
-    ] = 30,
-    reference_lr: Annotated[float, typer.Option(help="Reference model learning rate.")] = 0.02,
-    probe_every: Annotated[int, typer.Option(help="Probe one step in N.")] = 1,
+    ] = _DEFAULTS.reference_epochs,
+    reference_lr: Annotated[
+        float, typer.Option(help="Reference model learning rate.")
+    ] = _DEFAULTS.reference_lr,
+    probe_every: Annotated[int, typer.Option(help="Probe one step in N.")] = _DEFAULTS.probe_every,
     attribution: Annotated[
         int, typer.Option(help="Per-sample conflict attribution every N probed steps; 0: off.")
-    ] = 1,
-    device: Annotated[str, typer.Option(help="'auto', 'cpu', 'cuda:0'.")] = "auto",
-    seed: Annotated[int, typer.Option(help="Random seed.", min=0, max=2**32 - 1)] = 0,
+    ] = _DEFAULTS.attribution,
+    device: Annotated[str, typer.Option(help="'auto', 'cpu', 'cuda:0'.")] = _DEFAULTS.device,
+    seed: Annotated[int, typer.Option(help="Random seed.", min=0, max=2**32 - 1)] = _DEFAULTS.seed,
     accuracy: Annotated[
         str,
         typer.Option(
             help="Accuracy protocols of each evaluation: comma list of v1, v2, v2b (the first "
             "fills acc_all/old/new)."
         ),
-    ] = "v2",
+    ] = ",".join(_DEFAULTS.accuracy),
     on_nan: Annotated[
         str,
         typer.Option(
             help="After --nan-limit consecutive non-finite losses: stop (run left incomplete, "
             "reason in STOPPED) or continue."
         ),
-    ] = "stop",
-    nan_limit: Annotated[int, typer.Option(help="Consecutive non-finite losses tolerated.")] = 5,
+    ] = _DEFAULTS.on_nan,
+    nan_limit: Annotated[
+        int, typer.Option(help="Consecutive non-finite losses tolerated.")
+    ] = _DEFAULTS.nan_limit,
     amp: Annotated[
         str,
         typer.Option(help="off | fp16 (GradScaler) | bf16: mixed precision for forward + loss."),
-    ] = "off",
+    ] = _DEFAULTS.amp,
     preset: Annotated[
         str | None,
         typer.Option(

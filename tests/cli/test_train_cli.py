@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 import entangle.gcd.train as recipe
 from entangle.cli.app import app
+from entangle.gcd.config import TrainConfig
 from entangle.gcd.losses import LossConfig
 
 LOSS_FLAGS = {
@@ -40,6 +41,22 @@ def test_cli_loss_defaults_are_the_loss_configs(command):
         want["warmup_teacher_epochs"] = None  # train scales SimGCD's 30 of 200 to --epochs
     got = _option_defaults(command)
     assert {name: got[name] for name in want} == want
+
+
+@pytest.mark.parametrize("command", ["train", "analyze"])
+def test_every_option_default_is_its_configs(command):
+    """An option named like a config field defaults to that field (the CLI reads it there)."""
+    from entangle.analysis.run import AnalyzeConfig
+
+    config = TrainConfig() if command == "train" else AnalyzeConfig()
+    fields = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+    got = {k: v for k, v in _option_defaults(command).items() if k in fields}
+    # the option's text form of a tuple / number setting; train's epochs depend on --model
+    text = {"accuracy": ",".join(config.accuracy), "aperture": str(config.aperture)}
+    want = {k: text.get(k, fields[k]) for k in got}
+    if command == "train":
+        want["epochs"] = None
+    assert len(got) >= 20 and got == want
 
 
 def test_the_loss_defaults_load_without_torch():
