@@ -24,6 +24,15 @@ def import_log_command(
     name: Annotated[
         str | None, typer.Option(help="Display name in reports (default: the --out folder).")
     ] = None,
+    attach: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--attach",
+            help="An `entangle analyze` run of the folder's checkpoint (repeatable): its "
+            "t-SNE features, energy and overlap join the evaluation of the checkpoint's epoch, "
+            "so one report shows the logged curves and the checkpoint's diagnostics.",
+        ),
+    ] = None,
 ) -> None:
     """Turn an existing run's training log into a run directory that `entangle report` draws.
 
@@ -32,10 +41,12 @@ def import_log_command(
     
       entangle import-log exp/simgcd/log/cub_run --out runs/simgcd-cub
       entangle import-log run/log.txt run/events.out.tfevents.* --out runs/cub
+      entangle analyze exp/cub/checkpoints/model.pt --data cub:/d/cub --out an
+      entangle import-log exp/cub --out runs/cub --attach an/model
     """
     from entangle.logs import import_log
 
-    result = import_log(files, out, name=name)
+    result = import_log(files, out, name=name, attach=attach or ())
     # log lines are user text: printed literally (rich would turn ':train:' into an emoji)
     literal = {"markup": False, "emoji": False, "highlight": False, "soft_wrap": True}
     for note in result.notes:
@@ -46,4 +57,6 @@ def import_log_command(
         f"{result.steps} steps{unknown} -> {result.run_dir}",
         **literal,
     )
+    for path, epoch in result.attached:
+        console.print(f"attached {path} at epoch {epoch}", **literal)
     console.print(f"next: entangle report {result.run_dir}", **literal)

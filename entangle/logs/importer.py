@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from entangle.errors import EntangleValueError
+from entangle.logs.attach import attach_records, logged_accuracy_note, read_attached
 from entangle.logs.tensorboard_in import (
     ScalarLog,
     find_event_files,
@@ -40,6 +41,7 @@ class ImportResult:
     steps: int
     unknown_lines: int = 0
     notes: list[str] = field(default_factory=list)
+    attached: list[tuple[Path, int]] = field(default_factory=list)  # (analysis run, epoch)
 
 
 def _expand(files: Sequence) -> tuple[list[Path], list[Path]]:
@@ -225,7 +227,9 @@ def _tensorboard_config(scalars: ScalarLog) -> dict:
     }
 
 
-def import_log(files: Sequence, out, *, name: str | None = None) -> ImportResult:
+def import_log(
+    files: Sequence, out, *, name: str | None = None, attach: Sequence = ()
+) -> ImportResult:
     """Write the run directory ``out`` from text logs and/or TensorBoard event files.
 
     Args:
@@ -236,6 +240,9 @@ def import_log(files: Sequence, out, *, name: str | None = None) -> ImportResult
             run.
         out: the run directory to create (an existing run is never overwritten).
         name: display name of the run in reports (default: the folder name of ``out``).
+        attach: ``entangle analyze`` runs of the folder's checkpoints; each one's features
+            and diagnostics join the evaluation of its checkpoint's epoch
+            (:mod:`entangle.logs.attach`).
 
     Returns:
         an :class:`ImportResult`; its ``notes`` list the unknown lines and skipped values.
@@ -243,7 +250,7 @@ def import_log(files: Sequence, out, *, name: str | None = None) -> ImportResult
     Raises:
         EntangleValueError: missing files, nothing readable.
     """
-    from entangle.runs.directory import RunWriter
+    from entangle.runs.directory import RunReader, RunWriter
 
     texts, events = _expand(files)
     notes: list[str] = []
@@ -273,6 +280,19 @@ def import_log(files: Sequence, out, *, name: str | None = None) -> ImportResult
                 "non-scalar values not imported: "
                 + ", ".join(f"{t} ({n})" for t, n in sorted(scalars.skipped.items()))
             )
+    attached = []
+    for path in attach:
+        one = read_attached(path, [rec["epoch"] for rec in epochs])
+        epochs = attach_records(epochs, one)
+        notes += one.notes
+        compared = logged_accuracy_note(epochs, one)
+        notes += [compared] if compared else []
+        attached.append(one)
+    if attached:
+        config["attached"] = [{"analysis": str(a.path), "epoch": a.epoch} for a in attached]
+        # the report's legends and energy read these; the analysis knew the data's classes
+        first = RunReader(attached[0].path).config or {}
+        config.update({k: first[k] for k in ("class_names", "aperture") if k in first})
     kind = "+".join(k for k, on in (("text", texts), ("tensorboard", events)) if on)
     config["kind"] = kind
     config["files"] = [str(p) for p in (*texts, *events)]
@@ -281,7 +301,10 @@ def import_log(files: Sequence, out, *, name: str | None = None) -> ImportResult
             run.write_epoch(rec)
         for rec in steps:
             run.write_step(rec)
-        last = epochs[-1] if epochs else {}
+        for one in attached:
+            if one.features is not None:
+                run.save_features(one.epoch, **one.features)
+        last = next((rec for rec in reversed(epochs) if "acc_all" in rec), {})
         run.finish(
             {
                 "imported": kind,
@@ -291,4 +314,5 @@ def import_log(files: Sequence, out, *, name: str | None = None) -> ImportResult
                 **{k: last[k] for k in _SUMMARY_KEYS if k in last},
             }
         )
-    return ImportResult(Path(out), kind, len(epochs), len(steps), unknown, notes)
+    placed = [(a.path, a.epoch) for a in attached]
+    return ImportResult(Path(out), kind, len(epochs), len(steps), unknown, notes, placed)
