@@ -7,11 +7,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from entangle.report.figures import colors, new_figure, no_data, smooth, style, text
-from entangle.report.verdict_detail import class_matrix, class_name
+from entangle.report.figures import colors, new_figure, no_data, smooth, style, suptitle, text
+from entangle.report.verdict_detail import class_matrix, class_name, class_ranking
 from entangle.runs.records import as_float, dig, step_axis
 
 TOP_SAMPLES = 16
+# class lines drawn per run; ten or more overlapping lines are unreadable, the rest are summed
+TOP_CLASSES = 5
 
 
 def _attributed_steps(run, kind: str) -> np.ndarray:
@@ -24,14 +26,42 @@ def has_attribution(runs: Sequence) -> bool:
     return any(class_matrix(r)[0].size for r in runs)
 
 
+def top_classes(run, top: int = TOP_CLASSES) -> tuple[list[int], list[int]]:
+    """``(shown, rest)``: the ``top`` classes that pull hardest, and the others with data.
+
+    The order is the verdict's (:func:`~entangle.report.verdict_detail.class_ranking`: most
+    negative mean share per unlabeled row first), so the figure shows the classes the answer
+    card names. Classes without any unlabeled-row share (fully labeled ones) are in neither.
+    """
+    raw, _ = class_matrix(run, "attribution")
+    has_data = [
+        c
+        for c in range(raw.shape[1])
+        if np.isfinite(raw[:, c]).any() and np.nanmax(np.abs(raw[:, c])) > 0
+    ]
+    ranked = [c for c, _ in class_ranking([run]) if c in has_data]
+    ranked += [c for c in has_data if c not in ranked]
+    return ranked[:top], ranked[top:]
+
+
+def _rest_sum(matrix: np.ndarray, rest: list[int]) -> np.ndarray:
+    """``[steps]`` summed share of the ``rest`` classes (NaN where none has a value)."""
+    part = matrix[:, rest]
+    total = np.nansum(part, axis=1)
+    return np.where(np.isfinite(part).any(axis=1), total, np.nan)
+
+
 def class_attribution_figure(runs: Sequence):
     """Per-class share of cos(g_S, g_U) from unlabeled rows over training, one column per run.
 
-    Solid lines: raw gradients; dashed: EAGC-corrected (when recorded). Negative shares pull
-    against the supervised direction.
+    The :data:`TOP_CLASSES` classes that pull hardest (the verdict's ranking) get a line
+    each; the other classes' shares are summed into one grey line (shares add up, so the
+    lines still sum to the unlabeled rows' part of the cosine). Solid: raw gradients;
+    dashed: EAGC-corrected (when recorded). Negative shares pull against the supervised
+    direction.
     """
     with style():
-        fig, axes = new_figure(1, len(runs), sharey="row", panel=(5.2, 3.6))
+        fig, axes = new_figure(1, len(runs), sharey="row", panel=(5.2, 4.2))
         for j, run in enumerate(runs):
             ax = axes[0, j]
             raw, id_kind = class_matrix(run, "attribution")
@@ -42,21 +72,35 @@ def class_attribution_figure(runs: Sequence):
             corrected, _ = class_matrix(run, "attribution_eagc")
             x = _attributed_steps(run, "attribution")
             xc = _attributed_steps(run, "attribution_eagc")
-            palette = colors(raw.shape[1])
-            for c in range(raw.shape[1]):
-                if not np.isfinite(raw[:, c]).any() or not np.nanmax(np.abs(raw[:, c])) > 0:
-                    continue  # classes without unlabeled rows (e.g. fully labeled)
-                label = class_name(run, c, id_kind)
-                ax.plot(x, smooth(raw[:, c]), color=palette[c], lw=1.5, label=label)
-                if corrected.size:
-                    ax.plot(xc, smooth(corrected[:, c]), color=palette[c], lw=1.0, ls="--")
+            shown, rest = top_classes(run)
+            palette = colors(max(len(shown), 1))
+            lines = [(raw[:, c], corrected[:, c] if corrected.size else None) for c in shown]
+            labels = [class_name(run, c, id_kind) for c in shown]
+            styles = [(palette[i], 1.6) for i in range(len(shown))]
+            if rest:
+                lines.append(
+                    (_rest_sum(raw, rest), _rest_sum(corrected, rest) if corrected.size else None)
+                )
+                labels.append(
+                    f"other {len(rest)} {'classes' if id_kind == 'class' else 'clusters'} (sum)"
+                )
+                styles.append(("0.55", 2.2))
+            for (solid, dashed), label, (color, lw) in zip(lines, labels, styles, strict=True):
+                ax.plot(x, smooth(solid), color=color, lw=lw, label=text(label, 28))
+                if dashed is not None:
+                    ax.plot(xc, smooth(dashed), color=color, lw=lw * 0.65, ls="--")
             ax.axhline(0.0, color="0.3", lw=0.8, ls=":")
-            ax.legend(loc="best", fontsize="x-small", ncol=2)
-            oracle = " (oracle classes)" if id_kind == "class" else " (predicted clusters)"
-            ax.set_title(f"{text(run.name)}: share of cos by class{oracle}", fontsize="medium")
+            # below the axes: a legend inside would hide the lines it names
+            ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), fontsize="x-small", ncol=2)
+            oracle = "oracle classes" if id_kind == "class" else "predicted clusters"
+            ax.set_title(f"{text(run.name, 24)}: by {oracle}", fontsize="medium")
             ax.set_xlabel("training step")
-            ax.set_ylabel("sum of r_i / (|g_S| |g_U|), smoothed")
-        fig.suptitle("Which classes pull against the supervised direction (dashed: EAGC)")
+            ax.set_ylabel("share of cos(g_S, g_U), smoothed")
+        suptitle(
+            fig,
+            f"Which classes pull against the supervised direction: top {TOP_CLASSES} "
+            "classes, the rest summed (dashed: EAGC)",
+        )
         return fig
 
 

@@ -37,3 +37,59 @@ def test_figures(tmp_path):
     assert plot_attribution.conflicting_samples_figure(runs) is None  # synthetic: no images
     digits = _run(tmp_path / "d", data="digits")
     assert plot_attribution.conflicting_samples_figure(digits) is not None
+
+
+def _ten_class_run(path):
+    """Ten classes; class c's share at step t is (c - 6) / 100 + t / 1000 (class 0 pulls
+    hardest), one unlabeled row each."""
+    with RunWriter(path, config={"data": "synthetic", "class_names": list("abcdefghij")}) as w:
+        for step in range(6):
+            share = [(c - 6) / 100 + step / 1000 for c in range(10)]
+            w.write_step(
+                {
+                    "step": step,
+                    "attribution": {
+                        "unsup_rows": {"class": share, "class_rows": [1.0] * 10},
+                    },
+                    "attribution_eagc": {
+                        "unsup_rows": {"class": [v / 2 for v in share], "class_rows": [1.0] * 10},
+                    },
+                }
+            )
+        w.finish({})
+    return load_runs([path])
+
+
+def test_ten_classes_show_the_top_five_and_the_rest_summed(tmp_path):
+    """Ten class lines were unreadable; the title and y label were clipped (issue 22)."""
+    import numpy as np
+
+    (run,) = _ten_class_run(tmp_path / "r")
+    shown, rest = plot_attribution.top_classes(run)
+    assert shown == [0, 1, 2, 3, 4] and sorted(rest) == [5, 6, 7, 8, 9]
+    fig = plot_attribution.class_attribution_figure([run])
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == [
+        "class a",
+        "class b",
+        "class c",
+        "class d",
+        "class e",
+        "other 5 classes (sum)",
+    ]
+    solid = [line for line in ax.get_lines() if line.get_linestyle() == "-"]
+    dashed = [line for line in ax.get_lines() if line.get_linestyle() == "--"]
+    assert len(solid) == 6 and len(dashed) == 6  # raw and EAGC for each shown line
+    # the grey line is the sum of the other classes' shares (shares add up)
+    want = np.array([sum((c - 6) / 100 + t / 1000 for c in range(5, 10)) for t in range(6)])
+    np.testing.assert_allclose(solid[-1].get_ydata(), want, atol=1e-12)
+    # nothing drawn outside the figure: title, y label and legend inside its bounds
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    box = fig.bbox
+    items = [fig._suptitle, ax.yaxis.label, ax.title, ax.get_legend()]
+    for item in items:
+        ext = item.get_window_extent(renderer)
+        assert ext.x0 >= box.x0 - 1 and ext.x1 <= box.x1 + 1, item
+        assert ext.y0 >= box.y0 - 1 and ext.y1 <= box.y1 + 1, item
