@@ -172,6 +172,14 @@ def train_command(
         bool,
         typer.Option("--show-config", help="Print the resolved config as JSON and exit."),
     ] = False,
+    image_size: Annotated[
+        int,
+        typer.Option(
+            help="Side of the image crops (train views and evaluation), pixels; SimGCD: 224.",
+            min=16,
+            max=1024,
+        ),
+    ] = 224,
     workers: Annotated[
         int | None,
         typer.Option(
@@ -270,6 +278,7 @@ def train_command(
         nan_limit=nan_limit,
         amp=amp,
         workers=workers,
+        image_size=image_size,
     )
     source = {}
     if preset is not None:

@@ -161,6 +161,13 @@ def gcd_transform(kind: str = "train", *, image_size: int = 224, crop_pct: float
     )
 
 
+def data_augment(data):
+    """The recipe's training augmentation for a ``GCDData``: images at ``data.image_size``."""
+    if data.input_kind == "image":
+        return default_augment("image", image_size=data.image_size)
+    return default_augment(data.input_kind)
+
+
 def default_augment(input_kind: str, **kw):
     """The augmentation the recipe uses for a data source's ``input_kind``.
 

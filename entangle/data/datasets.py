@@ -108,6 +108,8 @@ class GCDData:
         split: the ``GCDSplit`` that produced the masks (``None`` for a benchmark).
         benchmark: for ``cub:ROOT`` and the other benchmarks, the published split the masks
             come from (:mod:`entangle.data.benchmarks`); its targets put old classes first.
+        image_size: side of the square crops image data is transformed to (train views and
+            evaluation inputs; SimGCD's 224).
     """
 
     x: object
@@ -119,6 +121,7 @@ class GCDData:
     input_kind: str
     split: GCDSplit | None = field(default=None, repr=False)
     benchmark: BenchmarkSplit | None = field(default=None, repr=False)
+    image_size: int = 224
 
     @property
     def num_classes(self) -> int:
@@ -421,7 +424,7 @@ def eval_inputs(data: GCDData, indices, transform=None) -> torch.Tensor:
     """Un-augmented inputs ``[b, ...]`` for evaluation and probe sets.
 
     In-memory data is returned as stored; image data goes through ``transform`` (default
-    ``gcd_transform("test")``).
+    ``gcd_transform("test")`` at ``data.image_size``).
     """
     idx = torch.as_tensor(indices, dtype=torch.int64).reshape(-1)
     if data.in_memory:
@@ -429,7 +432,7 @@ def eval_inputs(data: GCDData, indices, transform=None) -> torch.Tensor:
     if transform is None:
         from entangle.data.augment import gcd_transform
 
-        transform = gcd_transform("test")
+        transform = gcd_transform("test", image_size=data.image_size)
     return torch.stack([transform(data.x[int(i)]) for i in idx])
 
 

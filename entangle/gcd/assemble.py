@@ -20,7 +20,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from entangle.checkpoints import CheckpointError, safe_load
 from entangle.coordination import GradientCoordinator
-from entangle.data.augment import default_augment
+from entangle.data.augment import data_augment
 from entangle.data.datasets import GCDData, eval_inputs, train_sampler
 from entangle.eagc import EAGC, reference_features
 from entangle.gcd.calibrate import resolve_run_aperture, start_calibration
@@ -197,7 +197,7 @@ def assemble(config: TrainConfig, setup: Setup, run, resume: bool, ranks: Ranks)
     ]
     loss_config = config.loss_config()
     probe = _probe(config, data, run, backbone, params, ref, coordinator, loss_config)
-    augment = default_augment(data.input_kind)
+    augment = data_augment(data)
     start_epoch = 0
     last_ckpt = run.checkpoint_path("last")
     if resume and last_ckpt.exists():

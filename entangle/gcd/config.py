@@ -112,6 +112,9 @@ class TrainConfig:
     # DataLoader worker processes decoding image batches (None: default_workers(), from the
     # cores); the batches do not depend on it, so a run may resume with another count
     workers: int | None = None
+    # side of the crops image data is trained and evaluated at (SimGCD train.py and the EAGC
+    # authors' methods/SimGCD.py: args.image_size = 224); vectors and digits ignore it
+    image_size: int = 224
 
     def __post_init__(self):
         self.accuracy = accuracy_protocols(self.accuracy)
@@ -129,6 +132,10 @@ class TrainConfig:
                 )
         if self.workers is not None and (isinstance(self.workers, bool) or self.workers < 0):
             raise EntangleValueError(f"workers must be >= 0 (0: none), got {self.workers!r}")
+        if isinstance(self.image_size, bool) or not 16 <= self.image_size <= 1024:
+            raise EntangleValueError(
+                f"image_size must be 16..1024 pixels (SimGCD: 224), got {self.image_size!r}"
+            )
         if self.amp not in ("off", "fp16", "bf16"):
             raise EntangleValueError(f"amp must be 'off', 'fp16' or 'bf16', got {self.amp!r}")
         if self.on_nan not in ("stop", "continue"):
@@ -314,12 +321,14 @@ def config_differences(stored: dict, config: TrainConfig) -> list[str]:
     """Fields whose value in a run's stored config differs from ``config`` (placement aside)."""
     want = json.loads(json.dumps(run_config(config)))
     keys = (set(stored) | set(want)) - set(PLACEMENT_FIELDS) - set(POLICY_FIELDS) - {"class_names"}
-    # a run written before the coordinator settings existed ran them at their defaults
-    keys -= {k for k in COORDINATOR_FIELDS if k not in stored and want.get(k) == _DEFAULT[k]}
+    # a run written before these settings existed ran them at their defaults
+    keys -= {k for k in ADDED_FIELDS if k not in stored and want.get(k) == _DEFAULT[k]}
     return sorted(k for k in keys if stored.get(k) != want.get(k))
 
 
 COORDINATOR_FIELDS = ("coordinator", "coordinator_params") + tuple(
     f.name for f in dataclasses.fields(CoordinatorConfig) if f.name not in ("name", "params")
 )
-_DEFAULT = {k: getattr(TrainConfig, k) for k in COORDINATOR_FIELDS}
+# fields added after runs were first recorded: absent from an older run.json = the default
+ADDED_FIELDS = (*COORDINATOR_FIELDS, "image_size")
+_DEFAULT = {k: getattr(TrainConfig, k) for k in ADDED_FIELDS}

@@ -65,6 +65,8 @@ def preset_values(preset: str, data: str) -> dict:
         "weight_decay": script.weight_decay,
         "sup_weight": script.sup_weight,
         "memax_weight": script.memax_weight,
+        # SimGCD train.py / EAGC methods/SimGCD.py: args.image_size = 224 (not a script flag)
+        "image_size": 224,
         "preset_source": script.source,
     }
     if preset == "simgcd":

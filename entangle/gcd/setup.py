@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from entangle.data.augment import default_augment
+from entangle.data.augment import data_augment, default_augment
 from entangle.data.datasets import GCDData, eval_inputs, load_source, make_batch
 from entangle.errors import EntangleValueError
 from entangle.gcd.config import TrainConfig
@@ -53,6 +53,7 @@ def prepare(config: TrainConfig, *, progress: Callable[[str, int, float], None] 
         seed=config.seed,
         **extra,
     )
+    data.image_size = config.image_size
     _check_model_fits_data(config.model, config.data, data.input_kind)
     torch.manual_seed(config.seed)
     kwargs = {}
@@ -223,7 +224,7 @@ def ensure_reference(config: TrainConfig, setup: Setup, progress=None):
         views = LabeledViews(
             data,
             config.reference_batch_size,
-            default_augment(data.input_kind),
+            data_augment(data),
             seed=config.seed,
             device=setup.device,
         )

@@ -74,8 +74,10 @@ def test_train_records_identical_with_workers_0_and_2(tmp_path):
         device="cpu",
         save_features=False,
         workers=0,
+        image_size=32,
     )
     setup = prepare(config)
+    assert setup.data.image_size == 32
     for workers in (0, 2):
         train(dataclasses.replace(config, workers=workers), tmp_path / f"w{workers}", setup)
     a, b = (RunReader(tmp_path / f"w{w}") for w in (0, 2))
@@ -86,6 +88,8 @@ def test_train_records_identical_with_workers_0_and_2(tmp_path):
     assert len(a.steps) >= 2 and numbers(a.steps) == numbers(b.steps)
     assert numbers(a.epochs) == numbers(b.epochs)
     assert a.config["workers"] == 0 and b.config["workers"] == 2
+    assert a.config["image_size"] == 32
+    assert eval_inputs(setup.data, [0, 1]).shape == (2, 3, 32, 32)  # evaluation at 32 px too
 
 
 def test_default_workers_from_the_cores():

@@ -89,3 +89,17 @@ def test_a_run_written_before_the_coordinator_settings_resumes_at_their_defaults
         "coordinator",
         "variant",
     ]
+
+
+def test_image_size_bounds_and_older_runs_without_it():
+    import pytest
+
+    from entangle.errors import EntangleValueError
+
+    for bad in (8, 2048, True):
+        with pytest.raises(EntangleValueError, match="image_size"):
+            TrainConfig(image_size=bad)
+    stored = json.loads(json.dumps(run_config(TrainConfig())))
+    del stored["image_size"]  # a run.json written before the field existed: it ran at 224
+    assert config_differences(stored, TrainConfig()) == []
+    assert config_differences(stored, TrainConfig(image_size=32)) == ["image_size"]
