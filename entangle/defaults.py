@@ -14,6 +14,8 @@ APERTURE = 2.0
 AGA_WEIGHT = 0.7
 # beta, the EEP projection strength of the authors' scripts (3.0 for SimGCD on Cars/Aircraft)
 EEP_WEIGHT = 0.5
+# the labeled share of the old classes' samples (SimGCD train.py's --prop_train_labels)
+LABELED_FRACTION = 0.5
 # k, the SOC / principal-angle subspace dimension of the paper (docs/quantities.md)
 SOC_K = 16
 # neighbours per row of the k-NN overlap in every epoch record and the report's overlap figure

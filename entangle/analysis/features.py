@@ -17,7 +17,7 @@ from entangle.data.datasets import GCDData
 from entangle.defaults import APERTURE, KNN_K, SOC_K
 from entangle.gcd.evaluate import embed_all
 from entangle.metrics import free_energy, knn_overlap
-from entangle.probing.evaluation import accuracy_fields, epoch_record
+from entangle.probing.evaluation import ACCURACY_DEFAULT, accuracy_fields, epoch_record
 from entangle.probing.summaries import masked_summary, to_host
 
 Progress = Callable[[str, int, int, str], None]
@@ -101,7 +101,7 @@ def feature_record(
     aperture: float = APERTURE,
     seed: int = 0,
     tsne_max_points: int = 5000,
-    accuracy: Sequence[str] = ("v2",),
+    accuracy: Sequence[str] = ACCURACY_DEFAULT,
     logit_temperature: float = 1.0,
 ) -> tuple[dict, dict]:
     """The epoch record of one analysed checkpoint and the extra arrays to save.

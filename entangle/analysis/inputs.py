@@ -20,6 +20,7 @@ import torch
 
 from entangle.checkpoints import CheckpointError
 from entangle.data.datasets import GCDData, load_source
+from entangle.defaults import LABELED_FRACTION
 from entangle.errors import EntangleValueError
 from entangle.runs.untrusted import load_npz
 
@@ -60,7 +61,7 @@ def load_inputs(
     spec: str,
     *,
     old_classes=None,
-    labeled_fraction: float = 0.5,
+    labeled_fraction: float = LABELED_FRACTION,
     seed: int = 0,
     max_samples: int | None = None,
     labeled_split: str | Path | None = None,

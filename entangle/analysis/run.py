@@ -27,10 +27,18 @@ from entangle.analysis.gradients import gradient_diagnostics, teacher_epoch
 from entangle.analysis.inputs import FeatureData, check_classes, load_inputs
 from entangle.checkpoints import CheckpointError, LoadedCheckpoint, load_gcd_checkpoint
 from entangle.data.datasets import GCDData
-from entangle.defaults import AGA_WEIGHT, APERTURE, EEP_WEIGHT, SIMGCD_LOSS, SOC_K
+from entangle.defaults import (
+    AGA_WEIGHT,
+    APERTURE,
+    EEP_WEIGHT,
+    LABELED_FRACTION,
+    SIMGCD_LOSS,
+    SOC_K,
+)
 from entangle.errors import EntangleValueError
 from entangle.gcd.losses import LossConfig, teacher_temperature_at
 from entangle.metrics import accuracy_protocols
+from entangle.metrics.clustering import DEFAULT_PROTOCOL
 from entangle.nn.devices import resolve_device
 from entangle.runs.directory import RunReader, RunWriter
 from entangle.runs.summary import gradient_summary
@@ -45,7 +53,7 @@ class AnalyzeConfig:
 
     data: str = "digits"
     old_classes: str | None = None
-    labeled_fraction: float = 0.5
+    labeled_fraction: float = LABELED_FRACTION
     # a file of the user's own labeled samples (indices or names), instead of a random split
     labeled_split: str | None = None
     reference: str | None = None
@@ -67,7 +75,7 @@ class AnalyzeConfig:
     aga_weight: float = AGA_WEIGHT
     tsne_max_points: int = 5000
     # accuracy protocols (v1, v2, v2b; docs/accuracy.md); the first fills acc_all/old/new
-    accuracy: tuple[str, ...] = ("v2",)
+    accuracy: tuple[str, ...] = (DEFAULT_PROTOCOL,)
     # checkpoint layout forced instead of detected, and a separate head file (docs/checkpoints.md)
     checkpoint_format: str | None = None
     head_file: str | None = None

@@ -23,7 +23,8 @@ from entangle.cli.options import (
     TeacherTemperature,
     WarmupTeacherTemperature,
 )
-from entangle.metrics.clustering import ACCURACY_PROTOCOLS
+from entangle.defaults import LABELED_FRACTION
+from entangle.metrics.clustering import ACCURACY_PROTOCOLS, DEFAULT_PROTOCOL
 
 _COLUMNS = (
     ("format", "format", "{}"),
@@ -128,7 +129,9 @@ def analyze_command(
     old_classes: Annotated[
         str | None, typer.Option(help="Known classes: a count, a comma list, or a file.")
     ] = None,
-    labeled_fraction: Annotated[float, typer.Option(help="Labeled share of old classes.")] = 0.5,
+    labeled_fraction: Annotated[
+        float, typer.Option(help="Labeled share of old classes.")
+    ] = LABELED_FRACTION,
     labeled_split: Annotated[
         Path | None,
         typer.Option(
@@ -167,7 +170,7 @@ def analyze_command(
             "v2 (one Hungarian mapping), v2b (SimGCD balanced: mean per-class recall); the "
             "first fills the acc_* fields."
         ),
-    ] = "v2",
+    ] = DEFAULT_PROTOCOL,
     format: Annotated[
         str | None,
         typer.Option(

@@ -28,6 +28,7 @@ from entangle.data.sources import ArrayImages as ArrayImages
 from entangle.data.sources import ImageFiles as ImageFiles
 from entangle.data.sources import _parse_old_classes as _parse_old_classes
 from entangle.data.sources import parse_old_classes, read_source
+from entangle.defaults import LABELED_FRACTION
 from entangle.errors import EntangleValueError
 
 
@@ -51,7 +52,7 @@ class GCDSplit:
     """
 
     old_classes: Sequence[int]
-    labeled_fraction: float = 0.5
+    labeled_fraction: float = LABELED_FRACTION
     seed: int = 0
 
     def __post_init__(self):
@@ -141,7 +142,7 @@ def load_source(
     spec: str,
     *,
     old_classes=None,
-    labeled_fraction: float = 0.5,
+    labeled_fraction: float = LABELED_FRACTION,
     seed: int = 0,
     **kw,
 ) -> GCDData:

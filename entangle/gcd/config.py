@@ -8,10 +8,17 @@ import math
 from dataclasses import dataclass
 
 from entangle.coordination import AGGREGATORS, CoordinatorConfig
-from entangle.defaults import AGA_WEIGHT, APERTURE, EEP_WEIGHT, SIMGCD_LOSS, SOC_K
+from entangle.defaults import (
+    AGA_WEIGHT,
+    APERTURE,
+    EEP_WEIGHT,
+    LABELED_FRACTION,
+    SIMGCD_LOSS,
+    SOC_K,
+)
 from entangle.errors import EntangleValueError
 from entangle.gcd.losses import LossConfig
-from entangle.metrics.clustering import accuracy_protocols
+from entangle.metrics.clustering import DEFAULT_PROTOCOL, accuracy_protocols
 
 # the SimGCD objective's defaults have one home, defaults.SimGCDLoss (SIMGCD_LOSS); a
 # gradient-level coordinator's, CoordinatorConfig
@@ -49,7 +56,7 @@ class TrainConfig:
     data: str = "digits"
     preset: str | None = None  # --preset simgcd|eagc|eagc-dinov2: where the values came from
     old_classes: str | None = None
-    labeled_fraction: float = 0.5
+    labeled_fraction: float = LABELED_FRACTION
     model: str = "digits-mlp"
     vit_backend: str = "auto"
     pretrained: str | None = None
@@ -103,7 +110,7 @@ class TrainConfig:
     save_features: bool = True
     synthetic_overlap: float = 0.5
     # accuracy protocols of each evaluation (v1, v2, v2b; docs/accuracy.md); first = acc_*
-    accuracy: tuple[str, ...] = ("v2",)
+    accuracy: tuple[str, ...] = (DEFAULT_PROTOCOL,)
     # what happens after nan_limit consecutive non-finite losses: "stop" (the run stays
     # incomplete, the reason in STOPPED) or "continue" (docs/reliability.md)
     on_nan: str = "stop"

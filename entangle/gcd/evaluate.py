@@ -8,7 +8,12 @@ import torch
 
 from entangle.data.datasets import GCDData, eval_inputs
 from entangle.defaults import APERTURE, SOC_K
-from entangle.probing.evaluation import accuracy_fields, embed_batches, epoch_record
+from entangle.probing.evaluation import (
+    ACCURACY_DEFAULT,
+    accuracy_fields,
+    embed_batches,
+    epoch_record,
+)
 from entangle.runs import keys
 from entangle.runs.directory import RunReader
 from entangle.runs.records import accuracy_protocol
@@ -60,7 +65,7 @@ def evaluate(
     data: GCDData,
     device,
     batch_size: int = 512,
-    accuracy=("v2",),
+    accuracy=ACCURACY_DEFAULT,
     *,
     k: int = SOC_K,
     aperture: float = APERTURE,

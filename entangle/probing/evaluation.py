@@ -15,12 +15,13 @@ import torch
 from entangle.defaults import APERTURE, KNN_K, SOC_K
 from entangle.errors import EntangleTypeError, EntangleValueError
 from entangle.metrics import cluster_accuracies, knn_overlap
-from entangle.metrics.clustering import accuracy_protocols
+from entangle.metrics.clustering import DEFAULT_PROTOCOL, accuracy_protocols
 from entangle.nn.modes import eval_mode
 from entangle.probing.probeset import summarize_subspace
 from entangle.runs import keys
 
-ACCURACY_DEFAULT = ("v2",)
+# the protocol SimGCD and EAGC report (metrics.clustering.DEFAULT_PROTOCOL)
+ACCURACY_DEFAULT = (DEFAULT_PROTOCOL,)
 
 
 def logits_of(output) -> torch.Tensor:
@@ -167,7 +168,9 @@ def _add_knn_overlap(record: dict, features, novel: torch.Tensor, rows: torch.Te
     record["knn_overlap"] = overlap
 
 
-def accuracy_fields(y_true, y_pred, old_mask, protocols=("v2",), prefix: str = "acc") -> dict:
+def accuracy_fields(
+    y_true, y_pred, old_mask, protocols=ACCURACY_DEFAULT, prefix: str = "acc"
+) -> dict:
     """Record fields of clustering accuracy under each protocol (see docs/accuracy.md).
 
     Args:
