@@ -21,9 +21,10 @@ from contextlib import nullcontext
 
 import torch
 
-from entangle.defaults import APERTURE
+from entangle.defaults import APERTURE, SOC_K
 from entangle.eagc import EAGC, check_scaling, loss_scale
 from entangle.errors import EntangleRuntimeError, EntangleValueError
+from entangle.metrics.clustering import DEFAULT_PROTOCOL
 from entangle.metrics.energy import SIMGCD_LOGIT_TEMPERATURE
 from entangle.nn.distributed import is_main_process, world_size
 from entangle.probing.backward import group_metrics, step_record
@@ -322,7 +323,7 @@ class Probe:
         novel: torch.Tensor | None = None,
         old_classes=None,
         epoch: int | None = None,
-        accuracy="v2",
+        accuracy=DEFAULT_PROTOCOL,
         k: int | None = None,
         aperture: float | None = None,
         save_features: bool = True,
@@ -371,7 +372,7 @@ class Probe:
             labeled,
             novel,
             accuracy=accuracy,
-            k=k or getattr(self.probeset, "k", 16),
+            k=k or getattr(self.probeset, "k", SOC_K),
             aperture=aperture,
         )
         self._epochs_recorded += 1
