@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import pickle
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -113,9 +114,10 @@ def safe_load(path: str | Path, *, trust: bool = False) -> Any:
             raise CheckpointError(_needs_code(path, names))
     try:
         if trust:
-            return torch.load(path, map_location="cpu", weights_only=False)
-        with torch.serialization.safe_globals(_numpy_safe_globals()):
-            return torch.load(path, map_location="cpu", weights_only=True)
+            obj = torch.load(path, map_location="cpu", weights_only=False)
+        else:
+            with torch.serialization.safe_globals(_numpy_safe_globals()):
+                obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         # the weights-only unpickler refuses with UnpicklingError: name what it refused if
         # the scan above missed it (an unsupported opcode, say)
@@ -124,6 +126,36 @@ def safe_load(path: str | Path, *, trust: bool = False) -> Any:
         raise CheckpointError(_corrupt(path, exc)) from None
     except Exception as exc:  # torch/zip/pickle raise many types for damaged files
         raise CheckpointError(_corrupt(path, exc, trust)) from None
+    _check_tensor_bytes(obj, path)
+    return obj
+
+
+def tensor_bytes(obj: Any) -> int:
+    """Bytes the tensors in a loaded checkpoint describe (``numel * element_size``, summed over
+    nested dicts, lists and tuples; each object once, so a self-referencing pickle ends)."""
+    total, seen, stack = 0, set(), [obj]
+    while stack:
+        item = stack.pop()
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, torch.Tensor):
+            total += item.numel() * item.element_size()
+        elif isinstance(item, Mapping):
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+    return total
+
+
+def _check_tensor_bytes(obj: Any, path: Path) -> None:
+    """Refuse tensors that describe more than :data:`~entangle.runs.limits.CHECKPOINT_BYTES`:
+    a stride-0 view (``torch.zeros(1).expand(65536, 65536)``) stores 4 bytes in a 1.6 KB file
+    but is 16 GiB to anything that copies it."""
+    try:
+        CHECKPOINT_BYTES.check(tensor_bytes(obj), f"checkpoint {path}'s tensors describe")
+    except EntangleValueError as exc:
+        raise CheckpointError(str(exc)) from None
 
 
 def _is_zip(path: Path) -> bool:

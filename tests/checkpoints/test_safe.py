@@ -55,3 +55,21 @@ def test_an_end_record_zipfile_cannot_parse_is_one_checkpoint_error(tmp_path):
     (tmp_path / "c.pt").write_bytes(bytes(data))
     with pytest.raises(CheckpointError, match="truncated or corrupt.*span multiple disks"):
         safe_load(tmp_path / "c.pt")
+
+
+def test_a_stride_0_view_is_measured_by_what_it_describes(tmp_path, monkeypatch):
+    """torch.zeros(1).expand(65536, 65536) stores 4 bytes in a 1.6 KB file but is 16 GiB to
+    anything that copies it (torch.cat, .contiguous(), a dtype change)."""
+    from entangle.checkpoints.safe import tensor_bytes
+
+    path = tmp_path / "c.pt"
+    torch.save({"model": {"w": torch.zeros(1).expand(1 << 16, 1 << 16)}}, path)
+    assert path.stat().st_size < 4096
+    with pytest.raises(CheckpointError, match=r"tensors describe 16\.0 GiB.*CHECKPOINT_BYTES=N"):
+        safe_load(path)
+    shared = torch.ones(3)
+    loop: list = [shared, {"again": shared}]
+    loop.append(loop)  # a pickle may refer to itself; each object counts once
+    assert tensor_bytes({"a": loop, "b": (torch.ones(2, dtype=torch.float64),)}) == 12 + 16
+    monkeypatch.setenv("ENTANGLE_MAX_CHECKPOINT_BYTES", "17G")
+    assert safe_load(path)["model"]["w"].shape == (1 << 16, 1 << 16)

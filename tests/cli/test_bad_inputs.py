@@ -112,6 +112,15 @@ def one_key_deep_checkpoint(tmp: Path) -> str:
     return str(path)
 
 
+def stride_0_checkpoint(tmp: Path) -> str:
+    """An entangle checkpoint holding a 65536 x 65536 stride-0 view: 4 stored bytes, 16 GiB."""
+    path = tiny_checkpoint(tmp / "view.pt")
+    obj = torch.load(path, weights_only=True)
+    obj["backbone"]["stem.weight"] = torch.zeros(1).expand(1 << 16, 1 << 16)
+    torch.save(obj, path)
+    return str(path)
+
+
 def analyze(*args: str):
     return lambda tmp: ["analyze", *[a(tmp) if callable(a) else a for a in args]]
 
@@ -283,6 +292,11 @@ TABLE = [
         "analyze-meta-arch-65536-blocks",
         analyze(lambda t: huge_arch_checkpoint(t), "--out", out),
         "ENTANGLE_MAX_MODEL_DEPTH=N",
+    ),
+    (
+        "analyze-stride-0-view-of-16-gib",
+        analyze(stride_0_checkpoint, "--out", out),
+        "ENTANGLE_MAX_CHECKPOINT_BYTES=N",
     ),
     (
         "analyze-one-key-asks-for-1e8-blocks",
