@@ -18,6 +18,7 @@ from entangle.errors import EntangleValueError
 from entangle.metrics.gradients import conflict_from_products
 from entangle.nn.distributed import world_size
 from entangle.probing.step import ProbedStep, flat, grads, minus, or_zeros, products
+from entangle.runs import keys
 
 
 def measuring(eagc, state, mode: str):
@@ -38,16 +39,16 @@ def step_record(ps: ProbedStep, measurements, *, eagc, coordinator, index, epoch
         part.prepare(ps)
     ps.total, feature_total, ps.applied = training_backward(ps, eagc, coordinator, index)
 
-    record: dict = {"step": ps.step}
+    record: dict = {keys.STEP: ps.step}
     if epoch is not None:
-        record["epoch"] = epoch
+        record[keys.EPOCH] = epoch
     record["losses"] = {"sup": ps.sup.detach(), "unsup": ps.unsup.detach()}
     n = len(ps.params)
     if ps.raw_unsup is not None:  # with EAGC the captured total is the corrected one
         ps.raw_u, ps.raw_total = ps.raw_unsup[:n], None
     else:
         ps.raw_u, ps.raw_total = minus(ps.total, ps.raw_sup), ps.total
-    record["raw"] = ps.metrics(ps.raw_sup, ps.raw_u, ps.raw_total)
+    record[keys.RAW] = ps.metrics(ps.raw_sup, ps.raw_u, ps.raw_total)
     if ps.features is not None:
         ps.g_s = or_zeros(ps.raw_sup[-1], ps.features)
         g_u = ps.raw_unsup[-1] if ps.raw_unsup is not None else feature_total - ps.g_s

@@ -28,6 +28,7 @@ from entangle.metrics import energy_ratio, free_energy
 from entangle.probing.attribution import Attributor
 from entangle.probing.step import ProbedStep, feature_conflict, grads, minus, row_groups
 from entangle.probing.summaries import masked_summary
+from entangle.runs import keys as record_keys  # `keys` is each measurement's attribute
 
 
 class Measurement:
@@ -62,7 +63,7 @@ class EAGCCorrected(Measurement):
     attribution part.
     """
 
-    keys = frozenset({"eagc", "eagc_authors", "eagc_authors_weights"})
+    keys = frozenset({record_keys.EAGC, record_keys.EAGC_AUTHORS, "eagc_authors_weights"})
 
     def __init__(self, eagc) -> None:
         self.eagc = eagc
@@ -83,7 +84,7 @@ class EAGCCorrected(Measurement):
         if ps.state is None:
             return
         corrected_u = minus(ps.total, ps.corrected_sup)
-        record["eagc"] = ps.metrics(ps.corrected_sup, corrected_u, ps.total)
+        record[record_keys.EAGC] = ps.metrics(ps.corrected_sup, corrected_u, ps.total)
         (a_sup, a_total), self._authors = self._authors, None
         record["eagc_authors"] = ps.metrics(a_sup, minus(a_total, a_sup), a_total)
         record["eagc_authors_weights"] = (
@@ -97,12 +98,13 @@ class Coordinated(Measurement):
     """A gradient coordinator's applied update against the raw supervised gradient
     (docs/coordinators.md); the core's training backward is the coordinator's."""
 
-    keys = frozenset({"coordinated"})
+    keys = frozenset({record_keys.COORDINATED})
 
     def measure(self, ps: ProbedStep, record: dict) -> None:
         if ps.applied is not None:
             applied = ps.applied
-            record["coordinated"] = ps.metrics(ps.raw_sup, minus(applied, ps.raw_sup), applied)
+            applied_u = minus(applied, ps.raw_sup)
+            record[record_keys.COORDINATED] = ps.metrics(ps.raw_sup, applied_u, applied)
 
 
 class FeatureConflict(Measurement):
@@ -232,7 +234,7 @@ class ProbeSetResults(Measurement):
     """A :class:`~entangle.probing.probeset.ProbeSet` evaluated on the probed steps it is due,
     before the step's training backward (the weights the step's forward used)."""
 
-    keys = frozenset({"probeset"})
+    keys = frozenset({record_keys.PROBESET})
 
     def __init__(self, probeset, every: int) -> None:
         self.probeset = probeset
@@ -245,7 +247,7 @@ class ProbeSetResults(Measurement):
     def finish(self, record: dict) -> None:
         result, self._result = self._result, None
         if result is not None:
-            record["probeset"] = result
+            record[record_keys.PROBESET] = result
 
 
 def _attribution_rows(rows: dict, labeled, novel, logits) -> dict:

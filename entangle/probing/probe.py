@@ -43,9 +43,20 @@ from entangle.probing.params import parameter_groups
 from entangle.probing.sinks import MemoryStore, RunStore, TensorBoardSink
 from entangle.probing.step import ProbedStep, scaled
 from entangle.probing.summaries import nan_reasons, to_host
+from entangle.runs import keys as record_keys  # `keys` is also a Probe method
 
 # the core's own step-record keys; every part adds its own (docs/records.md)
-CORE_KEYS = frozenset({"step", "epoch", "losses", "raw", "n_labeled", "nan", "rank_local"})
+CORE_KEYS = frozenset(
+    {
+        record_keys.STEP,
+        record_keys.EPOCH,
+        "losses",
+        record_keys.RAW,
+        "n_labeled",
+        record_keys.NAN,
+        "rank_local",
+    }
+)
 # every top-level key a step record of the probe can hold (docs/records.md)
 RECORD_KEYS = CORE_KEYS.union(
     EAGCCorrected.keys,

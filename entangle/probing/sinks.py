@@ -12,6 +12,7 @@ from pathlib import Path
 
 from entangle.errors import EntangleValueError
 from entangle.probing.tensorboard import TensorBoardOut
+from entangle.runs import keys
 from entangle.runs.directory import RunWriter
 
 
@@ -26,7 +27,7 @@ class MemoryStore:
         self.records.append(record)
 
     def write_epoch(self, epoch: int, step: int, record: dict, arrays) -> dict:
-        record = {"epoch": int(epoch), "step": step} | record
+        record = {keys.EPOCH: int(epoch), keys.STEP: step} | record
         self.epoch_records.append(record)
         return record
 

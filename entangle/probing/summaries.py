@@ -8,6 +8,7 @@ import math
 import torch
 
 from entangle.metrics.gradients import CONFLICT_KEYS
+from entangle.runs import keys
 
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
 
@@ -114,7 +115,7 @@ def nan_reasons(record: dict) -> dict:
     losses = record.get("losses", {})
     bad_loss = [k for k, v in losses.items() if not math.isfinite(v)]
     no_labeled = record.get("n_labeled") == 0
-    for kind in ("raw", "eagc", "eagc_authors", "coordinated"):
+    for kind in keys.GRADIENT_KINDS:
         stats = record.get(kind)
         if stats is None:
             continue

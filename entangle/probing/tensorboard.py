@@ -30,10 +30,10 @@ SKIPPED_KEYS = frozenset({keys.STEP, keys.EPOCH, keys.NAN, keys.TIME, keys.SOC_K
 EPOCH_PREFIX = keys.EPOCH
 HISTOGRAM_PREFIX = "hist"
 # a step record's top-level numbers (n_labeled, eagc_mu): one TensorBoard section, not one each
-SINGLETON_PREFIX = "step"
+SINGLETON_PREFIX = keys.STEP
 # the applied update's series beside the raw one: EAGC's corrected gradients, the EAGC
 # authors' weighting, a torchjd coordinator's (docs/records.md)
-APPLIED_KINDS = ("eagc", "eagc_authors", "coordinated")
+APPLIED_KINDS = (keys.EAGC, keys.EAGC_AUTHORS, keys.COORDINATED)
 
 
 def record_scalars(
@@ -217,7 +217,7 @@ def overlay_layout(tags) -> dict:
         head, _, rest = tag.partition("/")
         if not rest:
             continue
-        if head == "raw":
+        if head == keys.RAW:
             group, _, key = rest.rpartition("/")
             applied = [f"{kind}/{rest}" for kind in APPLIED_KINDS]
             category = f"gradient conflict {group}: raw vs applied".replace("  ", " ")
@@ -232,4 +232,4 @@ def overlay_layout(tags) -> dict:
 
 def _kinds(tags: set, rest: str) -> list[str]:
     """``raw`` and the applied kinds that have a ``KIND/rest`` series."""
-    return ["raw"] + [kind for kind in APPLIED_KINDS if f"{kind}/{rest}" in tags]
+    return [keys.RAW] + [kind for kind in APPLIED_KINDS if f"{kind}/{rest}" in tags]

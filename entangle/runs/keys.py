@@ -19,8 +19,10 @@ SOC_K_USED = "k"  # the SOC subspace dimension an evaluation used (a setting, no
 # the gradient records R of a step, by the gradient they describe
 RAW = "raw"  # the objective's own g_S, g_U
 EAGC = "eagc"  # after EAGC's correction
+EAGC_AUTHORS = "eagc_authors"  # the same, weighted as the EAGC authors' compute_gdc does
 COORDINATED = "coordinated"  # a gradient-level coordinator's applied update
 APPLIED_KINDS = (EAGC, COORDINATED)  # the update the optimiser applied, where not the raw one
+GRADIENT_KINDS = (RAW, EAGC, EAGC_AUTHORS, COORDINATED)  # every gradient record R of a step
 # a gradient record's metrics, and the parameter group the paper reports
 COS = "cos"
 GDC = "gdc"
