@@ -106,23 +106,77 @@ def training_figure(runs: Sequence):
         return fig
 
 
+def seed_band(series: Sequence[tuple[np.ndarray, np.ndarray]]):
+    """``(x, mean, low, high)`` of one setting's seeds on the x values they all have.
+
+    Args:
+        series: ``(x [n_i], y [n_i])`` per seed (already smoothed).
+
+    Returns:
+        the common x (sorted), the mean over seeds, and the lowest and highest seed at each
+        x (the band: every seed lies inside it); None when the seeds share no finite x.
+    """
+    common = None
+    for x, y in series:
+        ok = np.asarray(x)[np.isfinite(y)]
+        common = ok if common is None else np.intersect1d(common, ok)
+    if common is None or common.size == 0:
+        return None
+    rows = []
+    for x, y in series:  # each seed's own value at each common x (no interpolation)
+        x = np.asarray(x)
+        finite = np.isfinite(y)
+        xs, ys = x[finite], np.asarray(y)[finite]
+        order = np.argsort(xs, kind="stable")
+        rows.append(ys[order][np.searchsorted(xs[order], common)])
+    stack = np.stack(rows)
+    return common, stack.mean(axis=0), stack.min(axis=0), stack.max(axis=0)
+
+
+def _draw(ax, group, series, color, label, ls="-", marker=None) -> None:
+    """One run's line, or a setting's seed mean with its min-max band."""
+    series = [(x, y) for x, y in series if np.isfinite(y).any()]
+    if not series:
+        return
+    band = seed_band(series) if len(group) > 1 else None
+    if band is None:  # one seed (or seeds on disjoint axes): each run its own line
+        for x, y in series:
+            ok = np.isfinite(y)
+            ax.plot(x[ok], y[ok], color=color, ls=ls, lw=1.6, marker=marker, ms=3, label=label)
+            label = None
+        return
+    x, mean, low, high = band
+    ax.fill_between(x, low, high, color=color, alpha=0.18, lw=0)
+    ax.plot(x, mean, color=color, ls=ls, lw=1.8, marker=marker, ms=3, label=label)
+
+
 def comparison_figure(runs: Sequence):
-    """Smoothed raw (solid) and EAGC (dashed) cosine and GDC, and All accuracy, runs overlaid."""
-    palette = colors(len(runs))
+    """Smoothed raw (solid) and EAGC (dashed) cosine and GDC, and All accuracy, settings overlaid.
+
+    Runs differing only in seed form one setting (the verdict's grouping): its seed mean is
+    drawn with a band from the lowest to the highest seed; a setting with one run is its line.
+    """
+    from entangle.report.verdict import label as setting_label  # lazy: scipy via uncertainty
+    from entangle.report.verdict import settings
+
+    groups = settings(runs)
+    palette = colors(len(groups))
     with style():
         fig, axes = new_figure(1, 3)
-        for run, color in zip(runs, palette, strict=True):
-            name = text(run.name, 30)
+        for group, color in zip(groups, palette, strict=True):
+            name = text(setting_label(group), 30)
+            if len(group) > 1:
+                name += f" ({len(group)} seeds)"
             for k, metric in enumerate((keys.COS, keys.GDC)):
                 for kind, ls in ((keys.RAW, "-"), (keys.EAGC, "--")):
-                    x, y = gradient_series(run.steps, kind, metric, run.group)
-                    if np.isfinite(y).any():
-                        label = f"{name}, {'raw' if kind == keys.RAW else 'EAGC'}"
-                        axes[0, k].plot(x, smooth(y), color=color, ls=ls, lw=1.6, label=label)
-            ep, acc = path_series(run.epochs, keys.ACC_ALL, x_key=keys.EPOCH)
-            ok = np.isfinite(acc)
-            if ok.any():
-                axes[0, 2].plot(ep[ok], acc[ok], color=color, marker="o", ms=3, label=name)
+                    series = []
+                    for run in group:
+                        x, y = gradient_series(run.steps, kind, metric, run.group)
+                        series.append((x, smooth(y)))
+                    label = f"{name}, {'raw' if kind == keys.RAW else 'EAGC'}"
+                    _draw(axes[0, k], group, series, color, label, ls=ls)
+            accs = [path_series(run.epochs, keys.ACC_ALL, x_key=keys.EPOCH) for run in group]
+            _draw(axes[0, 2], group, accs, color, name, marker="o")
         titles = (
             ("cos(g_S, g_U), smoothed", "training step"),
             ("GDC, smoothed", "training step"),
@@ -136,8 +190,11 @@ def comparison_figure(runs: Sequence):
             else:
                 no_data(ax, "nothing recorded")
         axes[0, 0].axhline(0.0, color="0.3", lw=0.8, ls=":")
-        axes[0, 0].set_title("Gradient cosine per run", fontsize="medium")
-        axes[0, 1].set_title("GDC per run", fontsize="medium")
-        axes[0, 2].set_title("All accuracy per run", fontsize="medium")
-        suptitle(fig, "Runs compared on shared axes (solid: raw, dashed: EAGC-corrected)")
+        seeded = any(len(g) > 1 for g in groups)
+        per = "per setting" if seeded else "per run"
+        axes[0, 0].set_title(f"Gradient cosine {per}", fontsize="medium")
+        axes[0, 1].set_title(f"GDC {per}", fontsize="medium")
+        axes[0, 2].set_title(f"All accuracy {per}", fontsize="medium")
+        bands = "; band: lowest to highest seed" if seeded else ""
+        suptitle(fig, f"Settings compared on shared axes (solid: raw, dashed: EAGC{bands})")
         return fig
