@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import functools
 import io
 import os
 import zipfile
@@ -11,6 +13,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 from entangle.checkpoints import (
@@ -597,3 +601,40 @@ def test_one_key_cannot_ask_for_a_hundred_million_blocks(vit, backbone, monkeypa
     monkeypatch.setenv("ENTANGLE_MAX_MODEL_DEPTH", "3")  # a real model at its limit loads
     del state["blocks.99999999.fc1.weight"]
     assert load_gcd_object(obj).backbone is not None
+
+
+@functools.cache
+def _tiny_vit_state() -> dict:
+    return VisionTransformer(VIT_CONFIGS["vit-tiny-test"]).state_dict()
+
+
+_FIELD_VALUES = st.one_of(
+    st.integers(-2, 1 << 17),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.booleans(),
+    st.none(),
+    st.text(max_size=3),
+)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    config=st.dictionaries(
+        st.sampled_from([f.name for f in dataclasses.fields(ViTConfig)] + ["factory"]),
+        _FIELD_VALUES,
+        max_size=6,
+    )
+)
+def test_any_meta_arch_config_loads_or_is_a_checkpoint_error(config):
+    """Whatever meta.arch.backbone.config holds, the outcome is a model or a CheckpointError
+    (the CLI's one line, exit 2), reached without building past the limits."""
+    obj = {
+        "entangle_checkpoint": 1,
+        "backbone": _tiny_vit_state(),
+        "head": None,
+        "meta": {"arch": {"backbone": {"kind": "vit", "config": config}}},
+    }
+    try:
+        load_gcd_object(obj)
+    except CheckpointError:
+        pass
