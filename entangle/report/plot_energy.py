@@ -78,13 +78,23 @@ def energy_figure(runs: Sequence, per_run: Mapping[str, Sequence[EpochEnergy]], 
         fig, axes = new_figure(n_rows, len(runs), sharex=True)
         for j, run in enumerate(runs):
             energies = list(per_run.get(run.name, ()))
+            # a run with one saved epoch (an analysed checkpoint) beside runs with two: its
+            # epoch in the late row, no empty early panel above it
+            rows = {n_rows - 1: energies[0]} if len(energies) == 1 else dict(enumerate(energies))
             for i in range(n_rows):
                 ax = axes[i, j]
-                if i >= len(energies):
-                    no_data(ax, "no saved features")
+                if i not in rows:
+                    if energies:
+                        ax.set_visible(False)
+                    else:
+                        no_data(ax, "no saved features")
                     continue
-                e = energies[i]
-                stage = "early" if i == 0 and n_rows > 1 else "late"
+                e = rows[i]
+                stage = (
+                    "only saved epoch"
+                    if len(energies) == 1 and n_rows > 1
+                    else ("early" if i == 0 and n_rows > 1 else "late")
+                )
                 values = getattr(e, kind)
                 drawn = False
                 for group, color in zip(GROUPS, palette, strict=True):

@@ -97,6 +97,29 @@ def test_energy_ratio_axis_fits_the_data_not_zero_to_one():
     assert "axis fitted to the data: 0.8" in fig.axes[0].get_xlabel()
 
 
+def test_a_one_epoch_run_beside_two_epoch_runs_has_no_empty_panel():
+    """An analysed checkpoint (one saved epoch) drew an empty 'no saved features' panel."""
+    from types import SimpleNamespace
+
+    from entangle.report.plot_energy import energy_figure
+
+    rng = np.random.default_rng(4)
+
+    def energy(epoch):
+        return SimpleNamespace(epoch=epoch, ratio={"labeled": rng.uniform(0.8, 1.0, 30)})
+
+    runs = [SimpleNamespace(name="trained"), SimpleNamespace(name="checkpoint")]
+    per_run = {"trained": [energy(0), energy(5)], "checkpoint": [energy(5)]}
+    fig = energy_figure(runs, per_run, "ratio")
+    axes = np.array(fig.axes).reshape(2, 2)
+    assert axes[0, 0].get_title() == "trained: early, epoch 0"
+    assert axes[1, 0].get_title() == "trained: late, epoch 5"
+    assert not axes[0, 1].get_visible()  # no panel saying what is missing
+    assert axes[1, 1].get_title() == "checkpoint: only saved epoch, epoch 5"
+    texts = [t.get_text() for ax in fig.axes if ax.get_visible() for t in ax.texts]
+    assert "no saved features" not in texts
+
+
 def _with_conceptor(path, name: str, quota_high: bool):
     """Add a run.json ``conceptor`` entry to a fake run (as the training loop writes it)."""
     import json
