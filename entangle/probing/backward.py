@@ -42,7 +42,7 @@ def step_record(ps: ProbedStep, measurements, *, eagc, coordinator, index, epoch
     record: dict = {keys.STEP: ps.step}
     if epoch is not None:
         record[keys.EPOCH] = epoch
-    record["losses"] = {"sup": ps.sup.detach(), "unsup": ps.unsup.detach()}
+    record[keys.LOSSES] = {"sup": ps.sup.detach(), "unsup": ps.unsup.detach()}
     n = len(ps.params)
     if ps.raw_unsup is not None:  # with EAGC the captured total is the corrected one
         ps.raw_u, ps.raw_total = ps.raw_unsup[:n], None
@@ -56,7 +56,7 @@ def step_record(ps: ProbedStep, measurements, *, eagc, coordinator, index, epoch
     for part in measurements:
         part.measure(ps, record)
     if ps.labeled is not None:
-        record["n_labeled"] = ps.labeled.sum()
+        record[keys.N_LABELED] = ps.labeled.sum()
     return record
 
 

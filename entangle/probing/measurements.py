@@ -63,7 +63,7 @@ class EAGCCorrected(Measurement):
     attribution part.
     """
 
-    keys = frozenset({record_keys.EAGC, record_keys.EAGC_AUTHORS, "eagc_authors_weights"})
+    keys = frozenset({record_keys.EAGC, record_keys.EAGC_AUTHORS, record_keys.EAGC_AUTHORS_WEIGHTS})
 
     def __init__(self, eagc) -> None:
         self.eagc = eagc
@@ -86,8 +86,8 @@ class EAGCCorrected(Measurement):
         corrected_u = minus(ps.total, ps.corrected_sup)
         record[record_keys.EAGC] = ps.metrics(ps.corrected_sup, corrected_u, ps.total)
         (a_sup, a_total), self._authors = self._authors, None
-        record["eagc_authors"] = ps.metrics(a_sup, minus(a_total, a_sup), a_total)
-        record["eagc_authors_weights"] = (
+        record[record_keys.EAGC_AUTHORS] = ps.metrics(a_sup, minus(a_total, a_sup), a_total)
+        record[record_keys.EAGC_AUTHORS_WEIGHTS] = (
             "eep off"
             if ps.state.weights is None
             else ("previous" if ps.state.previous_weights is not None else "none")
@@ -110,15 +110,15 @@ class Coordinated(Measurement):
 class FeatureConflict(Measurement):
     """Per-row cos(dL_sup/dz_i, dL_unsup/dz_i) by row group, raw and EAGC-corrected (free)."""
 
-    keys = frozenset({"feature", "feature_eagc"})
+    keys = frozenset({record_keys.FEATURE, record_keys.FEATURE_EAGC})
 
     def measure(self, ps: ProbedStep, record: dict) -> None:
         if ps.features is None:
             return
-        record["feature"] = feature_conflict(ps.g_s, ps.g_u, ps.labeled, ps.novel)
+        record[record_keys.FEATURE] = feature_conflict(ps.g_s, ps.g_u, ps.labeled, ps.novel)
         if ps.state is not None:
             c_s, c_u = ps.corrected_feature_grads()
-            record["feature_eagc"] = feature_conflict(c_s, c_u, ps.labeled, ps.novel)
+            record[record_keys.FEATURE_EAGC] = feature_conflict(c_s, c_u, ps.labeled, ps.novel)
 
 
 class Attribution(Measurement):
@@ -129,7 +129,7 @@ class Attribution(Measurement):
     ``supervised`` to ``measure`` of the same step.
     """
 
-    keys = frozenset({"attribution", "attribution_eagc"})
+    keys = frozenset({record_keys.ATTRIBUTION, record_keys.ATTRIBUTION_EAGC})
 
     def __init__(self, attributor: Attributor, index: dict) -> None:
         self.attributor = attributor
@@ -168,13 +168,13 @@ class Attribution(Measurement):
         def pick(values):
             return [values[i] for i in group]
 
-        record["attribution"] = self.attributor.measure(
+        record[record_keys.ATTRIBUTION] = self.attributor.measure(
             jac, pick(ps.raw_sup), pick(ps.raw_u), ps.g_s, ps.g_u, **rows
         )
         if ps.state is not None:
             c_s, c_u = ps.corrected_feature_grads()
             c_total = minus(ps.total, ps.corrected_sup)
-            record["attribution_eagc"] = self.attributor.measure(
+            record[record_keys.ATTRIBUTION_EAGC] = self.attributor.measure(
                 jac, pick(ps.corrected_sup), pick(c_total), c_s, c_u, **rows
             )
 
@@ -182,7 +182,7 @@ class Attribution(Measurement):
 class Energies(Measurement):
     """Known-subspace energy ratios, EEP weights, EEP's mu and the logit free energy."""
 
-    keys = frozenset({"energy", "eagc_mu"})
+    keys = frozenset({record_keys.ENERGY, record_keys.EAGC_MU})
 
     def __init__(self, eagc, known_subspace, temperature: float, source: str) -> None:
         self.eagc = eagc
@@ -195,9 +195,10 @@ class Energies(Measurement):
             return
         energy = self._energy(ps)
         if energy:
-            record["energy"] = energy
+            record[record_keys.ENERGY] = energy
         if ps.state is not None and ps.state.mu is not None:
-            record["eagc_mu"] = ps.state.mu  # EEP's threshold this step (docs/records.md)
+            # EEP's threshold this step (docs/records.md)
+            record[record_keys.EAGC_MU] = ps.state.mu
 
     def _energy(self, ps: ProbedStep) -> dict:
         state, labeled = ps.state, ps.labeled
@@ -210,17 +211,17 @@ class Energies(Measurement):
             else:
                 z = ps.features.detach()
                 ratio = energy_ratio(z, conceptor.to(z.device), warn=False)
-            out["ratio"] = {k: masked_summary(ratio, m) for k, m in groups.items()}
+            out[record_keys.ENERGY_RATIO] = {k: masked_summary(ratio, m) for k, m in groups.items()}
             ps.keep_rows("energy_ratio", ratio)
             # which conceptor the ratios are under (docs/quantities.md, "Which conceptor")
             out["conceptor"] = "eep" if self.eagc is not None else "known_subspace"
         if state is not None and state.weights is not None:
             unl = ~labeled if labeled is not None else None
-            out["eep_weight"] = masked_summary(state.weights, unl)
-            ps.keep_rows("eep_weight", state.weights)
-            out["eep_weight"]["frac_zero"] = _share(state.weights == 0, unl)
+            out[record_keys.EEP_WEIGHT] = masked_summary(state.weights, unl)
+            ps.keep_rows(record_keys.EEP_WEIGHT, state.weights)
+            out[record_keys.EEP_WEIGHT]["frac_zero"] = _share(state.weights == 0, unl)
             # rows EEP acts on (docs/calibration.md: w_i > 0.01)
-            out["eep_weight"]["frac_active"] = _share(state.weights > 0.01, unl)
+            out[record_keys.EEP_WEIGHT]["frac_active"] = _share(state.weights > 0.01, unl)
         if ps.logits is not None:
             # the free energy of the softmax the classifier uses: over logits / T
             fe = free_energy(ps.logits.detach() / self.temperature)

@@ -50,11 +50,11 @@ CORE_KEYS = frozenset(
     {
         record_keys.STEP,
         record_keys.EPOCH,
-        "losses",
+        record_keys.LOSSES,
         record_keys.RAW,
-        "n_labeled",
+        record_keys.N_LABELED,
         record_keys.NAN,
-        "rank_local",
+        record_keys.RANK_LOCAL,
     }
 )
 # every top-level key a step record of the probe can hold (docs/records.md)
@@ -67,7 +67,13 @@ RECORD_KEYS = CORE_KEYS.union(
     ProbeSetResults.keys,
 )
 # entries computed from this rank's rows alone under DDP (named in the record's rank_local)
-RANK_LOCAL_KEYS = ("losses", "feature", "feature_eagc", "energy", "n_labeled")
+RANK_LOCAL_KEYS = (
+    record_keys.LOSSES,
+    record_keys.FEATURE,
+    record_keys.FEATURE_EAGC,
+    record_keys.ENERGY,
+    record_keys.N_LABELED,
+)
 
 
 class Probe:
@@ -501,7 +507,7 @@ class Probe:
         if self.distributed and world_size() > 1:
             # gradient metrics are of the all-reduced (global) gradients; these entries are
             # of this rank's rows only, and the record says so (docs/records.md)
-            record["rank_local"] = {
+            record[record_keys.RANK_LOCAL] = {
                 "rank": torch.distributed.get_rank(),
                 "world_size": world_size(),
                 "keys": [k for k in RANK_LOCAL_KEYS if k in record],

@@ -112,9 +112,9 @@ def to_host(tree):
 def nan_reasons(record: dict) -> dict:
     """Why a probed value is NaN, from host-side values: one reason per affected group."""
     reasons = {}
-    losses = record.get("losses", {})
+    losses = record.get(keys.LOSSES, {})
     bad_loss = [k for k, v in losses.items() if not math.isfinite(v)]
-    no_labeled = record.get("n_labeled") == 0
+    no_labeled = record.get(keys.N_LABELED) == 0
     for kind in keys.GRADIENT_KINDS:
         stats = record.get(kind)
         if stats is None:

@@ -222,7 +222,7 @@ def overlay_layout(tags) -> dict:
             applied = [f"{kind}/{rest}" for kind in APPLIED_KINDS]
             category = f"gradient conflict {group}: raw vs applied".replace("  ", " ")
             add(category, f"{key} ({', '.join(_kinds(tags, rest))})", [tag, *applied])
-        elif head in ("feature", "attribution") and "/class" not in rest:
+        elif head in (keys.FEATURE, keys.ATTRIBUTION) and "/class" not in rest:
             add(f"{head} raw vs EAGC", f"{rest} (raw, eagc)", [tag, f"{head}_eagc/{rest}"])
     accuracy = [f"{EPOCH_PREFIX}/acc_{part}" for part in ("all", "old", "new")]
     add("accuracy and losses", "accuracy All / Old / New", accuracy)

@@ -9,6 +9,7 @@ import numpy as np
 
 from entangle.report.figures import colors, new_figure, no_data, smooth, style, suptitle, text
 from entangle.report.verdict_detail import class_matrix, class_name, class_ranking
+from entangle.runs.keys import ATTRIBUTION, ATTRIBUTION_EAGC
 from entangle.runs.records import as_float, dig, step_axis
 
 TOP_SAMPLES = 16
@@ -33,7 +34,7 @@ def top_classes(run, top: int = TOP_CLASSES) -> tuple[list[int], list[int]]:
     negative mean share per unlabeled row first), so the figure shows the classes the answer
     card names. Classes without any unlabeled-row share (fully labeled ones) are in neither.
     """
-    raw, _ = class_matrix(run, "attribution")
+    raw, _ = class_matrix(run, ATTRIBUTION)
     has_data = [
         c
         for c in range(raw.shape[1])
@@ -64,14 +65,14 @@ def class_attribution_figure(runs: Sequence):
         fig, axes = new_figure(1, len(runs), sharey="row", panel=(5.2, 4.2))
         for j, run in enumerate(runs):
             ax = axes[0, j]
-            raw, id_kind = class_matrix(run, "attribution")
+            raw, id_kind = class_matrix(run, ATTRIBUTION)
             if raw.size == 0:
                 no_data(ax, "no attribution recorded")
                 ax.set_title(text(run.name), fontsize="medium")
                 continue
-            corrected, _ = class_matrix(run, "attribution_eagc")
-            x = _attributed_steps(run, "attribution")
-            xc = _attributed_steps(run, "attribution_eagc")
+            corrected, _ = class_matrix(run, ATTRIBUTION_EAGC)
+            x = _attributed_steps(run, ATTRIBUTION)
+            xc = _attributed_steps(run, ATTRIBUTION_EAGC)
             shown, rest = top_classes(run)
             palette = colors(max(len(shown), 1))
             lines = [(raw[:, c], corrected[:, c] if corrected.size else None) for c in shown]
@@ -104,7 +105,7 @@ def class_attribution_figure(runs: Sequence):
         return fig
 
 
-def top_samples(run, kind: str = "attribution", top: int = TOP_SAMPLES) -> list[tuple]:
+def top_samples(run, kind: str = ATTRIBUTION, top: int = TOP_SAMPLES) -> list[tuple]:
     """``(index, summed share, times in a step's top, labeled)`` of the most conflicting rows.
 
     A row that appears in many steps' top lists with negative shares ranks first.

@@ -8,6 +8,7 @@ import numpy as np
 
 from entangle.report.energy import GROUP_LABELS, GROUPS, EpochEnergy
 from entangle.report.figures import colors, new_figure, no_data, style, suptitle, text
+from entangle.runs.keys import EEP_WEIGHT, ENERGY, ENERGY_RATIO
 from entangle.runs.records import summary_series
 
 ENERGY_KINDS = {
@@ -183,7 +184,7 @@ def step_energy_figure(runs: Sequence):
     labels = GROUP_LABELS | {"unlabeled": "unlabeled"}
     series = []
     for run in runs:
-        curves = {g: summary_series(run.steps, "energy", "ratio", g) for g in labels}
+        curves = {g: summary_series(run.steps, ENERGY, ENERGY_RATIO, g) for g in labels}
         if curves["unlabeled_old"][0].size:  # the finer split makes "unlabeled" redundant
             curves.pop("unlabeled")
         curves = {g: c for g, c in curves.items() if c[0].size}
@@ -211,7 +212,7 @@ def step_energy_figure(runs: Sequence):
 def _step_conceptor_name(run) -> str:
     from entangle.report.energy import run_conceptor_of
 
-    names = {r.get("energy", {}).get("conceptor") for r in run.steps if isinstance(r, Mapping)}
+    names = {r.get(ENERGY, {}).get("conceptor") for r in run.steps if isinstance(r, Mapping)}
     names.discard(None)
     own = run_conceptor_of(run.meta)
     if not names and own is not None:  # records from before they named it: run.json does
@@ -229,7 +230,7 @@ def eep_weight_figure(runs: Sequence):
     Returns:
         the figure, or None when no run recorded EEP weights.
     """
-    series = [(run, *summary_series(run.steps, "energy", "eep_weight")) for run in runs]
+    series = [(run, *summary_series(run.steps, ENERGY, EEP_WEIGHT)) for run in runs]
     series = [s for s in series if s[1].size]
     if not series:
         return None

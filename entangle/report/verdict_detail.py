@@ -16,6 +16,7 @@ import numpy as np
 
 from entangle.metrics.calibration import is_inert
 from entangle.report.uncertainty import Estimate, across_seeds, within_run, within_run_rate
+from entangle.runs.keys import ATTRIBUTION, ATTRIBUTION_EAGC, EAGC, EEP_WEIGHT, ENERGY, ENERGY_RATIO
 from entangle.runs.records import as_float, dig, gradient_series
 
 SHARE = (0.0, 1.0)
@@ -27,8 +28,8 @@ def _path(run, *keys):
 
 
 def _gap(run, group="unlabeled"):
-    lab = _path(run, "energy", "ratio", "labeled", "mean")
-    return lab - _path(run, "energy", "ratio", group, "mean")
+    lab = _path(run, ENERGY, ENERGY_RATIO, "labeled", "mean")
+    return lab - _path(run, ENERGY, ENERGY_RATIO, group, "mean")
 
 
 @dataclass(frozen=True)
@@ -85,11 +86,11 @@ def eep_diagnosis(group, estimate) -> EEPDiagnosis | None:
     cal = run.meta.get("calibration") if isinstance(run.meta, Mapping) else None
     beta = as_float(run.config.get("eep_weight"))
     beta = 0.5 if math.isnan(beta) else beta
-    if has(run, "eagc") and np.isfinite(_path(run, "energy", "eep_weight", "mean")).any():
+    if has(run, EAGC) and np.isfinite(_path(run, ENERGY, EEP_WEIGHT, "mean")).any():
         return EEPDiagnosis(
             "during training",
-            estimate(group, lambda r: _path(r, "energy", "eep_weight", "mean")),
-            estimate(group, lambda r: _path(r, "energy", "eep_weight", "frac_active"), SHARE),
+            estimate(group, lambda r: _path(r, ENERGY, EEP_WEIGHT, "mean")),
+            estimate(group, lambda r: _path(r, ENERGY, EEP_WEIGHT, "frac_active"), SHARE),
             estimate(group, _gap),
             estimate(group, lambda r: _gap(r, "unlabeled_new")),
             beta,
@@ -133,7 +134,7 @@ def eep_line(name: str, diag: EEPDiagnosis) -> str:
 # ----------------------------------------------------------------- class attribution
 
 
-def class_matrix(run, kind: str = "attribution", per_row: bool = False) -> tuple[np.ndarray, str]:
+def class_matrix(run, kind: str = ATTRIBUTION, per_row: bool = False) -> tuple[np.ndarray, str]:
     """``[steps, K]`` per-class shares of cos(g_S, g_U) (unlabeled rows), and the id kind.
 
     ``per_row``: each share divided by the class's unlabeled rows in that step (NaN where the
@@ -160,11 +161,11 @@ def class_matrix(run, kind: str = "attribution", per_row: bool = False) -> tuple
     return np.zeros((0, 0)), ""
 
 
-def has_row_counts(run, kind: str = "attribution") -> bool:
+def has_row_counts(run, kind: str = ATTRIBUTION) -> bool:
     return bool(np.isfinite(class_matrix(run, kind, per_row=True)[0]).any())
 
 
-def class_ranking(group, kind: str = "attribution", estimate=None) -> list[tuple[int, Estimate]]:
+def class_ranking(group, kind: str = ATTRIBUTION, estimate=None) -> list[tuple[int, Estimate]]:
     """Classes ordered from the most negative mean share per unlabeled row (pulls hardest).
 
     Falls back to the summed shares when the records carry no row counts (older records).
@@ -225,7 +226,7 @@ def attribution_lines(out, group, name) -> list[str]:
         f"ranked by {unit}{oracle}; the {len(against)} listed were selected as the most negative "
         f"of {k}, so their intervals overstate how surely they lead: {listed}"
     )
-    corrected = class_ranking(group, "attribution_eagc")
+    corrected = class_ranking(group, ATTRIBUTION_EAGC)
     if corrected:
         top, share = class_name(run, corrected[0][0], id_kind), corrected[0][1].value
         same = "the same" if corrected[0][0] == against[0][0] else "a different"
@@ -282,7 +283,7 @@ def probeset_soc(run) -> dict | None:
             and math.isfinite(as_float(s["probeset"].get("soc")))]  # fmt: skip
     if not recs:
         return None
-    energy = recs[0][1].get("energy")
+    energy = recs[0][1].get(ENERGY)
     groups = ("labeled", "unlabeled_old", "unlabeled_new")
     counts = [as_float(dig(energy, g, "n")) for g in groups] if isinstance(energy, Mapping) else []
     rows = int(sum(counts)) if counts and all(math.isfinite(c) for c in counts) else None

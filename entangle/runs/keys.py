@@ -30,6 +30,16 @@ LAST_BLOCK = "last_block"
 # the ProbeSet's evaluation of a step (its SOC: PROBESET / SOC)
 PROBESET = "probeset"
 SOC = "soc"
+# the core's other step-record keys and each measurement's (probing/measurements.py)
+LOSSES = "losses"  # {"sup", "unsup"}
+N_LABELED = "n_labeled"
+RANK_LOCAL = "rank_local"  # under DDP: which entries are of this rank's rows alone
+FEATURE, FEATURE_EAGC = "feature", "feature_eagc"  # per-row feature conflict, raw / corrected
+ATTRIBUTION, ATTRIBUTION_EAGC = "attribution", "attribution_eagc"
+ENERGY = "energy"  # {"ratio": {group: summary}, "eep_weight": summary, ...}
+ENERGY_RATIO, EEP_WEIGHT = "ratio", "eep_weight"  # inside ENERGY
+EAGC_MU = "eagc_mu"
+EAGC_AUTHORS_WEIGHTS = "eagc_authors_weights"
 
 # an evaluation record's clustering accuracy on the unlabeled rows (epochs.jsonl)
 ACC_ALL = "acc_all"
