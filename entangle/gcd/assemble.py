@@ -31,6 +31,7 @@ from entangle.gcd.losses import LossConfig
 from entangle.gcd.optim import simgcd_optimizer
 from entangle.gcd.ranks import Live, OtherRank, Ranks, rank_reference
 from entangle.gcd.setup import Setup, labeled_loader
+from entangle.nn.distributed import rank
 from entangle.nn.prefix import SharedPrefix
 from entangle.probing.params import last_block
 from entangle.probing.probe import Probe
@@ -235,7 +236,10 @@ def _resume_from(path: Path, backbone, head, opt, sched, eagc) -> int:
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         if eagc is not None:
-            eagc.load_state_dict(state["eagc"])
+            saved = state["eagc"]
+            if saved.get("last_weights_by_rank") is not None:  # a DDP run: this rank's own
+                saved = saved | {"last_weights": saved["last_weights_by_rank"][rank()]}
+            eagc.load_state_dict(saved)
         return int(state["epoch"]) + 1
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         detail = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__

@@ -28,7 +28,13 @@ from entangle.gcd.evaluate import evaluate, run_summary
 from entangle.gcd.losses import gcd_losses
 from entangle.gcd.ranks import SIMGCD_LR_BATCH, OtherRank, Ranks
 from entangle.gcd.setup import Setup, ensure_reference, prepare, resolve_device
-from entangle.nn.distributed import barrier, broadcast_object, global_max, world_size
+from entangle.nn.distributed import (
+    barrier,
+    broadcast_object,
+    gather_object,
+    global_max,
+    world_size,
+)
 from entangle.probing.evaluation import write_epoch
 from entangle.runs.directory import RunReader, RunWriter
 
@@ -273,6 +279,11 @@ def _end_epoch(t: TrainingRun, epoch: int, started: float, run_dir: Path) -> dic
             f"{run_dir}: {reason}; the run is left incomplete (reason in STOPPED). Lower "
             "--lr and start a new run directory, or rerun with --on-nan continue"
         )
+    # EAGC's previous-batch weights are of each rank's own rows (the authors' GDC uses them):
+    # last.pt keeps every rank's, so each resumes with its own
+    by_rank = None
+    if t.eagc is not None and ranks.distributed:
+        by_rank = gather_object(t.eagc.state_dict()["last_weights"])
     if not ranks.main:
         return None
     record, arrays = evaluate(
@@ -302,6 +313,8 @@ def _end_epoch(t: TrainingRun, epoch: int, started: float, run_dir: Path) -> dic
     }
     if t.eagc is not None:
         state["eagc"] = t.eagc.state_dict()
+        if by_rank is not None:
+            state["eagc"]["last_weights_by_rank"] = by_rank
     # the model alone, in entangle's checkpoint format, for `entangle analyze`
     save_model_checkpoint(
         run.checkpoint_path("model"),

@@ -56,6 +56,15 @@ def global_max(value: int, device: torch.device | str = "cpu") -> int:
     return int(t.item())
 
 
+def gather_object(obj) -> list:
+    """Every process's ``obj`` (picklable), in rank order (``[obj]`` when not distributed)."""
+    if world_size() == 1:
+        return [obj]
+    out = [None] * world_size()
+    torch.distributed.all_gather_object(out, obj)
+    return out
+
+
 def barrier() -> None:
     """Wait for every process (nothing when not distributed)."""
     if world_size() > 1:

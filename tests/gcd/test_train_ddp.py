@@ -75,15 +75,10 @@ def test_ddp_records_equal_the_one_process_replay(runs, name):
     assert want.meta["distributed"]["mode"] == "replayed in one process"
     assert got.meta["distributed"]["lr"] == want.meta["distributed"]["lr"]
     assert len(got.steps) == len(want.steps) == 2 * scenario.steps_per_epoch()
-    resumed_at = scenario.steps_per_epoch() if name == "resumed" else None
     for a, b in zip(got.steps, want.steps, strict=True):
         assert "raw" in a and "eagc" in a and a["rank_local"]["world_size"] == 2
-        a, b = _global(a), _global(b)
-        if a["step"] == resumed_at:
-            # open gap: the authors' GDC (previous batch's EEP weights) of the first step
-            # after a resume differs; the applied gradient and every other entry agree
-            assert a.pop("eagc_authors") != b.pop("eagc_authors")
-        _close(a, b, f"step {a['step']}")
+        # eagc_authors too: after a resume each rank projects with its own previous weights
+        _close(_global(a), _global(b), f"step {a['step']}")
     assert any("probeset" in s for s in got.steps)
     for a, b in zip(got.epochs, want.epochs, strict=True):
         _close(_global(a), _global(b), f"epoch {a['epoch']}")
