@@ -1,14 +1,31 @@
-"""``entangle analyze``: diagnose saved GCD checkpoints (features, overlap, energy, gradients)."""
+"""``entangle analyze``: diagnose saved GCD checkpoints (features, overlap, energy, gradients).
 
-from entangle.analysis.inputs import FeatureData, load_feature_file, load_inputs
-from entangle.analysis.run import AnalysisResult, AnalyzeConfig, CheckpointAnalysis, analyze
+The names load on first use: the ``analyze`` command's options import only
+:mod:`entangle.analysis.config`, not the analysis and its checkpoint loaders.
+"""
 
-__all__ = [
-    "AnalysisResult",
-    "AnalyzeConfig",
-    "CheckpointAnalysis",
-    "FeatureData",
-    "analyze",
-    "load_feature_file",
-    "load_inputs",
-]
+import importlib
+
+_EXPORTS = {
+    "AnalysisResult": "entangle.analysis.run",
+    "AnalyzeConfig": "entangle.analysis.config",
+    "CheckpointAnalysis": "entangle.analysis.run",
+    "FeatureData": "entangle.analysis.inputs",
+    "analyze": "entangle.analysis.run",
+    "load_feature_file": "entangle.analysis.inputs",
+    "load_inputs": "entangle.analysis.inputs",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'entangle.analysis' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return __all__

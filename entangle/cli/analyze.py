@@ -11,6 +11,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from entangle.analysis.config import AnalyzeConfig
 from entangle.cli.app import app
 from entangle.cli.common import console, stage_progress
 from entangle.cli.options import (
@@ -23,8 +24,11 @@ from entangle.cli.options import (
     TeacherTemperature,
     WarmupTeacherTemperature,
 )
-from entangle.defaults import LABELED_FRACTION
-from entangle.metrics.clustering import ACCURACY_PROTOCOLS, DEFAULT_PROTOCOL
+from entangle.metrics.clustering import ACCURACY_PROTOCOLS
+
+# the options' defaults are AnalyzeConfig's (the loss settings' via defaults.SimGCDLoss),
+# read here so that each is written once; options without an AnalyzeConfig twin keep their own
+_DEFAULTS = AnalyzeConfig()
 
 _COLUMNS = (
     ("format", "format", "{}"),
@@ -125,13 +129,13 @@ def analyze_command(
             "features:FILE.npz (arrays features, labels, labeled; optional novel, "
             "old_classes, logits, class_names)"
         ),
-    ] = "digits",
+    ] = _DEFAULTS.data,
     old_classes: Annotated[
         str | None, typer.Option(help="Known classes: a count, a comma list, or a file.")
     ] = None,
     labeled_fraction: Annotated[
         float, typer.Option(help="Labeled share of old classes.")
-    ] = LABELED_FRACTION,
+    ] = _DEFAULTS.labeled_fraction,
     labeled_split: Annotated[
         Path | None,
         typer.Option(
@@ -143,22 +147,32 @@ def analyze_command(
         str | None,
         typer.Option(help="Reference checkpoint: EAGC with AGA and its conceptor (else EEP only)."),
     ] = None,
-    grad_batches: Annotated[int, typer.Option(help="Batches for gradient diagnostics.")] = 4,
-    batch_size: Annotated[int, typer.Option(help="Samples per batch.")] = 64,
-    device: Annotated[str, typer.Option(help="'auto', 'cpu', 'cuda:0'.")] = "auto",
+    grad_batches: Annotated[
+        int, typer.Option(help="Batches for gradient diagnostics.")
+    ] = _DEFAULTS.grad_batches,
+    batch_size: Annotated[int, typer.Option(help="Samples per batch.")] = _DEFAULTS.batch_size,
+    device: Annotated[str, typer.Option(help="'auto', 'cpu', 'cuda:0'.")] = _DEFAULTS.device,
     max_samples: Annotated[
         int | None, typer.Option(help="Analyse at most N samples (random, seeded).")
     ] = None,
-    tsne: Annotated[bool, typer.Option("--tsne/--no-tsne", help="t-SNE map k-NN overlap.")] = True,
-    grad: Annotated[bool, typer.Option("--grad/--no-grad", help="Gradient diagnostics.")] = True,
-    kmeans: Annotated[bool, typer.Option("--kmeans/--no-kmeans", help="k-means accuracy.")] = True,
-    report: Annotated[bool, typer.Option("--report/--no-report", help="HTML/PNG report.")] = True,
+    tsne: Annotated[
+        bool, typer.Option("--tsne/--no-tsne", help="t-SNE map k-NN overlap.")
+    ] = _DEFAULTS.tsne,
+    grad: Annotated[
+        bool, typer.Option("--grad/--no-grad", help="Gradient diagnostics.")
+    ] = _DEFAULTS.grad,
+    kmeans: Annotated[
+        bool, typer.Option("--kmeans/--no-kmeans", help="k-means accuracy.")
+    ] = _DEFAULTS.kmeans,
+    report: Annotated[
+        bool, typer.Option("--report/--no-report", help="HTML/PNG report.")
+    ] = _DEFAULTS.report,
     trust_checkpoint: Annotated[
         bool,
         typer.Option(
             "--trust-checkpoint", help="Allow checkpoints that run code on load (unsafe)."
         ),
-    ] = False,
+    ] = _DEFAULTS.trust_checkpoint,
     model: Annotated[
         str | None,
         typer.Option(help="package.module:factory returning (backbone, head) for other layouts."),
@@ -170,7 +184,7 @@ def analyze_command(
             "v2 (one Hungarian mapping), v2b (SimGCD balanced: mean per-class recall); the "
             "first fills the acc_* fields."
         ),
-    ] = DEFAULT_PROTOCOL,
+    ] = ",".join(_DEFAULTS.accuracy),
     format: Annotated[
         str | None,
         typer.Option(
@@ -210,7 +224,9 @@ def analyze_command(
     ] = LOSS.warmup_teacher_epochs,
     supcon_temperature: SupconTemperature = LOSS.supcon_temperature,
     infonce_temperature: InfonceTemperature = LOSS.infonce_temperature,
-    seed: Annotated[int, typer.Option(help="Seed of split, subsample, batches, k-means.")] = 0,
+    seed: Annotated[
+        int, typer.Option(help="Seed of split, subsample, batches, k-means.")
+    ] = _DEFAULTS.seed,
 ) -> None:
     """Diagnose saved GCD checkpoints: accuracy, subspace overlap, energy, gradient conflict.
 
