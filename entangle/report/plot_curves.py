@@ -34,7 +34,17 @@ def _gradient_panel(ax, run, metric: str, *, positive=False) -> bool:
 
 
 def conflict_figure(runs: Sequence):
-    """Cosine conflict and GDC over probed steps, raw vs EAGC-corrected, one column per run."""
+    """Cosine conflict and GDC over probed steps, raw vs EAGC-corrected, one column per run.
+
+    When some setting has several seeds (the verdict's grouping), one column per setting
+    instead: each kind's seed mean, smoothed, with its lowest-to-highest-seed band
+    (:func:`seed_band`), so six runs of two settings read as two panels, not six.
+    """
+    from entangle.report.verdict import settings  # lazy: scipy via uncertainty
+
+    groups = settings(runs)
+    if any(len(g) > 1 for g in groups):
+        return _setting_conflict_figure(groups)
     with style():
         fig, axes = new_figure(2, len(runs), sharey="row")
         rows = (
@@ -55,6 +65,47 @@ def conflict_figure(runs: Sequence):
                 ax.set_xlabel("training step")
                 ax.set_ylabel(ylabel)
         suptitle(fig, "Gradient conflict over training: raw vs EAGC-corrected")
+        return fig
+
+
+def _setting_conflict_figure(groups):
+    """:func:`conflict_figure` with a column per setting (seed mean and band per kind)."""
+    from entangle.report.verdict import label as setting_label
+
+    rows = (
+        (keys.COS, "cos(g_S, g_U)", "cosine conflict"),
+        (keys.GDC, "GDC = 1 - cos(g_S, g_S + g_U)", "GDC"),
+    )
+    palette = colors(2)
+    with style():
+        fig, axes = new_figure(2, len(groups), sharey="row")
+        for j, group in enumerate(groups):
+            name = text(setting_label(group), 30)
+            seeds = f" ({len(group)} seeds)" if len(group) > 1 else ""
+            parts = {run.group for run in group}  # a setting's runs share their config
+            seeds += f" [{text(parts.pop())}]" if len(parts) == 1 and group[0].group else ""
+            for i, (metric, ylabel, what) in enumerate(rows):
+                ax = axes[i, j]
+                for (kind, label), color in zip(KINDS, palette, strict=True):
+                    series = []
+                    for run in group:
+                        x, y = gradient_series(run.steps, kind, metric, run.group)
+                        series.append((x, smooth(y)))
+                    _draw(ax, group, series, color, f"{label} (smoothed)")
+                if ax.has_data():
+                    if metric == keys.COS:
+                        ax.axhline(0.0, color="0.3", lw=0.8, ls="--")
+                    ax.legend(loc="best", fontsize="small")
+                else:
+                    no_data(ax, f"no {metric} recorded")
+                ax.set_title(f"{name}{seeds}: {what}", fontsize="medium")
+                ax.set_xlabel("training step")
+                ax.set_ylabel(ylabel)
+        suptitle(
+            fig,
+            "Gradient conflict over training: raw vs EAGC-corrected, per setting (line: seed "
+            "mean; band: lowest to highest seed)",
+        )
         return fig
 
 

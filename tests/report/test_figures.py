@@ -49,3 +49,32 @@ def test_seed_band_is_the_seed_mean_and_range_on_the_steps_all_seeds_have():
     assert (
         seed_band([(np.array([0.0]), np.array([1.0])), (np.array([1.0]), np.array([2.0]))]) is None
     )
+
+
+def test_seeded_settings_get_one_conflict_column_each_with_bands(tmp_path):
+    """Six runs of two settings were six tiny columns (issue 22)."""
+    from matplotlib.collections import PolyCollection
+
+    from entangle.report.load import load_runs
+    from entangle.report.plot_curves import conflict_figure
+    from tests.report.fake_runs import make_run
+
+    paths = [
+        make_run(tmp_path / f"{v}-s{s}", name=f"{v}-s{s}", eagc=v == "eagc", seed=s, n_steps=40)
+        for v in ("base", "eagc")
+        for s in (0, 1)
+    ]
+    fig = conflict_figure(load_runs(paths))
+    titles = [ax.get_title() for ax in fig.axes]
+    assert len(fig.axes) == 4  # 2 rows x 2 settings, not 2 x 4 runs
+    assert "base-s{0,1} (2 seeds) [last_block]: cosine conflict" in titles
+    assert "eagc-s{0,1} (2 seeds) [last_block]: GDC" in titles
+    eagc_cos = fig.axes[titles.index("eagc-s{0,1} (2 seeds) [last_block]: cosine conflict")]
+    bands = [c for c in eagc_cos.collections if isinstance(c, PolyCollection)]
+    assert len(bands) == 2  # raw and EAGC-corrected, each with its seed band
+    # one run per setting: the per-run figure as before
+    single = conflict_figure(load_runs(paths[::2]))
+    assert (
+        len(single.axes) == 4
+        and single.axes[0].get_title() == "base-s0 [last_block]: cosine conflict"
+    )
