@@ -486,6 +486,48 @@ def epoch_batches(
     yield from loader
 
 
+class _EvalBatches(torch.utils.data.Dataset):
+    """Item ``i`` is rows ``[i b, (i + 1) b)`` through :func:`eval_inputs` (loader workers)."""
+
+    def __init__(self, data: GCDData, batch_size: int, transform):
+        self.data, self.batch_size, self.transform = data, int(batch_size), transform
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.data) / self.batch_size)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        start = i * self.batch_size
+        rows = torch.arange(start, min(start + self.batch_size, len(self.data)))
+        return eval_inputs(self.data, rows, self.transform)
+
+
+def eval_batches(
+    data: GCDData,
+    batch_size: int,
+    transform=None,
+    *,
+    workers: int = 0,
+    pin_memory: bool = False,
+) -> Iterator[torch.Tensor]:
+    """Every sample's :func:`eval_inputs` in order, ``batch_size`` rows at a time.
+
+    Image data with ``workers > 0`` is decoded in that many DataLoader workers (the test
+    transform has no randomness: the batches equal ``workers=0``'s). Yields ``[b, ...]``.
+    """
+    n = len(data)
+    if data.in_memory or workers <= 0:
+        for start in range(0, n, batch_size):
+            yield eval_inputs(data, torch.arange(start, min(start + batch_size, n)), transform)
+        return
+    loader = torch.utils.data.DataLoader(
+        _EvalBatches(data, batch_size, transform),
+        batch_size=None,
+        num_workers=int(workers),
+        pin_memory=pin_memory,
+    )
+    yield from loader
+
+
 def default_workers(cpus: int | None = None) -> int:
     """``--workers auto``: half the cores up to 8 (SimGCD's num_workers), none on <4 cores.
 

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import torch
 
-from entangle.data.datasets import GCDData, eval_inputs
+from entangle.data.datasets import GCDData, default_workers, eval_batches
 from entangle.defaults import APERTURE, SOC_K
 from entangle.probing.evaluation import (
     ACCURACY_DEFAULT,
@@ -35,6 +35,7 @@ def embed_all(
     transform=None,
     autocast=None,
     on_batch: Callable[[int, int], None] | None = None,
+    workers: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Features and head logits of every sample, batched, in eval and inference mode.
 
@@ -46,14 +47,20 @@ def embed_all(
         transform: image transform for image data (default: the GCD test transform).
         autocast: a context manager to run the forward in (e.g. bf16 autocast on CUDA).
         on_batch: called with ``(rows done, rows total)`` after each batch.
+        workers: DataLoader workers decoding image batches (None: ``default_workers()``;
+            the features do not depend on it).
 
     Returns:
         ``(features [n, D], logits [n, K] or None)``, float32, on ``device``.
     """
     n = len(data)
-    batches = (
-        eval_inputs(data, torch.arange(start, min(start + batch_size, n)), transform)
-        for start in range(0, n, batch_size)
+    device = torch.device(device)
+    batches = eval_batches(
+        data,
+        batch_size,
+        transform,
+        workers=default_workers() if workers is None else workers,
+        pin_memory=device.type == "cuda",
     )
     progress = None if on_batch is None else (lambda done: on_batch(done, n))
     return embed_batches(backbone, head, batches, device, autocast=autocast, on_batch=progress)
@@ -69,6 +76,7 @@ def evaluate(
     *,
     k: int = SOC_K,
     aperture: float = APERTURE,
+    workers: int | None = None,
 ) -> tuple[dict, dict]:
     """Features of every sample, clustering accuracy on the unlabeled set, SOC, energies.
 
@@ -77,12 +85,13 @@ def evaluate(
         k: SOC / principal-angle subspace dimension (the run's ``soc_k``; capped at the rank
             of the centred labeled features).
         aperture: aperture of the conceptor refitted on the labeled features (the run's).
+        workers: DataLoader workers for image data (see :func:`embed_all`).
 
     Returns:
         ``(record, arrays)``: the epoch record and the arrays to save in features/ (see
         :func:`entangle.probing.evaluation.epoch_record`).
     """
-    z, logit = embed_all(backbone, head, data, device, batch_size=batch_size)
+    z, logit = embed_all(backbone, head, data, device, batch_size=batch_size, workers=workers)
     return epoch_record(
         z, logit, data.labels, data.labeled, data.novel, accuracy=accuracy, k=k, aperture=aperture
     )

@@ -203,7 +203,7 @@ def _train_loop(config, setup, run, run_dir, resume, on_epoch, on_step, ranks) -
             if on_step is not None:
                 on_step(step + 1, config.epochs * steps_per_epoch, loss)
         t.sched.step()
-        record = _end_epoch(t, epoch, started, run_dir)
+        record = _end_epoch(t, epoch, started, run_dir, config.workers)
         if record is not None and on_epoch is not None:
             on_epoch(epoch, record)
 
@@ -254,8 +254,11 @@ def _train_step(t: TrainingRun, step: int, epoch: int, batches) -> torch.Tensor:
     return (sup + unsup).detach()
 
 
-def _end_epoch(t: TrainingRun, epoch: int, started: float, run_dir: Path) -> dict | None:
+def _end_epoch(t: TrainingRun, epoch: int, started: float, run_dir: Path, workers) -> dict | None:
     """Stop a diverged run; on rank 0 evaluate, write the record and commit the checkpoints.
+
+    ``workers``: DataLoader workers for the evaluation's image batches (None: the machine's
+    default; rank 0 evaluates alone while the other ranks wait, so it may use every core).
 
     Returns:
         the epoch record as written (None on other ranks: rank 0 evaluates and writes, the
@@ -294,6 +297,7 @@ def _end_epoch(t: TrainingRun, epoch: int, started: float, run_dir: Path) -> dic
         accuracy=config.accuracy,
         k=config.soc_k,
         aperture=run.meta["calibration"]["aperture"],
+        workers=workers,
     )
     record["nonfinite_loss_run"] = diverged
     record |= throughput

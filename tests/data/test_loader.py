@@ -13,6 +13,7 @@ from entangle.data.augment import gcd_transform
 from entangle.data.datasets import (
     default_workers,
     epoch_batches,
+    eval_batches,
     eval_inputs,
     load_source,
     train_sampler,
@@ -56,6 +57,17 @@ def test_worker_batches_equal_main_process_batches(tmp_path):
     assert not torch.equal(main[0]["views"][:5], main[0]["views"][5:])
     other = list(epoch_batches(data, rows, augment, torch.Generator().manual_seed(10)))
     assert not torch.equal(other[0]["views"], main[0]["views"])
+
+
+def test_eval_batches_in_workers_equal_main_process_batches(tmp_path):
+    data = load_source(f"imagefolder:{noise_folder(tmp_path / 'imgs')}", old_classes=2)
+    transform = gcd_transform("test", image_size=16)
+    main = list(eval_batches(data, 5, transform))
+    workers = list(eval_batches(data, 5, transform, workers=2))
+    assert [len(b) for b in main] == [5, 5, 5, 5, 4] == [len(b) for b in workers]
+    for a, b in zip(main, workers, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    torch.testing.assert_close(torch.cat(main), eval_inputs(data, range(24), transform))
 
 
 def test_train_records_identical_with_workers_0_and_2(tmp_path):
