@@ -11,6 +11,11 @@ from entangle.runs import keys
 from entangle.runs.records import gradient_series, path_series
 
 KINDS = ((keys.RAW, "raw"), (keys.EAGC, "EAGC-corrected"))
+# the conflict figure's rows: (metric, y label, panel title)
+CONFLICT_ROWS = (
+    (keys.COS, "cos(g_S, g_U)", "cosine conflict"),
+    (keys.GDC, "GDC = 1 - cos(g_S, g_S + g_U)", "GDC"),
+)
 
 
 def _smoothed_points(ax, x, y, color, label, *, positive=False) -> bool:
@@ -47,13 +52,9 @@ def conflict_figure(runs: Sequence):
         return _setting_conflict_figure(groups)
     with style():
         fig, axes = new_figure(2, len(runs), sharey="row")
-        rows = (
-            (keys.COS, "cos(g_S, g_U)", "cosine conflict"),
-            (keys.GDC, "GDC = 1 - cos(g_S, g_S + g_U)", "GDC"),
-        )
         for j, run in enumerate(runs):
             group = f" [{text(run.group)}]" if run.group else ""
-            for i, (metric, ylabel, what) in enumerate(rows):
+            for i, (metric, ylabel, what) in enumerate(CONFLICT_ROWS):
                 ax = axes[i, j]
                 if _gradient_panel(ax, run, metric):
                     if metric == keys.COS:
@@ -72,10 +73,6 @@ def _setting_conflict_figure(groups):
     """:func:`conflict_figure` with a column per setting (seed mean and band per kind)."""
     from entangle.report.verdict import label as setting_label
 
-    rows = (
-        (keys.COS, "cos(g_S, g_U)", "cosine conflict"),
-        (keys.GDC, "GDC = 1 - cos(g_S, g_S + g_U)", "GDC"),
-    )
     palette = colors(2)
     with style():
         fig, axes = new_figure(2, len(groups), sharey="row")
@@ -84,7 +81,7 @@ def _setting_conflict_figure(groups):
             seeds = f" ({len(group)} seeds)" if len(group) > 1 else ""
             parts = {run.group for run in group}  # a setting's runs share their config
             seeds += f" [{text(parts.pop())}]" if len(parts) == 1 and group[0].group else ""
-            for i, (metric, ylabel, what) in enumerate(rows):
+            for i, (metric, ylabel, what) in enumerate(CONFLICT_ROWS):
                 ax = axes[i, j]
                 for (kind, label), color in zip(KINDS, palette, strict=True):
                     series = []
