@@ -16,8 +16,11 @@ from entangle.cli.app import app
 from entangle.cli.common import console, stage_progress
 from entangle.cli.options import (
     LOSS,
+    Device,
     InfonceTemperature,
+    LabeledFraction,
     MemaxWeight,
+    OldClasses,
     StudentTemperature,
     SupconTemperature,
     SupWeight,
@@ -130,12 +133,8 @@ def analyze_command(
             "old_classes, logits, class_names)"
         ),
     ] = _DEFAULTS.data,
-    old_classes: Annotated[
-        str | None, typer.Option(help="Known classes: a count, a comma list, or a file.")
-    ] = None,
-    labeled_fraction: Annotated[
-        float, typer.Option(help="Labeled share of old classes.")
-    ] = _DEFAULTS.labeled_fraction,
+    old_classes: OldClasses = None,
+    labeled_fraction: LabeledFraction = _DEFAULTS.labeled_fraction,
     labeled_split: Annotated[
         Path | None,
         typer.Option(
@@ -151,7 +150,7 @@ def analyze_command(
         int, typer.Option(help="Batches for gradient diagnostics.")
     ] = _DEFAULTS.grad_batches,
     batch_size: Annotated[int, typer.Option(help="Samples per batch.")] = _DEFAULTS.batch_size,
-    device: Annotated[str, typer.Option(help="'auto', 'cpu', 'cuda:0'.")] = _DEFAULTS.device,
+    device: Device = _DEFAULTS.device,
     max_samples: Annotated[
         int | None, typer.Option(help="Analyse at most N samples (random, seeded).")
     ] = None,

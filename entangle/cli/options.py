@@ -1,4 +1,5 @@
-"""Options shared by commands: the SimGCD objective's settings (train and analyze).
+"""Options shared by commands: the data split, the device, the SimGCD objective's settings
+(train and analyze).
 
 The defaults are SimGCD's, read from their one home :class:`entangle.defaults.SimGCDLoss`
 (torch-free, so ``--help`` needs no torch import; ``LossConfig`` reads the same class).
@@ -13,6 +14,12 @@ import typer
 from entangle.defaults import SIMGCD_LOSS
 
 _LOSS = "SimGCD objective"
+
+OldClasses = Annotated[
+    str | None, typer.Option(help="Known classes: a count, a comma list, or a file.")
+]
+LabeledFraction = Annotated[float, typer.Option(help="Labeled share of old classes.")]
+Device = Annotated[str, typer.Option(help="'auto', 'cpu', 'cuda:0'.")]
 
 SupWeight = Annotated[
     float,

@@ -15,8 +15,11 @@ from entangle.cli.app import app
 from entangle.cli.common import console, literal, stage_progress
 from entangle.cli.options import (
     LOSS,
+    Device,
     InfonceTemperature,
+    LabeledFraction,
     MemaxWeight,
+    OldClasses,
     StudentTemperature,
     SupconTemperature,
     SupWeight,
@@ -41,12 +44,8 @@ def train_command(
             "aircraft, cifar10, cifar100, imagenet100, imagenet1k, herbarium19; docs/benchmarks.md)"
         ),
     ] = _DEFAULTS.data,
-    old_classes: Annotated[
-        str | None, typer.Option(help="Known classes: a count, a comma list, or a file.")
-    ] = None,
-    labeled_fraction: Annotated[
-        float, typer.Option(help="Labeled share of old classes.")
-    ] = _DEFAULTS.labeled_fraction,
+    old_classes: OldClasses = None,
+    labeled_fraction: LabeledFraction = _DEFAULTS.labeled_fraction,
     model: Annotated[str, typer.Option(help="digits-mlp | vit-s16 | vit-b16 | vit-tiny-test")] = (
         _DEFAULTS.model
     ),
@@ -138,7 +137,7 @@ def train_command(
     attribution: Annotated[
         int, typer.Option(help="Per-sample conflict attribution every N probed steps; 0: off.")
     ] = _DEFAULTS.attribution,
-    device: Annotated[str, typer.Option(help="'auto', 'cpu', 'cuda:0'.")] = _DEFAULTS.device,
+    device: Device = _DEFAULTS.device,
     seed: Annotated[int, typer.Option(help="Random seed.", min=0, max=2**32 - 1)] = _DEFAULTS.seed,
     accuracy: Annotated[
         str,
