@@ -8,7 +8,10 @@ from typing import Annotated
 import typer
 
 from entangle.cli.app import app
-from entangle.cli.common import console
+from entangle.cli.common import console, stage_progress
+
+# log lines are user text: printed literally (rich would turn ':train:' into an emoji)
+LITERAL = {"markup": False, "emoji": False, "highlight": False, "soft_wrap": True}
 
 
 @app.command("import-log")
@@ -33,6 +36,16 @@ def import_log_command(
             "so one report shows the logged curves and the checkpoint's diagnostics.",
         ),
     ] = None,
+    analyze: Annotated[
+        str | None,
+        typer.Option(
+            "--analyze",
+            metavar="DATA",
+            help="Also analyse each folder's checkpoints/model.pt on DATA (as `entangle "
+            "analyze CKPT --data DATA --out OUT-analysis`, default settings) and attach it; "
+            "other settings: run analyze yourself and --attach.",
+        ),
+    ] = None,
 ) -> None:
     """Turn an existing run's training log into a run directory that `entangle report` draws.
 
@@ -46,9 +59,11 @@ def import_log_command(
     """
     from entangle.logs import import_log
 
-    result = import_log(files, out, name=name, attach=attach or ())
-    # log lines are user text: printed literally (rich would turn ':train:' into an emoji)
-    literal = {"markup": False, "emoji": False, "highlight": False, "soft_wrap": True}
+    attach = list(attach or ())
+    if analyze is not None:
+        attach += _analyze_checkpoints(files, out, analyze)
+    result = import_log(files, out, name=name, attach=attach)
+    literal = LITERAL
     for note in result.notes:
         console.print(f"note: {note}", style="yellow", **literal)
     unknown = f", {result.unknown_lines} unknown lines" if "text" in result.kind else ""
@@ -60,3 +75,30 @@ def import_log_command(
     for path, epoch in result.attached:
         console.print(f"attached {path} at epoch {epoch}", **literal)
     console.print(f"next: entangle report {result.run_dir}", **literal)
+
+
+def _analyze_checkpoints(files: list[Path], out: Path, data: str) -> list[Path]:
+    """``entangle analyze`` of each given folder's ``checkpoints/model.pt`` into OUT-analysis.
+
+    Returns:
+        the analysis run directories, to attach.
+    """
+    from entangle.analysis import AnalyzeConfig
+    from entangle.analysis import analyze as run_analyze
+    from entangle.errors import EntangleValueError
+
+    # SimGCD's init_experiment saves the model as checkpoints/model.pt in the run folder
+    found = sorted(
+        {p.resolve() for f in files if f.is_dir() for p in f.rglob("checkpoints/model.pt")}
+    )
+    if not found:
+        raise EntangleValueError(
+            "--analyze: no checkpoints/model.pt in the given folders; analyse other files with "
+            "entangle analyze CKPT --data DATA --out AN, then pass --attach AN/NAME"
+        )
+    target = out.parent / f"{out.name}-analysis"
+    config = AnalyzeConfig(data=data, report=False)
+    with stage_progress() as progress:
+        result = run_analyze(found, target, config, progress=progress)
+    console.print(f"analysed {len(found)} checkpoint(s) into {target}", **LITERAL)
+    return [a.run_dir for a in result.analyses]

@@ -169,3 +169,71 @@ def test_cli_attach_says_where_it_went_and_the_report_draws_the_checkpoint(folde
     # the log alone has no map: the section says so instead
     assert 'alt="t-SNE of the saved features"' not in pages["plain"]
     assert "not drawn, no run has what it shows (no saved features)" in pages["plain"]
+
+
+# tests/analysis/test_analyze.py's small settings: a real analysis in seconds
+SMALL = {"max_samples": 160, "grad_batches": 2, "batch_size": 24, "tsne": False, "report": False}
+
+
+def _digits_checkpoint(path, epoch: int):
+    """An entangle-format digits model, saved as SimGCD's checkpoints/model.pt would be."""
+    import torch
+
+    from entangle.checkpoints import save_checkpoint
+    from entangle.models.backbones import ResidualMLP
+    from entangle.models.heads import GCDHead
+
+    torch.manual_seed(0)
+    backbone = ResidualMLP(in_dim=64, dim=24, depth=2).eval()
+    head = GCDHead(24, 10, proj_dim=16, hidden_dim=32).eval()
+    save_checkpoint(path, backbone, head, meta={"epoch": epoch})
+
+
+def test_a_real_analysis_attaches_and_analyze_does_it_in_one_command(folder, tmp_path, monkeypatch):
+    """Not a fake of analyze's output: `entangle analyze`'s own run, through --analyze."""
+    import dataclasses
+
+    import entangle.analysis as analysis
+    from entangle.cli.app import app
+
+    _digits_checkpoint(folder / "checkpoints" / "model.pt", epoch=1)
+    real = analysis.analyze
+    monkeypatch.setattr(
+        analysis,
+        "analyze",
+        lambda ckpts, out, config, **kw: real(
+            ckpts, out, dataclasses.replace(config, **SMALL), **kw
+        ),
+    )
+    out = tmp_path / "runs" / "cub"
+    result = CliRunner().invoke(
+        app, ["import-log", str(folder), "--out", str(out), "--analyze", "digits"]
+    )
+    assert result.exit_code == 0, result.output
+    analysed = tmp_path / "runs" / "cub-analysis" / "model"
+    assert RunReader(analysed).config["checkpoint"] == str(folder / "checkpoints" / "model.pt")
+    assert f"attached {analysed} at epoch 1" in " ".join(result.output.split())
+    reader = RunReader(out)
+    rec = {r["epoch"]: r for r in reader.epochs}[1]
+    assert rec["acc_all"] == 0.4002  # the log's
+    assert 0.0 <= rec["soc"] <= 1.0 and rec["checkpoint"]["format"] == "entangle"
+    gradients = rec["checkpoint"]["gradients"]
+    assert gradients["batches"] == 2 and set(gradients["raw"]) >= {"last_block"}
+    assert reader.features(1)["features"].shape == (160, 24)
+    assert reader.config["class_names"] == [str(c) for c in range(10)]
+
+
+def test_analyze_without_a_model_checkpoint_says_what_to_do(tmp_path):
+    from entangle.cli.app import app
+
+    (tmp_path / "f").mkdir()
+    (tmp_path / "f" / "log.txt").write_text(SIMGCD_LOG + "\n", encoding="utf-8")
+    result = CliRunner().invoke(
+        app,
+        ["import-log", str(tmp_path / "f"), "--out", str(tmp_path / "r"), "--analyze", "digits"],
+    )
+    assert isinstance(result.exception, EntangleValueError)
+    assert "no checkpoints/model.pt" in str(result.exception) and "--attach" in str(
+        result.exception
+    )
+    assert not (tmp_path / "r").exists()
