@@ -3,7 +3,8 @@
 Baseline (SimGCD), EAGC, AGA only and EEP only, seeds 0-2, every cell with the EAGC
 authors' per-dataset script values (``--preset eagc``, :mod:`entangle.gcd.presets`) on the
 benchmark's published split. The baseline keeps those values and switches the coordination
-off, so the four cells differ only in EAGC's parts.
+off, so the four cells differ only in EAGC's parts. ``simgcd-dinov2-NAME`` (cub, scars,
+aircraft) is the same grid with ``--preset eagc-dinov2`` (DINOv2 ViT-B/14, registers).
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ PAPER_GRIDS = (
     "simgcd-aircraft",
     "simgcd-cifar100",
     "simgcd-imagenet100",
+    "simgcd-dinov2-cub",
+    "simgcd-dinov2-scars",
+    "simgcd-dinov2-aircraft",
 )
 PAPER_VARIANTS = ("baseline", "eagc", "aga", "eep")
 PAPER_SEEDS = (0, 1, 2)
@@ -33,15 +37,17 @@ def paper_grid(name: str, root: str, **base) -> GridSpec:
     """
     if name not in PAPER_GRIDS:
         raise EntangleValueError(f"unknown paper grid {name!r}; valid: {', '.join(PAPER_GRIDS)}")
-    data = f"{name.removeprefix('simgcd-')}:{root}"
-    values = preset_values("eagc", data)
+    dinov2 = name.startswith("simgcd-dinov2-")
+    preset = "eagc-dinov2" if dinov2 else "eagc"
+    data = f"{name.removeprefix('simgcd-').removeprefix('dinov2-')}:{root}"
+    values = preset_values(preset, data)
     settings = {
         k: v
         for k, v in values.items()
         if k not in ("preset_source", "preset_not_applied", "eagc")  # variant sets eagc
     }
     raw = {
-        "base": {"data": data, "preset": "eagc", **settings, **base},
+        "base": {"data": data, "preset": preset, **settings, **base},
         "grid": {"variant": list(PAPER_VARIANTS), "seed": list(PAPER_SEEDS)},
     }
     return parse_grid(raw, source=f"--paper {name} ({values['preset_source']})")
@@ -74,6 +80,13 @@ PAPER_DIAGNOSE = {
     "scars": {"baseline": (0.0909, 0.8110), "eagc": (0.0500, 0.6208)},
     "aircraft": {"baseline": (0.0935, 0.8643), "eagc": (0.0375, 0.7139)},
 }
+# HaiyangZheng/EAGC README.md, "DINOv2 Backbone Results", rows SimGCD: accuracies (%)
+# All / Old / New of the baseline and of + EAGC (no run count or spread given)
+PAPER_DINOV2_ACCURACY = {
+    "cub": {"baseline": (71.5, 78.1, 68.3), "eagc": (77.9, 79.9, 76.9)},
+    "scars": {"baseline": (71.5, 81.9, 66.6), "eagc": (81.5, 90.9, 76.9)},
+    "aircraft": {"baseline": (63.9, 69.9, 60.9), "eagc": (74.6, 74.9, 74.4)},
+}
 PAPER_SOURCES = (
     "accuracies of EAGC: HaiyangZheng/EAGC README.md, Results / SimGCD + EAGC (paper column)",
     "accuracies of the baseline: CVMI-Lab/SimGCD README.md, Results (mean ± std of 3 runs)",
@@ -99,7 +112,7 @@ EARLY_WINDOW = 200  # training steps, the Diagnose scripts' max_step
 
 
 def paper_dataset(spec: GridSpec) -> str | None:
-    """The benchmark of a ``--paper`` grid (``"cub"``, ...), None for any other grid."""
+    """The benchmark of a ``--paper`` grid (``"cub"``, ``"dinov2-cub"``, ...), else None."""
     source = spec.source or ""
     for name in PAPER_GRIDS:
         if source.startswith(f"--paper {name} "):
@@ -132,7 +145,7 @@ def comparison_table(dataset: str, rows, run_dirs: dict) -> dict:
     """The "this run vs the paper" table of a paper grid.
 
     Args:
-        dataset: the benchmark (``paper_dataset``).
+        dataset: the benchmark (``paper_dataset``; ``dinov2-NAME`` for the DINOv2 grids).
         rows: the grid's results rows (``entangle.ablation.results.cell_row``).
         run_dirs: cell name -> run directory (for the authors' GDC from step records).
 
@@ -161,16 +174,26 @@ def comparison_table(dataset: str, rows, run_dirs: dict) -> dict:
         published = _published_accuracy(dataset, variant)
         for i, key in enumerate(("acc_all", "acc_old", "acc_new")):
             cells += [published[i], ours([_num(r.get(key)) for r in done], 100.0, 1)]
+        # the Diagnose runs are DINO ViT-B/16 ones: no DINOv2 GDC / SOC published
         diagnose = PAPER_DIAGNOSE.get(dataset, {}).get(variant)
         gdcs = [authors_gdc(run_dirs[r["cell"]]) for r in done if r["cell"] in run_dirs]
         cells += ["-" if diagnose is None else f"{diagnose[0]:.4f}", ours(gdcs, 1.0, 4)]
         cells += ["-" if diagnose is None else f"{diagnose[1]:.4f}"]
         cells += [ours([_num(r.get("soc")) for r in done], 1.0, 4)]
         body.append(cells)
-    return {"header": header, "body": body, "sources": PAPER_SOURCES, "notes": DEFINITION_NOTES}
+    sources = PAPER_SOURCES
+    if dataset.startswith("dinov2-"):
+        sources = (
+            "accuracies (baseline and EAGC): HaiyangZheng/EAGC README.md, DINOv2 Backbone "
+            "Results (SimGCD rows); no GDC / SOC published for DINOv2",
+        )
+    return {"header": header, "body": body, "sources": sources, "notes": DEFINITION_NOTES}
 
 
 def _published_accuracy(dataset: str, variant: str) -> list[str]:
+    if dataset.startswith("dinov2-"):
+        values = PAPER_DINOV2_ACCURACY.get(dataset.removeprefix("dinov2-"), {}).get(variant)
+        return ["-", "-", "-"] if values is None else [f"{v:.1f}" for v in values]
     if variant == "eagc" and dataset in PAPER_EAGC_ACCURACY:
         return [f"{v:.1f}" for v in PAPER_EAGC_ACCURACY[dataset]]
     if variant == "baseline" and dataset in SIMGCD_ACCURACY:

@@ -141,15 +141,16 @@ def ablate(
     paper: Annotated[
         str | None,
         typer.Option(
-            help="simgcd-cub | -scars | -aircraft | -cifar100 | -imagenet100: the paper's grid "
-            "(baseline, eagc, aga, eep x seeds 0-2, EAGC preset) on --root."
+            help="simgcd-cub | -scars | -aircraft | -cifar100 | -imagenet100, or "
+            "simgcd-dinov2-cub | -scars | -aircraft: the paper's grid (baseline, eagc, aga, "
+            "eep x seeds 0-2, EAGC preset) on --root."
         ),
     ] = None,
     root: Annotated[
         str | None, typer.Option(help="With --paper: the benchmark's root folder.")
     ] = None,
     pretrained: Annotated[
-        str | None, typer.Option(help="With --paper: the DINO ViT-B/16 weights file.")
+        str | None, typer.Option(help="With --paper: the DINO ViT-B/16 (or DINOv2) weights file.")
     ] = None,
     quiet: Annotated[
         bool,

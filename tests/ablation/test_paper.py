@@ -99,3 +99,21 @@ def test_a_grid_that_is_not_a_paper_grid_has_no_paper_table(tmp_path):
     table = comparison_table("cifar100", [], {})
     eagc = next(r for r in table["body"] if r[0] == "eagc")
     assert eagc[2] == "83.1" and eagc[8] == "-" and eagc[3] == "-"
+
+
+def test_dinov2_grid_uses_the_dinov2_preset_and_readme_table():
+    from entangle.ablation.paper import comparison_table, paper_dataset
+
+    spec = paper_grid("simgcd-dinov2-aircraft", "/data/air")
+    assert paper_dataset(spec) == "dinov2-aircraft"
+    cells = spec.cells()
+    assert len(cells) == 12
+    assert {c.config.model for c in cells} == {"vit-b14-reg4-dinov2"}
+    assert {c.config.data for c in cells} == {"aircraft:/data/air"}
+    assert {(c.config.preset, c.config.eep_weight) for c in cells} == {("eagc-dinov2", 0.5)}
+    # HaiyangZheng/EAGC README.md, DINOv2 Backbone Results, SimGCD / Aircraft:
+    # baseline All 63.9 / Old 69.9 / New 60.9, + EAGC All 74.6 / Old 74.9 / New 74.4
+    body = {r[0]: r for r in comparison_table("dinov2-aircraft", [], {})["body"]}
+    assert [body["baseline"][i] for i in (2, 4, 6)] == ["63.9", "69.9", "60.9"]
+    assert [body["eagc"][i] for i in (2, 4, 6)] == ["74.6", "74.9", "74.4"]
+    assert body["eagc"][8] == "-"  # no DINOv2 GDC published
