@@ -17,7 +17,14 @@ from entangle.data.datasets import GCDData
 from entangle.defaults import APERTURE, KNN_K, SOC_K
 from entangle.gcd.evaluate import embed_all
 from entangle.metrics import free_energy, knn_overlap
-from entangle.probing.evaluation import ACCURACY_DEFAULT, accuracy_fields, epoch_record
+
+# _nan_numbers: the NaN-filled record evaluation itself writes for NaN logits, one rule
+from entangle.probing.evaluation import (
+    ACCURACY_DEFAULT,
+    _nan_numbers,
+    accuracy_fields,
+    epoch_record,
+)
 from entangle.probing.summaries import masked_summary, to_host
 
 Progress = Callable[[str, int, int, str], None]
@@ -135,11 +142,16 @@ def feature_record(
     labeled, novel = labeled.bool(), novel.bool()
     unl = ~labeled
     arrays: dict = {}
+    # a checkpoint saved after non-finite losses (train --on-nan continue) embeds to NaN:
+    # k-means and the t-SNE map cannot run on it; their numbers are NaN with the reason
+    bad_rows = int((~torch.isfinite(z).all(dim=1)).sum()) if z.ndim == 2 else 0
+    why = f"{bad_rows} of {len(z)} samples have NaN or inf features (training diverged?)"
     # k-NN overlap over the same rows in feature space and in the map: the unlabeled rows
     # (of the map's subsample when t-SNE runs), old = unlabeled old-class rows
     rows = torch.nonzero(unl).flatten()
     coords = None
-    if tsne and len(z) >= 5:
+    # no map of NaN rows: the k-NN overlap (NaN, with its reason) runs over every unlabeled row
+    if tsne and len(z) >= 5 and not bad_rows:
         from entangle.report.tsne import tsne_embed
 
         coords, kept = tsne_embed(
@@ -161,13 +173,16 @@ def feature_record(
         knn_rows=rows,
     )
     if kmeans:
-        pred = kmeans_predictions(z, num_classes, seed)
-        fields = accuracy_fields(
-            labels[unl], torch.from_numpy(pred)[unl], ~novel[unl], accuracy, "kmeans"
-        )
+        pred = kmeans_predictions(z, num_classes, seed) if not bad_rows else None
+        shown = torch.zeros_like(labels) if pred is None else torch.from_numpy(pred)
+        fields = accuracy_fields(labels[unl], shown[unl], ~novel[unl], accuracy, "kmeans")
+        if pred is None:
+            fields = _nan_numbers(fields)
+            record["kmeans_nan_reason"] = why
+        else:
+            arrays["kmeans"] = pred
         record["kmeans"] = {k: fields.pop(f"kmeans_{k}") for k in ("all", "old", "new")}
         record.update(fields)
-        arrays["kmeans"] = pred
     if "k" in record:
         record["soc_k"] = record["k"]  # analyze's name for it (docs/quantities.md)
     if logits is not None:

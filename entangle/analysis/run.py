@@ -290,6 +290,12 @@ def analyze_one(
         if config.grad and config.grad_batches and not isinstance(data, FeatureData):
             if head is None:
                 notes.append("no class head: the SimGCD objective (gradients) cannot be formed")
+            elif not bool(torch.isfinite(z).all()):
+                # the conceptor cannot be fitted and every gradient would be NaN as well
+                notes.append(
+                    "the checkpoint's features hold NaN or inf (training diverged?): "
+                    "gradient diagnostics skipped"
+                )
             else:
                 start = time.perf_counter()
                 steps = gradient_diagnostics(

@@ -121,10 +121,15 @@ def epoch_energy(
         ``note`` says why.
     """
     out = EpochEnergy(epoch=epoch, aperture=aperture, temperature=temperature)
-    z = torch.from_numpy(np.asarray(arrays["features"], dtype=np.float32))
+    features = np.asarray(arrays["features"], dtype=np.float32)
+    z = torch.from_numpy(features)
     masks = group_masks(arrays)
-    if masks["labeled"].any():
-        c = conceptor(z[torch.from_numpy(masks["labeled"])], aperture=aperture)
+    # a run trained with --on-nan continue saves NaN features: one NaN row would make the
+    # eigendecomposition fail (or every number NaN), so only finite rows fit the conceptor
+    finite = np.isfinite(features).all(axis=1) if features.ndim == 2 else np.zeros(0, bool)
+    fit = masks["labeled"] & finite
+    if fit.any():
+        c = conceptor(z[torch.from_numpy(fit)], aperture=aperture)
         spectrum = conceptor_spectrum(c)
         out.eigenvalues = spectrum["eigenvalues"].double().numpy()
         out.quota = spectrum["quota"]
@@ -137,8 +142,18 @@ def epoch_energy(
                 f"epoch-refit conceptor quota {out.quota:.2f} (close to the identity): energy "
                 "ratios under it are near 1 for every sample; a smaller aperture would help"
             )
+    elif masks["labeled"].any():
+        out.note = (
+            "every labeled row's features are non-finite (NaN or inf; a run that went on "
+            "after non-finite losses): the known-class conceptor cannot be fitted"
+        )
     else:
         out.note = "no labeled rows saved: the known-class conceptor cannot be fitted"
+    dropped = int(features.shape[0] - finite.sum()) if features.ndim == 2 else 0
+    if dropped and fit.any():
+        out.note = "; ".join(
+            n for n in (out.note, f"{dropped} rows with non-finite features left out") if n
+        )
     free = _free_energy(arrays, temperature)
     if free is not None:
         out.free = {g: _finite(free[m]) for g, m in masks.items()}
