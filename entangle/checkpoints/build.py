@@ -242,10 +242,24 @@ def _digits_backbone(state: dict, notes: list[str], src: str) -> nn.Module:
     """entangle's residual-MLP digits backbone, its size read off ``stem`` / ``blocks.*``."""
     from entangle.models.backbones import ResidualMLP
 
-    dim, in_dim = state["stem.weight"].shape
-    depth = 1 + max(int(k.split(".")[1]) for k in state if k.startswith("blocks."))
+    # a damaged file names what is wrong in one line; strict loading then checks every key
+    stem = state["stem.weight"]
+    if not isinstance(stem, torch.Tensor) or stem.ndim != 2:
+        shape = tuple(stem.shape) if isinstance(stem, torch.Tensor) else type(stem).__name__
+        raise EntangleValueError(f"stem.weight must be a [dim, in_dim] matrix, got {shape}")
+    dim, in_dim = stem.shape
+    indices = {k.split(".")[1] for k in state if k.startswith("blocks.")}
+    odd = sorted(i for i in indices if not i.isdigit())
+    if odd:
+        raise EntangleValueError(f"blocks.{odd[0]}.* is not a numbered block (blocks.0.*, ...)")
+    if not indices:
+        raise EntangleValueError("no blocks.* tensors: a residual MLP has at least one block")
+    depth = 1 + max(int(i) for i in indices)
     _check_depth(depth, src, "the residual MLP read off the tensors")
-    hidden_ratio = state["blocks.0.fc1.weight"].shape[0] // dim
+    fc1 = state.get("blocks.0.fc1.weight")
+    if not isinstance(fc1, torch.Tensor) or fc1.ndim != 2 or dim == 0:
+        raise EntangleValueError("blocks.0.fc1.weight must be a [hidden, dim] matrix")
+    hidden_ratio = fc1.shape[0] // dim
     notes.append(f"backbone: residual MLP {in_dim}->{dim}-d, {depth} blocks")
     return ResidualMLP(in_dim=in_dim, dim=dim, depth=depth, hidden_ratio=hidden_ratio)
 
