@@ -104,7 +104,7 @@ def _reference_parts(config: TrainConfig, setup: Setup, run, backbone, ranks: Ra
         ref.labeled = reference_features(ref.model[0], [x for x, _ in loader])
         if "calibration" in run.meta:  # resumed: the aperture the run started with
             cal = run.meta["calibration"]
-            ref.aperture = (cal["aperture"], cal["auto_aperture"])
+            ref.aperture = (cal["aperture"], cal.get("auto_aperture"))
         else:  # "auto" compares with the reference's unlabeled training features
             ref.aperture = resolve_run_aperture(config, data, ref.labeled, ref.model[0])
         ref.eagc = EAGC.from_features(

@@ -49,6 +49,7 @@ from entangle.runs.io import (
     make_dir,
     open_append,
     read_jsonl,
+    readable,
     refuse_symlink,
     remove_file,
     to_jsonable,
@@ -415,6 +416,7 @@ class RunReader:
             raise EntangleValueError(
                 f"{meta_path}: unknown schema {meta['schema']!r}; expected {SCHEMA_VERSION}"
             )
+        _check_meta_fields(meta, meta_path)
         self.meta = meta
         self.steps, step_warnings = read_jsonl(self.path / "steps.jsonl")
         self.epochs, epoch_warnings = read_jsonl(self.path / "epochs.jsonl")
@@ -450,7 +452,8 @@ class RunReader:
 
     @property
     def name(self) -> str:
-        return self.meta.get("name") or self.path.resolve().name
+        # a folder name under a non-UTF-8 locale holds lone surrogates (runs/io.readable)
+        return readable(self.meta.get("name") or self.path.resolve().name)
 
     @property
     def complete(self) -> bool:
@@ -557,3 +560,60 @@ def _schema_major(schema, meta_path: Path) -> int:
         raise EntangleValueError(
             f"{meta_path}: missing or malformed 'schema' ({schema!r}); expected {SCHEMA_VERSION}"
         ) from None
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _is_positive(value) -> bool:
+    return _is_number(value) and value > 0
+
+
+def _is_optional_number(value) -> bool:
+    return value is None or _is_number(value)
+
+
+# run.json's fields as RunWriter and the GCD recipe write them (docs/records.md), each with a
+# test and the words for what it must be: readers (report, a resume) use them unchecked, so a
+# damaged file fails here in one line instead of deep inside (config: [1] was an
+# AttributeError; resumed_at: 5 and calibration: 5 too)
+_META_FIELDS = {
+    "name": (lambda v: v is None or isinstance(v, str), "a string or null"),
+    "config": (lambda v: v is None or isinstance(v, dict), "an object or null"),
+    "seed": (
+        lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool)),
+        "an integer or null",
+    ),
+    "versions": (lambda v: v is None or isinstance(v, dict), "an object or null"),
+    "git_sha": (lambda v: v is None or isinstance(v, str), "a string or null"),
+    "device": (lambda v: v is None or isinstance(v, str), "a string or null"),
+    "start_time": (lambda v: v is None or isinstance(v, str), "a string or null"),
+    "host": (lambda v: v is None or isinstance(v, str), "a string or null"),
+    "resumed_at": (
+        lambda v: isinstance(v, list) and all(isinstance(e, dict) for e in v),
+        "a list of objects (one per resume)",
+    ),
+    "calibration": (
+        lambda v: (
+            isinstance(v, dict)
+            and _is_positive(v.get("aperture"))
+            and _is_optional_number(v.get("auto_aperture"))
+        ),
+        "an object with a positive number 'aperture' (and 'auto_aperture' a number or null)",
+    ),
+    "conceptor": (lambda v: isinstance(v, dict), "an object"),
+    "lock_taken_over": (lambda v: isinstance(v, dict), "an object"),
+}
+
+
+def _check_meta_fields(meta: dict, meta_path: Path) -> None:
+    """Refuse a run.json whose known fields have the wrong type, naming the first one."""
+    for key, (ok, what) in _META_FIELDS.items():
+        if key in meta and not ok(meta[key]):
+            shown = repr(meta[key])
+            shown = shown if len(shown) <= 40 else shown[:37] + "..."
+            raise EntangleValueError(
+                f"{meta_path}: {key!r} must be {what}, got {shown}; the file was edited or "
+                "damaged: restore it, or start a new run directory"
+            )

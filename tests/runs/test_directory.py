@@ -319,3 +319,40 @@ def test_reader_name_defaults_to_directory(tmp_path):
     assert RunReader(tmp_path / "my-run").name == "my-run"
     assert RunReader(tmp_path / "named").name == "baseline"
     assert RunReader(tmp_path / "my-run").column("x").shape == (0,)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("config", [1]),
+        ("resumed_at", 5),
+        ("resumed_at", [5]),
+        ("calibration", 5),
+        ("calibration", [1, 2]),
+        ("calibration", {"aperture": "2"}),
+        ("calibration", {"aperture": 2.0, "auto_aperture": "x"}),
+        ("name", 5),
+        ("seed", "x"),
+        ("seed", True),
+        ("versions", 3),
+        ("conceptor", 5),
+    ],
+)
+def test_run_json_fields_of_the_wrong_type_are_named(tmp_path, key, value):
+    """config: [1], resumed_at: 5, calibration: 5 crashed readers and resumes (issue 19)."""
+    with RunWriter(tmp_path / "run", config={"lr": 0.1}, seed=0):
+        pass
+    meta = json.loads((tmp_path / "run" / "run.json").read_text())
+    meta[key] = value
+    (tmp_path / "run" / "run.json").write_text(json.dumps(meta))
+    for read in (RunReader, lambda p: RunWriter(p, resume=True)):
+        with pytest.raises(EntangleValueError) as err:
+            read(tmp_path / "run")
+        assert f"{key!r} must be" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_valid_run_json_fields_pass(tmp_path):
+    cal = {"aperture": 2.0, "auto_aperture": None}
+    with RunWriter(tmp_path / "run", config=None, seed=None, name="ü") as run:
+        run.write_meta("calibration", cal)
+    assert RunReader(tmp_path / "run").meta["calibration"] == cal
