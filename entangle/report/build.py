@@ -24,6 +24,7 @@ from entangle.report.load import RunData, load_runs
 from entangle.report.output import atomic_report_dir, is_report_dir
 from entangle.report.precompute import report_numbers
 from entangle.report.tsne import BACKENDS
+from entangle.runs.io import utf8
 from entangle.runs.summary import run_summary
 
 
@@ -96,7 +97,8 @@ def build_report(
             cache=cache,
             digest=digest,
         )
-        (tmp / "index.html").write_text(html, encoding="utf-8")
+        # a non-UTF-8 locale hands file names over as lone surrogates (runs/io.utf8)
+        (tmp / "index.html").write_bytes(utf8(html))
     return out / "index.html"
 
 
@@ -210,7 +212,7 @@ def _render(runs: list[RunData], tmp: Path, *, pdf, energies, overlaps, cache, d
 
     sections = _sections(runs, fig, energies, overlaps, probeset_note(runs) or "")
     verdict = compute_verdict(runs)
-    (tmp / "verdict.json").write_text(verdict_json(verdict), encoding="utf-8")
+    (tmp / "verdict.json").write_bytes(utf8(verdict_json(verdict)))
     return html.render_html(
         runs,
         sections=sections,

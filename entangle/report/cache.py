@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from entangle.errors import EntangleValueError
-from entangle.runs.io import atomic_write, make_dir
+from entangle.runs.io import atomic_write, make_dir, utf8
 from entangle.runs.untrusted import load_npz
 
 CACHE_DIR = "cache"
@@ -91,7 +91,7 @@ def runs_digest(paths, names, settings: Mapping) -> str:
     their display names and the report settings: equal digests draw equal figures."""
     digest = hashlib.sha256(json.dumps(dict(settings), sort_keys=True).encode())
     for path, name in zip(paths, names, strict=True):
-        digest.update(f"\0run\0{name}\0".encode())
+        digest.update(utf8(f"\0run\0{name}\0"))
         folder = Path(path)
         files = [p for p in sorted(folder.iterdir()) if p.is_file() and not p.is_symlink()]
         features = folder / "features"
