@@ -77,7 +77,10 @@ def text(value, limit: int = MAX_LABEL) -> str:
     s = str(value)
     if len(s) > limit:
         s = s[: limit - 3] + "..."
-    return s.replace("\\", "\\\\").replace("$", r"\$")
+    # each "$" becomes a backslash-dollar, which matplotlib shows as "$" and never reads as
+    # mathtext; other backslashes need no escape outside math mode (doubling them showed the
+    # label "$\frac{" with two backslashes, issue 19)
+    return s.replace("$", r"\$")
 
 
 def save(fig, name: str, title: str, caption: str, out_dir: Path, pdf: bool) -> RenderedFigure:

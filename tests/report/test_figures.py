@@ -78,3 +78,14 @@ def test_seeded_settings_get_one_conflict_column_each_with_bands(tmp_path):
         len(single.axes) == 4
         and single.axes[0].get_title() == "base-s0 [last_block]: cosine conflict"
     )
+
+
+@pytest.mark.parametrize("label", ["$\\frac{", "a\\$b", "$x$", "\\", "a$b$c", "$\\alpha$ ^{ _"])
+def test_user_text_is_shown_as_typed_never_as_mathtext(label):
+    """``$\\frac{`` showed with a doubled backslash (issue 19); a draw must not raise either."""
+    from entangle.report.figures import new_figure, text
+
+    fig, axes = new_figure(1, 1)
+    title = axes[0, 0].set_title(text(label))
+    fig.canvas.draw()
+    assert title._preprocess_math(title.get_text()) == (label, False)
