@@ -195,6 +195,12 @@ def ablate(
         name = "example" if example else Path(path).stem
     if not paper:
         spec = load_grid(path)
+    if out is None and not name.strip("."):
+        # "...toml" has the stem "..": the default folder would be reports/ itself
+        raise EntangleValueError(
+            f"the spec's file name {config} gives no folder name for the default "
+            "reports/ablate/<spec name>: rename the spec or pass --out"
+        )
     out = out or Path("reports/ablate") / name
     cells = spec.cells()
     if dry_run:
