@@ -196,6 +196,20 @@ def check_size(path: str | Path) -> None:
         raise CheckpointError(str(exc)) from None
 
 
+def refuse_code(path: str | Path) -> None:
+    """Fail now, in one line, when ``path`` is missing or its pickle names code.
+
+    What :func:`safe_load` would refuse, checked without loading (a command checks its input
+    files this way before minutes of other work).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint file at {path}")
+    names = unsafe_globals(path)
+    if names:
+        raise CheckpointError(_needs_code(path, names))
+
+
 def _needs_code(path: Path, names: list[str]) -> str:
     shown = ", ".join(names[:6]) + (" ..." if len(names) > 6 else "")
     return (

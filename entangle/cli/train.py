@@ -167,6 +167,14 @@ def train_command(
             "benchmark --data NAME:ROOT (flags you pass override them)."
         ),
     ] = None,
+    trust_checkpoint: Annotated[
+        bool,
+        typer.Option(
+            "--trust-checkpoint",
+            help="Allow --pretrained / --reference files that run code on load (unsafe; "
+            "DINO's full training checkpoints need it).",
+        ),
+    ] = False,
     show_config: Annotated[
         bool,
         typer.Option("--show-config", help="Print the resolved config as JSON and exit."),
@@ -295,12 +303,19 @@ def train_command(
     if distributed.launched_world() > 1:
         config = _join_ranks(config, device_used)
     main = distributed.is_main_process()
+    if not trust_checkpoint:  # refused now, not after minutes of pretraining
+        from entangle.checkpoints.safe import refuse_code
+
+        for given in (config.pretrained, config.reference):
+            if given:
+                refuse_code(given)
     if main:
         check_run_dir(config, out)
     try:
         with stage_progress(quiet) if main else _silent() as progress:
             setup = prepare(
                 config,
+                trust_checkpoint=trust_checkpoint,
                 progress=lambda stage, e, loss: progress(
                     stage, e + 1, config.pretrain_epochs, f"loss {loss:.3f}"
                 ),

@@ -32,14 +32,24 @@ class Setup:
     head: torch.nn.Module
     device: torch.device
     reference: tuple[torch.nn.Module, torch.nn.Module] | None = None
+    # --trust-checkpoint: --pretrained / --reference may run code on load (the user's call,
+    # never a setting of the run or of a grid spec, so not in TrainConfig)
+    trust_checkpoint: bool = False
 
 
-def prepare(config: TrainConfig, *, progress: Callable[[str, int, float], None] | None = None):
+def prepare(
+    config: TrainConfig,
+    *,
+    progress: Callable[[str, int, float], None] | None = None,
+    trust_checkpoint: bool = False,
+):
     """Load data, build and pretrain the backbone (digits), freeze its prefix, build the head.
 
     Args:
         config: the run settings.
         progress: ``progress(stage, epoch, loss)`` for display.
+        trust_checkpoint: load ``config.pretrained`` / ``config.reference`` even when their
+            pickle names code (``--trust-checkpoint``; it runs that code).
 
     Returns:
         :class:`Setup` with the weights every run of this experiment starts from.
@@ -65,11 +75,11 @@ def prepare(config: TrainConfig, *, progress: Callable[[str, int, float], None] 
     if config.model.startswith("vit-") and config.pretrained:
         from entangle.checkpoints import load_pretrained_vit
 
-        load_pretrained_vit(backbone, config.pretrained)
+        load_pretrained_vit(backbone, config.pretrained, trust=trust_checkpoint)
     backbone = backbone.to(device)
     if config.model == "digits-mlp":
         if config.pretrained:
-            _load_into(backbone, config.pretrained, "backbone")
+            _load_into(backbone, config.pretrained, "backbone", trust=trust_checkpoint)
         elif config.pretrain_epochs and data.in_memory:
             # the embedded model starts from self-supervised features, as GCD starts from DINO
             from entangle.gcd.pretrain import pretrain_backbone
@@ -88,10 +98,10 @@ def prepare(config: TrainConfig, *, progress: Callable[[str, int, float], None] 
     freeze_prefix(backbone, config.trainable_blocks)
     head_name = "simgcd" if config.model.startswith("vit-") else "tiny"
     head = build_head(head_name, backbone.feature_dim, data.num_classes).to(device)
-    return Setup(data, backbone, head, device)
+    return Setup(data, backbone, head, device, trust_checkpoint=trust_checkpoint)
 
 
-def _state_dict_from(path: str, part: str) -> dict:
+def _state_dict_from(path: str, part: str, trust: bool = False) -> dict:
     """The ``part`` ("backbone" / "head") state dict of a checkpoint, or a plain state dict.
 
     Loaded safely (weights only); a missing file, another layout or a model of another shape
@@ -99,7 +109,7 @@ def _state_dict_from(path: str, part: str) -> dict:
     """
     from entangle.checkpoints import safe_load
 
-    obj = safe_load(path)
+    obj = safe_load(path, trust=trust)
     if isinstance(obj, dict) and isinstance(obj.get(part), dict):
         return obj[part]
     if (
@@ -115,9 +125,9 @@ def _state_dict_from(path: str, part: str) -> dict:
     )
 
 
-def _load_into(module: torch.nn.Module, path: str, part: str) -> None:
+def _load_into(module: torch.nn.Module, path: str, part: str, trust: bool = False) -> None:
     try:
-        module.load_state_dict(_state_dict_from(path, part))
+        module.load_state_dict(_state_dict_from(path, part, trust))
     except RuntimeError as exc:  # missing / unexpected keys, shape mismatches
         raise EntangleValueError(f"{path}: its {part} does not fit this model: {exc}") from exc
 
@@ -192,14 +202,14 @@ def reference_head(head: torch.nn.Module, num_old: int, seed: int) -> torch.nn.M
         return GCDHead(head.config["in_dim"], num_old, **shape).to(device)
 
 
-def _loaded_reference_head(path: str, head: torch.nn.Module) -> torch.nn.Module:
+def _loaded_reference_head(path: str, head: torch.nn.Module, trust: bool) -> torch.nn.Module:
     """The reference checkpoint's head, whatever its class count (old only, or all)."""
-    state = _state_dict_from(path, "head")
+    state = _state_dict_from(path, "head", trust)
     try:
         ref_head = GCDHead(**infer_head_config(state)).to(next(head.parameters()).device)
     except EntangleValueError as exc:
         raise EntangleValueError(f"{path}: its head is not a GCD head: {exc}") from exc
-    _load_into(ref_head, path, "head")
+    _load_into(ref_head, path, "head", trust)
     return ref_head
 
 
@@ -215,8 +225,9 @@ def ensure_reference(config: TrainConfig, setup: Setup, progress=None):
     backbone, head = setup.backbone, setup.head
     if config.reference:
         ref_b = copy.deepcopy(backbone)
-        _load_into(ref_b, config.reference, "backbone")
-        ref_h = _loaded_reference_head(config.reference, head)
+        trust = setup.trust_checkpoint
+        _load_into(ref_b, config.reference, "backbone", trust)
+        ref_h = _loaded_reference_head(config.reference, head, trust)
         for m in (ref_b, ref_h):
             m.eval().requires_grad_(False)
     else:

@@ -94,7 +94,10 @@ def captured(monkeypatch):
         on_epoch(0, {"acc_all": 0.5, "acc_old": 0.625, "acc_new": float("nan")})
         return dict(SUMMARY)
 
-    monkeypatch.setattr(recipe, "prepare", lambda config, progress=None: None)
+    def fake_prepare(config, progress=None, trust_checkpoint=False):
+        seen["trust_checkpoint"] = trust_checkpoint
+
+    monkeypatch.setattr(recipe, "prepare", fake_prepare)
     monkeypatch.setattr(recipe, "ensure_reference", lambda config, setup, progress=None: None)
     monkeypatch.setattr(recipe, "train", fake_train)
     return seen
@@ -131,6 +134,15 @@ def test_train_prints_each_evaluation_as_simgcd_logs_it_and_the_report_command(
     assert max(len(line) for line in lines) <= 80
     # not a terminal: no progress bar redraws in the output
     assert "it/s" not in result.output and "eta" not in result.output
+
+
+def test_trust_checkpoint_reaches_the_loading_of_pretrained_and_reference(captured, tmp_path):
+    """train had no --trust-checkpoint though its refusal said to pass it (issue 19)."""
+    result = CliRunner().invoke(app, ["train", str(tmp_path / "run"), "--trust-checkpoint"])
+    assert result.exit_code == 0, result.output
+    assert captured["trust_checkpoint"] is True
+    result = CliRunner().invoke(app, ["train", str(tmp_path / "run2")])
+    assert result.exit_code == 0 and captured["trust_checkpoint"] is False
 
 
 def test_train_defaults_scale_the_warmup_to_the_epochs(captured, tmp_path):
