@@ -317,10 +317,165 @@ TABLE = [
     ("ablate-corrupt-cell-run-json", corrupt_cell, "is damaged"),
 ]
 CASES += [(name, build, phrase) for name, build, phrase in TABLE]
+
+
+# ---------------------------------------------------------------- issue 19's cases
+def damaged_checkpoint(tmp: Path, damage: str) -> str:
+    """An entangle-layout checkpoint whose backbone state is damaged in one way."""
+    path = tiny_checkpoint(tmp / f"{damage}.pt")
+    obj = torch.load(path, weights_only=True)
+    state = obj["backbone"]
+    if damage == "stem-1d":
+        state["stem.weight"] = torch.ones(16)
+    elif damage == "no-blocks":
+        for key in [k for k in state if k.startswith("blocks.")]:
+            del state[key]
+    elif damage == "stray-block":
+        state["blocks.x.weight"] = torch.ones(3)
+    torch.save(obj, path)
+    return str(path)
+
+
+def run_json_with(tmp: Path, key: str, value, *, complete: bool = True) -> str:
+    """A small run directory whose run.json has ``key`` set to ``value``."""
+    import json
+
+    from tests.report.fake_runs import make_run
+
+    run = make_run(
+        tmp / "run", name="r", n_steps=6, n_per_class=6, feature_epochs=(1,), complete=complete
+    )
+    meta = json.loads((run / "run.json").read_text())
+    meta[key] = value
+    (run / "run.json").write_text(json.dumps(meta))
+    return str(run)
+
+
+def report_of(key: str, value):
+    return lambda t: ["report", run_json_with(t, key, value), "--out", str(t / "out")]
+
+
+def dots_spec(tmp: Path) -> list[str]:
+    """A spec named ``...toml`` (stem ``..``) with the default output folder (cwd: ``tmp``)."""
+    (tmp / "...toml").write_text('[base]\ndata = "synthetic"\nepochs = 1\n[grid]\nseed = [0]\n')
+    return ["ablate", "...toml", "--dry-run"]
+
+
+def full_disk(monkeypatch) -> None:
+    from entangle.runs import io as runio
+
+    monkeypatch.setattr(runio, "os", FullDisk())
+
+
+def no_reports_folder(tmp: Path, out: str, err: str) -> None:
+    assert not (tmp / "reports").exists()
+
+
+def secret_not_echoed(tmp: Path, out: str, err: str) -> None:
+    assert "SECRET" not in out + err
+
+
+def secret_file(tmp: Path) -> str:
+    (tmp / "secret.txt").write_text("root:x:0:0:SECRET-LINE\n")
+    return str(tmp / "secret.txt")
+
+
+def emoji_path(tmp: Path) -> str:
+    (tmp / "exp:smile:1").write_text("not a folder")
+    return str(tmp / "exp:smile:1")
+
+
+def small_analyze(*args):
+    """``analyze`` on a tiny checkpoint, small settings (no t-SNE, no gradients, no report)."""
+    fast = ["--max-samples", "60", "--grad-batches", "0", "--no-tsne", "--no-report"]
+    return analyze(*args, "--out", out, *fast)
+
+
+# (id, command line from a fresh folder, phrase of the one line, monkeypatch setup, check)
+ISSUE_19 = [
+    (
+        "analyze-checkpoint-1d-stem-weight",
+        small_analyze(lambda t: damaged_checkpoint(t, "stem-1d")),
+        "stem.weight must be a [dim, in_dim] matrix, got (16,)",
+    ),
+    (
+        "analyze-checkpoint-without-blocks",
+        small_analyze(lambda t: damaged_checkpoint(t, "no-blocks")),
+        "no blocks.* tensors",
+    ),
+    (
+        "analyze-checkpoint-stray-blocks-x",
+        small_analyze(lambda t: damaged_checkpoint(t, "stray-block")),
+        "blocks.x.* is not a numbered block",
+    ),
+    ("report-run-json-config-list", report_of("config", [1]), "'config' must be an object"),
+    ("report-run-json-resumed-at-5", report_of("resumed_at", 5), "'resumed_at' must be a list"),
+    ("report-run-json-calibration-5", report_of("calibration", 5), "'calibration' must be"),
+    (
+        "report-run-json-calibration-without-aperture",
+        report_of("calibration", {"auto_aperture": 1.0}),
+        "a positive number 'aperture'",
+    ),
+    ("report-run-json-name-5", report_of("name", 5), "'name' must be a string"),
+    ("report-run-json-seed-true", report_of("seed", True), "'seed' must be an integer"),
+    (
+        "train-resume-run-json-config-list",
+        train(lambda t: run_json_with(t, "config", [1], complete=False), "--data", "synthetic"),
+        "'config' must be an object",
+    ),
+    (
+        "train-resume-run-json-resumed-at-5",
+        train(lambda t: run_json_with(t, "resumed_at", 5, complete=False)),
+        "'resumed_at' must be a list",
+    ),
+    ("ablate-spec-named-dots-toml", dots_spec, "gives no folder name", None, no_reports_folder),
+    (
+        "train-reference-that-runs-code",
+        train(lambda t: str(t / "out"), "--reference", lambda t: str(system_pickle(t, "zip"))),
+        "pass --trust-checkpoint",
+    ),
+    (
+        "train-pretrained-that-runs-code",
+        train(lambda t: str(t / "out"), "--pretrained", lambda t: str(system_pickle(t, "raw"))),
+        "pass --trust-checkpoint",
+    ),
+    ("usage-train-without-run-folder", lambda t: ["train"], "Missing argument 'out'"),
+    (
+        "usage-train-lr-not-a-number",
+        train(lambda t: str(t / "out"), "--lr", "abc"),
+        "Invalid value for '--lr'",
+    ),
+    ("usage-unknown-command", lambda t: ["nosuch"], "No such command 'nosuch'"),
+    ("usage-unknown-option", train(lambda t: str(t / "out"), "--bogus"), "No such option"),
+    ("usage-out-without-value", lambda t: ["analyze", "--out"], "requires an argument"),
+    ("usage-report-without-runs", lambda t: ["report"], "Missing argument"),
+    (
+        "usage-seed-overflow",
+        train(lambda t: str(t / "out"), "--seed", "1180591620717411303424"),
+        "--seed",
+    ),
+    ("train-emoji-code-in-path", train(emoji_path), "exp:smile:1 is a file"),
+    (
+        "train-old-classes-file-named-never-echoed",
+        train(lambda t: str(t / "out"), "--data", "synthetic", "--old-classes", secret_file),
+        "secret.txt",
+        None,
+        secret_not_echoed,
+    ),
+    (
+        "analyze-full-disk",
+        analyze(lambda t: str(tiny_checkpoint(t / "ck.pt")), "--out", out, "--grad-batches", "0"),
+        "No space left on device",
+        full_disk,
+    ),
+]
+CASES += ISSUE_19
 CASES.append(
     pytest.param(
         train(lambda t: str(t / "out"), "--device", "cuda:0"),
         "CUDA device(s)",
+        None,
+        None,
         id="train-device-cuda-without-gpu",
         marks=NO_GPU,
     )
@@ -328,34 +483,53 @@ CASES.append(
 
 
 def run_main(argv: list[str], capsys, monkeypatch) -> tuple[int, str]:
+    code, out, err = run_main_both(argv, capsys, monkeypatch)
+    return code, err
+
+
+def run_main_both(argv: list[str], capsys, monkeypatch) -> tuple[int, str, str]:
     monkeypatch.setattr(sys, "argv", ["entangle", *argv])
     with pytest.raises(SystemExit) as info:
         main()
-    return info.value.code, capsys.readouterr().err
+    captured = capsys.readouterr()
+    return info.value.code, captured.out, captured.err
 
 
 def _param(case):
-    return case if hasattr(case, "marks") else pytest.param(*case[1:], id=case[0])
+    if hasattr(case, "marks"):
+        return case
+    name, build, phrase, *rest = case
+    patch, check = (*rest, None, None)[:2]
+    return pytest.param(build, phrase, patch, check, id=name)
 
 
-@pytest.mark.parametrize(("build", "phrase"), [_param(c) for c in CASES])
-def test_bad_input_gives_one_line_and_exit_2(build, phrase, tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize(("build", "phrase", "patch", "check"), [_param(c) for c in CASES])
+def test_bad_input_gives_one_line_and_exit_2(
+    build, phrase, patch, check, tmp_path, capsys, monkeypatch
+):
     (tmp_path / "keep").mkdir()
     (tmp_path / "keep" / "precious.txt").write_text("keep me")
     (tmp_path / "keep" / "a[").mkdir()
     (tmp_path / "keep" / "a[" / "]b[red]c").write_text("")
+    monkeypatch.chdir(tmp_path)
     argv = build(tmp_path)
-    code, err = run_main(argv, capsys, monkeypatch)
+    if patch is not None:
+        patch(monkeypatch)
+    code, out, err = run_main_both(argv, capsys, monkeypatch)
     assert code == 2, err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), err
     assert phrase in lines[0], lines[0]
-    assert "Traceback" not in err
+    assert "Traceback" not in err + out
+    # stdout holds at most the progress of work done before the failure, never the error
+    assert "error" not in out.lower(), out
     # nothing the file asked for happened
     assert not (tmp_path / "victim").exists()
     assert (tmp_path / "keep" / "precious.txt").read_text() == "keep me"
-    if argv[0] == "analyze":
+    if argv[0] == "analyze" and patch is None:
         assert not (tmp_path / "out").exists()
+    if check is not None:
+        check(tmp_path, out, err)
 
 
 def test_a_checkpoint_named_dotdot_writes_only_inside_out(tmp_path, capsys, monkeypatch):
@@ -384,18 +558,6 @@ class FullDisk:
         raise OSError(28, "No space left on device")
 
 
-def test_disk_full_is_one_line_and_exit_2(tmp_path, capsys, monkeypatch):
-    from entangle.runs import io as runio
-
-    ckpt = tiny_checkpoint(tmp_path / "model.pt")
-    monkeypatch.setattr(runio, "os", FullDisk())
-    argv = ["analyze", str(ckpt), "--out", str(tmp_path / "out"), "--grad-batches", "0"]
-    code, err = run_main(argv, capsys, monkeypatch)
-    assert code == 2, err
-    (line,) = err.strip().splitlines()
-    assert "No space left on device" in line and "rerun the same command" in line
-
-
 @pytest.mark.parametrize(("command", "shown"), [("train", "[vit] extra"), ("ablate", "[base]")])
 def test_literal_brackets_stay_visible_in_help(command, shown, capsys, monkeypatch):
     monkeypatch.setenv("COLUMNS", "200")
@@ -406,23 +568,106 @@ def test_literal_brackets_stay_visible_in_help(command, shown, capsys, monkeypat
     assert shown in capsys.readouterr().out
 
 
-def test_emoji_codes_in_a_path_print_literally(tmp_path, capsys, monkeypatch):
-    """rich turned ``exp:smile:1`` into an emoji; user text is printed as typed (issue 19)."""
-    (tmp_path / "exp:smile:1").write_text("not a folder")
-    code, err = run_main(["train", str(tmp_path / "exp:smile:1")], capsys, monkeypatch)
-    assert code == 2 and "exp:smile:1" in err, err
+# ---------------------------------------------------------------- hostile, yet fine: exit 0
+def nan_features_run(tmp: Path) -> str:
+    """A run as ``train --on-nan continue`` leaves it: the saved features are all NaN."""
+    from tests.report.fake_runs import make_run
+
+    run = make_run(tmp / "run", name="r", n_steps=6, n_per_class=6, feature_epochs=(1,))
+    npz = run / "features" / "epoch_001.npz"
+    arrays = dict(np.load(npz))
+    arrays["features"][:] = np.nan
+    arrays["logits"][:] = np.nan
+    np.savez(npz, **arrays)
+    return str(run)
 
 
-def test_an_overflowing_seed_is_a_usage_error(tmp_path, capsys, monkeypatch):
-    argv = ["train", str(tmp_path / "out"), "--seed", "1180591620717411303424"]
-    code, err = run_main(argv, capsys, monkeypatch)
-    assert code == 2 and "Traceback" not in err and "--seed" in err, err
-    assert not (tmp_path / "out").exists()
+def nan_checkpoint(tmp: Path) -> str:
+    """A checkpoint saved after non-finite losses: every weight NaN."""
+    path = tiny_checkpoint(tmp / "nan.pt")
+    obj = torch.load(path, weights_only=True)
+    for part in ("backbone", "head"):
+        for value in obj[part].values():
+            if value.is_floating_point():
+                value.fill_(float("nan"))
+    torch.save(obj, path)
+    return str(path)
 
 
-def test_an_old_classes_file_is_named_never_echoed(tmp_path, capsys, monkeypatch):
-    secret = tmp_path / "secret.txt"
-    secret.write_text("root:x:0:0:SECRET-LINE\n")
-    argv = ["train", str(tmp_path / "out"), "--data", "synthetic", "--old-classes", str(secret)]
-    code, err = run_main(argv, capsys, monkeypatch)
-    assert code == 2 and str(secret) in err and "SECRET" not in err, err
+def mathtext_run(tmp: Path) -> str:
+    from tests.report.fake_runs import make_run
+
+    names = ["$\\frac{", "a$b", "$x^{", "\\", "e", "f"]
+    make_run(tmp / "run", name="$\\frac{", n_steps=6, n_per_class=6, feature_epochs=(1,),
+             class_names=names)  # fmt: skip
+    return str(tmp / "run")
+
+
+def surrogate_checkpoint(tmp: Path) -> str:
+    """What ``mödel.pt`` is called inside Python under ``LC_ALL=C PYTHONUTF8=0``."""
+    name = "m\udcc3\udcb6del.pt"
+    tiny_checkpoint(tmp / name)
+    return str(tmp / name)
+
+
+def says_nan_in_report(tmp: Path, out: str) -> None:
+    html = (tmp / "out" / "index.html").read_text(encoding="utf-8")
+    assert "features are non-finite" in html
+
+
+def nan_metrics_with_reasons(tmp: Path, out: str) -> None:
+    from entangle.runs.directory import RunReader
+
+    (run,) = [p for p in (tmp / "out").iterdir() if p.is_dir()]
+    (record,) = RunReader(run).epochs
+    assert record["kmeans"] == {"all": None, "old": None, "new": None}  # NaN is stored as null
+    assert "NaN or inf features" in record["kmeans_nan_reason"]
+    assert record["acc_all"] is None and "logits hold NaN" in record["acc_nan_reason"]
+    assert record["soc"] is None and record["nan_reason"]
+    assert any("gradient diagnostics skipped" in n for n in record["notes"])
+
+
+def name_as_typed(tmp: Path, out: str) -> None:
+    html = (tmp / "out" / "report" / "index.html").read_text(encoding="utf-8")
+    assert "mödel.pt" in html
+
+
+FINE = [
+    ("report-nan-features", lambda t: ["report", nan_features_run(t), "--out", out(t)],
+     says_nan_in_report),
+    ("analyze-nan-checkpoint",
+     analyze(nan_checkpoint, "--out", out, "--max-samples", "60", "--grad-batches", "1",
+             "--no-tsne", "--no-report"),
+     nan_metrics_with_reasons),
+    ("report-mathtext-labels", lambda t: ["report", mathtext_run(t), "--out", out(t)], None),
+    ("analyze-non-utf8-locale-file-name",
+     analyze(surrogate_checkpoint, "--out", out, "--max-samples", "60", "--grad-batches", "0",
+             "--no-tsne", "--no-kmeans"),
+     name_as_typed),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("build", "check"), [pytest.param(*c[1:], id=c[0]) for c in FINE])
+def test_hostile_but_valid_input_succeeds(build, check, tmp_path, capsys, monkeypatch):
+    """These crashed with a traceback (issue 19); the right outcome is a result, exit 0."""
+    code, output, err = run_main_both(build(tmp_path), capsys, monkeypatch)
+    assert code == 0, err
+    assert "Traceback" not in output + err
+    if check is not None:
+        check(tmp_path, output)
+
+
+def test_a_non_ascii_run_name_under_the_c_locale(tmp_path):
+    """The real thing for the row above: a subprocess under ``LC_ALL=C PYTHONUTF8=0``."""
+    import subprocess
+
+    from tests.report.fake_runs import make_run
+
+    make_run(tmp_path / "rün", name=None, n_steps=6, n_per_class=6, feature_epochs=(1,))
+    env = {**os.environ, "LC_ALL": "C", "PYTHONUTF8": "0", "PYTHONPATH": os.getcwd()}
+    env.pop("LANG", None)
+    argv = [sys.executable, "-m", "entangle", "report", "rün", "--out", "rep"]
+    done = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, check=False)
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    html = (tmp_path / "rep" / "index.html").read_text(encoding="utf-8")
+    assert "rün" in html
