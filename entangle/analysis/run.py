@@ -32,6 +32,7 @@ from entangle.errors import EntangleValueError
 from entangle.gcd.losses import LossConfig, teacher_temperature_at
 from entangle.nn.devices import resolve_device
 from entangle.runs.directory import RunReader, RunWriter
+from entangle.runs.io import refuse_symlink
 from entangle.runs.summary import gradient_summary
 from entangle.runs.untrusted import safe_name
 
@@ -115,6 +116,9 @@ def analyze(
             "data can be analysed without one)"
         )
     out = Path(out)
+    # --out holds the run folders and report/: a symlink there is refused before any write
+    # (the run folders were written into its target before the report refused it)
+    refuse_symlink(out)
     reference = None
     if config.reference and config.grad and not isinstance(data, FeatureData):
         ref = load_gcd_checkpoint(
