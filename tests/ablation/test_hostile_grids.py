@@ -45,3 +45,47 @@ def test_a_planted_setup_bomb_is_refused_in_one_line(tmp_path):
     with pytest.raises(CheckpointError, match="ENTANGLE_MAX_INFLATE_RATIO=N") as info:
         cached_setup(config, tmp_path)
     assert "\n" not in str(info.value)
+
+
+def test_any_toml_spec_is_a_grid_or_one_line(tmp_path):
+    """Hostile grid specs (issue 19): known and unknown keys with values of any TOML type,
+    under [base], [grid] or [[grid]]: a grid whose cells are counted, or one EntangleError
+    line, never another exception."""
+    import json
+
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from entangle.ablation.spec import load_grid, valid_keys
+    from entangle.errors import EntangleError
+
+    keys = st.sampled_from([*valid_keys()[:40], "variant", "seed", "nope", "old_classes"])
+    scalar = (
+        st.integers(-(2**70), 2**70)
+        | st.floats(allow_nan=False, allow_infinity=False)
+        | st.booleans()
+        | st.text(max_size=6)
+    )
+    value = scalar | st.lists(scalar, max_size=3)
+
+    # JSON's literals are TOML's for these types (integers past 64 bits make invalid TOML)
+    table = st.dictionaries(keys, value, max_size=3).map(
+        lambda d: "".join(f"{k} = {json.dumps(v)}\n" for k, v in d.items())
+    )
+    heading = st.sampled_from(["[base]\n", "[grid]\n", "[[grid]]\n", "", "[other]\n"])
+    spec = st.lists(st.tuples(heading, table).map("".join), max_size=3).map("".join)
+
+    @settings(
+        max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    )
+    @given(text=spec)
+    def check(text):
+        path = tmp_path / "grid.toml"
+        path.write_text(text, encoding="utf-8")
+        try:
+            grid = load_grid(path)
+            grid.cells()
+        except EntangleError as exc:
+            assert "\n" not in str(exc).strip(), str(exc)
+
+    check()

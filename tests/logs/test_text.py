@@ -157,3 +157,35 @@ def test_get_branch_lines_are_all_kept(tmp_path):
     assert e0["logged_acc"]["Train ACC Unlabelled (2)"]["v2"]["all"] == 0.4
     assert e0["logged_acc"]["Train ACC Unlabelled (3)"]["v2"]["all"] == 0.55
     assert log.counts["unknown"] == 0
+
+
+def test_any_log_lines_parse_or_are_refused_in_one_line(tmp_path):
+    """Hostile text logs (issue 19): prefixes of the known formats followed by anything,
+    numbers out of range, control characters: a TextLog or one EntangleValueError line."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from tests.logs.log_samples import LOGURU, SIMGCD_MESSAGES
+
+    pieces = st.sampled_from(
+        [*SIMGCD_MESSAGES, "Epoch ", "All ", "| Old ", "nan", "1e999", "-", ":", "\t", " " * 50]
+    )
+    message = st.lists(pieces | st.text(max_size=12), max_size=5).map("".join)
+    prefix = st.sampled_from([LOGURU.format(s=1, line=2), "", "2024-03-05 14:02:01,532 - "])
+    line = st.tuples(prefix, message).map("".join)
+
+    @settings(
+        max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    )
+    @given(lines=st.lists(line, max_size=8))
+    def check(lines):
+        path = tmp_path / "log.txt"
+        path.write_text("\n".join(lines), encoding="utf-8", errors="surrogatepass")
+        try:
+            log = read_text_log(path)
+        except EntangleValueError as exc:
+            assert "\n" not in str(exc)
+        else:
+            assert log.counts["unknown"] >= 0
+
+    check()

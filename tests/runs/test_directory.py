@@ -356,3 +356,92 @@ def test_valid_run_json_fields_pass(tmp_path):
     with RunWriter(tmp_path / "run", config=None, seed=None, name="ü") as run:
         run.write_meta("calibration", cal)
     assert RunReader(tmp_path / "run").meta["calibration"] == cal
+
+
+# ---------------------------------------------------------------- hostile records (issue 19)
+def _json_values():
+    from hypothesis import strategies as st
+
+    leaves = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8)
+    return st.recursive(
+        leaves,
+        lambda inner: (
+            st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
+        ),
+        max_leaves=8,
+    )
+
+
+_KEYS = ["schema", "name", "config", "seed", "versions", "git_sha", "device", "start_time"]
+_KEYS += ["host", "resumed_at", "calibration", "conceptor", "lock_taken_over"]
+
+
+def _read_everything(path) -> None:
+    """What report and a resume read of a run: every property and every numeric column."""
+    reader = RunReader(path)
+    assert isinstance(reader.name, str)
+    _ = reader.config, reader.complete, reader.summary, reader.end_time, reader.warnings
+    for table in ("steps", "epochs"):
+        for key in ("step", "epoch", "acc_all"):
+            reader.column(key, table)
+    reader.feature_epochs()
+
+
+def _fuzz():
+    from hypothesis import HealthCheck, settings
+
+    return settings(
+        max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    )
+
+
+def test_any_run_json_is_read_or_refused_in_one_line(tmp_path):
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    with RunWriter(tmp_path / "run", config={"lr": 0.1}, seed=0) as run:
+        run.write_step({"step": 0, "cos": 0.1})
+    meta_path = tmp_path / "run" / "run.json"
+    good = json.loads(meta_path.read_text())
+
+    @_fuzz()
+    @given(changes=st.dictionaries(st.sampled_from(_KEYS), _json_values(), max_size=4))
+    def check(changes):
+        meta_path.write_text(json.dumps({**good, **changes}))
+        try:
+            _read_everything(tmp_path / "run")
+            RunWriter(tmp_path / "run", resume=True).close()  # a resume reads and extends it
+        except EntangleValueError as exc:
+            assert "\n" not in str(exc)
+
+    check()
+
+
+def test_any_record_lines_are_read_or_refused_in_one_line(tmp_path):
+    """steps.jsonl / epochs.jsonl lines: any JSON value, odd step keys, bytes that are not
+    JSON or not UTF-8."""
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    with RunWriter(tmp_path / "run", config={"lr": 0.1}, seed=0):
+        pass
+    record = st.dictionaries(
+        st.sampled_from(["step", "epoch", "acc_all", "raw", "x"]), _json_values(), max_size=4
+    )
+    line = st.one_of(
+        record.map(lambda r: json.dumps(r).encode()),
+        _json_values().map(lambda v: json.dumps(v).encode()),
+        st.binary(max_size=20).filter(lambda b: b"\n" not in b),
+    )
+
+    @_fuzz()
+    @given(steps=st.lists(line, max_size=4), epochs=st.lists(line, max_size=4))
+    def check(steps, epochs):
+        for name, lines in (("steps.jsonl", steps), ("epochs.jsonl", epochs)):
+            (tmp_path / "run" / name).write_bytes(b"".join(x + b"\n" for x in lines))
+        try:
+            _read_everything(tmp_path / "run")
+        except EntangleValueError as exc:
+            assert "\n" not in str(exc)
+
+    check()
