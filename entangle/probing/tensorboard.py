@@ -198,7 +198,8 @@ def overlay_layout(tags) -> dict:
       with ``eagc/last_block/gdc``, ``eagc_authors/...``, ``coordinated/...``), one category
       per parameter group;
     - per-row feature-gradient conflict ``feature/...`` with ``feature_eagc/...``;
-    - attribution sums ``attribution/...`` with ``attribution_eagc/...`` (not per class);
+    - attribution sums ``attribution/unsup_rows/sum`` and ``.../group/<rows>`` with
+      ``attribution_eagc/...`` (not per class);
     - the evaluations' ``epoch/acc_all``, ``acc_old``, ``acc_new`` and the step losses.
 
     Args:
@@ -222,12 +223,22 @@ def overlay_layout(tags) -> dict:
             applied = [f"{kind}/{rest}" for kind in APPLIED_KINDS]
             category = f"gradient conflict {group}: raw vs applied".replace("  ", " ")
             add(category, f"{key} ({', '.join(_kinds(tags, rest))})", [tag, *applied])
-        elif head in (keys.FEATURE, keys.ATTRIBUTION) and "/class" not in rest:
+        elif head == keys.FEATURE or (head == keys.ATTRIBUTION and _attribution_sum(rest)):
             add(f"{head} raw vs EAGC", f"{rest} (raw, eagc)", [tag, f"{head}_eagc/{rest}"])
     accuracy = [f"{EPOCH_PREFIX}/acc_{part}" for part in ("all", "old", "new")]
     add("accuracy and losses", "accuracy All / Old / New", accuracy)
     add("accuracy and losses", "losses sup / unsup", ["losses/sup", "losses/unsup"])
-    return layout
+    # TensorBoard shows categories in layout order: the conflict first, attribution last
+    rank = ("gradient conflict", "accuracy", keys.FEATURE, keys.ATTRIBUTION)
+    order = sorted(layout, key=lambda c: next(i for i, r in enumerate(rank) if c.startswith(r)))
+    return {category: layout[category] for category in order}
+
+
+def _attribution_sum(rest: str) -> bool:
+    """The attribution series a reader overlays: the row sums, total and by row group (not
+    the closure check, the out-of-range counts or the per-class series)."""
+    side, _, key = rest.partition("/")
+    return side in ("unsup_rows", "sup_rows") and (key == "sum" or key.startswith("group/"))
 
 
 def _kinds(tags: set, rest: str) -> list[str]:

@@ -235,6 +235,8 @@ def test_overlay_layout_puts_raw_and_applied_on_one_chart_and_only_what_was_writ
         "feature_eagc/unlabeled/cos_mean",
         "attribution/unsup_rows/sum",
         "attribution_eagc/unsup_rows/sum",
+        "attribution/closure",  # a check near 1, not a series to compare
+        "attribution_eagc/closure",
         "attribution/unsup_rows/class/cat",
         "attribution_eagc/unsup_rows/class/cat",  # per class: Scalars tab only
         "epoch/acc_all",
@@ -243,6 +245,13 @@ def test_overlay_layout_puts_raw_and_applied_on_one_chart_and_only_what_was_writ
         "losses/sup",
     }
     layout = overlay_layout(tags)
+    assert list(layout) == [  # TensorBoard's order: the conflict first
+        "gradient conflict all: raw vs applied",
+        "gradient conflict last_block: raw vs applied",
+        "accuracy and losses",
+        "feature raw vs EAGC",
+        "attribution raw vs EAGC",
+    ]
     block = layout["gradient conflict last_block: raw vs applied"]
     assert block == {
         "gdc (raw, eagc, eagc_authors)": [
