@@ -24,6 +24,7 @@ from entangle.errors import EntangleRuntimeError, EntangleValueError
 from entangle.metrics import conceptor as fit_conceptor
 from entangle.metrics import energy_ratio
 from entangle.metrics._tensors import compute_dtype
+from entangle.metrics.calibration import auto_aperture, jaeger_aperture
 from entangle.metrics.energy import eep_gate
 from entangle.nn.distributed import global_sum, world_size
 from entangle.nn.modes import eval_mode
@@ -552,8 +553,6 @@ def resolve_aperture(
     if not isinstance(aperture, str):
         return float(aperture)
     name = aperture.strip().lower()
-    from entangle.metrics.calibration import auto_aperture, jaeger_aperture
-
     if name == "jaeger":
         return jaeger_aperture(features)
     if name == "auto":

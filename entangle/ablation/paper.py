@@ -12,6 +12,7 @@ from __future__ import annotations
 from entangle.ablation.spec import GridSpec, parse_grid
 from entangle.errors import EntangleValueError
 from entangle.gcd.presets import preset_values
+from entangle.runs.directory import RunReader
 
 PAPER_GRIDS = (
     "simgcd-cub",
@@ -128,8 +129,6 @@ def authors_gdc(run_dir) -> float:
     """
     import math
 
-    from entangle.runs.directory import RunReader
-
     values = []
     for step in RunReader(run_dir).steps:
         if step.get("step", EARLY_WINDOW) >= EARLY_WINDOW:
@@ -153,6 +152,7 @@ def comparison_table(dataset: str, rows, run_dirs: dict) -> dict:
         ``{"header": [...], "body": [[str, ...], ...], "sources", "notes"}``: per variant,
         each metric's published value beside this grid's seed mean [95% t interval] (n).
     """
+    # lazy: entangle.report loads scipy (~2 s), needed only for a figure or report
     from entangle.report.uncertainty import across_seeds
 
     def ours(values, scale, decimals):

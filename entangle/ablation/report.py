@@ -30,6 +30,7 @@ from entangle.ablation.results import (
     table,
 )
 from entangle.ablation.spec import Cell, GridSpec, format_value
+from entangle.runs.directory import RunReader
 from entangle.runs.io import atomic_text
 
 # the per-step series: (record key, label); the applied GDC falls back to raw without EAGC
@@ -53,6 +54,7 @@ def _png(fig) -> str:
 
 def bars_figure(groups: Sequence[Group]):
     """Grouped bars: All/Old/New accuracy and GDC/SOC per table row, std as error bars."""
+    # lazy: entangle.report loads scipy (~2 s), needed only for a figure or report
     from entangle.report.figures import colors, new_figure, style, text
 
     panels = (
@@ -92,6 +94,7 @@ def sensitivity_figure(groups: Sequence[Group], key: str):
 
     Returns None when no line has two or more values of ``key``.
     """
+    # lazy: entangle.report loads scipy (~2 s), needed only for a figure or report
     from entangle.report.figures import colors, new_figure, style, suptitle, text
 
     series: dict[str, list[Group]] = {}
@@ -132,8 +135,6 @@ def sensitivity_figure(groups: Sequence[Group], key: str):
 
 def _step_curve(run_dirs: Sequence[Path], keys: Sequence[str]):
     """Mean over runs of the first key with data, aligned on the step number."""
-    from entangle.runs.directory import RunReader
-
     per_step: dict[float, list[float]] = {}
     for path in run_dirs:
         reader = RunReader(path)
@@ -156,6 +157,7 @@ def _step_curve(run_dirs: Sequence[Path], keys: Sequence[str]):
 
 def steps_figure(curves: dict[str, list[Path]]):
     """Per-step GDC and raw cosine of each variant overlaid (mean over seeds, smoothed)."""
+    # lazy: entangle.report loads scipy (~2 s), needed only for a figure or report
     from entangle.report.figures import colors, new_figure, no_data, smooth, style, suptitle, text
 
     with style():
@@ -210,6 +212,7 @@ def ablation_report(
     Rendered from report/templates/ablation.html by the report's jinja2 environment (the
     one HTML path: autoescape on, so every user string is escaped by the template).
     """
+    # lazy: entangle.report loads scipy (~2 s), needed only for a figure or report
     from entangle.report.html import environment
 
     out = Path(out)
@@ -265,7 +268,10 @@ def grid_verdict(groups: Sequence[Group], out: Path):
 
     Cells that differ only in seed are one setting, as in the grid's table.
     """
+    # lazy: entangle.report loads scipy (~2 s), needed only for a figure or report
     from entangle.report.load import load_runs
+
+    # lazy: entangle.report loads scipy (~2 s), needed only for a figure or report
     from entangle.report.verdict import compute_verdict
 
     dirs = [cells_dir(out) / c for g in groups for c in g.cells if c not in g.failed]
@@ -287,6 +293,7 @@ def grid_verdict_json(verdict, spec: GridSpec, groups: Sequence[Group]) -> str:
     each verdict setting with the grid values and cells it stands for."""
     import json
 
+    # lazy: entangle.report loads scipy (~2 s), needed only for a figure or report
     from entangle.report.verdict import verdict_json
 
     data = json.loads(verdict_json(verdict))

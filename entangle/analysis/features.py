@@ -13,6 +13,7 @@ from contextlib import nullcontext
 import numpy as np
 import torch
 
+from entangle.data.augment import gcd_transform
 from entangle.data.datasets import GCDData
 from entangle.defaults import APERTURE, KNN_K, SOC_K
 from entangle.gcd.evaluate import embed_all
@@ -34,8 +35,6 @@ def input_transform(backbone: torch.nn.Module, data: GCDData, train: bool = Fals
     """The eval (or train) transform for image data, at the ViT's input size; None otherwise."""
     if data.in_memory:
         return None
-    from entangle.data.augment import gcd_transform
-
     cfg = getattr(backbone, "config", None)
     size = getattr(cfg, "img_size", 224)
     return gcd_transform("train" if train else "test", image_size=size)
@@ -152,6 +151,7 @@ def feature_record(
     coords = None
     # no map of NaN rows: the k-NN overlap (NaN, with its reason) runs over every unlabeled row
     if tsne and len(z) >= 5 and not bad_rows:
+        # lazy: entangle.report loads scipy (~2 s), needed only for a figure or report
         from entangle.report.tsne import tsne_embed
 
         coords, kept = tsne_embed(

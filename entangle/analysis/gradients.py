@@ -18,6 +18,7 @@ from contextlib import contextmanager
 
 import torch
 
+from entangle.analysis.features import input_transform
 from entangle.data.augment import default_augment
 from entangle.data.datasets import GCDData, eval_inputs, make_batch, train_sampler
 from entangle.defaults import AGA_WEIGHT, APERTURE, EEP_WEIGHT
@@ -75,8 +76,6 @@ def view_augment(backbone: torch.nn.Module, data: GCDData):
 
 
 def _labeled_batches(data: GCDData, batch_size: int, backbone) -> list[torch.Tensor]:
-    from entangle.analysis.features import input_transform
-
     rows = torch.nonzero(data.labeled).flatten()
     transform = input_transform(backbone, data)
     return [

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from entangle.checkpoints import CheckpointError
-from entangle.data.datasets import GCDData, load_source
+from entangle.data.datasets import GCDData, _parse_old_classes, load_source
 from entangle.defaults import LABELED_FRACTION
 from entangle.errors import EntangleValueError
 from entangle.runs.untrusted import load_npz
@@ -249,8 +249,6 @@ def load_feature_file(path: str | Path, *, old_classes=None) -> FeatureData:
         old = sorted({int(c) for c in labels[~novel]})
     else:
         if old_classes is not None:
-            from entangle.data.datasets import _parse_old_classes
-
             old = _parse_old_classes(old_classes, names, [])
         elif file_old is not None:
             old = sorted({int(c) for c in file_old})

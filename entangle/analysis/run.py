@@ -23,11 +23,16 @@ from pathlib import Path
 import torch
 
 from entangle.analysis.config import AnalyzeConfig
-from entangle.analysis.features import embed, feature_record
-from entangle.analysis.gradients import gradient_diagnostics, teacher_epoch
+from entangle.analysis.features import embed, feature_record, input_transform
+from entangle.analysis.gradients import gradient_diagnostics, teacher_epoch, view_augment
 from entangle.analysis.inputs import FeatureData, check_classes, load_inputs
-from entangle.checkpoints import CheckpointError, LoadedCheckpoint, load_gcd_checkpoint
-from entangle.data.datasets import GCDData
+from entangle.checkpoints import (
+    CheckpointError,
+    LoadedCheckpoint,
+    _head_in_dim,
+    load_gcd_checkpoint,
+)
+from entangle.data.datasets import GCDData, eval_inputs
 from entangle.errors import EntangleValueError
 from entangle.gcd.losses import LossConfig, teacher_temperature_at
 from entangle.nn.devices import resolve_device
@@ -159,6 +164,7 @@ def analyze(
         )
     report = None
     if config.report:
+        # lazy: entangle.report loads scipy (~2 s), needed only for a figure or report
         from entangle.report import build_report
 
         report = build_report(
@@ -347,10 +353,6 @@ def analyze_one(
 
 def _check_model_takes_data(loaded: LoadedCheckpoint, data: GCDData, source: str, grad: bool):
     """Fail before any output is written: transforms available, inputs the model accepts."""
-    from entangle.analysis.features import input_transform
-    from entangle.analysis.gradients import view_augment
-    from entangle.data.datasets import eval_inputs
-
     transform = input_transform(loaded.backbone, data)  # image data: needs torchvision
     if grad:
         view_augment(loaded.backbone, data)
@@ -369,8 +371,6 @@ def _check_model_takes_data(loaded: LoadedCheckpoint, data: GCDData, source: str
 
 
 def _head_logits(head: torch.nn.Module, z: torch.Tensor, source: str) -> torch.Tensor:
-    from entangle.checkpoints import _head_in_dim
-
     want = _head_in_dim(head)
     if want is not None and want != z.shape[1]:
         raise CheckpointError(

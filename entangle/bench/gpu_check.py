@@ -37,16 +37,22 @@ from pathlib import Path
 
 import torch
 
+# the benches are called through their modules, so a test can plant their results
+from entangle.bench import memory as memory_bench
+from entangle.bench import run as run_bench_module
+from entangle.eagc import EAGC
 from entangle.errors import EntangleError, EntangleRuntimeError
+from entangle.gcd.losses import LossConfig, gcd_losses
+from entangle.gcd.train import TrainConfig, prepare, train
+from entangle.models.backbones import ResidualMLP
+from entangle.models.heads import GCDHead
+from entangle.probing.params import last_block
+from entangle.probing.probe import Probe
+from entangle.runs.directory import RunReader
+from entangle.runs.io import atomic_text, atomic_write, make_dir, make_temp_dir, remove_tree
 
 
 def _tiny_step_parts(device: torch.device):
-    from entangle.eagc import EAGC
-    from entangle.models.backbones import ResidualMLP
-    from entangle.models.heads import GCDHead
-    from entangle.probing.params import last_block
-    from entangle.probing.probe import Probe
-
     torch.manual_seed(0)
     backbone = ResidualMLP(64, 64, 2).to(device)
     reference = ResidualMLP(64, 64, 2).to(device)
@@ -72,8 +78,6 @@ def probed_steps(device, *, dtype: torch.dtype | None, scaler: bool, strict: boo
         strict: under ``torch.cuda.set_sync_debug_mode("error")`` (CUDA only): a host sync
             in the step raises, except inside the allowed ``to_host`` transfer.
     """
-    from entangle.gcd.losses import LossConfig, gcd_losses
-
     device = torch.device(device)
     parts = _tiny_step_parts(device)
     backbone, reference, head, views, labels, labeled1, labeled, novel, eagc, probe, opt = parts
@@ -160,18 +164,15 @@ def bench_modes(device, *, quick: bool = False, say=print) -> dict:
         ``{"bench": run_bench's result, "images_per_s": {variant: float},
         "peak_memory_gib": float or None, "memory": run_memory's result}``.
     """
-    from entangle.bench.memory import run_memory
-    from entangle.bench.run import resolve_backend, run_bench
-
     dev = torch.device(device)
     cuda = dev.type == "cuda"
-    backend = resolve_backend("auto")
+    backend = run_bench_module.resolve_backend("auto")
     if backend == "builtin":
         say("note: timm is not installed; the bench uses entangle's own ViT")
     t = time.perf_counter()
     if cuda:
         torch.cuda.reset_peak_memory_stats(dev)
-    result = run_bench(device=str(dev), repeats=3, quick=quick)
+    result = run_bench_module.run_bench(device=str(dev), repeats=3, quick=quick)
     peak = torch.cuda.max_memory_allocated(dev) / 2**30 if cuda else None
     settings = result["settings"]
     say(f"step ratios: {settings['model']}")
@@ -193,7 +194,7 @@ def bench_modes(device, *, quick: bool = False, say=print) -> dict:
         say(f"peak GPU memory of the timing run: {peak:.2f} GiB")
     say(f"({time.perf_counter() - t:.0f} s)")
     t = time.perf_counter()
-    memory = run_memory(device=str(dev), quick=quick)
+    memory = memory_bench.run_memory(device=str(dev), quick=quick)
     s = memory["settings"]
     say(f"working memory ({memory['method']})")
     say(f"  {s['model']} at {s['image_size']} px, batch {s['batch_size']}, {s['steps']} steps")
@@ -220,8 +221,6 @@ def write_fake_cub(root, *, train_per_class: int, test_per_class: int, px: int, 
 
     import numpy as np
     from PIL import Image
-
-    from entangle.runs.io import atomic_text, atomic_write, make_dir
 
     rng = np.random.default_rng(seed)
     base = make_dir(Path(root) / "CUB_200_2011")
@@ -264,9 +263,6 @@ def benchmark_run(device, *, quick: bool = False, say=print) -> dict:
     """
     import dataclasses
     import tempfile
-
-    from entangle.gcd.train import TrainConfig, prepare, train
-    from entangle.runs.io import make_temp_dir, remove_tree
 
     dev = torch.device(device)
     per_class = 1 if quick else RUN_TRAIN_PER_CLASS
@@ -334,8 +330,6 @@ def benchmark_run(device, *, quick: bool = False, say=print) -> dict:
 
 
 def _last_epoch(run_dir) -> dict:
-    from entangle.runs.directory import RunReader
-
     epochs = RunReader(run_dir).epochs
     return epochs[-1] if epochs else {}
 

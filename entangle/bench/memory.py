@@ -18,6 +18,8 @@ import sys
 import torch
 
 from entangle.bench.models import BenchFixture, vit_spec
+from entangle.bench.run import resolve_backend
+from entangle.nn.devices import resolve_device
 
 VARIANTS = ("plain", "probe_every_step", "eagc_shared_prefix", "probe_attribution")
 # the issue's measurement setting: ViT-S/16 at 112 px, batch 32, two views, one trainable block
@@ -26,8 +28,6 @@ QUICK = {"image_size": 32, "batch": 8, "steps": 2}
 
 
 def _fixture(quick: bool, device: torch.device) -> BenchFixture:
-    from entangle.bench.run import resolve_backend
-
     image = QUICK["image_size"] if quick else IMAGE_SIZE
     batch = QUICK["batch"] if quick else BATCH
     spec = vit_spec(resolve_backend("auto"), batch, quick, 32, image, device)
@@ -50,6 +50,7 @@ def _child(variant: str, quick: bool) -> dict:
 
 
 def _run_child(variant: str, quick: bool) -> dict:
+    # lazy: entangle.report loads scipy (~2 s), needed only for a figure or report
     from entangle.report.maps import worker_env
 
     # the child sets torch's threads itself; the environment is left as the user has it
@@ -70,8 +71,6 @@ def run_memory(*, device: str = "auto", quick: bool = False, progress=None) -> d
     Returns:
         ``{"method", "settings", "working_mb": {variant: MB}, "vs_plain": {variant: ratio}}``.
     """
-    from entangle.nn.devices import resolve_device
-
     dev = resolve_device(device)
     say = progress or (lambda message: None)
     working: dict[str, float] = {}

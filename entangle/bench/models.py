@@ -14,12 +14,14 @@ from dataclasses import dataclass
 
 import torch
 
+from entangle.coordination import CoordinatorConfig, GradientCoordinator
 from entangle.eagc import EAGC
 from entangle.errors import EntangleValueError
 from entangle.gcd.losses import gcd_losses
 from entangle.metrics import gradient_conflict, soc
 from entangle.models.backbones import build_backbone, freeze_prefix
 from entangle.models.heads import build_head
+from entangle.models.vit import VIT_CONFIGS, build_vit
 from entangle.nn.prefix import SharedPrefix
 from entangle.probing.params import last_block
 from entangle.probing.probe import Probe
@@ -48,8 +50,6 @@ def vit_spec(
     image_size: int | None,
     device: torch.device,
 ) -> BenchSpec:
-    from entangle.models.vit import VIT_CONFIGS, build_vit
-
     # sizes per device: on a GPU SimGCD's own ViT-B/16 at 224 px; on a CPU ViT-S/16 (the real
     # 12-block structure, one trainable block) at 64 px, 4 x 4 patches + CLS, so the whole
     # bench fits in a minute or two on two cores; a tiny test config for quick runs
@@ -283,6 +283,4 @@ def _coordinators(params) -> dict:
         import torchjd  # noqa: F401  (optional: the [mtl] extra)
     except ImportError:
         return {}
-    from entangle.coordination import CoordinatorConfig, GradientCoordinator
-
     return {n: GradientCoordinator(params, CoordinatorConfig(n)) for n in BENCH_COORDINATORS}

@@ -45,6 +45,7 @@ import torch
 
 from entangle.bench.models import BenchFixture, mlp_spec, vit_spec
 from entangle.errors import EntangleValueError
+from entangle.nn.devices import resolve_device
 
 # ratio key -> (comparison, bound): the targets of the Probe and EAGC issues (ViT only)
 TARGETS: dict[str, tuple[str, float]] = {
@@ -174,8 +175,6 @@ def run_bench(
         "targets": {key: [op, bound]}}``; ratio keys and directions are listed in the module
         docstring, MLP keys carry an ``mlp_`` prefix. Ratios are medians of per-round ratios.
     """
-    from entangle.nn.devices import resolve_device
-
     dev = resolve_device(device)
     backend = resolve_backend(model)
     if batch_size is not None and batch_size < 2:

@@ -27,7 +27,9 @@ import torch
 
 from entangle.bench.models import BenchFixture, mlp_spec
 from entangle.bench.run import _time_round_robin
-from entangle.models.backbones import build_backbone
+from entangle.metrics import knn_overlap
+from entangle.models.backbones import build_backbone, freeze_prefix
+from entangle.probing.probe import Probe
 
 # the points of each curve: (full, quick)
 BATCHES = ((32, 128, 512), (8, 16))
@@ -54,9 +56,6 @@ class _GroupFixture(BenchFixture):
     def __init__(self, spec, device, blocks: int):
         super().__init__(spec, device)
         if blocks > 1:
-            from entangle.models.backbones import freeze_prefix
-            from entangle.probing.probe import Probe
-
             freeze_prefix(self.backbone, blocks)
             self.params = [
                 p for m in (self.backbone, self.head) for p in m.parameters() if p.requires_grad
@@ -154,7 +153,7 @@ def run_scaling(
 
 
 def _points(curves, pick, rounds, plain_s, say) -> None:
-    from entangle.metrics import knn_overlap
+    # lazy: entangle.report loads scipy (~2 s), needed only for a figure or report
     from entangle.report.tsne import tsne_embed
 
     rng = np.random.default_rng(0)
@@ -173,6 +172,7 @@ def _points(curves, pick, rounds, plain_s, say) -> None:
 
 def scaling_figure(result: dict):
     """One panel per curve: the ratio (or plain-step equivalents) against the curve's x."""
+    # lazy: entangle.report loads scipy (~2 s), needed only for a figure or report
     from entangle.report.figures import new_figure, style, suptitle
 
     panels = [

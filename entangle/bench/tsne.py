@@ -13,12 +13,11 @@ from pathlib import Path
 import numpy as np
 
 from entangle.report.build import build_report
+from entangle.runs.directory import RunWriter
 
 
 def _bench_run(path: Path, n_rows: int, dim: int, seed: int, n_classes: int = 20) -> Path:
     """A finished run with one saved epoch of ``n_rows`` clustered features and 200 steps."""
-    from entangle.runs.directory import RunWriter
-
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, n_classes, size=n_rows)
     centers = rng.normal(0.0, 1.0, size=(n_classes, dim))

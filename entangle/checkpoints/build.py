@@ -25,6 +25,7 @@ from entangle.checkpoints.registry import Parts, SplitContext, detect_format, ge
 from entangle.checkpoints.safe import CheckpointError, safe_load
 from entangle.checkpoints.strict import load_strict
 from entangle.errors import EntangleTypeError, EntangleValueError
+from entangle.models.backbones import ResidualMLP
 from entangle.models.heads import (
     DINOProjectionHead,
     GCDHead,
@@ -33,12 +34,14 @@ from entangle.models.heads import (
     infer_head_config,
     infer_relu_mlp_config,
 )
+from entangle.models.prompters import PromptedBackbone, sptnet_prompter
 from entangle.models.vit import VisionTransformer, ViTConfig, infer_vit_config
 from entangle.models.vit_clip import (
     CLIPVisionTransformer,
     infer_clip_vision_config,
     is_clip_visual_state,
 )
+from entangle.models.vit_vpt import VPTVisionTransformer
 from entangle.runs.limits import MODEL_DEPTH, MODEL_PARAMS, VIT_IMAGE_SIZE, VIT_TOKENS, Limit
 
 # ---------------------------------------------------------------------------------- loading
@@ -227,8 +230,6 @@ def _check_vit_size(cfg: ViTConfig, state: Mapping | None, src: str, origin: str
 
 def _vpt_backbone(state: dict, notes: list[str], src: str) -> nn.Module:
     """PromptCAL's VPT ViT: the plain ViT's sizes from the state without the prompt positions."""
-    from entangle.models.vit_vpt import VPTVisionTransformer
-
     layers, prompts, _ = state["prompt_tokens"].shape
     pos = state["pos_embed"]
     plain = dict(state, pos_embed=torch.cat([pos[:, :1], pos[:, 1 + prompts :]], dim=1))
@@ -240,8 +241,6 @@ def _vpt_backbone(state: dict, notes: list[str], src: str) -> nn.Module:
 
 def _digits_backbone(state: dict, notes: list[str], src: str) -> nn.Module:
     """entangle's residual-MLP digits backbone, its size read off ``stem`` / ``blocks.*``."""
-    from entangle.models.backbones import ResidualMLP
-
     # a damaged file names what is wrong in one line; strict loading then checks every key
     stem = state["stem.weight"]
     if not isinstance(stem, torch.Tensor) or stem.ndim != 2:
@@ -283,8 +282,6 @@ def _gcd_args(cfg: dict) -> dict:
 
 def _prompted(backbone: nn.Module, state: dict, src: str, fmt: str) -> nn.Module:
     """``backbone`` behind the image prompter ``state`` describes (SPTNet), loaded strictly."""
-    from entangle.models.prompters import PromptedBackbone, sptnet_prompter
-
     patch = getattr(getattr(backbone, "config", None), "patch_size", None)
     try:
         prompter = sptnet_prompter(state, patch or 16)

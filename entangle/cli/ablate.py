@@ -12,10 +12,12 @@ from rich.table import Table
 
 from entangle.cli.app import app
 from entangle.cli.common import console, stage_progress
+from entangle.errors import EntangleValueError
 
 
 def cells_table(cells, keys) -> Table:
     """The cells of a grid as a rich table (the dry run's output)."""
+    # lazy: start-up time: the command's library loads when it runs (--help stays fast)
     from entangle.ablation.spec import format_value
 
     table = Table(title=f"{len(cells)} cells")
@@ -49,6 +51,7 @@ def _short(header: str) -> str:
 
 def results_tables(rows, spec) -> list[Table]:
     """The paper-style table (mean ± std over seeds) as two rich tables, accuracy first."""
+    # lazy: start-up time: the command's library loads when it runs (--help stays fast)
     from entangle.ablation.results import aggregate, group_keys, table
 
     keys = group_keys(spec)
@@ -173,8 +176,8 @@ def ablate(
     Exit code 0 when every cell finished, 1 when a cell failed (recorded in its FAILED file
     and in results.csv; rerun to retry), 2 for a bad spec or option.
     """
+    # lazy: start-up time: the command's library loads when it runs (--help stays fast)
     from entangle.ablation import example_path, load_grid, run_grid
-    from entangle.errors import EntangleValueError
 
     given = int(example) + int(example_coordinators) + int(config is not None) + int(bool(paper))
     if given != 1:
@@ -182,6 +185,7 @@ def ablate(
             "give one of a grid spec CONFIG.toml, --example, --example-coordinators or --paper"
         )
     if paper:
+        # lazy: start-up time: the command's library loads when it runs (--help stays fast)
         from entangle.ablation.paper import paper_grid
 
         if not root:

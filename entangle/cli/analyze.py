@@ -100,6 +100,7 @@ def objective_line(config, result) -> str:
 
 def formats_table() -> Table:
     """The registered checkpoint layouts, in detection order, with whom they serve."""
+    # lazy: start-up time: the command's library loads when it runs (--help stays fast)
     from entangle.checkpoints import list_layouts
 
     table = Table(title="checkpoint formats (tried in this order)")
@@ -235,6 +236,7 @@ def analyze_command(
       entangle analyze run/checkpoints/model.pt --data imagefolder:cub/ --out an/
       entangle analyze --list-formats
     """
+    # lazy: start-up time: the command's library loads when it runs (--help stays fast)
     from entangle.analysis import AnalyzeConfig, analyze
 
     config = AnalyzeConfig(

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from entangle.cli.app import app
 from entangle.cli.common import console, err_console
+from entangle.errors import EntangleValueError
 
 
 # long: typer reads the options from the signature (~78 lines); the body is ~70
@@ -98,6 +99,7 @@ def bench(
     Examples: `entangle bench` (about a minute on 2 CPU cores), `entangle bench --quick
     --json`, `entangle bench --report --demo-runs reports/demo`.
     """
+    # lazy: start-up time: the command's library loads when it runs (--help stays fast)
     from entangle.bench.run import meets_target, run_bench
 
     err = err_console
@@ -124,6 +126,7 @@ def bench(
         progress=progress,
     )
     if report_rows:
+        # lazy: start-up time: the command's library loads when it runs (--help stays fast)
         from entangle.bench.tsne import bench_report
 
         if progress:
@@ -167,8 +170,8 @@ def bench(
 
 
 def _report_mode(demo_runs, rounds: int, json_output: bool, progress) -> None:
+    # lazy: start-up time: the command's library loads when it runs (--help stays fast)
     from entangle.bench.report_time import bench_demo
-    from entangle.errors import EntangleValueError
 
     if rounds < 1:
         raise EntangleValueError(f"--rounds must be at least 1, got {rounds}")
@@ -191,12 +194,15 @@ def _report_mode(demo_runs, rounds: int, json_output: bool, progress) -> None:
 
 
 def _scaling_mode(quick: bool, rounds: int, out, json_output: bool, progress) -> None:
+    # lazy: start-up time: the command's library loads when it runs (--help stays fast)
     from entangle.bench.scaling import run_scaling, scaling_figure
-    from entangle.errors import EntangleValueError
 
     if rounds < 1:
         raise EntangleValueError(f"--rounds must be at least 1, got {rounds}")
+    # lazy: entangle.report loads scipy (~2 s), needed only for a figure or report
     from entangle.report.figures import figure_bytes
+
+    # lazy: start-up time: the command's library loads when it runs (--help stays fast)
     from entangle.runs.io import atomic_json, atomic_write, make_dir
 
     if out is not None:
@@ -218,6 +224,7 @@ def _scaling_mode(quick: bool, rounds: int, out, json_output: bool, progress) ->
 
 
 def _memory_mode(device: str, quick: bool, json_output: bool, progress) -> None:
+    # lazy: start-up time: the command's library loads when it runs (--help stays fast)
     from entangle.bench.memory import run_memory
 
     result = run_memory(device=device, quick=quick, progress=progress)

@@ -70,6 +70,7 @@ def demo(
       entangle demo
       entangle demo --variants baseline,eagc --out reports/quick
     """
+    # lazy: entangle.report loads scipy (~2 s), needed only for a figure or report
     from entangle.report.demo import run_demo
 
     with stage_progress() as progress:

@@ -10,6 +10,7 @@ from rich.markup import escape
 
 from entangle.cli.app import app
 from entangle.cli.common import console
+from entangle.errors import EntangleValueError
 
 export_app = typer.Typer(
     help="Write run directories in other formats (TensorBoard).", no_args_is_help=True
@@ -39,7 +40,7 @@ def tensorboard(
       entangle export tensorboard runs/eagc --out tb/
       tensorboard --logdir tb/
     """
-    from entangle.errors import EntangleValueError
+    # lazy: start-up time: the command's library loads when it runs (--help stays fast)
     from entangle.logs.tensorboard_out import export_run
 
     names = [run.resolve().name for run in runs]

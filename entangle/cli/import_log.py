@@ -9,6 +9,7 @@ import typer
 
 from entangle.cli.app import app
 from entangle.cli.common import console, stage_progress
+from entangle.errors import EntangleValueError
 
 # log lines are user text: printed literally (rich would turn ':train:' into an emoji)
 LITERAL = {"markup": False, "emoji": False, "highlight": False, "soft_wrap": True}
@@ -57,6 +58,7 @@ def import_log_command(
       entangle analyze exp/cub/checkpoints/model.pt --data cub:/d/cub --out an
       entangle import-log exp/cub --out runs/cub --attach an/model
     """
+    # lazy: start-up time: the command's library loads when it runs (--help stays fast)
     from entangle.logs import import_log
 
     attach = list(attach or ())
@@ -83,9 +85,11 @@ def _analyze_checkpoints(files: list[Path], out: Path, data: str) -> list[Path]:
     Returns:
         the analysis run directories, to attach.
     """
+    # lazy: start-up time: the command's library loads when it runs (--help stays fast)
     from entangle.analysis import AnalyzeConfig
+
+    # lazy: start-up time: the command's library loads when it runs (--help stays fast)
     from entangle.analysis import analyze as run_analyze
-    from entangle.errors import EntangleValueError
 
     # SimGCD's init_experiment saves the model as checkpoints/model.pt in the run folder
     found = sorted(

@@ -55,6 +55,7 @@ def report(
       entangle report runs/baseline runs/eagc --out reports/compare
       entangle report runs/imported-simgcd runs/eagc --pdf
     """
+    # lazy: entangle.report loads scipy (~2 s), needed only for a figure or report
     from entangle.report import build_report
 
     if out is None:

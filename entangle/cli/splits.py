@@ -10,6 +10,7 @@ from rich.markup import escape
 
 from entangle.cli.app import app
 from entangle.cli.common import console
+from entangle.errors import EntangleValueError
 
 
 @app.command("splits")
@@ -27,8 +28,8 @@ def splits(
     ] = False,
 ) -> None:
     """Show the split a run on DATA uses: images per part and per class (SimGCD's split)."""
+    # lazy: start-up time: the command's library loads when it runs (--help stays fast)
     from entangle.data.benchmarks import read_benchmark
-    from entangle.errors import EntangleValueError
 
     name, _, root = data.partition(":")
     if not root:

@@ -26,6 +26,7 @@ from entangle.cli.options import (
     TeacherTemperature,
     WarmupTeacherTemperature,
 )
+from entangle.errors import EntangleValueError
 from entangle.gcd.config import TrainConfig
 
 # the options' defaults are TrainConfig's (the coordinator settings' via CoordinatorConfig), read
@@ -225,10 +226,12 @@ def train_command(
       entangle train runs/vit --data imagefolder:cub/ --model vit-b16 --eagc
       torchrun --nproc_per_node 4 -m entangle train runs/cub --data cub:/d/cub
     """
+    # lazy: start-up time: the command's library loads when it runs (--help stays fast)
     from entangle.nn import distributed
 
     if gpus > 1 and not show_config and distributed.launched_world() == 1:
         raise typer.Exit(_relaunch(gpus))
+    # lazy: start-up time: the command's library loads when it runs (--help stays fast)
     from entangle.gcd.train import (
         TrainConfig,
         check_run_dir,
@@ -293,6 +296,7 @@ def train_command(
     if show_config:
         import json
 
+        # lazy: start-up time: the command's library loads when it runs (--help stays fast)
         from entangle.gcd.config import run_config
 
         shown = run_config(config) | ({"preset_script": source} if preset else {})
@@ -304,6 +308,7 @@ def train_command(
         config = _join_ranks(config, device_used)
     main = distributed.is_main_process()
     if not trust_checkpoint:  # refused now, not after minutes of pretraining
+        # lazy: start-up time: the command's library loads when it runs (--help stays fast)
         from entangle.checkpoints.safe import refuse_code
 
         for given in (config.pretrained, config.reference):
@@ -433,6 +438,7 @@ def _apply_preset(ctx: typer.Context, config, preset: str):
     """``config`` with the preset's values where the user left the flag at its default."""
     import dataclasses
 
+    # lazy: start-up time: the command's library loads when it runs (--help stays fast)
     from entangle.gcd.presets import preset_values
 
     values = preset_values(preset, config.data)
@@ -481,7 +487,7 @@ def _join_ranks(config, device):
 
     import torch
 
-    from entangle.errors import EntangleValueError
+    # lazy: start-up time: the command's library loads when it runs (--help stays fast)
     from entangle.nn import distributed
 
     cuda = device.type == "cuda"

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from entangle.data.augment import gcd_transform
 from entangle.data.benchmarks import BENCHMARKS, BenchmarkSplit, benchmark_source
 
 # re-exported (redundant aliases): these lived here before entangle.data.sources existed
@@ -431,8 +432,6 @@ def eval_inputs(data: GCDData, indices, transform=None) -> torch.Tensor:
     if data.in_memory:
         return data.x[idx.to(data.x.device)]
     if transform is None:
-        from entangle.data.augment import gcd_transform
-
         transform = gcd_transform("test", image_size=data.image_size)
     return torch.stack([transform(data.x[int(i)]) for i in idx])
 

@@ -13,10 +13,12 @@ from dataclasses import dataclass
 
 import torch
 
+from entangle.checkpoints import load_pretrained_vit, safe_load
 from entangle.data.augment import data_augment, default_augment
 from entangle.data.datasets import GCDData, eval_inputs, load_source, make_batch
 from entangle.errors import EntangleValueError
 from entangle.gcd.config import TrainConfig
+from entangle.gcd.pretrain import pretrain_backbone
 from entangle.gcd.reference import train_reference
 from entangle.models.backbones import build_backbone, freeze_prefix
 from entangle.models.heads import GCDHead, build_head, infer_head_config
@@ -73,8 +75,6 @@ def prepare(
         kwargs["backend"] = config.vit_backend
     backbone = build_backbone(config.model, **kwargs)
     if config.model.startswith("vit-") and config.pretrained:
-        from entangle.checkpoints import load_pretrained_vit
-
         load_pretrained_vit(backbone, config.pretrained, trust=trust_checkpoint)
     backbone = backbone.to(device)
     if config.model == "digits-mlp":
@@ -82,8 +82,6 @@ def prepare(
             _load_into(backbone, config.pretrained, "backbone", trust=trust_checkpoint)
         elif config.pretrain_epochs and data.in_memory:
             # the embedded model starts from self-supervised features, as GCD starts from DINO
-            from entangle.gcd.pretrain import pretrain_backbone
-
             pretrain_backbone(
                 backbone,
                 data.x,
@@ -107,8 +105,6 @@ def _state_dict_from(path: str, part: str, trust: bool = False) -> dict:
     Loaded safely (weights only); a missing file, another layout or a model of another shape
     becomes one clear EntangleValueError.
     """
-    from entangle.checkpoints import safe_load
-
     obj = safe_load(path, trust=trust)
     if isinstance(obj, dict) and isinstance(obj.get(part), dict):
         return obj[part]

@@ -250,6 +250,7 @@ def import_log(
     Raises:
         EntangleValueError: missing files, nothing readable.
     """
+    # lazy: start-up time: importing a text log needs no torch (runs.directory imports it)
     from entangle.runs.directory import RunReader, RunWriter
 
     texts, events = _expand(files)

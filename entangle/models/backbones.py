@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from entangle.errors import EntangleTypeError, EntangleValueError
+from entangle.models.vit import build_vit
 
 
 class ResidualMLPBlock(nn.Module):
@@ -108,8 +109,6 @@ def build_backbone(name: str, **kw) -> nn.Module:
     if name == "digits-mlp":
         return ResidualMLP(**kw)
     if name.startswith("vit-"):
-        from entangle.models.vit import build_vit
-
         return build_vit(name, **kw)
     raise EntangleValueError(f"unknown backbone {name!r}; known: {', '.join(BACKBONES)}")
 

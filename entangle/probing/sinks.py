@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from entangle.errors import EntangleValueError
+from entangle.probing.evaluation import write_epoch
 from entangle.probing.tensorboard import TensorBoardOut
 from entangle.runs import keys
 from entangle.runs.directory import RunWriter
@@ -61,8 +62,6 @@ class RunStore(MemoryStore):
         self.run.write_step(record)
 
     def write_epoch(self, epoch: int, step: int, record: dict, arrays) -> dict:
-        from entangle.probing.evaluation import write_epoch
-
         return write_epoch(self.run, epoch, step, record, arrays)
 
     def finish(self, summary: dict | None) -> None:

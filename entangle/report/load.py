@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from entangle.errors import EntangleValueError
+from entangle.runs.directory import RunReader
 from entangle.runs.records import default_group, gradient_groups
 
 
@@ -47,8 +48,6 @@ def load_runs(paths: Sequence, names: Sequence[str] | None = None) -> list[RunDa
         EntangleValueError: no runs, a path that is not a run directory, or a ``names`` list
             of the wrong length.
     """
-    from entangle.runs.directory import RunReader
-
     paths = [Path(p) for p in paths]
     if not paths:
         raise EntangleValueError("build_report: no runs given; pass at least one run directory")

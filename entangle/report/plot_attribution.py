@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from entangle.data.sources import read_source
 from entangle.report.figures import colors, new_figure, no_data, smooth, style, suptitle, text
 from entangle.report.verdict_detail import class_matrix, class_name, class_ranking
 from entangle.runs.keys import ATTRIBUTION, ATTRIBUTION_EAGC
@@ -134,8 +135,6 @@ def dataset_images(config: dict):
     if not isinstance(spec, str) or spec == "synthetic":
         return None, None, None
     try:
-        from entangle.data.sources import read_source
-
         x, labels, names, _, kind = read_source(spec, seed=int(config.get("seed") or 0))
     except Exception:  # a moved dataset must not break the report; the figure says so
         return None, None, None

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from entangle.report.figures import colors, new_figure, no_data, smooth, style, suptitle, text
+from entangle.report.verdict import label as setting_label
 from entangle.runs import keys
 from entangle.runs.records import gradient_series, path_series
 
@@ -71,8 +72,6 @@ def conflict_figure(runs: Sequence):
 
 def _setting_conflict_figure(groups):
     """:func:`conflict_figure` with a column per setting (seed mean and band per kind)."""
-    from entangle.report.verdict import label as setting_label
-
     palette = colors(2)
     with style():
         fig, axes = new_figure(2, len(groups), sharey="row")

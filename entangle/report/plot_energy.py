@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from entangle.report.energy import GROUP_LABELS, GROUPS, EpochEnergy
+from entangle.report.energy import GROUP_LABELS, GROUPS, EpochEnergy, run_conceptor_of
 from entangle.report.figures import colors, new_figure, no_data, style, suptitle, text
 from entangle.runs.keys import EEP_WEIGHT, ENERGY, ENERGY_RATIO
 from entangle.runs.records import summary_series
@@ -125,8 +125,6 @@ def _conceptor_label(entry: Mapping) -> str:
 def spectrum_figure(runs: Sequence, per_run: Mapping[str, Sequence[EpochEnergy]]):
     """Eigenvalues per run of the run's own conceptor (EEP's for EAGC runs, the starting
     model's for baselines; run.json ``conceptor``), and of the epoch refits, each named."""
-    from entangle.report.energy import run_conceptor_of
-
     with style():
         fig, axes = new_figure(1, len(runs), sharey=True)
         for j, run in enumerate(runs):
@@ -210,8 +208,6 @@ def step_energy_figure(runs: Sequence):
 
 
 def _step_conceptor_name(run) -> str:
-    from entangle.report.energy import run_conceptor_of
-
     names = {r.get(ENERGY, {}).get("conceptor") for r in run.steps if isinstance(r, Mapping)}
     names.discard(None)
     own = run_conceptor_of(run.meta)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from entangle.defaults import KNN_K
+from entangle.metrics import knn_overlap
 from entangle.report.figures import colors, new_figure, no_data, style, suptitle, text
 from entangle.report.tsne import tsne_embed
 
@@ -59,8 +60,6 @@ def compute_overlap(
             report's cache or its worker processes); None computes it here.
     """
     import torch
-
-    from entangle.metrics import knn_overlap
 
     features = np.asarray(arrays["features"], dtype=np.float32)
     labels = np.asarray(arrays["labels"])

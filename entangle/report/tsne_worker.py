@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
+from entangle.report.maps import _embed, read_job
+
 
 def main(argv: list[str]) -> int:
-    from entangle.report.maps import _embed, read_job
-
     job_file, out = Path(argv[0]), Path(argv[1])
     coords, kept = _embed(read_job(job_file))
     np.savez(out, coords=coords, kept=kept)

@@ -36,6 +36,7 @@ from entangle.report.verdict_detail import (
     setting_estimate,
 )
 from entangle.runs import keys
+from entangle.runs.io import to_jsonable
 from entangle.runs.records import gradient_series, step_axis
 from entangle.runs.summary import EARLY_STEPS, accuracy_summary
 
@@ -81,8 +82,6 @@ class Verdict:
 def verdict_json(verdict: Verdict) -> str:
     """verdict.json's text (docs/records.md): NaN and infinities written as null."""
     import json
-
-    from entangle.runs.io import to_jsonable
 
     return json.dumps(to_jsonable(verdict.as_json(), "verdict.json"), allow_nan=False, indent=2)
 

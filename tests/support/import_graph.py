@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import re
 import subprocess
 import sys
 import tarfile
@@ -49,6 +50,8 @@ LAYERS = {
     "__main__": 6,
 }
 MARKER = "# lazy:"
+# the marker counts only with a reason after it
+MARKED = re.compile(r"# lazy:[ \t]*\S")
 # a function longer than LONG_FUNCTION says why with this marker on its def line or the line
 # above (e.g. a typer command whose signature is the option list)
 LONG_MARKER = "# long:"
@@ -117,8 +120,14 @@ def build(root: Path) -> Graph:
                 # a submodule's import of its own package (run first by Python) is no edge
                 if target == name or name.startswith(target + "."):
                     continue
-                near = lines[node.lineno - 1] + (lines[node.lineno - 2] if node.lineno > 1 else "")
-                graph.imports.append(Import(name, target, node.lineno, lazy, MARKER in near))
+                near = (
+                    lines[node.lineno - 1]
+                    + "\n"
+                    + (lines[node.lineno - 2] if node.lineno > 1 else "")
+                )
+                graph.imports.append(
+                    Import(name, target, node.lineno, lazy, bool(MARKED.search(near)))
+                )
     return graph
 
 
@@ -215,8 +224,9 @@ def long_functions(graph: Graph) -> list[tuple[str, int, bool]]:
             length = node.end_lineno - node.lineno + 1
             if length > LONG_FUNCTION:
                 first = min([node.lineno] + [d.lineno for d in node.decorator_list])
-                near = "".join(lines[max(0, first - 2) : node.lineno])
-                out.append((f"{name}:{node.name}", length, LONG_MARKER in near))
+                near = "\n".join(lines[max(0, first - 2) : node.lineno])
+                says_why = bool(re.search(re.escape(LONG_MARKER) + r"[ \t]*\S", near))
+                out.append((f"{name}:{node.name}", length, says_why))
     return sorted(out)
 
 
