@@ -24,7 +24,12 @@ pytestmark = pytest.mark.skipif(
     not torch.distributed.is_available(), reason="torch.distributed is not available"
 )
 
-RTOL, ATOL = 1e-4, 1e-6
+# float32 on both sides, reduced in other orders (2 ranks + all-reduce vs one batch): measured
+# worst |difference| 2.3e-5 on a record value (GDC = 1 - cos amplifies the cosine's rounding:
+# 5e-6 on a GDC of 0.05), 3.3e-7 on a weight; one process with its own batches differs from
+# the replay by 0.03 at least (median 0.09) in the same steps' GDC
+RTOL, ATOL = 1e-4, 5e-5
+WEIGHT_ATOL = 1e-6
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +92,7 @@ def test_ddp_records_equal_the_one_process_replay(runs, name):
     theirs = safe_load(want.path / "checkpoints" / "last.pt")
     for part in ("backbone", "head"):
         for key, value in ours[part].items():
-            torch.testing.assert_close(value, theirs[part][key], rtol=RTOL, atol=ATOL)
+            torch.testing.assert_close(value, theirs[part][key], rtol=RTOL, atol=WEIGHT_ATOL)
 
 
 def test_resumed_ddp_run_says_it_resumed(runs):
