@@ -24,10 +24,22 @@ from entangle.errors import EntangleRuntimeError, EntangleValueError
 from entangle.metrics import conceptor as fit_conceptor
 from entangle.metrics import energy_ratio
 from entangle.metrics._tensors import compute_dtype
-from entangle.metrics.calibration import auto_aperture, jaeger_aperture
+from entangle.metrics.calibration import APERTURE_CRITERIA, is_auto, resolve_aperture
 from entangle.metrics.energy import eep_gate
 from entangle.nn.distributed import global_sum, world_size
-from entangle.nn.modes import eval_mode
+from entangle.nn.features import reference_features
+
+# aperture resolution and reference features live with their kind (metrics/calibration.py,
+# nn/features.py); kept importable from here, where EAGC's users look for them
+__all__ = [
+    "APERTURE_CRITERIA",
+    "EAGC",
+    "CoordinationState",
+    "check_scaling",
+    "loss_scale",
+    "reference_features",
+    "resolve_aperture",
+]
 
 
 @dataclass
@@ -210,7 +222,7 @@ class EAGC:
         """
         features = reference_features(reference, labeled_loader, feature_fn, device)
         unlabeled = None
-        if _is_auto(aperture) and unlabeled_loader is not None:
+        if is_auto(aperture) and unlabeled_loader is not None:
             unlabeled = reference_features(
                 reference, unlabeled_loader, feature_fn, device, rows="unlabeled"
             )
@@ -529,48 +541,6 @@ class _Accumulation:
         self.total = total if self.total is None else self.total + total
 
 
-APERTURE_CRITERIA = ("auto", "jaeger")
-
-
-def _is_auto(aperture) -> bool:
-    return isinstance(aperture, str) and aperture.strip().lower() == "auto"
-
-
-def resolve_aperture(
-    aperture: float | str, features: torch.Tensor, unlabeled: torch.Tensor | None = None
-) -> float:
-    """A float aperture: a number, ``"auto"`` (needs ``unlabeled``) or ``"jaeger"``.
-
-    Args:
-        aperture: a positive number (or numeric string), ``"auto"`` or ``"jaeger"``.
-        features: ``[N, D]`` labeled reference features.
-        unlabeled: ``[M, D]`` unlabeled reference features, for ``"auto"``.
-
-    Raises:
-        EntangleValueError: an unknown string, or ``"auto"`` without unlabeled features
-            (``auto`` is not silently replaced by another criterion; docs/calibration.md).
-    """
-    if not isinstance(aperture, str):
-        return float(aperture)
-    name = aperture.strip().lower()
-    if name == "jaeger":
-        return jaeger_aperture(features)
-    if name == "auto":
-        if unlabeled is None:
-            raise EntangleValueError(
-                "aperture='auto' compares labeled and unlabeled reference features: pass "
-                "unlabeled= (from_features) or unlabeled_loader= (fit), or choose "
-                "aperture='jaeger' (labeled features only) or a number such as 2.0"
-            )
-        return auto_aperture(features, unlabeled)
-    try:
-        return float(aperture)
-    except ValueError:
-        raise EntangleValueError(
-            f"aperture must be a positive number, 'auto' or 'jaeger', got {aperture!r}"
-        ) from None
-
-
 def loss_scale(scaler, device) -> torch.Tensor | None:
     """A GradScaler's current scale as a 0-dim device tensor, or None when nothing is scaled.
 
@@ -579,56 +549,3 @@ def loss_scale(scaler, device) -> torch.Tensor | None:
     if scaler is None or not scaler.is_enabled():
         return None
     return scaler.scale(torch.ones((), device=device))
-
-
-def reference_features(model, loader, feature_fn=None, device=None, rows="labeled"):
-    """Features ``[N, D]`` of every batch of ``loader`` under ``model`` (inference mode).
-
-    A batch is an input tensor, or a tuple whose first item is the input (a list of views
-    is concatenated). A tuple of 4 or more items carries SimGCD's ``mask_lab`` as its 4th
-    (``[B]`` or ``[B, 1]``, 0/1): only the rows ``rows`` names are kept, ``"labeled"`` (the
-    conceptor's) or ``"unlabeled"``; without it every row is kept.
-    """
-    if device is None:
-        param = next(model.parameters(), None)
-        device = param.device if param is not None else torch.device("cpu")
-    chunks = []
-    with eval_mode(model), torch.inference_mode():
-        for batch in loader:
-            x = batch[0] if isinstance(batch, list | tuple) else batch
-            views = len(x) if isinstance(x, list | tuple) else 1
-            if isinstance(x, list | tuple):
-                # SimGCD-style batches hold a list of views: embed them all
-                x = torch.cat(list(x))
-            keep = None
-            if isinstance(batch, list | tuple) and len(batch) >= 4:
-                keep = _mask_lab(batch[3], x.shape[0] // views).repeat(views)
-                if rows == "unlabeled":
-                    keep = ~keep
-                if not bool(keep.any()):
-                    continue
-            x = x.to(device)
-            z = feature_fn(model, x) if feature_fn is not None else model(x)
-            if keep is not None:
-                z = z[keep.to(z.device)]
-            chunks.append(z.float())
-    if not chunks:
-        raise EntangleValueError(
-            f"the loader yielded no {rows} rows; cannot fit a conceptor (a batch's 4th item is "
-            "read as SimGCD's mask_lab)"
-        )
-    return torch.cat(chunks)
-
-
-def _mask_lab(mask, n: int) -> torch.Tensor:
-    """SimGCD's ``mask_lab`` (``[B]`` or ``[B, 1]`` of 0/1) as a ``[B]`` bool tensor."""
-    m = torch.as_tensor(mask)
-    if m.ndim == 2 and m.shape[1] >= 1:
-        m = m[:, 0]  # SimGCD's loader gives [B, 1]
-    if m.ndim != 1 or m.shape[0] != n or not bool(((m == 0) | (m == 1)).all()):
-        raise EntangleValueError(
-            f"a batch's 4th item is read as SimGCD's mask_lab ([{n}] or [{n}, 1] of 0/1), got "
-            f"shape {tuple(m.shape)}; pass (x, labels, uq_idxs, mask_lab) batches or drop the "
-            "extra items"
-        )
-    return m.bool().cpu()

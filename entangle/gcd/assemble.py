@@ -22,7 +22,7 @@ from entangle.checkpoints import CheckpointError, safe_load
 from entangle.coordination import GradientCoordinator
 from entangle.data.augment import data_augment
 from entangle.data.datasets import GCDData, eval_inputs, train_sampler
-from entangle.eagc import EAGC, reference_features
+from entangle.eagc import EAGC
 from entangle.gcd.calibrate import resolve_run_aperture, start_calibration
 from entangle.gcd.conceptors import run_conceptor
 from entangle.gcd.config import TrainConfig
@@ -32,6 +32,7 @@ from entangle.gcd.optim import simgcd_optimizer
 from entangle.gcd.ranks import Live, OtherRank, Ranks, rank_reference
 from entangle.gcd.setup import Setup, labeled_loader
 from entangle.nn.distributed import rank
+from entangle.nn.features import reference_features
 from entangle.nn.prefix import SharedPrefix
 from entangle.probing.params import last_block
 from entangle.probing.probe import Probe

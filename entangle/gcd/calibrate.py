@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 
 from entangle.data.datasets import GCDData, eval_inputs
-from entangle.eagc import reference_features, resolve_aperture
-from entangle.metrics.calibration import auto_aperture, calibration_record
+from entangle.metrics.calibration import auto_aperture, calibration_record, resolve_aperture
+from entangle.nn.features import reference_features
 
 
 def unlabeled_reference_features(data: GCDData, model, batch_size: int = 256) -> torch.Tensor:

@@ -11,10 +11,11 @@ from __future__ import annotations
 import torch
 
 from entangle.data.datasets import GCDData
-from entangle.eagc import EAGC, reference_features
+from entangle.eagc import EAGC
 from entangle.gcd.setup import labeled_loader
 from entangle.metrics import conceptor as fit_conceptor
 from entangle.metrics import conceptor_spectrum, energy_ratio
+from entangle.nn.features import reference_features
 
 NAMES = {
     "eep": "EEP's conceptor (reference model, labeled training set)",

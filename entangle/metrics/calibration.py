@@ -232,3 +232,48 @@ def calibration_record(
         "n_labeled": int(labeled.shape[0]),
         "n_unlabeled": int(unlabeled.shape[0]),
     }
+
+
+# ---------------------------------------------------------------- aperture resolution
+
+APERTURE_CRITERIA = ("auto", "jaeger")
+
+
+def is_auto(aperture) -> bool:
+    """Whether ``aperture`` asks for the ``"auto"`` criterion (any case, any spaces)."""
+    return isinstance(aperture, str) and aperture.strip().lower() == "auto"
+
+
+def resolve_aperture(
+    aperture: float | str, features: torch.Tensor, unlabeled: torch.Tensor | None = None
+) -> float:
+    """A float aperture: a number, ``"auto"`` (needs ``unlabeled``) or ``"jaeger"``.
+
+    Args:
+        aperture: a positive number (or numeric string), ``"auto"`` or ``"jaeger"``.
+        features: ``[N, D]`` labeled reference features.
+        unlabeled: ``[M, D]`` unlabeled reference features, for ``"auto"``.
+
+    Raises:
+        EntangleValueError: an unknown string, or ``"auto"`` without unlabeled features
+            (``auto`` is not silently replaced by another criterion; docs/calibration.md).
+    """
+    if not isinstance(aperture, str):
+        return float(aperture)
+    name = aperture.strip().lower()
+    if name == "jaeger":
+        return jaeger_aperture(features)
+    if name == "auto":
+        if unlabeled is None:
+            raise EntangleValueError(
+                "aperture='auto' compares labeled and unlabeled reference features: pass "
+                "unlabeled= (from_features) or unlabeled_loader= (fit), or choose "
+                "aperture='jaeger' (labeled features only) or a number such as 2.0"
+            )
+        return auto_aperture(features, unlabeled)
+    try:
+        return float(aperture)
+    except ValueError:
+        raise EntangleValueError(
+            f"aperture must be a positive number, 'auto' or 'jaeger', got {aperture!r}"
+        ) from None

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from entangle.data.datasets import eval_inputs
-from entangle.eagc import reference_features
 from entangle.gcd.train import TrainConfig, prepare, train
+from entangle.nn.features import reference_features
 from entangle.runs.directory import RunReader
 
 TINY = TrainConfig(
