@@ -289,6 +289,8 @@ def benchmark_run(device, *, quick: bool = False, say=print) -> dict:
             soc_k=4 if quick else 16,
             device=str(dev),
             save_features=False,
+            # a speed run from random init: a non-finite loss is reported, not a stop
+            on_nan="continue",
         )
         setup = prepare(config)  # random init: no --pretrained
         out = {"steps": steps, "batch_size": batch, "modes": {}}
@@ -306,6 +308,7 @@ def benchmark_run(device, *, quick: bool = False, say=print) -> dict:
             record = _last_epoch(tmp / f"run-{amp}")
             step_s = (marks[steps] - marks[1]) / max(steps - 1, 1)
             out["modes"][amp] = {
+                "nonfinite_loss_run": record.get("nonfinite_loss_run"),
                 "step_s": step_s,
                 "samples_per_s": batch / step_s,
                 "images_per_s": 2 * batch / step_s,  # two views per sample
@@ -321,6 +324,11 @@ def benchmark_run(device, *, quick: bool = False, say=print) -> dict:
                 f"  {amp:5s} step {m['step_s'] * 1000:8.1f} ms  {m['samples_per_s']:8.1f} "
                 f"samples/s  {m['images_per_s']:8.1f} images/s  peak "
                 + ("-" if peak is None else f"{peak / 1024:.2f} GiB")
+                + (
+                    f"  (non-finite losses, longest run {m['nonfinite_loss_run']})"
+                    if m["nonfinite_loss_run"]
+                    else ""
+                )
             )
         if out["bf16_vs_fp16"] is not None:
             say(f"  step time bf16 / fp16: {out['bf16_vs_fp16']:.3f}")
