@@ -217,3 +217,33 @@ def test_gpus_relaunches_under_torchrun_without_the_flag(monkeypatch, tmp_path):
     assert cmd[1:5] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
     assert cmd[5:] == ["-m", "entangle", "train", str(tmp_path / "r"), "--data", "synthetic"]
     assert train_cli._without_gpus(["a", "--gpus", "4", "b"]) == ["a", "b"]
+
+
+@pytest.mark.slow
+def test_gpus_2_on_cpu_trains_one_run_written_by_rank_0(tmp_path):
+    # the real launch: torchrun, two gloo processes, rank 0 writing and printing
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    out = tmp_path / "run"
+    args = ["train", str(out), "--data", "synthetic", "--epochs", "1", "--batch-size", "96"]
+    args += ["--device", "cpu", "--gpus", "2", "--probe-every", "3", "--attribution", "0"]
+    env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}
+    env.pop("WORLD_SIZE", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "entangle", *args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("Run written:") == 1  # rank 0 only
+    meta = json.loads((out / "run.json").read_text())
+    assert meta["distributed"]["world_size"] == 2 and meta["distributed"]["backend"] == "gloo"
+    assert (out / "DONE").is_file()
