@@ -70,6 +70,7 @@ def bench_demo(*, rounds: int = 3, demo_folder: Path | None = None, progress=Non
     with tempfile.TemporaryDirectory(prefix="entangle-bench-demo-") as tmp:
         if demo_folder is None:
             # lazy: entangle.report loads scipy (~2 s), needed only for a figure or report
+            # lazy: the demo's training stack loads only when the demo is run here
             from entangle.report.demo import run_demo
 
             if progress:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Callable, Sequence
 from importlib import resources
 from pathlib import Path
 
 import tomllib
+import torch
 
 from entangle.errors import EntangleValueError
 from entangle.report import (
@@ -22,7 +24,7 @@ from entangle.report.cache import ReportCache, cached_figure, runs_digest
 from entangle.report.figures import figure_bytes, write_figure
 from entangle.report.load import RunData, load_runs
 from entangle.report.output import atomic_report_dir, is_report_dir
-from entangle.report.precompute import report_numbers
+from entangle.report.precompute import report_energies, start_report_maps
 from entangle.report.tsne import BACKENDS
 from entangle.runs.io import utf8
 from entangle.runs.summary import run_summary
@@ -72,9 +74,16 @@ def build_report(
     from entangle import __version__
 
     previous = out if is_report_dir(out) else None
-    with atomic_report_dir(out, generator=f"entangle {__version__}") as tmp:
+    with _one_torch_thread(), atomic_report_dir(out, generator=f"entangle {__version__}") as tmp:
         cache = ReportCache(previous, tmp)
-        energies, overlaps = report_numbers(
+        digest = runs_digest(
+            [run.reader.path for run in loaded],
+            [run.name for run in loaded],
+            {"max_points": tsne_max_points, "backend": tsne_backend, "seed": seed},
+        )
+        # the maps compute in worker processes while this one fits the energies and draws
+        # every other figure; the t-SNE figure is drawn last
+        with start_report_maps(
             loaded,
             cache,
             max_points=tsne_max_points,
@@ -82,24 +91,36 @@ def build_report(
             seed=seed,
             workers=workers,
             on_map=on_map,
-        )
-        digest = runs_digest(
-            [run.reader.path for run in loaded],
-            [run.name for run in loaded],
-            {"max_points": tsne_max_points, "backend": tsne_backend, "seed": seed},
-        )
-        html = _render(
-            loaded,
-            tmp,
-            pdf=pdf,
-            energies=energies,
-            overlaps=overlaps,
-            cache=cache,
-            digest=digest,
-        )
+        ) as maps:
+            html = _render(
+                loaded,
+                tmp,
+                pdf=pdf,
+                energies=report_energies(loaded, cache, maps),
+                overlaps=maps.overlaps,
+                cache=cache,
+                digest=digest,
+            )
         # a non-UTF-8 locale hands file names over as lone surrogates (runs/io.utf8)
         (tmp / "index.html").write_bytes(utf8(html))
     return out / "index.html"
+
+
+@contextlib.contextmanager
+def _one_torch_thread():
+    """torch on one thread while the report runs, restored afterwards.
+
+    The report's torch work is small (a D x D eigendecomposition per conceptor refit, k-NN
+    shares) and runs beside the t-SNE workers that already fill the cores: with two threads,
+    12 refits of a 128-d conceptor took 2.2 s of CPU (the threads spin at their barriers on a
+    busy machine), with one 0.04 s.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 @functools.cache
@@ -133,22 +154,21 @@ def _figure(runs, maker, name: str, only, *, tmp: Path, pdf, cache, digest, note
 
 def _sections(runs: list[RunData], fig, energies, overlaps, soc_note: str) -> dict[str, list]:
     """The page's figures by section, in page order (``fig(maker, name, only=None)``);
-    ``soc_note`` ends the training curves' caption (the verdict's ProbeSet SOC note)."""
+    ``soc_note`` ends the training curves' caption (the verdict's ProbeSet SOC note);
+    ``overlaps``: ``() -> one Overlap or None per run``, called after every other figure is
+    drawn (it waits for the t-SNE maps)."""
     probed = (
         [r for r in runs if _probed(r)],
         "no probe records: imported from a training log, or written without a Probe",
     )
     logged = ([r for r in runs if plot_logs.has_logged_curves([r])], "no imported training log")
     with_features = ([r for r in runs if energies.get(r.name)], "no saved features")
-    mapped = [i for i, o in enumerate(overlaps) if o is not None and o.coords is not None]
-    with_maps = ([runs[i] for i in mapped], "no saved features")
     attributed = (
         [r for r in runs if plot_attribution.has_attribution([r])],
         "no class attribution recorded",
     )
     has_free = any(e.free for es in energies.values() for e in es)
-    class_names = [_class_names(run.config) for run in runs]
-    return {
+    sections = {
         "curves": [
             fig(plot_curves.conflict_figure, "conflict_curves", probed),
             fig(
@@ -181,15 +201,7 @@ def _sections(runs: list[RunData], fig, energies, overlaps, soc_note: str) -> di
             fig(plot_energy.step_energy_figure, "step_energy", probed),
             fig(plot_energy.eep_weight_figure, "eep_weight", probed),
         ],
-        "overlap": [
-            fig(
-                lambda rs: plot_overlap.tsne_figure(
-                    rs, [overlaps[i] for i in mapped], [class_names[i] for i in mapped]
-                ),
-                "tsne_overlap",
-                with_maps,
-            ),
-        ],
+        "overlap": [],  # drawn last, below
         "comparison": (
             [fig(plot_curves.comparison_figure, "comparison_curves")] if len(runs) > 1 else []
         ),
@@ -198,6 +210,21 @@ def _sections(runs: list[RunData], fig, energies, overlaps, soc_note: str) -> di
             fig(plot_attribution.conflicting_samples_figure, "conflicting_samples", attributed),
         ],
     }
+    # the worker processes computed the maps while the figures above were drawn
+    maps = overlaps()
+    mapped = [i for i, o in enumerate(maps) if o is not None and o.coords is not None]
+    with_maps = ([runs[i] for i in mapped], "no saved features")
+    class_names = [_class_names(run.config) for run in runs]
+    sections["overlap"] = [
+        fig(
+            lambda rs: plot_overlap.tsne_figure(
+                rs, [maps[i] for i in mapped], [class_names[i] for i in mapped]
+            ),
+            "tsne_overlap",
+            with_maps,
+        ),
+    ]
+    return sections
 
 
 def _render(runs: list[RunData], tmp: Path, *, pdf, energies, overlaps, cache, digest) -> str:
@@ -219,7 +246,7 @@ def _render(runs: list[RunData], tmp: Path, *, pdf, energies, overlaps, cache, d
         verdict=verdict,
         summaries=[_summary(r) for r in runs],
         energies=energies,
-        overlaps=overlaps,
+        overlaps=overlaps(),
     )
 
 

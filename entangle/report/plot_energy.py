@@ -42,22 +42,40 @@ def _bins(per_run: Mapping[str, Sequence[EpochEnergy]], kind: str) -> np.ndarray
 
 
 def _density(ax, values: np.ndarray, bins: np.ndarray, color, label: str, clip) -> None:
-    import seaborn as sns
+    """Density histogram (filled steps) and a Gaussian KDE line of ``values`` ``[n]``.
 
-    # a KDE needs spread; seaborn would warn and skip it on constant data
-    kde = values.size >= 2 and float(np.ptp(values)) > 1e-9
-    sns.histplot(
-        x=values,
-        bins=bins,
-        stat="density",
-        element="step",
-        alpha=0.25,
-        color=color,
-        kde=kde,
-        kde_kws={"cut": 0, "clip": clip} if kde else None,
-        label=f"{label} (n={values.size})",
-        ax=ax,
+    Drawn with numpy and two matplotlib calls, not seaborn's ``histplot``: the 72 calls of the
+    demo report's two energy figures took ~6 s in seaborn's data handling, not in drawing.
+    """
+    density, edges = np.histogram(values, bins=bins, density=True)
+    ax.stairs(
+        density, edges, fill=True, alpha=0.25, color=color, label=f"{label} (n={values.size})"
     )
+    ax.stairs(density, edges, color=color, linewidth=1.0)
+    # a KDE needs spread; a constant sample has no bandwidth
+    if values.size >= 2 and float(np.ptp(values)) > 1e-9:
+        grid, curve = _kde(values, clip)
+        ax.plot(grid, curve, color=color, linewidth=1.5)
+
+
+def _kde(values: np.ndarray, clip, points: int = 200) -> tuple[np.ndarray, np.ndarray]:
+    """Gaussian KDE ``(grid [points], density [points])`` over the values' range (no tails past
+    the data, as ``cut=0``), Scott's bandwidth std * n^(-1/5), the grid clipped to ``clip``."""
+    lo, hi = float(values.min()), float(values.max())
+    if clip[0] is not None:
+        lo = max(lo, clip[0])
+    if clip[1] is not None:
+        hi = min(hi, clip[1])
+    grid = np.linspace(lo, hi, points)
+    bandwidth = float(values.std(ddof=1)) * values.size ** (-0.2)
+    if not bandwidth > 0:
+        return grid, np.zeros_like(grid)
+    curve = np.zeros_like(grid)
+    # chunks keep the [chunk, points] distance matrix small for large samples
+    for start in range(0, values.size, 4096):
+        z = (grid[None, :] - values[start : start + 4096, None]) / bandwidth
+        curve += np.exp(-0.5 * z * z).sum(axis=0)
+    return grid, curve / (values.size * bandwidth * np.sqrt(2 * np.pi))
 
 
 def energy_figure(runs: Sequence, per_run: Mapping[str, Sequence[EpochEnergy]], kind: str):
