@@ -74,6 +74,9 @@ def test_bench_report_times_a_cold_and_a_cached_report(tmp_path):
     assert data["runs"] == 2 and data["rounds"] == 1
     assert data["cached_s"] < data["cold_s"]
     assert data["cached_vs_cold"] == pytest.approx(data["cached_s"] / data["cold_s"])
+    # CPU seconds beside wall-clock: the cached report computes no map or refit
+    assert 0 < data["cached_cpu_s"] < data["cold_cpu_s"]
+    assert data["cores"] >= 1 and "load_before" in data
 
 
 def test_bench_report_names_a_folder_without_runs(tmp_path, capsys, monkeypatch):
