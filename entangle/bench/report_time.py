@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from entangle.report import build_report
+from entangle.report.tsne import available_cores
 
 
 def demo_runs(folder: Path) -> list[Path]:
@@ -80,8 +81,6 @@ def bench_report_build(
                     f"({cached_cpu[-1]:.1f} s CPU), load {_load():.1f}"
                 )
     cold_s, cached_s = statistics.median(cold), statistics.median(cached)
-    from entangle.report.tsne import available_cores
-
     return {
         "runs": len(runs),
         "rounds": rounds,
@@ -107,7 +106,6 @@ def bench_demo(*, rounds: int = 3, demo_folder: Path | None = None, progress=Non
     result: dict = {}
     with tempfile.TemporaryDirectory(prefix="entangle-bench-demo-") as tmp:
         if demo_folder is None:
-            # lazy: entangle.report loads scipy (~2 s), needed only for a figure or report
             # lazy: the demo's training stack loads only when the demo is run here
             from entangle.report.demo import run_demo
 
