@@ -106,22 +106,23 @@ def _setting_conflict_figure(groups):
 
 
 def training_figure(runs: Sequence):
-    """Norm ratio, ProbeSet SOC and per-epoch accuracy, one column per run."""
+    """Norm ratio, ProbeSet SOC and per-epoch accuracy, one column per run.
+
+    When some setting has several seeds, one column per setting instead (seed mean and
+    lowest-to-highest-seed band, as :func:`conflict_figure`).
+    """
+    from entangle.report.verdict import settings  # lazy: scipy via uncertainty
+
+    groups = settings(runs)
+    if any(len(g) > 1 for g in groups):
+        return _setting_training_figure(groups)
     with style():
         fig, axes = new_figure(3, len(runs), sharey="row")
         acc_colors = colors(3)
         for j, run in enumerate(runs):
             name = text(run.name)
             ax = axes[0, j]
-            if _gradient_panel(ax, run, "norm_ratio", positive=True):
-                ax.set_yscale("log")
-                ax.axhline(1.0, color="0.3", lw=0.8, ls="--")
-                ax.legend(loc="best", fontsize="small")
-            else:
-                no_data(ax, "no norm ratio recorded")
-            ax.set_title(f"{name}: gradient norm ratio", fontsize="medium")
-            ax.set_xlabel("training step")
-            ax.set_ylabel("||g_U|| / ||g_S|| (log scale)")
+            _norm_ratio_axes(ax, _gradient_panel(ax, run, "norm_ratio", positive=True), name)
 
             ax = axes[1, j]
             x, soc = path_series(run.steps, keys.PROBESET, keys.SOC)
@@ -142,14 +143,71 @@ def training_figure(runs: Sequence):
                 if ok.any():
                     ax.plot(ep[ok], acc[ok], marker="o", ms=3, color=color, label=key.title())
                     drawn = True
-            if drawn:
-                ax.legend(loc="best", fontsize="small", title="classes")
-            else:
-                no_data(ax, "no evaluations recorded")
-            ax.set_title(f"{name}: clustering accuracy", fontsize="medium")
-            ax.set_xlabel("epoch")
-            ax.set_ylabel("accuracy")
+            _accuracy_axes(ax, drawn, name)
         suptitle(fig, "Gradient norms, subspace overlap and accuracy over training")
+        return fig
+
+
+def _norm_ratio_axes(ax, drawn: bool, name: str) -> None:
+    """The norm-ratio panel's log scale, equal-norm line, legend and labels."""
+    if drawn:
+        ax.set_yscale("log")
+        ax.axhline(1.0, color="0.3", lw=0.8, ls="--")
+        ax.legend(loc="best", fontsize="small")
+    else:
+        no_data(ax, "no norm ratio recorded")
+    ax.set_title(f"{name}: gradient norm ratio", fontsize="medium")
+    ax.set_xlabel("training step")
+    ax.set_ylabel("||g_U|| / ||g_S|| (log scale)")
+
+
+def _accuracy_axes(ax, drawn: bool, name: str) -> None:
+    """The accuracy panel's legend and labels."""
+    if drawn:
+        ax.legend(loc="best", fontsize="small", title="classes")
+    else:
+        no_data(ax, "no evaluations recorded")
+    ax.set_title(f"{name}: clustering accuracy", fontsize="medium")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("accuracy")
+
+
+def _setting_training_figure(groups):
+    """:func:`training_figure` with a column per setting (seed mean and band per series)."""
+    from entangle.report.verdict import label as setting_label
+
+    palette, acc_colors = colors(2), colors(3)
+    with style():
+        fig, axes = new_figure(3, len(groups), sharey="row")
+        for j, group in enumerate(groups):
+            name = text(setting_label(group), 30)
+            name += f" ({len(group)} seeds)" if len(group) > 1 else ""
+            ax = axes[0, j]
+            for (kind, label), color in zip(KINDS, palette, strict=True):
+                series = []
+                for run in group:
+                    x, y = gradient_series(run.steps, kind, "norm_ratio", run.group)
+                    series.append((x, smooth(np.where(y > 0, y, np.nan))))
+                _draw(ax, group, series, color, f"{label} (smoothed)")
+            _norm_ratio_axes(ax, ax.has_data(), name)
+            ax = axes[1, j]
+            soc = [path_series(run.steps, keys.PROBESET, keys.SOC) for run in group]
+            _draw(ax, group, soc, acc_colors[0], None, marker="o")
+            if not ax.has_data():
+                no_data(ax, "no ProbeSet SOC recorded")
+            ax.set_title(f"{name}: ProbeSet SOC", fontsize="medium")
+            ax.set_xlabel("training step")
+            ax.set_ylabel("ProbeSet SOC (0 to 1)")
+            ax = axes[2, j]
+            for (key, field), color in zip(keys.ACC_KEYS.items(), acc_colors, strict=True):
+                accs = [path_series(run.epochs, field, x_key=keys.EPOCH) for run in group]
+                _draw(ax, group, accs, color, key.title(), marker="o")
+            _accuracy_axes(ax, ax.has_data(), name)
+        suptitle(
+            fig,
+            "Gradient norms, subspace overlap and accuracy over training, per setting (line: "
+            "seed mean; band: lowest to highest seed)",
+        )
         return fig
 
 

@@ -72,6 +72,11 @@ def test_seeded_settings_get_one_conflict_column_each_with_bands(tmp_path):
     eagc_cos = fig.axes[titles.index("eagc-s{0,1} (2 seeds) [last_block]: cosine conflict")]
     bands = [c for c in eagc_cos.collections if isinstance(c, PolyCollection)]
     assert len(bands) == 2  # raw and EAGC-corrected, each with its seed band
+    from entangle.report.plot_curves import training_figure
+
+    training = training_figure(load_runs(paths))
+    assert len(training.axes) == 6  # 3 rows x 2 settings
+    assert "eagc-s{0,1} (2 seeds): clustering accuracy" in [a.get_title() for a in training.axes]
     # one run per setting: the per-run figure as before
     single = conflict_figure(load_runs(paths[::2]))
     assert (
