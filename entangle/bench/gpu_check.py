@@ -258,17 +258,15 @@ def benchmark_run(device, *, quick: bool = False, say=print) -> dict:
     for the CPU tests (ViT tiny at 32 px, 1 training image per class, 2 steps, amp off).
 
     Returns:
-        ``{"steps", "batch_size", "modes": {amp: {"step_s", "samples_per_s",
-        "images_per_s", "peak_gpu_memory_mib"}}, "bf16_vs_fp16"}``.
+        ``{"steps", "batch_size", "modes": {amp: {"nonfinite_loss_run", "step_s",
+        "samples_per_s", "images_per_s", "peak_gpu_memory_mib"}}, "bf16_vs_fp16"}``.
     """
-    import dataclasses
     import tempfile
 
     dev = torch.device(device)
     per_class = 1 if quick else RUN_TRAIN_PER_CLASS
     steps = 2 if quick else RUN_STEPS
     batch = 200 * per_class // steps
-    modes = ("off",) if quick else ("fp16", "bf16")
     tmp = make_temp_dir(tempfile.gettempdir(), "entangle-gpu-check-")
     try:
         t = time.perf_counter()
@@ -293,48 +291,59 @@ def benchmark_run(device, *, quick: bool = False, say=print) -> dict:
             on_nan="continue",
         )
         setup = prepare(config)  # random init: no --pretrained
+        modes = ("off",) if quick else ("fp16", "bf16")
         out = {"steps": steps, "batch_size": batch, "modes": {}}
         for amp in modes:
-            marks = {}
-
-            def on_step(done, total, loss, marks=marks):
-                if done in (1, total):
-                    if dev.type == "cuda":
-                        torch.cuda.synchronize(dev)
-                    marks[done] = time.perf_counter()
-
-            run_config = dataclasses.replace(config, amp=amp)
-            train(run_config, tmp / f"run-{amp}", setup, on_step=on_step)
-            record = _last_epoch(tmp / f"run-{amp}")
-            step_s = (marks[steps] - marks[1]) / max(steps - 1, 1)
-            out["modes"][amp] = {
-                "nonfinite_loss_run": record.get("nonfinite_loss_run"),
-                "step_s": step_s,
-                "samples_per_s": batch / step_s,
-                "images_per_s": 2 * batch / step_s,  # two views per sample
-                "peak_gpu_memory_mib": record.get("peak_gpu_memory_mib"),
-            }
+            out["modes"][amp] = _timed_mode(config, setup, amp, tmp / f"run-{amp}")
         fp16, bf16 = out["modes"].get("fp16"), out["modes"].get("bf16")
         out["bf16_vs_fp16"] = bf16["step_s"] / fp16["step_s"] if fp16 and bf16 else None
         name = "ViT tiny (test)" if quick else "ViT-B/16 (random init)"
         say(f"{name}, batch {batch}, {steps} steps, EAGC + probe every step, {dev}")
-        for amp, m in out["modes"].items():
-            peak = m["peak_gpu_memory_mib"]
-            say(
-                f"  {amp:5s} step {m['step_s'] * 1000:8.1f} ms  {m['samples_per_s']:8.1f} "
-                f"samples/s  {m['images_per_s']:8.1f} images/s  peak "
-                + ("-" if peak is None else f"{peak / 1024:.2f} GiB")
-                + (
-                    f"  (non-finite losses, longest run {m['nonfinite_loss_run']})"
-                    if m["nonfinite_loss_run"]
-                    else ""
-                )
-            )
-        if out["bf16_vs_fp16"] is not None:
-            say(f"  step time bf16 / fp16: {out['bf16_vs_fp16']:.3f}")
+        _say_modes(out, say)
         return out
     finally:
         remove_tree(tmp)
+
+
+def _timed_mode(config: TrainConfig, setup, amp: str, run_dir: Path) -> dict:
+    """Train ``config`` under ``amp`` into ``run_dir``; its steady-state speed and memory."""
+    import dataclasses
+
+    dev = setup.device
+    marks = {}
+
+    def on_step(done, total, loss):
+        if done in (1, total):  # the two timing points, synchronised
+            if dev.type == "cuda":
+                torch.cuda.synchronize(dev)
+            marks[done] = time.perf_counter()
+
+    train(dataclasses.replace(config, amp=amp), run_dir, setup, on_step=on_step)
+    record = _last_epoch(run_dir)
+    last = max(marks)
+    step_s = (marks[last] - marks[1]) / max(last - 1, 1)
+    return {
+        "nonfinite_loss_run": record.get("nonfinite_loss_run"),
+        "step_s": step_s,
+        "samples_per_s": config.batch_size / step_s,
+        "images_per_s": 2 * config.batch_size / step_s,  # two views per sample
+        "peak_gpu_memory_mib": record.get("peak_gpu_memory_mib"),
+    }
+
+
+def _say_modes(out: dict, say) -> None:
+    for amp, m in out["modes"].items():
+        peak = m["peak_gpu_memory_mib"]
+        line = (
+            f"  {amp:5s} step {m['step_s'] * 1000:8.1f} ms  {m['samples_per_s']:8.1f} "
+            f"samples/s  {m['images_per_s']:8.1f} images/s  peak "
+            + ("-" if peak is None else f"{peak / 1024:.2f} GiB")
+        )
+        if m["nonfinite_loss_run"]:
+            line += f"  (non-finite losses, longest run {m['nonfinite_loss_run']})"
+        say(line)
+    if out["bf16_vs_fp16"] is not None:
+        say(f"  step time bf16 / fp16: {out['bf16_vs_fp16']:.3f}")
 
 
 def _last_epoch(run_dir) -> dict:
