@@ -40,26 +40,22 @@ import torch
 from entangle.errors import EntangleRuntimeError, EntangleTypeError, EntangleValueError
 from entangle.runs.io import (
     _TMP_SUFFIX,
-    _as_array,
-    _check_weights_only,
-    _dumps,
     atomic_json,
     atomic_write,
     drop_torn_tail,
     make_dir,
     open_append,
-    read_jsonl,
     readable,
     refuse_symlink,
     remove_file,
-    to_jsonable,
     write_error,
     write_point,
 )
 from entangle.runs.lock import RunLock
 from entangle.runs.untrusted import load_npz
+from entangle.runs.values import as_array, check_weights_only, dumps_record, read_jsonl, to_jsonable
 
-# to_jsonable and read_jsonl live in entangle.runs.io; re-exported so old imports keep working
+# to_jsonable and read_jsonl live in entangle.runs.values; re-exported so old imports keep working
 __all__ = ["SCHEMA_VERSION", "RunReader", "RunWriter", "read_jsonl", "to_jsonable"]
 
 SCHEMA_VERSION = 1
@@ -247,7 +243,7 @@ class RunWriter:
         write_point(fname.partition(".")[0])
         fh = self._files[fname]
         try:
-            fh.write((_dumps(record) + "\n").encode("utf-8"))
+            fh.write((dumps_record(record) + "\n").encode("utf-8"))
             fh.flush()
             os.fsync(fh.fileno())
         except OSError as exc:  # a torn line is cut on resume
@@ -283,13 +279,13 @@ class RunWriter:
         if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)) or epoch < 0:
             raise EntangleValueError(f"epoch must be a non-negative int, got {epoch!r}")
         arrays = {
-            "features": _as_array(features, "features"),
-            "labels": _as_array(labels, "labels").astype(np.int64),
-            "labeled": _as_array(labeled, "labeled").astype(bool),
-            "novel": _as_array(novel, "novel").astype(bool),
+            "features": as_array(features, "features"),
+            "labels": as_array(labels, "labels").astype(np.int64),
+            "labeled": as_array(labeled, "labeled").astype(bool),
+            "novel": as_array(novel, "novel").astype(bool),
         }
         if logits is not None:
-            arrays["logits"] = _as_array(logits, "logits")
+            arrays["logits"] = as_array(logits, "logits")
         want = {"features": 2, "labels": 1, "labeled": 1, "novel": 1, "logits": 2}
         for key, ndim in want.items():
             if key in arrays and arrays[key].ndim != ndim:
@@ -303,7 +299,7 @@ class RunWriter:
                 f"save_features: every array needs one row per sample, got lengths {lengths}"
             )
         for key, value in extra_arrays.items():
-            arrays[key] = _as_array(value, key)
+            arrays[key] = as_array(value, key)
         target = self.path / "features" / f"epoch_{int(epoch):03d}.npz"
         write_point("features")
         atomic_write(target, lambda fh: np.savez(fh, **arrays))
@@ -332,7 +328,7 @@ class RunWriter:
         self._check_open()
         if not isinstance(state, dict):
             raise EntangleTypeError(f"checkpoint state must be a dict, got {type(state).__name__}")
-        _check_weights_only(state, "state")
+        check_weights_only(state, "state")
         target = self.checkpoint_path(name)
         write_point(f"checkpoint:{target.stem}")
         atomic_write(target, lambda fh: torch.save(state, fh))

@@ -1,0 +1,143 @@
+"""What entangle writes may hold: JSON values, JSON lines read back, arrays, checkpoint state.
+
+:func:`to_jsonable` turns records into plain JSON values (NaN and +-inf become ``null``; the
+records' one JSON conversion); :func:`read_jsonl` reads a JSON-lines file, tolerating a torn
+last line. :func:`as_array` and :func:`check_weights_only` prepare arrays for ``.npz`` files
+and state for ``torch.save``. The writes themselves are entangle.runs.io's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from entangle.errors import EntangleTypeError, EntangleValueError
+
+# ---------------------------------------------------------------- JSON values
+
+
+def to_jsonable(value, where: str = "record"):
+    """Convert a record to plain JSON values: tensors and arrays to (nested) lists, NaN/inf to None.
+
+    Args:
+        value: dict / list / tuple / scalar; numpy scalars and arrays, torch tensors of any
+            shape (moved to the CPU), ``pathlib.Path`` and dataclasses are accepted.
+        where: the key path, for the error message.
+
+    Returns:
+        the same structure built from dict, list, str, int, float, bool and None only.
+    """
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, torch.Tensor):
+        return to_jsonable(value.detach().cpu().tolist(), where)
+    if isinstance(value, np.ndarray):
+        return to_jsonable(value.tolist(), where)
+    if isinstance(value, np.generic):
+        return to_jsonable(value.item(), where)
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return to_jsonable(dataclasses.asdict(value), where)
+    raise EntangleTypeError(
+        f"{where}: cannot store a {type(value).__name__} in a JSON record; use numbers, "
+        "strings, bools, None, lists, dicts, numpy arrays or tensors"
+    )
+
+
+def dumps_record(record: dict) -> str:
+    # allow_nan=False: to_jsonable already mapped NaN/inf to None, so this only guards bugs
+    return json.dumps(to_jsonable(record), allow_nan=False, separators=(",", ":"))
+
+
+def read_jsonl(path) -> tuple[list[dict], list[str]]:
+    """Read a JSON-lines file written by :class:`RunWriter`.
+
+    A last line that does not parse (the process was killed while writing it) is dropped and
+    reported; a bad line anywhere else raises, naming the file and the line number.
+
+    Args:
+        path: the ``.jsonl`` file; a missing file reads as no records.
+
+    Returns:
+        ``(records, warnings)``: a list of dicts and a list of human-readable strings.
+    """
+    path = Path(path)
+    if not path.exists():
+        return [], []
+    lines = path.read_bytes().split(b"\n")
+    last = max((i for i, line in enumerate(lines) if line.strip()), default=-1)
+    records, warnings = [], []
+    for i, raw in enumerate(lines):
+        if not raw.strip():
+            continue
+        try:
+            record = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            if i == last:
+                warnings.append(
+                    f"{path.name}: last line is torn (process killed while writing?); ignored"
+                )
+                break
+            raise EntangleValueError(
+                f"{path}: line {i + 1} is not valid JSON ({exc}); the file is corrupt beyond a "
+                "torn last line, so it was not written by entangle alone"
+            ) from exc
+        if not isinstance(record, dict):
+            raise EntangleValueError(
+                f"{path}: line {i + 1} holds a {type(record).__name__}, expected a JSON object"
+            )
+        records.append(record)
+    return records, warnings
+
+
+# ---------------------------------------------------------------- arrays and tensors
+
+
+def as_array(x, name: str) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu()
+        if x.dtype == torch.bfloat16:  # numpy has no bfloat16
+            x = x.float()
+        return x.numpy()
+    try:
+        return np.asarray(x)
+    except (TypeError, ValueError) as exc:
+        raise EntangleTypeError(
+            f"{name}: expected a tensor or array, got {type(x).__name__}"
+        ) from exc
+
+
+_CKPT_TYPES = (torch.Tensor, int, float, bool, str, type(None), torch.dtype, torch.Size)
+
+
+def check_weights_only(value, where: str) -> None:
+    """Refuse values that ``torch.load(weights_only=True)`` would later refuse to load."""
+    if isinstance(value, _CKPT_TYPES):
+        return
+    if isinstance(value, dict):
+        for k, v in value.items():
+            check_weights_only(k, f"{where} key")
+            check_weights_only(v, f"{where}[{k!r}]")
+        return
+    if isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            check_weights_only(v, f"{where}[{i}]")
+        return
+    raise EntangleTypeError(
+        f"checkpoint {where}: a {type(value).__name__} would not load with weights_only=True; "
+        "store tensors and plain values only (use .state_dict(), torch.from_numpy, .item())"
+    )
