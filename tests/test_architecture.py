@@ -46,7 +46,6 @@ KNOWN_LONG_FUNCTIONS = {
     "entangle.analysis.gradients:gradient_diagnostics",
     "entangle.analysis.run:analyze",
     "entangle.analysis.run:analyze_one",
-    "entangle.bench.gpu_check:benchmark_run",  # landed as the size check did
     "entangle.bench.run:run_bench",
     "entangle.checkpoints.build:load_gcd_object",
     "entangle.cli.ablate:ablate",

@@ -174,6 +174,7 @@ def _accuracy_axes(ax, drawn: bool, name: str) -> None:
 
 def _setting_training_figure(groups):
     """:func:`training_figure` with a column per setting (seed mean and band per series)."""
+    # lazy: report.verdict imports scipy (~2 s); loaded when this figure is drawn
     from entangle.report.verdict import label as setting_label
 
     palette, acc_colors = colors(2), colors(3)
