@@ -11,6 +11,7 @@ the limits of :mod:`entangle.runs.limits`).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Mapping
@@ -138,12 +139,28 @@ def cached_figure(cache: ReportCache | None, digest: str | None, name: str, pdf:
     return result
 
 
+@functools.lru_cache(maxsize=1)
+def _drawing_code() -> str:
+    """SHA-256 of the code that draws figures (entangle/report and entangle/runs sources).
+
+    The version string alone left a figure drawn by older code in the cache after the code
+    changed (a git checkout keeps ``0.1.0``); read once per process.
+    """
+    import entangle
+
+    root = Path(entangle.__file__).parent
+    digest = hashlib.sha256()
+    for path in sorted([*(root / "report").glob("*.py"), *(root / "runs").glob("*.py")]):
+        digest.update(f"\0{path.name}\0".encode() + path.read_bytes())
+    return digest.hexdigest()
+
+
 def _plot_versions() -> dict[str, str]:
     from importlib import metadata
 
     from entangle import __version__
 
-    out = {"entangle": __version__}
+    out = {"entangle": __version__, "drawing_code": _drawing_code()}
     for name in ("matplotlib", "seaborn", "numpy"):
         try:
             out[name] = metadata.version(name)

@@ -155,3 +155,24 @@ def test_a_bomb_or_a_damaged_entry_is_a_miss(tmp_path, damage):
         entry.write_bytes(b"not a zip file at all")
     cache = ReportCache(previous, target)
     assert cache.get("tsne-x") is None and cache.misses == 1
+
+
+def test_a_figure_drawn_by_other_code_is_drawn_again(tmp_path, monkeypatch):
+    """The key held the version string only: a figure's code changed in a checkout (still
+    0.1.0) and the report kept showing the old drawing from its cache."""
+    from entangle.report import cache as cache_module
+
+    cache = ReportCache(None, tmp_path)
+    drawn = []
+
+    def draw():
+        drawn.append(1)
+        return b"png", None
+
+    for _ in range(2):  # the same code: the second report reads the cache
+        cache_module.cached_figure(cache, "digest", "conflict_curves", False, draw)
+    assert len(drawn) == 1
+    assert len(cache_module._drawing_code()) == 64  # a SHA-256 of the drawing code
+    monkeypatch.setattr(cache_module, "_drawing_code", lambda: "other code")
+    cache_module.cached_figure(cache, "digest", "conflict_curves", False, draw)
+    assert len(drawn) == 2
