@@ -166,3 +166,27 @@ def test_spectrum_and_step_energy_name_each_conceptor(tmp_path):
     # EEP's own conceptor near the identity is what says EEP cannot act (not an epoch refit)
     assert "EEP's conceptor has quota 0.97" in run_conceptor_note(runs[1].meta)
     assert run_conceptor_note(runs[0].meta) == ""
+
+
+def test_non_finite_rows_are_left_out_of_the_conceptor_and_named():
+    """A run trained with --on-nan continue saved NaN rows: eigh raised LinAlgError (issue 19)."""
+    rng = np.random.default_rng(2)
+    n, d = 60, 5
+    z = rng.normal(size=(n, d)) * np.array([3, 2, 1, 0.5, 0.1])
+    labeled, novel = np.arange(n) < 25, np.arange(n) >= 45
+    bad = z.copy()
+    bad[[0, 3, 50]] = np.nan  # two labeled rows and one novel row
+    bad[7, 2] = np.inf
+    e = epoch_energy({"features": bad, "labeled": labeled, "novel": novel}, 1, 2.0)
+    keep = np.isfinite(bad).all(1)
+    clean = epoch_energy(
+        {"features": z[keep], "labeled": labeled[keep], "novel": novel[keep]}, 1, 2.0
+    )
+    np.testing.assert_allclose(e.eigenvalues, clean.eigenvalues, atol=1e-6)
+    for group in clean.ratio:
+        np.testing.assert_allclose(e.ratio[group], clean.ratio[group], atol=1e-6)
+    assert "4 rows with non-finite features left out" in e.note
+    every = epoch_energy(
+        {"features": np.full((n, d), np.nan), "labeled": labeled, "novel": novel}, 1, 2.0
+    )
+    assert "non-finite" in every.note and every.eigenvalues is None and every.ratio == {}
