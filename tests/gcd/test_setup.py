@@ -64,3 +64,28 @@ def test_reference_head_is_over_the_old_classes_only_and_reloads(tmp_path):
     for a, b in ((ref_b, loaded_b), (ref_h, loaded_h)):
         for k, v in a.state_dict().items():
             assert torch.equal(v, b.state_dict()[k]), k
+
+
+def test_trust_checkpoint_loads_a_reference_that_needs_code(tmp_path):
+    """A reference saved with an argparse.Namespace (as DINO's checkpoints are): refused by
+    name without --trust-checkpoint, loaded with it (issue 19: train had no such flag)."""
+    import argparse
+
+    import pytest
+
+    from entangle.checkpoints import CheckpointError
+
+    plain = prepare(TINY)
+    backbone, head = plain.backbone, plain.head
+    torch.manual_seed(5)
+    for p in backbone.parameters():
+        p.data.normal_()
+    path = tmp_path / "ref.pt"
+    state = {"backbone": backbone.state_dict(), "head": head.state_dict()}
+    torch.save({**state, "args": argparse.Namespace(arch="vit_small")}, path)
+    config = dataclasses.replace(TINY, reference=str(path), eagc=True)
+    with pytest.raises(CheckpointError, match="argparse.Namespace.*--trust-checkpoint"):
+        ensure_reference(config, prepare(config))
+    ref_backbone, _ = ensure_reference(config, prepare(config, trust_checkpoint=True))
+    for name, value in backbone.state_dict().items():
+        assert torch.equal(ref_backbone.state_dict()[name], value), name
