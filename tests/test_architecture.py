@@ -50,8 +50,6 @@ KNOWN_LONG_FUNCTIONS = {
     "entangle.checkpoints.build:load_gcd_object",
     "entangle.cli.ablate:ablate",
     "entangle.cli.train:train_command",
-    "entangle.gcd.pretrain:pretrain_backbone",
-    "entangle.gcd.reference:train_reference",
     "entangle.logs.importer:import_log",
     "entangle.report.html:render_html",
 }

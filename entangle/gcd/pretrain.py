@@ -21,6 +21,16 @@ def _projection(dim: int, out_dim: int) -> nn.Module:
     return nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, out_dim))
 
 
+def _check_settings(epochs: int, batch_size: int, lr: float, n: int) -> None:
+    if epochs < 0 or batch_size < 2 or not lr > 0:
+        raise EntangleValueError(
+            f"pretrain_backbone: need epochs >= 0, batch_size >= 2 and lr > 0, got {epochs}, "
+            f"{batch_size}, {lr}"
+        )
+    if n < 2:
+        raise EntangleValueError(f"pretrain_backbone: need at least 2 samples, got {n}")
+
+
 def pretrain_backbone(
     backbone: nn.Module,
     images: torch.Tensor,
@@ -60,14 +70,8 @@ def pretrain_backbone(
     Returns:
         the mean loss of each epoch, ``[epochs]`` floats.
     """
-    if epochs < 0 or batch_size < 2 or not lr > 0:
-        raise EntangleValueError(
-            f"pretrain_backbone: need epochs >= 0, batch_size >= 2 and lr > 0, got {epochs}, "
-            f"{batch_size}, {lr}"
-        )
     n = images.shape[0]
-    if n < 2:
-        raise EntangleValueError(f"pretrain_backbone: need at least 2 samples, got {n}")
+    _check_settings(epochs, batch_size, lr, n)
     batch_size = min(batch_size, n)
     device = torch.device(device)
     generator = torch.Generator().manual_seed(int(seed))

@@ -160,21 +160,10 @@ def train_reference(
     checked = False
     with bar:
         for epoch in range(epochs):
-            total, batches = 0.0, 0
-            for batch in labeled_loader:
-                x, labels, mask = reference_batch(batch, device)
-                out = ref_head(ref_backbone(x))
-                logits = out[1] if isinstance(out, tuple) else out
-                if not checked:
-                    _check_labels(labels, mask, logits.shape[1])
-                    checked = True
-                loss = _cross_entropy(logits / temperature, labels, mask)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                total += loss.detach()
-                batches += 1
-                bar.batch(epoch, batches)
+            model = (ref_backbone, ref_head)
+            total, batches, checked = _reference_epoch(
+                model, labeled_loader, opt, device, temperature, epoch, bar, checked
+            )
             sched.step()
             if batches == 0:
                 raise EntangleValueError("train_reference: the labeled loader yielded no batches")
@@ -186,6 +175,31 @@ def train_reference(
         m.eval()
         m.requires_grad_(False)
     return ref_backbone, ref_head
+
+
+def _reference_epoch(model, loader, opt, device, temperature, epoch, bar, checked):
+    """One epoch of the reference's cross-entropy over ``loader``.
+
+    ``model`` is ``(backbone, head)``; the labels are checked on the first batch of the run
+    (``checked`` False). Returns ``(summed loss, a 0-d tensor; batches; checked)``.
+    """
+    backbone, head = model
+    total, batches = 0.0, 0
+    for batch in loader:
+        x, labels, mask = reference_batch(batch, device)
+        out = head(backbone(x))
+        logits = out[1] if isinstance(out, tuple) else out
+        if not checked:
+            _check_labels(labels, mask, logits.shape[1])
+            checked = True
+        loss = _cross_entropy(logits / temperature, labels, mask)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        total += loss.detach()
+        batches += 1
+        bar.batch(epoch, batches)
+    return total, batches, checked
 
 
 class _EpochBar:
