@@ -7,7 +7,10 @@ from collections.abc import Sequence
 import numpy as np
 
 from entangle.report.figures import colors, new_figure, no_data, smooth, style, suptitle, text
+
+# the report imports the verdict (and scipy) anyway; nothing is gained by importing it late
 from entangle.report.verdict import label as setting_label
+from entangle.report.verdict import settings
 from entangle.runs import keys
 from entangle.runs.records import gradient_series, path_series
 
@@ -46,8 +49,6 @@ def conflict_figure(runs: Sequence):
     instead: each kind's seed mean, smoothed, with its lowest-to-highest-seed band
     (:func:`seed_band`), so six runs of two settings read as two panels, not six.
     """
-    from entangle.report.verdict import settings  # lazy: scipy via uncertainty
-
     groups = settings(runs)
     if any(len(g) > 1 for g in groups):
         return _setting_conflict_figure(groups)
@@ -111,8 +112,6 @@ def training_figure(runs: Sequence):
     When some setting has several seeds, one column per setting instead (seed mean and
     lowest-to-highest-seed band, as :func:`conflict_figure`).
     """
-    from entangle.report.verdict import settings  # lazy: scipy via uncertainty
-
     groups = settings(runs)
     if any(len(g) > 1 for g in groups):
         return _setting_training_figure(groups)
@@ -174,8 +173,6 @@ def _accuracy_axes(ax, drawn: bool, name: str) -> None:
 
 def _setting_training_figure(groups):
     """:func:`training_figure` with a column per setting (seed mean and band per series)."""
-    # lazy: report.verdict imports scipy (~2 s); loaded when this figure is drawn
-    from entangle.report.verdict import label as setting_label
 
     palette, acc_colors = colors(2), colors(3)
     with style():
@@ -262,8 +259,6 @@ def comparison_figure(runs: Sequence):
     Runs differing only in seed form one setting (the verdict's grouping): its seed mean is
     drawn with a band from the lowest to the highest seed; a setting with one run is its line.
     """
-    from entangle.report.verdict import label as setting_label  # lazy: scipy via uncertainty
-    from entangle.report.verdict import settings
 
     groups = settings(runs)
     palette = colors(len(groups))
