@@ -156,18 +156,8 @@ def gradient_diagnostics(
     Returns:
         the step records (one per batch), as written to ``steps.jsonl``.
     """
-    if batches < 1 or batch_size < 2:
-        raise EntangleValueError(
-            f"gradient diagnostics need batches >= 1 and batch_size >= 2, got {batches} and "
-            f"{batch_size}"
-        )
+    _check_inputs(backbone, reference, batches, batch_size)
     if reference is not None:
-        ref_dim = getattr(reference, "feature_dim", None)
-        if ref_dim != getattr(backbone, "feature_dim", None):
-            raise EntangleValueError(
-                f"the reference backbone gives {ref_dim}-d features but the checkpoint "
-                f"{getattr(backbone, 'feature_dim', None)}-d; pass a reference of the same model"
-            )
         reference.eval().requires_grad_(False)
     config = loss or LossConfig()
     epoch = teacher_epoch(config, epoch)
@@ -227,6 +217,21 @@ def gradient_diagnostics(
         backbone.train(was[0])
         head.train(was[1])
     return records
+
+
+def _check_inputs(backbone, reference, batches: int, batch_size: int) -> None:
+    if batches < 1 or batch_size < 2:
+        raise EntangleValueError(
+            f"gradient diagnostics need batches >= 1 and batch_size >= 2, got {batches} and "
+            f"{batch_size}"
+        )
+    if reference is not None:
+        ref_dim = getattr(reference, "feature_dim", None)
+        if ref_dim != getattr(backbone, "feature_dim", None):
+            raise EntangleValueError(
+                f"the reference backbone gives {ref_dim}-d features but the checkpoint "
+                f"{getattr(backbone, 'feature_dim', None)}-d; pass a reference of the same model"
+            )
 
 
 def _shared_prefix(backbone, reference):
