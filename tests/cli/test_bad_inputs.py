@@ -463,6 +463,12 @@ ISSUE_19 = [
         secret_not_echoed,
     ),
     (
+        "report-full-disk",
+        lambda t: ["report", str(report_run(t, "none")), "--out", str(t / "out")],
+        "No space left on device",
+        full_disk,
+    ),
+    (
         "analyze-full-disk",
         analyze(lambda t: str(tiny_checkpoint(t / "ck.pt")), "--out", out, "--grad-batches", "0"),
         "No space left on device",
