@@ -38,7 +38,6 @@ KNOWN_LONG_MODULES = {
     "entangle.data.datasets",
     "entangle.eagc",
     "entangle.probing.probe",
-    "entangle.runs.directory",
     "entangle.runs.io",
 }
 KNOWN_LONG_FUNCTIONS = {
