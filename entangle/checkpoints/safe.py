@@ -22,9 +22,11 @@ from entangle.errors import EntangleValueError
 from entangle.runs.limits import CHECKPOINT_BYTES, check_zip
 from entangle.runs.untrusted import pickle_globals
 
+# ablate has no such flag on purpose (a shared grid spec must not be able to run code), so
+# the hint names the commands that take it
 _TRUST_HINT = (
-    "If you trust the file's source, pass --trust-checkpoint; loading it then runs whatever "
-    "code the file names."
+    "If you trust the file's source, pass --trust-checkpoint (entangle train and analyze take "
+    "it, ablate does not); loading it then runs whatever code the file names."
 )
 
 
