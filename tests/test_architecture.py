@@ -35,7 +35,6 @@ KNOWN_LONG_MODULES = {
     "entangle.bench.gpu_check",
     "entangle.checkpoints.build",
     "entangle.cli.train",
-    "entangle.data.datasets",
     "entangle.eagc",
     "entangle.probing.probe",
     "entangle.runs.io",
