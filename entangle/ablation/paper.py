@@ -45,7 +45,7 @@ def paper_grid(name: str, root: str, **base) -> GridSpec:
     settings = {
         k: v
         for k, v in values.items()
-        if k not in ("preset_source", "preset_not_applied", "eagc")  # variant sets eagc
+        if k not in ("preset_source", "eagc")  # variant sets eagc
     }
     raw = {
         "base": {"data": data, "preset": preset, **settings, **base},

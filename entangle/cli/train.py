@@ -60,6 +60,19 @@ def train_command(
     epochs: Annotated[int | None, typer.Option(help="Epochs (ViT default 200, digits 12).")] = None,
     batch_size: Annotated[int, typer.Option(help="Batch size.")] = _DEFAULTS.batch_size,
     lr: Annotated[float, typer.Option(help="SGD learning rate (cosine schedule).")] = _DEFAULTS.lr,
+    lr_head: Annotated[
+        float | None,
+        typer.Option(help="The head's own learning rate (default: --lr; EAGC scripts: 1.0)."),
+    ] = None,
+    head_mlp_layers: Annotated[
+        int,
+        typer.Option(
+            help="Layers of the EAGC code's ReLU MLP in front of the head (0: SimGCD's head; "
+            "EAGC scripts: 1).",
+            min=0,
+            max=8,
+        ),
+    ] = _DEFAULTS.head_mlp_layers,
     momentum: Annotated[float, typer.Option(help="SGD momentum.")] = _DEFAULTS.momentum,
     weight_decay: Annotated[
         float, typer.Option(help="Weight decay (none on biases and 1-D parameters).")
@@ -253,6 +266,8 @@ def train_command(
         epochs=epochs if epochs is not None else (200 if vit else 12),
         batch_size=batch_size,
         lr=lr,
+        lr_head=lr_head,
+        head_mlp_layers=head_mlp_layers,
         momentum=momentum,
         weight_decay=weight_decay,
         sup_weight=sup_weight,
@@ -442,7 +457,7 @@ def _apply_preset(ctx: typer.Context, config, preset: str):
     from entangle.gcd.presets import preset_values
 
     values = preset_values(preset, config.data)
-    source = {k: values.pop(k) for k in ("preset_source", "preset_not_applied") if k in values}
+    source = {"preset_source": values.pop("preset_source")}
     # a field without a flag (trainable_blocks, reference_batch_size) has no source: preset wins
     keep = {
         k: v

@@ -185,9 +185,12 @@ def assemble(config: TrainConfig, setup: Setup, run, resume: bool, ranks: Ranks)
         )
     params = [p for m in (backbone, head) for p in m.parameters() if p.requires_grad]
     # SimGCD's optimiser: no weight decay on biases / 1-D params, cosine stepped per epoch
+    # (with --lr-head the head's groups at their own lr, as the EAGC authors' scripts)
     opt, sched = simgcd_optimizer(
-        (backbone, head),
+        [backbone],
+        head=head,
         lr=ranks.lr(config),
+        lr_head=None if config.lr_head is None else ranks.lr(config, config.lr_head),
         momentum=config.momentum,
         weight_decay=config.weight_decay,
         epochs=config.epochs,

@@ -65,6 +65,9 @@ class TrainConfig:
     epochs: int = 12
     batch_size: int = 128
     lr: float = 0.1
+    # the head's own lr (the EAGC authors' --lr; their --lr_backbone is `lr`); None: `lr`
+    # for every parameter, as SimGCD (see entangle.gcd.optim.simgcd_optimizer)
+    lr_head: float | None = None
     momentum: float = 0.9
     weight_decay: float = 5e-5
     sup_weight: float = SIMGCD_LOSS.sup_weight
@@ -122,6 +125,10 @@ class TrainConfig:
     # side of the crops image data is trained and evaluated at (SimGCD train.py and the EAGC
     # authors' methods/SimGCD.py: args.image_size = 224); vectors and digits ignore it
     image_size: int = 224
+    # Linear layers of the EAGC code's MLP_Head (models/heads.py ReLUMLP, D -> D) in front of
+    # the GCD head (--projection_head_nlayers in methods/SimGCD.py, 1 in its scripts); 0:
+    # none, SimGCD's bare DINO head. The DINO head keeps its 3-layer projector either way.
+    head_mlp_layers: int = 0
 
     def __post_init__(self):
         self.accuracy = accuracy_protocols(self.accuracy)
@@ -137,6 +144,20 @@ class TrainConfig:
                     f"{name} must be a finite number >= 0, got {value}; pass --"
                     f"{name.replace('_', '-')} with a value such as {getattr(TrainConfig, name)}"
                 )
+        if self.lr_head is not None and not (
+            isinstance(self.lr_head, (int, float))
+            and not isinstance(self.lr_head, bool)
+            and math.isfinite(self.lr_head)
+            and self.lr_head >= 0
+        ):
+            raise EntangleValueError(
+                f"lr_head must be a finite number >= 0 or unset (= lr), got {self.lr_head!r}"
+            )
+        if isinstance(self.head_mlp_layers, bool) or self.head_mlp_layers not in range(9):
+            raise EntangleValueError(
+                f"head_mlp_layers must be 0..8 (0: SimGCD's head; the EAGC scripts: 1), got "
+                f"{self.head_mlp_layers!r}"
+            )
         if self.workers is not None and (isinstance(self.workers, bool) or self.workers < 0):
             raise EntangleValueError(f"workers must be >= 0 (0: none), got {self.workers!r}")
         if isinstance(self.image_size, bool) or not 16 <= self.image_size <= 1024:
@@ -337,5 +358,5 @@ COORDINATOR_FIELDS = ("coordinator", "coordinator_params") + tuple(
     f.name for f in dataclasses.fields(CoordinatorConfig) if f.name not in ("name", "params")
 )
 # fields added after runs were first recorded: absent from an older run.json = the default
-ADDED_FIELDS = (*COORDINATOR_FIELDS, "image_size")
+ADDED_FIELDS = (*COORDINATOR_FIELDS, "image_size", "lr_head", "head_mlp_layers")
 _DEFAULT = {k: getattr(TrainConfig, k) for k in ADDED_FIELDS}

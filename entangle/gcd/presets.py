@@ -33,10 +33,9 @@ def preset_values(preset: str, data: str) -> dict:
     """``TrainConfig`` field values a preset sets for a ``NAME:ROOT`` benchmark.
 
     Returns:
-        ``{field: value}``, plus ``"preset_source"`` (the script file) and, for ``eagc`` and
-        ``eagc-dinov2``, ``"preset_not_applied"``: script values entangle's recipe has no
-        field for. ``eagc-dinov2`` sets ``model vit-b14-reg4-dinov2`` (its ``--pretrained``
-        must be DINOv2 ViT-B/14 with registers).
+        ``{field: value}``, plus ``"preset_source"`` (the script file). ``eagc-dinov2``
+        sets ``model vit-b14-reg4-dinov2`` (its ``--pretrained`` must be DINOv2 ViT-B/14 with
+        registers).
 
     Raises:
         EntangleValueError: unknown preset, data that is not a benchmark, or a benchmark the
@@ -76,8 +75,9 @@ def preset_values(preset: str, data: str) -> dict:
             "eagc": False,
         }
     return values | {
-        # one lr in entangle's recipe: the backbone's (the head's lr_head is not applied)
+        # train_*.sh: --lr_backbone 0.1 for the backbone, --lr 1.0 for the projector
         "lr": script.lr_backbone,
+        "lr_head": script.lr,
         # EAGC's train_*.sh pass --warmup_teacher_temp_epochs 30, as SimGCD's run_*.sh do
         "warmup_teacher_epochs": SIMGCD_SCRIPTS[SCRIPT_NAMES[name]].warmup_teacher_epochs,
         "eagc": True,
@@ -87,7 +87,6 @@ def preset_values(preset: str, data: str) -> dict:
         "reference_epochs": script.reference_epochs,
         "reference_batch_size": script.reference_batch_size,
         "reference_lr": script.reference_lr,
-        # train_*.sh: --lr 1.0 (head), --projection_head_nlayers 1; entangle's recipe has one
-        # lr and SimGCD's 3-layer DINO head
-        "preset_not_applied": {"lr_head": script.lr, "projection_head_nlayers": 1},
+        # train_*.sh: --projection_head_nlayers 1, the MLP_Head in front of the DINO head
+        "head_mlp_layers": script.projection_head_nlayers,
     }

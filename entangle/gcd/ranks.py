@@ -51,11 +51,16 @@ class Ranks:
     def main(self) -> bool:
         return is_main_process()
 
-    def lr(self, config: TrainConfig) -> float:
-        """train_mp.py's linear scaling rule for W > 1 ranks; the given lr on one."""
+    def lr(self, config: TrainConfig, value: float | None = None) -> float:
+        """train_mp.py's linear scaling rule for W > 1 ranks; the given lr on one.
+
+        ``value``: the lr to scale (``config.lr`` when None; the head's ``lr_head`` scales
+        by the same rule).
+        """
+        value = config.lr if value is None else value
         if self.count == 1:
-            return config.lr
-        return config.lr * config.batch_size * self.count / SIMGCD_LR_BATCH
+            return value
+        return value * config.batch_size * self.count / SIMGCD_LR_BATCH
 
     def meta(self, config: TrainConfig) -> dict:
         """run.json's ``distributed`` entry."""
@@ -66,6 +71,7 @@ class Ranks:
             "batch_size_per_rank": config.batch_size,
             "global_batch_size": config.batch_size * self.count,
             "lr": self.lr(config),
+            "lr_head": None if config.lr_head is None else self.lr(config, config.lr_head),
             "lr_rule": "lr * batch_size * world_size / 128 (SimGCD train_mp.py)",
         }
 

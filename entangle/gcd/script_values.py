@@ -45,8 +45,10 @@ class EAGCScript:
     aperture: float = 2.0
     epochs: int = 200
     batch_size: int = 128
-    lr: float = 1.0  # the head's; the backbone's is lr_backbone (entangle keeps SimGCD's one lr)
+    lr: float = 1.0  # the head's (entangle's lr_head); the backbone's is lr_backbone
     lr_backbone: float = 0.1
+    # layers of methods/SimGCD.py's MLP_Head before the DINO head (entangle's head_mlp_layers)
+    projection_head_nlayers: int = 1
     weight_decay: float = 5e-5
     sup_weight: float = 0.35
     # entangle's name of the backbone the script trains: DINO ViT-B/16 (methods/SimGCD.py's

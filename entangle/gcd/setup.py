@@ -21,7 +21,7 @@ from entangle.gcd.config import TrainConfig
 from entangle.gcd.pretrain import pretrain_backbone
 from entangle.gcd.reference import train_reference
 from entangle.models.backbones import build_backbone, freeze_prefix
-from entangle.models.heads import GCDHead, build_head, infer_head_config
+from entangle.models.heads import GCDHead, ReLUMLP, build_head, infer_head_config
 from entangle.nn.devices import resolve_device
 
 
@@ -95,7 +95,13 @@ def prepare(
             )
     freeze_prefix(backbone, config.trainable_blocks)
     head_name = "simgcd" if config.model.startswith("vit-") else "tiny"
-    head = build_head(head_name, backbone.feature_dim, data.num_classes).to(device)
+    head = build_head(head_name, backbone.feature_dim, data.num_classes)
+    if config.head_mlp_layers:
+        # the EAGC code's projector: Sequential(MLP_Head, DINOHead), keys 0.mlp.* / 1.*;
+        # built after the GCD head so that head's random draw is the default run's
+        dim = backbone.feature_dim
+        head = torch.nn.Sequential(ReLUMLP(dim, dim, nlayers=config.head_mlp_layers), head)
+    head = head.to(device)
     return Setup(data, backbone, head, device, trust_checkpoint=trust_checkpoint)
 
 
@@ -190,7 +196,13 @@ class LabeledViews:
 
 
 def reference_head(head: torch.nn.Module, num_old: int, seed: int) -> torch.nn.Module:
-    """A fresh head like ``head`` (a :class:`GCDHead`) over the ``num_old`` old classes."""
+    """A fresh head like ``head`` (a :class:`GCDHead`) over the ``num_old`` old classes.
+
+    Of a ``Sequential(ReLUMLP, GCDHead)`` head, its GCD head's shape: the EAGC authors train
+    the reference with a bare DINO head (methods/SimGCD.py).
+    """
+    if isinstance(head, torch.nn.Sequential):
+        head = head[-1]
     shape = {k: v for k, v in head.config.items() if k not in ("in_dim", "num_classes")}
     device = next(head.parameters()).device
     with torch.random.fork_rng(devices=[]):

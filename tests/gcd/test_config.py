@@ -103,3 +103,19 @@ def test_image_size_bounds_and_older_runs_without_it():
     del stored["image_size"]  # a run.json written before the field existed: it ran at 224
     assert config_differences(stored, TrainConfig()) == []
     assert config_differences(stored, TrainConfig(image_size=32)) == ["image_size"]
+
+
+def test_head_lr_and_mlp_layers_bounds_and_older_runs_without_them():
+    for bad in ({"lr_head": -1.0}, {"lr_head": float("nan")}, {"lr_head": True}):
+        with pytest.raises(EntangleValueError, match="lr_head"):
+            TrainConfig(**bad)
+    for bad in (-1, 9, True):
+        with pytest.raises(EntangleValueError, match="head_mlp_layers"):
+            TrainConfig(head_mlp_layers=bad)
+    stored = json.loads(json.dumps(run_config(TrainConfig())))
+    del stored["lr_head"], stored["head_mlp_layers"]  # written before: one lr, SimGCD's head
+    assert config_differences(stored, TrainConfig()) == []
+    assert config_differences(stored, TrainConfig(lr_head=1.0, head_mlp_layers=1)) == [
+        "head_mlp_layers",
+        "lr_head",
+    ]

@@ -69,3 +69,45 @@ def test_cosine_schedule_per_epoch_to_lr_times_1e_3():
     want = [eta_min + (lr - eta_min) * (1 + math.cos(math.pi * e / epochs)) / 2 for e in range(5)]
     assert seen == pytest.approx(want, rel=1e-9)
     assert seen[-1] == pytest.approx(eta_min)
+
+
+def test_lr_head_gives_the_head_its_own_groups_and_one_shared_floor():
+    # HaiyangZheng/EAGC methods/SimGCD.py train(): backbone groups at --lr_backbone, projector
+    # groups at --lr, CosineAnnealingLR(T_max=epochs, eta_min=args.lr * 1e-3), args.lr the
+    # head's: one floor for every group
+    backbone, head = _model()
+    lr, lr_head, epochs = 0.1, 1.0, 4
+    opt, sched = simgcd_optimizer(
+        [backbone],
+        head=head,
+        lr=lr,
+        lr_head=lr_head,
+        momentum=0.9,
+        weight_decay=5e-5,
+        epochs=epochs,
+    )
+    ids = [{id(p) for p in g["params"]} for g in opt.param_groups]
+    trainable = lambda m: {id(p) for p in m.parameters() if p.requires_grad}  # noqa: E731
+    assert len(ids) == 4
+    assert ids[0] | ids[1] == trainable(backbone) and ids[2] | ids[3] == trainable(head)
+    assert [g["weight_decay"] for g in opt.param_groups] == [5e-5, 0.0, 5e-5, 0.0]
+    floor = 1.0 * 1e-3
+    for e in range(epochs + 1):
+        c = (1 + math.cos(math.pi * e / epochs)) / 2
+        want_backbone, want_head = floor + (0.1 - floor) * c, floor + (1.0 - floor) * c
+        got = [g["lr"] for g in opt.param_groups]
+        assert got == pytest.approx([want_backbone] * 2 + [want_head] * 2, rel=1e-9)
+        opt.step()
+        sched.step()
+    assert got[0] == pytest.approx(1e-3) and got[2] == pytest.approx(1e-3)  # the last epoch
+
+
+def test_without_lr_head_the_head_joins_simgcds_two_groups():
+    backbone, head = _model()
+    opt, _ = simgcd_optimizer([backbone], head=head, lr=0.1, momentum=0.9, weight_decay=0, epochs=2)
+    same, _ = simgcd_optimizer([backbone, head], lr=0.1, momentum=0.9, weight_decay=0, epochs=2)
+    assert [[id(p) for p in g["params"]] for g in opt.param_groups] == [
+        [id(p) for p in g["params"]] for g in same.param_groups
+    ]
+    with pytest.raises(ValueError, match="head"):
+        simgcd_optimizer([backbone], lr=0.1, lr_head=1.0, momentum=0, weight_decay=0, epochs=2)

@@ -44,7 +44,10 @@ def test_values_match_the_scripts():
     assert preset_values("simgcd", "cifar100:/d")["memax_weight"] == 4.0
     scars = preset_values("eagc", "scars:/d")
     assert {k: scars[k] for k in EAGC_SCARS} == EAGC_SCARS
-    assert scars["preset_not_applied"] == {"lr_head": 1.0, "projection_head_nlayers": 1}
+    # train_scars.sh: --lr 1.0 (the head's), --projection_head_nlayers 1: now applied
+    assert (scars["lr_head"], scars["head_mlp_layers"]) == (1.0, 1)
+    assert "preset_not_applied" not in scars
+    assert "lr_head" not in cub and "head_mlp_layers" not in cub  # SimGCD: one lr, bare head
     with pytest.raises(EntangleValueError, match="no cifar10 run"):
         preset_values("eagc", "cifar10:/d")
     with pytest.raises(EntangleValueError, match="benchmark"):
@@ -88,3 +91,18 @@ def test_dinov2_preset_from_the_cli(tmp_path):
     assert out.exit_code == 0, out.output
     cfg = json.loads(out.output)
     assert cfg["model"] == "vit-b14-reg4-dinov2" and cfg["preset"] == "eagc-dinov2"
+
+
+def test_dinov2_show_config_applies_the_head_lr_and_the_mlp_head(tmp_path):
+    # HaiyangZheng/EAGC scripts/SimGCD/train_cub_dinov2.sh: --lr 1.0 --lr_backbone 0.1
+    # --projection_head_nlayers 1
+    args = ["train", str(tmp_path / "r"), "--preset", "eagc-dinov2", "--data", f"cub:{tmp_path}"]
+    cfg = json.loads(CliRunner().invoke(app, [*args, "--show-config"]).output)
+    assert (cfg["lr"], cfg["lr_head"], cfg["head_mlp_layers"]) == (0.1, 1.0, 1)
+    assert "preset_not_applied" not in cfg["preset_script"]
+    out = CliRunner().invoke(
+        app, [*args, "--lr-head", "0.5", "--head-mlp-layers", "0", "--show-config"]
+    )
+    assert out.exit_code == 0, out.output
+    cfg = json.loads(out.output)
+    assert (cfg["lr_head"], cfg["head_mlp_layers"]) == (0.5, 0)  # the flags won

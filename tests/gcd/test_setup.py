@@ -89,3 +89,41 @@ def test_trust_checkpoint_loads_a_reference_that_needs_code(tmp_path):
     ref_backbone, _ = ensure_reference(config, prepare(config, trust_checkpoint=True))
     for name, value in backbone.state_dict().items():
         assert torch.equal(ref_backbone.state_dict()[name], value), name
+
+
+def test_head_mlp_layers_puts_the_eagc_mlp_head_before_simgcds_head():
+    from torch import nn
+
+    from entangle.gcd.setup import reference_head
+    from entangle.models.heads import GCDHead, ReLUMLP
+
+    plain = prepare(TINY)
+    setup = prepare(dataclasses.replace(TINY, head_mlp_layers=1))
+    head, dim = setup.head, setup.backbone.feature_dim
+    assert isinstance(head, nn.Sequential) and isinstance(head[0], ReLUMLP)
+    assert isinstance(head[1], GCDHead) and head[1].config["nlayers"] == 3  # DINO head as now
+    linears = [m for m in head.modules() if isinstance(m, nn.Linear)]
+    # 1 MLP_Head layer (D -> D) + the DINO head's 3 projector layers + its classifier
+    assert (
+        len(linears) == 5
+        and len([m for m in plain.head.modules() if isinstance(m, nn.Linear)]) == 4
+    )
+    assert head[0].mlp[0].weight.shape == (dim, dim)
+    assert sorted(k for k in head.state_dict() if k.startswith("0.")) == [
+        "0.mlp.0.bias",
+        "0.mlp.0.weight",
+    ]
+    # the GCD head is the default run's draw; the reference keeps a bare GCD head
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(
+            head[1].state_dict().values(), plain.head.state_dict().values(), strict=True
+        )
+    )
+    assert type(reference_head(head, 3, 0)) is GCDHead
+    feats = torch.randn(5, dim)
+    proj, logits = head(feats)
+    assert proj.shape == (5, head[1].config["proj_dim"]) and logits.shape == (
+        5,
+        setup.data.num_classes,
+    )

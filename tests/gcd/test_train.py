@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from entangle.errors import EntangleValueError
 from entangle.gcd.train import WALL_CLOCK_KEYS, TrainConfig, prepare, train
@@ -335,3 +336,37 @@ def test_amp_records_throughput(setup, tmp_path, amp):
     assert record["peak_gpu_memory_mib"] is None  # CPU run
     with pytest.raises(EntangleValueError, match="amp must be"):
         dataclasses.replace(TINY, amp="fp8")
+
+
+def test_a_run_with_head_mlp_layers_resumes_and_loads_with_the_same_head(tmp_path):
+    from torch import nn
+
+    from entangle.checkpoints import load_gcd_checkpoint
+    from entangle.models.heads import GCDHead, ReLUMLP
+
+    cfg = dataclasses.replace(TINY, head_mlp_layers=1, lr_head=0.5, eagc=True)
+    setup = prepare(cfg)
+    train(cfg, tmp_path / "whole", setup)
+
+    def crash(step, total, loss):
+        if step == total - 3:  # mid second epoch: last.pt holds the MLP_Head's weights
+            raise Crash
+
+    with pytest.raises(Crash):
+        train(cfg, tmp_path / "cut", setup, on_step=crash)
+    train(cfg, tmp_path / "cut", setup)
+    whole, cut = RunReader(tmp_path / "whole"), RunReader(tmp_path / "cut")
+    assert cut.complete and _numbers(cut.epochs) == _numbers(whole.epochs)
+    assert whole.config["head_mlp_layers"] == 1 and whole.config["lr_head"] == 0.5
+    # analyze's loader rebuilds Sequential(ReLUMLP, GCDHead) from the tensors, strictly
+    loaded = load_gcd_checkpoint(tmp_path / "cut" / "checkpoints" / "model.pt")
+    head = loaded.head
+    assert isinstance(head, nn.Sequential) and isinstance(head[0], ReLUMLP)
+    assert isinstance(head[1], GCDHead) and head[1].config["nlayers"] == 3
+    saved = torch.load(tmp_path / "whole" / "checkpoints" / "model.pt", weights_only=True)
+    assert head.state_dict().keys() == saved["head"].keys()
+    assert all(torch.equal(head.state_dict()[k], v) for k, v in saved["head"].items())
+    # the same run asked to resume without the setting is refused, naming it
+    (tmp_path / "cut" / "DONE").unlink()
+    with pytest.raises(EntangleValueError, match="head_mlp_layers"):
+        train(dataclasses.replace(cfg, head_mlp_layers=0), tmp_path / "cut", setup)

@@ -23,11 +23,14 @@ def split(obj, ctx) -> Parts:
     head = obj.get("head")
     meta = dict(obj.get("meta") or {})
     arch = meta.get("arch")
+    head = None if head is None else unwrap(head, "head", "entangle", notes)
     return Parts(
         unwrap(obj.get("backbone"), "backbone", "entangle", notes),
-        None if head is None else unwrap(head, "head", "entangle", notes),
+        head,
         meta,
         notes=notes,
+        # a run with --head-mlp-layers: Sequential(ReLUMLP, GCDHead), keys 0.mlp.* / 1.*
+        head_kind="mlp+gcd" if head and any(k.startswith("0.") for k in head) else "gcd",
         arch=arch.get("backbone") if isinstance(arch, dict) else None,
     )
 
