@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from entangle.errors import EntangleValueError
+from entangle.runs import keys
 from entangle.runs.directory import RunReader
 
 # evaluation keys that stay the log's (or are bookkeeping of the analysis itself)
@@ -111,8 +112,8 @@ def read_attached(path, logged_epochs: list[int]) -> Attached:
     }
     gradients = gradient_summary(reader.steps)
     if gradients:
-        checkpoint["gradients"] = gradients
-    record["checkpoint"] = checkpoint
+        checkpoint[keys.CHECKPOINT_GRADIENTS] = gradients
+    record[keys.CHECKPOINT] = checkpoint
     saved = reader.feature_epochs()
     features = reader.features(saved[-1]) if saved else None
     if features is None:
@@ -141,10 +142,10 @@ def gradient_summary(steps: list[dict]) -> dict:
                         groups.setdefault(group, {}).setdefault(key, []).append(float(value))
         if groups:
             out[kind] = {
-                g: {k: float(np.mean(v)) for k, v in keys.items()} for g, keys in groups.items()
+                g: {k: float(np.mean(v)) for k, v in by_key.items()} for g, by_key in groups.items()
             }
     if out:
-        out["batches"] = len(steps)
+        out[keys.GRADIENT_BATCHES] = len(steps)
     return out
 
 

@@ -27,7 +27,7 @@ from entangle.report.output import atomic_report_dir, is_report_dir
 from entangle.report.precompute import report_energies, start_report_maps
 from entangle.report.tsne import BACKENDS
 from entangle.runs.io import utf8
-from entangle.runs.summary import run_summary
+from entangle.runs.summary import checkpoint_gradient_summary, run_summary
 
 
 def build_report(
@@ -256,6 +256,9 @@ def _summary(run: RunData) -> dict:
     # an imported run's steps are its log's lines, not probed steps: no step row is its
     out = run_summary([], run.epochs, run.group)
     out.update(steps=float("nan"), nan_steps=float("nan"), nan_cos_raw=float("nan"))
+    # an attached analysis' gradient batches, shown labelled (report/summary.py), never
+    # as the step statistics above
+    out.update(probed=False, checkpoint=checkpoint_gradient_summary(run.epochs, run.group))
     return out
 
 

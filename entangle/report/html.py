@@ -9,7 +9,13 @@ import math
 from entangle.report.energy import IDENTITY_QUOTA, run_conceptor_note
 from entangle.report.figures import RenderedFigure
 from entangle.report.load import RunData
-from entangle.report.summary import format_delta, format_value, summary_metrics
+from entangle.report.summary import (
+    format_delta,
+    format_value,
+    gradient_rows_note,
+    summary_cell,
+    summary_metrics,
+)
 from entangle.runs.records import accuracy_protocol, as_float, flatten_config, nan_reasons
 
 
@@ -68,9 +74,23 @@ def start_row(runs: list[RunData]) -> dict:
 def summary_rows(summaries: list[dict], has_eagc: bool) -> list[dict]:
     """Summary-table rows: one per metric, one formatted value per run."""
     return [
-        {"label": m.label, "cells": [format_value(s.get(m.key), m.integer) for s in summaries]}
+        {"label": m.label, "cells": [summary_cell(s, m) for s in summaries]}
         for m in summary_metrics(has_eagc)
     ]
+
+
+def _summary_context(runs: list[RunData], summaries: list[dict]) -> tuple[bool, list[str]]:
+    """``(EAGC rows shown, the lines under the table saying why a run's rows are empty)``."""
+    # an attached checkpoint's EAGC batch means are rows too (labelled in their cells)
+    has_eagc = any(r.has_eagc for r in runs) or any(
+        "gdc_all_eagc" in (s.get("checkpoint") or {}) for s in summaries
+    )
+    notes = [
+        f"{r.name}: {note}"
+        for r, s in zip(runs, summaries, strict=True)
+        if (note := gradient_rows_note(s, r.config.get("source") == "import-log", len(runs) > 1))
+    ]
+    return has_eagc, notes
 
 
 def delta_table(runs: list[RunData], summaries: list[dict], has_eagc: bool) -> dict:
@@ -175,7 +195,7 @@ def render_html(runs, *, sections, summaries, energies, overlaps, verdict=None) 
     """
     from entangle import __version__
 
-    has_eagc = any(r.has_eagc for r in runs)
+    has_eagc, summary_notes = _summary_context(runs, summaries)
     energy_notes = [
         f"{r.name}: {run_conceptor_note(r.meta)}" for r in runs if run_conceptor_note(r.meta)
     ]
@@ -256,6 +276,7 @@ def render_html(runs, *, sections, summaries, energies, overlaps, verdict=None) 
             runs=[run_details(r) for r in runs],
             banners=banners,
             summary_rows=[start_row(runs)] + summary_rows(summaries, has_eagc),
+            summary_notes=summary_notes,
             sections=page,
             verdict=_verdict_context(verdict),
         )

@@ -1,4 +1,9 @@
-"""The report's summary table: its rows (labels of runs/summary.py's numbers) and formatting."""
+"""The report's summary table: its rows (labels of runs/summary.py's numbers) and formatting.
+
+An imported run has no probed training steps; where ``import-log --attach`` gave it a
+checkpoint analysis, its gradient rows show the checkpoint's batch means, labelled in the cell
+(:func:`summary_cell`) and explained under the table (:func:`gradient_rows_note`).
+"""
 
 from __future__ import annotations
 
@@ -67,3 +72,57 @@ def format_delta(value, reference, integer: bool = False) -> str:
         return "-"
     d = a - b
     return f"{int(round(d)):+d}" if integer else f"{d:+.4f}"
+
+
+def summary_cell(summary: dict, metric: Metric) -> str:
+    """One run's cell: its own value, else its attached checkpoint's, labelled as such.
+
+    ``summary["checkpoint"]`` is :func:`entangle.runs.summary.checkpoint_gradient_summary`'s
+    dict (an imported run's); its numbers are gradient batches at one checkpoint, so the cell
+    says so rather than passing them off as the row's training steps.
+    """
+    text = format_value(summary.get(metric.key), metric.integer)
+    checkpoint = summary.get("checkpoint") or {}
+    if text != "-" or metric.key not in checkpoint:
+        return text
+    epoch = format_value(checkpoint.get("epoch"), integer=True)
+    batches = format_value(checkpoint.get("batches"), integer=True)
+    return (
+        f"{format_value(checkpoint[metric.key])} (checkpoint at epoch {epoch}, "
+        f"{batches} gradient batches)"
+    )
+
+
+def gradient_rows_note(summary: dict, imported: bool, compared: bool) -> str | None:
+    """Why a run without probed steps has no (or checkpoint) gradient rows; None when probed.
+
+    Args:
+        summary: the run's summary dict (``checkpoint`` as in :func:`summary_cell`).
+        imported: the run came from ``entangle import-log`` (else: written without a Probe).
+        compared: the report has a comparison table (several runs).
+    """
+    if summary.get("probed", True):
+        return None
+    source = "imported from a training log" if imported else "written without a Probe"
+    checkpoint = summary.get("checkpoint") or {}
+    if not checkpoint:
+        fix = (
+            "; entangle import-log FOLDER --attach AN adds an entangle analyze run's gradient "
+            "batches at a checkpoint"
+            if imported
+            else ""
+        )
+        return f"no probed training steps ({source}): no gradient or ProbeSet SOC rows{fix}"
+    epoch = format_value(checkpoint.get("epoch"), integer=True)
+    batches = format_value(checkpoint.get("batches"), integer=True)
+    note = (
+        f"no probed training steps ({source}); the gradient rows marked 'checkpoint' are means "
+        f"over the {batches} gradient batches entangle analyze measured at the checkpoint of "
+        f"epoch {epoch} (import-log --attach), not over training steps; the median and "
+        f"first-{EARLY_STEPS}-steps rows have no checkpoint value"
+    )
+    if checkpoint.get("attached", 1) > 1:
+        note += f" (the last of {checkpoint['attached']} attached checkpoints)"
+    if compared:
+        note += "; the comparison table leaves them out (not training steps)"
+    return note

@@ -26,6 +26,7 @@ GRADIENT_KINDS = (RAW, EAGC, EAGC_AUTHORS, COORDINATED)  # every gradient record
 # a gradient record's metrics, and the parameter group the paper reports
 COS = "cos"
 GDC = "gdc"
+CONFLICT = "conflict"  # cos < 0, per step (a rate over steps or batches)
 LAST_BLOCK = "last_block"
 # the ProbeSet's evaluation of a step (its SOC: PROBESET / SOC)
 PROBESET = "probeset"
@@ -47,6 +48,11 @@ ACC_OLD = "acc_old"
 ACC_NEW = "acc_new"
 ACC_PROTOCOL = "acc_protocol"
 ACC_KEYS = {"all": ACC_ALL, "old": ACC_OLD, "new": ACC_NEW}
+# an evaluation record's attached checkpoint analysis (logs/attach.py, import-log --attach):
+# CHECKPOINT / CHECKPOINT_GRADIENTS = {kind: {group: {gdc, cos, conflict}}, "batches": n}
+CHECKPOINT = "checkpoint"
+CHECKPOINT_GRADIENTS = "gradients"
+GRADIENT_BATCHES = "batches"
 
 # ---------------------------------------------------------------- the DONE summary
 # (gcd.evaluate.run_summary writes it; the ablation table reads it)

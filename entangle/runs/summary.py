@@ -13,7 +13,9 @@ import numpy as np
 
 from entangle.runs import keys
 from entangle.runs.records import (
+    PREFERRED_GROUP,
     as_float,
+    dig,
     gradient_series,
     nan_step_count,
     path_series,
@@ -91,4 +93,44 @@ def run_summary(steps: Sequence[Mapping], epochs: Sequence[Mapping], group: str)
     out["nan_steps"] = nan_step_count(steps)
     _, raw_cos = gradient_series(steps, keys.RAW, keys.COS, group)
     out["nan_cos_raw"] = int(np.isnan(raw_cos).sum())
+    return out
+
+
+def checkpoint_gradient_summary(epochs: Sequence[Mapping], group: str = "") -> dict:
+    """The gradient rows of a checkpoint analysis attached to an imported run, or ``{}``.
+
+    ``import-log --attach`` stores means over ``entangle analyze``'s gradient batches at the
+    checkpoint under an evaluation's ``checkpoint.gradients`` (logs/attach.py). These are
+    not training steps: the report shows them labelled, never as the run's step statistics.
+    Returns ``{"epoch": E, "batches": n, "attached": count, "cos_mean_raw": ...,
+    "conflict_rate_raw": ..., "gdc_all_raw": ..., <the same per applied kind>}`` for the last
+    attached epoch (only the metrics it recorded), ``attached`` the number of attached epochs.
+    """
+    found = [
+        e
+        for e in epochs
+        if isinstance(e, Mapping)
+        and isinstance(dig(e, keys.CHECKPOINT, keys.CHECKPOINT_GRADIENTS), Mapping)
+    ]
+    if not found:
+        return {}
+    rec = found[-1]
+    gradients = dig(rec, keys.CHECKPOINT, keys.CHECKPOINT_GRADIENTS)
+    out: dict = {
+        "epoch": as_float(rec.get(keys.EPOCH)),
+        "batches": as_float(gradients.get(keys.GRADIENT_BATCHES)),
+        "attached": len(found),
+    }
+    # the checkpoint's conflict is its batches' share with cos < 0, as the steps' rate
+    names = {keys.COS: "cos_mean", keys.CONFLICT: "conflict_rate", keys.GDC: "gdc_all"}
+    for kind in (keys.RAW, *keys.APPLIED_KINDS):
+        by_group = gradients.get(kind)
+        if not isinstance(by_group, Mapping) or not by_group:
+            continue
+        chosen = next((g for g in (group, PREFERRED_GROUP) if g in by_group), next(iter(by_group)))
+        values = by_group.get(chosen)
+        for key, name in names.items():
+            v = as_float(values.get(key)) if isinstance(values, Mapping) else math.nan
+            if not math.isnan(v):
+                out[f"{name}_{kind}"] = v
     return out

@@ -171,6 +171,55 @@ def test_cli_attach_says_where_it_went_and_the_report_draws_the_checkpoint(folde
     assert "not drawn, no run has what it shows (no saved features)" in pages["plain"]
 
 
+def _summary_rows(page: str) -> dict[str, str]:
+    """The report's summary table as ``{row label: the run's cell}`` (one run per report)."""
+    import html
+    import re
+
+    table = page[page.index('<table class="summary">') :]
+    table = table[: table.index("</table>")]
+    rows = re.findall(r'<th scope="row">(.*?)</th><td class="num">(.*?)</td>', table)
+    return {html.unescape(label): html.unescape(cell) for label, cell in rows}
+
+
+def test_the_summary_table_shows_the_checkpoints_gradient_batches_labelled(folder, tmp_path):
+    from entangle.report import build_report
+
+    analysis = make_analysis(tmp_path / "an" / "model", folder / "checkpoints" / "model.pt")
+    import_log([folder], tmp_path / "run", attach=[analysis])
+    import_log([folder], tmp_path / "plain")
+    pages = {}
+    for name in ("run", "plain"):
+        index = build_report(
+            [tmp_path / name], tmp_path / f"rep-{name}", tsne_max_points=60, workers=1
+        )
+        pages[name] = index.read_text(encoding="utf-8")
+    rows = _summary_rows(pages["run"])
+    # make_analysis's batches: raw gdc 0.25 and 0.75, cos -0.125 and -0.375, one conflict
+    label = "(checkpoint at epoch 1, 2 gradient batches)"
+    assert rows["GDC, raw, whole run"] == f"0.5000 {label}"
+    assert rows["Mean cos(g_S, g_U), raw"] == f"-0.2500 {label}"
+    assert rows["Conflict rate (cos < 0), raw"] == f"0.5000 {label}"
+    assert rows["GDC, EAGC, whole run"] == f"0.2500 {label}"
+    # no checkpoint counterpart: not training steps, and the batches' median is not stored
+    assert rows["GDC, raw, first 200 training steps"] == "-"
+    assert rows["Median cos(g_S, g_U), raw"] == "-" and rows["Probed steps"] == "-"
+    note = (
+        "run: no probed training steps (imported from a training log); the gradient rows "
+        "marked 'checkpoint' are means over the 2 gradient batches entangle analyze measured "
+        "at the checkpoint of epoch 1 (import-log --attach), not over training steps"
+    )
+    assert note in pages["run"].replace("&#39;", "'")
+    # the log alone: empty rows, and one line saying why and how to fill them
+    plain = _summary_rows(pages["plain"])
+    assert plain["GDC, raw, whole run"] == "-" and "GDC, EAGC, whole run" not in plain
+    assert "checkpoint" not in " ".join(plain.values())
+    assert (
+        "plain: no probed training steps (imported from a training log): no gradient or "
+        "ProbeSet SOC rows; entangle import-log FOLDER --attach AN"
+    ) in pages["plain"].replace("&#39;", "'")
+
+
 # tests/analysis/test_analyze.py's small settings: a real analysis in seconds
 SMALL = {"max_samples": 160, "grad_batches": 2, "batch_size": 24, "tsne": False, "report": False}
 

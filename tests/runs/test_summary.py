@@ -76,3 +76,31 @@ def test_formatting_and_config_flattening():
     assert format_delta(0.5, 0.25) == "+0.2500" and format_delta(None, 1.0) == "-"
     rows = flatten_config({"a": {"b": 1, "c": [1, 2]}, "d": None})
     assert rows == [("a.b", "1"), ("a.c", "1, 2"), ("d", "None")]
+
+
+def test_an_attached_checkpoints_gradient_rows_come_from_its_last_epoch_and_group():
+    from entangle.runs.summary import checkpoint_gradient_summary
+
+    def rec(epoch, gdc):
+        grads = {
+            "raw": {"all": {"gdc": 9.0}, "last_block": {"gdc": gdc, "cos": -0.1, "conflict": 1.0}},
+            "eagc": {"all": {"gdc": gdc / 2, "cos": None}},
+            "eagc_authors": {"last_block": {"gdc": 5.0}},
+            "batches": 8,
+        }
+        return {"epoch": epoch, "acc_all": 0.4, "checkpoint": {"gradients": grads}}
+
+    assert checkpoint_gradient_summary([{"epoch": 0, "acc_all": 0.3}], "") == {}
+    assert checkpoint_gradient_summary([{"epoch": 0, "checkpoint": {"file": "m.pt"}}]) == {}
+    out = checkpoint_gradient_summary([rec(2, 0.3), {"epoch": 3}, rec(5, 0.431)], "")
+    assert out == {
+        "epoch": 5.0,
+        "batches": 8.0,
+        "attached": 2,
+        # last_block preferred; a kind without it falls back to its group; null cos left out
+        "gdc_all_raw": 0.431,
+        "cos_mean_raw": -0.1,
+        "conflict_rate_raw": 1.0,
+        "gdc_all_eagc": 0.431 / 2,
+    }
+    assert checkpoint_gradient_summary([rec(5, 0.431)], "all")["gdc_all_raw"] == 9.0
