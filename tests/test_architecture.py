@@ -33,7 +33,6 @@ KNOWN_UPWARD: set[tuple[str, str]] = set()
 KNOWN_LONG_MODULES = {
     "entangle.analysis.run",
     "entangle.bench.gpu_check",
-    "entangle.checkpoints.build",
     "entangle.cli.train",
     "entangle.eagc",
     "entangle.probing.probe",
@@ -45,7 +44,6 @@ KNOWN_LONG_FUNCTIONS = {
     "entangle.analysis.run:analyze",
     "entangle.analysis.run:analyze_one",
     "entangle.bench.run:run_bench",
-    "entangle.checkpoints.build:load_gcd_object",
     "entangle.cli.ablate:ablate",
     "entangle.cli.train:train_command",
     "entangle.logs.importer:import_log",

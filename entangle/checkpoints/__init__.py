@@ -4,8 +4,8 @@
 - :mod:`~entangle.checkpoints.registry` and :mod:`~entangle.checkpoints.layouts`: one module
   per codebase layout (SimGCD family, EAGC, GCD / SelEx / InfoSieve / PromptCAL, CMS, DINO,
   DINOv2, entangle's own), each a ``recognise`` / ``split`` pair;
-- :mod:`~entangle.checkpoints.build`: ``load_gcd_checkpoint`` rebuilds the models with the
-  builders of :mod:`entangle.gcd` and loads them strictly;
+- :mod:`~entangle.checkpoints.build`: ``load_gcd_checkpoint`` rebuilds the models
+  (:mod:`~entangle.checkpoints.rebuild`: from the tensors' shapes) and loads them strictly;
 - :mod:`~entangle.checkpoints.writer`: ``save_checkpoint`` (entangle's layout).
 
 See docs/checkpoints.md.

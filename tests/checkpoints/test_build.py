@@ -558,10 +558,10 @@ def test_an_oversized_meta_arch_is_refused_before_any_module_is_built(
     vit, config, phrase, monkeypatch
 ):
     """A 65536-block record took 69 s and 3.2 GB before refusing; now no block is built."""
-    import entangle.checkpoints.build as build
+    import entangle.checkpoints.rebuild as rebuild
 
     built = []
-    monkeypatch.setattr(build, "VisionTransformer", lambda cfg: built.append(cfg))
+    monkeypatch.setattr(rebuild, "VisionTransformer", lambda cfg: built.append(cfg))
     with pytest.raises(CheckpointError, match=phrase) as info:
         load_gcd_object(arch_checkpoint(vit, **config))
     assert "\n" not in str(info.value) and built == []
@@ -577,7 +577,7 @@ def test_an_oversized_meta_arch_is_refused_before_any_module_is_built(
 )
 def test_real_vit_sizes_pass_the_limits(config):
     """ViT-L, ViT-g and every preset entangle builds stay under the default limits."""
-    from entangle.checkpoints.build import _check_vit_size, vit_weight_count
+    from entangle.checkpoints.rebuild import _check_vit_size, vit_weight_count
 
     cfg = ViTConfig(**config)
     _check_vit_size(cfg, None, "x", "meta.arch.backbone.config")
