@@ -132,11 +132,17 @@ def figure_texts() -> dict[str, dict[str, str]]:
 
 def _figure(runs, maker, name: str, only, *, tmp: Path, pdf, cache, digest, note: str = ""):
     """One figure of the page (drawn, or read from the cache), titled and captioned from
-    templates/figures.toml (``note``: text the runs add to the caption); ``only``: ``(runs
+    templates/figures.toml (its ``frozen`` words when every run is an analysed checkpoint;
+    ``note``: text the runs add to the caption); ``only``: ``(runs
     kept, why the others are left out)`` or None, and the maker sees the kept runs. Returns
     what html.render_html places (a RenderedFigure, one line of text when no run has what it
     shows, or None)."""
-    title, caption = figure_texts()[name]["title"], figure_texts()[name]["caption"] + note
+    texts = figure_texts()[name]
+    # analysed checkpoints (entangle analyze): their "steps" are gradient batches of frozen
+    # weights, not training; a figure with its own words for them says so
+    frozen = "frozen" in texts and all(r.is_analysis for r in runs)
+    texts = texts["frozen"] if frozen else texts
+    title, caption = texts["title"], texts["caption"] + note
     kept = runs if only is None else only[0]
     if not kept:  # one line in the section instead of a figure of empty panels
         return f"{title}: not drawn, no run has what it shows ({only[1]})."

@@ -71,10 +71,32 @@ def start_row(runs: list[RunData]) -> dict:
     return {"label": "Initial backbone weights", "cells": [run_start(r) for r in runs]}
 
 
-def summary_rows(summaries: list[dict], has_eagc: bool) -> list[dict]:
-    """Summary-table rows: one per metric, one formatted value per run."""
+# an analysed checkpoint's words for the summary's training words (entangle analyze)
+_FROZEN_WORDS = (
+    ("first 200 training steps", "its gradient batches"),
+    ("whole run", "all gradient batches"),
+    ("Probed steps", "Gradient batches"),
+    ("Steps with", "Gradient batches with"),
+    ("Steps without", "Gradient batches without"),
+    ("(best epoch)", "(the checkpoint)"),
+    ("(last epoch)", "(the checkpoint)"),
+    ("last evaluation", "the checkpoint"),
+)
+
+
+def frozen_label(label: str) -> str:
+    """A summary row's label for analysed checkpoints: batches and checkpoints, not training."""
+    for old, new in _FROZEN_WORDS:
+        label = label.replace(old, new)
+    return label
+
+
+def summary_rows(summaries: list[dict], has_eagc: bool, frozen: bool = False) -> list[dict]:
+    """Summary-table rows: one per metric, one formatted value per run (``frozen``: worded
+    for analysed checkpoints, :func:`frozen_label`)."""
+    name = frozen_label if frozen else str
     return [
-        {"label": m.label, "cells": [summary_cell(s, m) for s in summaries]}
+        {"label": name(m.label), "cells": [summary_cell(s, m) for s in summaries]}
         for m in summary_metrics(has_eagc)
     ]
 
@@ -101,6 +123,8 @@ def delta_table(runs: list[RunData], summaries: list[dict], has_eagc: bool) -> d
     cell says so with ``(vs raw)``.
     """
     ref = runs[0].name
+    frozen = all(getattr(r, "is_analysis", False) for r in runs)
+    name = frozen_label if frozen else str
     header = ["Metric", f"{ref} (reference)"] + [f"{r.name} - {ref}" for r in runs[1:]]
     rows = []
     for m in summary_metrics(has_eagc):
@@ -114,7 +138,7 @@ def delta_table(runs: list[RunData], summaries: list[dict], has_eagc: bool) -> d
                 cells.append(delta if delta == "-" else f"{delta} (vs raw)")
             else:
                 cells.append(format_delta(s.get(m.key), base, m.integer))
-        rows.append([m.label, format_value(base, m.integer)] + cells)
+        rows.append([name(m.label), format_value(base, m.integer)] + cells)
     return {"header": header, "rows": rows}
 
 
@@ -163,6 +187,7 @@ def _verdict_context(verdict) -> dict | None:
         "card": list(verdict.card),
         "glance": verdict.glance,
         "probeset": verdict.probeset,
+        "frozen": verdict.frozen,
         "lines": list(verdict.lines),
         "table": {"header": ["Setting", "Quantity", "Value [95% interval] (method, n)"],
                   "rows": [list(r) for r in verdict.rows]},
@@ -196,6 +221,7 @@ def render_html(runs, *, sections, summaries, energies, overlaps, verdict=None) 
     from entangle import __version__
 
     has_eagc, summary_notes = _summary_context(runs, summaries)
+    frozen = all(getattr(r, "is_analysis", False) for r in runs)
     energy_notes = [
         f"{r.name}: {run_conceptor_note(r.meta)}" for r in runs if run_conceptor_note(r.meta)
     ]
@@ -216,7 +242,11 @@ def render_html(runs, *, sections, summaries, energies, overlaps, verdict=None) 
         f"{r.name}: {o.note}" for r, o in zip(runs, overlaps, strict=True) if o and o.note
     ]
     page = [
-        _section("curves", "2. Curves over training", sections["curves"]),
+        _section(
+            "curves",
+            "2. Curves per gradient batch" if frozen else "2. Curves over training",
+            sections["curves"],
+        ),
         _section(
             "energy",
             "3. Energy",
@@ -275,7 +305,7 @@ def render_html(runs, *, sections, summaries, energies, overlaps, verdict=None) 
             generated=now_text(),
             runs=[run_details(r) for r in runs],
             banners=banners,
-            summary_rows=[start_row(runs)] + summary_rows(summaries, has_eagc),
+            summary_rows=[start_row(runs)] + summary_rows(summaries, has_eagc, frozen),
             summary_notes=summary_notes,
             sections=page,
             verdict=_verdict_context(verdict),

@@ -40,6 +40,38 @@ class RunData:
     def has_eagc(self) -> bool:
         return bool(gradient_groups(self.steps, "eagc"))
 
+    @property
+    def is_analysis(self) -> bool:
+        """True for an ``entangle analyze`` run: one frozen checkpoint, whose "steps" are
+        gradient batches of the same weights (entangle/analysis/run.py), not training."""
+        return "checkpoint" in self.config and "grad_batches" in self.config
+
+    @property
+    def checkpoint_epoch(self):
+        """The epoch the analysed checkpoint's own file records (None when it records none)."""
+        meta = self.config.get("checkpoint_meta")
+        epoch = meta.get("epoch") if isinstance(meta, dict) else None
+        return epoch if isinstance(epoch, int | float) and not isinstance(epoch, bool) else None
+
+    def epoch_label(self, epoch) -> str:
+        """``epoch 3`` for a training run; ``checkpoint (epoch 5)`` for an analysed checkpoint,
+        whose saved features are numbered 0 whatever epoch the checkpoint was saved at."""
+        if not self.is_analysis:
+            return f"epoch {epoch}"
+        own = self.checkpoint_epoch
+        return "checkpoint (epoch not recorded)" if own is None else f"checkpoint (epoch {own:g})"
+
+
+def is_analysis(run) -> bool:
+    """:attr:`RunData.is_analysis` of any run-like object (False for one without a config)."""
+    return bool(getattr(run, "is_analysis", False))
+
+
+def epoch_label(run, epoch) -> str:
+    """:meth:`RunData.epoch_label` of any run-like object (``epoch N`` for one without)."""
+    label = getattr(run, "epoch_label", None)
+    return label(epoch) if callable(label) else f"epoch {epoch}"
+
 
 def load_runs(paths: Sequence, names: Sequence[str] | None = None) -> list[RunData]:
     """Read every run directory; names default to the runs' own names, made unique.

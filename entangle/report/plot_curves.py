@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from entangle.report.figures import colors, new_figure, no_data, smooth, style, suptitle, text
+from entangle.report.load import is_analysis
 
 # the report imports the verdict (and scipy) anyway; nothing is gained by importing it late
 from entangle.report.verdict import label as setting_label
@@ -22,11 +23,40 @@ CONFLICT_ROWS = (
 )
 
 
-def _smoothed_points(ax, x, y, color, label, *, positive=False) -> bool:
-    """Raw points faint, smoothed line solid; False when there is nothing to draw."""
+def x_label(run) -> str:
+    """What a run's step axis counts: training steps, or an analysed checkpoint's gradient
+    batches (same frozen weights: no order in time, so no smoothing either)."""
+    return "gradient batch (frozen checkpoint)" if is_analysis(run) else "training step"
+
+
+def curve(run, y):
+    """The line drawn through a run's step values: smoothed for training, as is for a
+    checkpoint's few gradient batches."""
+    return np.asarray(y, dtype=np.float64) if is_analysis(run) else smooth(y)
+
+
+def _over(runs) -> str:
+    """``over training`` / ``per gradient batch of each checkpoint`` for a figure's title."""
+    if all(is_analysis(r) for r in runs):
+        return "per gradient batch of each checkpoint"
+    return "over training" if not any(is_analysis(r) for r in runs) else "per step or batch"
+
+
+def _accuracy_x(run, ep):
+    """An analysed checkpoint's one evaluation sits at its own epoch (the file's), not 0."""
+    own = getattr(run, "checkpoint_epoch", None)
+    return np.full(len(ep), float(own)) if is_analysis(run) and own is not None else ep
+
+
+def _smoothed_points(ax, x, y, color, label, *, positive=False, run=None) -> bool:
+    """Raw points faint, smoothed line solid (a checkpoint's batches: points joined, not
+    smoothed); False when there is nothing to draw."""
     ok = np.isfinite(y) & (y > 0 if positive else True)
     if not ok.any():
         return False
+    if is_analysis(run):
+        ax.plot(x[ok], y[ok], color=color, marker="o", ms=4, lw=1.0, label=f"{label}, per batch")
+        return True
     ax.scatter(x[ok], y[ok], s=6, color=color, alpha=0.25, linewidths=0)
     ys = smooth(np.where(ok, y, np.nan))
     ax.plot(x, ys, color=color, lw=1.8, label=f"{label} (smoothed)")
@@ -38,7 +68,7 @@ def _gradient_panel(ax, run, metric: str, *, positive=False) -> bool:
     palette = colors(2)
     for (kind, label), color in zip(KINDS, palette, strict=True):
         x, y = gradient_series(run.steps, kind, metric, run.group)
-        drawn |= _smoothed_points(ax, x, y, color, label, positive=positive)
+        drawn |= _smoothed_points(ax, x, y, color, label, positive=positive, run=run)
     return drawn
 
 
@@ -65,9 +95,9 @@ def conflict_figure(runs: Sequence):
                 else:
                     no_data(ax, f"no {metric} recorded")
                 ax.set_title(f"{text(run.name)}{group}: {what}", fontsize="medium")
-                ax.set_xlabel("training step")
+                ax.set_xlabel(x_label(run))
                 ax.set_ylabel(ylabel)
-        suptitle(fig, "Gradient conflict over training: raw vs EAGC-corrected")
+        suptitle(fig, f"Gradient conflict {_over(runs)}: raw vs EAGC-corrected")
         return fig
 
 
@@ -121,7 +151,8 @@ def training_figure(runs: Sequence):
         for j, run in enumerate(runs):
             name = text(run.name)
             ax = axes[0, j]
-            _norm_ratio_axes(ax, _gradient_panel(ax, run, "norm_ratio", positive=True), name)
+            drawn = _gradient_panel(ax, run, "norm_ratio", positive=True)
+            _norm_ratio_axes(ax, drawn, name, x_label(run))
 
             ax = axes[1, j]
             x, soc = path_series(run.steps, keys.PROBESET, keys.SOC)
@@ -131,23 +162,24 @@ def training_figure(runs: Sequence):
             else:
                 no_data(ax, "no ProbeSet SOC recorded")
             ax.set_title(f"{name}: ProbeSet SOC", fontsize="medium")
-            ax.set_xlabel("training step")
+            ax.set_xlabel(x_label(run))
             ax.set_ylabel("ProbeSet SOC (0 to 1)")
 
             ax = axes[2, j]
             drawn = False
             for (key, field), color in zip(keys.ACC_KEYS.items(), acc_colors, strict=True):
                 ep, acc = path_series(run.epochs, field, x_key=keys.EPOCH)
+                ep = _accuracy_x(run, ep)
                 ok = np.isfinite(acc)
                 if ok.any():
                     ax.plot(ep[ok], acc[ok], marker="o", ms=3, color=color, label=key.title())
                     drawn = True
             _accuracy_axes(ax, drawn, name)
-        suptitle(fig, "Gradient norms, subspace overlap and accuracy over training")
+        suptitle(fig, f"Gradient norms, subspace overlap and accuracy {_over(runs)}")
         return fig
 
 
-def _norm_ratio_axes(ax, drawn: bool, name: str) -> None:
+def _norm_ratio_axes(ax, drawn: bool, name: str, xlabel: str = "training step") -> None:
     """The norm-ratio panel's log scale, equal-norm line, legend and labels."""
     if drawn:
         ax.set_yscale("log")
@@ -156,7 +188,7 @@ def _norm_ratio_axes(ax, drawn: bool, name: str) -> None:
     else:
         no_data(ax, "no norm ratio recorded")
     ax.set_title(f"{name}: gradient norm ratio", fontsize="medium")
-    ax.set_xlabel("training step")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("||g_U|| / ||g_S|| (log scale)")
 
 
@@ -273,15 +305,20 @@ def comparison_figure(runs: Sequence):
                     series = []
                     for run in group:
                         x, y = gradient_series(run.steps, kind, metric, run.group)
-                        series.append((x, smooth(y)))
+                        series.append((x, curve(run, y)))
                     label = f"{name}, {'raw' if kind == keys.RAW else 'EAGC'}"
                     _draw(axes[0, k], group, series, color, label, ls=ls)
             accs = [path_series(run.epochs, keys.ACC_ALL, x_key=keys.EPOCH) for run in group]
+            accs = [(_accuracy_x(run, ep), acc) for run, (ep, acc) in zip(group, accs, strict=True)]
             _draw(axes[0, 2], group, accs, color, name, marker="o")
+        frozen = all(is_analysis(r) for r in runs)
+        how = "per gradient batch" if frozen else "smoothed"
+        steps = x_label(runs[0]) if frozen else "training step"
+        epoch = "epoch (a checkpoint: the epoch its file records)"
         titles = (
-            ("cos(g_S, g_U), smoothed", "training step"),
-            ("GDC, smoothed", "training step"),
-            ("All accuracy", "epoch"),
+            (f"cos(g_S, g_U), {how}", steps),
+            (f"GDC, {how}", steps),
+            ("All accuracy", epoch if any(is_analysis(r) for r in runs) else "epoch"),
         )
         for ax, (ylabel, xlabel) in zip(axes[0], titles, strict=True):
             ax.set_xlabel(xlabel)

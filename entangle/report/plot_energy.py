@@ -8,6 +8,7 @@ import numpy as np
 
 from entangle.report.energy import GROUP_LABELS, GROUPS, EpochEnergy, run_conceptor_of
 from entangle.report.figures import colors, new_figure, no_data, style, suptitle, text
+from entangle.report.load import epoch_label, is_analysis
 from entangle.runs.keys import EEP_WEIGHT, ENERGY, ENERGY_RATIO
 from entangle.runs.records import summary_series
 
@@ -109,10 +110,13 @@ def energy_figure(runs: Sequence, per_run: Mapping[str, Sequence[EpochEnergy]], 
                         no_data(ax, "no saved features")
                     continue
                 e = rows[i]
+                # an analysed checkpoint has one saved set of features: no early/late
                 stage = (
-                    "only saved epoch"
+                    ""
+                    if is_analysis(run)
+                    else "only saved epoch, "
                     if len(energies) == 1 and n_rows > 1
-                    else ("early" if i == 0 and n_rows > 1 else "late")
+                    else ("early, " if i == 0 and n_rows > 1 else "late, ")
                 )
                 values = getattr(e, kind)
                 drawn = False
@@ -125,13 +129,15 @@ def energy_figure(runs: Sequence, per_run: Mapping[str, Sequence[EpochEnergy]], 
                     ax.legend(loc="best", fontsize="small")
                 else:
                     no_data(ax, "not computable for this epoch")
-                ax.set_title(f"{text(run.name)}: {stage}, epoch {e.epoch}", fontsize="medium")
+                when = epoch_label(run, e.epoch)
+                ax.set_title(f"{text(run.name)}: {stage}{when}", fontsize="medium")
                 label = xlabel.replace("/ T", f"/ {e.temperature:g}") if kind == "free" else xlabel
                 ax.set_xlabel(
                     f"{label}\n(axis fitted to the data: {bins[0]:.3g} to {bins[-1]:.3g})"
                 )
                 ax.set_ylabel("density")
-        suptitle(fig, f"{title}: labeled vs unlabeled old vs unlabeled new, early vs late")
+        when = "" if all(is_analysis(r) for r in runs) else ", early vs late"
+        suptitle(fig, f"{title}: labeled vs unlabeled old vs unlabeled new{when}")
         return fig
 
 
@@ -165,8 +171,13 @@ def spectrum_figure(runs: Sequence, per_run: Mapping[str, Sequence[EpochEnergy]]
                 if e.eigenvalues is None:
                     continue
                 ev = e.eigenvalues
+                whose = (
+                    f"the {epoch_label(run, e.epoch)}'s"
+                    if is_analysis(run)
+                    else f"epoch {e.epoch}'s"
+                )
                 label = (
-                    f"refit on epoch {e.epoch}'s labeled features: quota {e.quota:.2f}, "
+                    f"refit on {whose} labeled features: quota {e.quota:.2f}, "
                     f"eff. rank {e.effective_rank:.1f}"
                 )
                 ax.plot(

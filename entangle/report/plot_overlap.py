@@ -11,6 +11,7 @@ import numpy as np
 from entangle.defaults import KNN_K
 from entangle.metrics import knn_overlap
 from entangle.report.figures import colors, new_figure, no_data, style, suptitle, text
+from entangle.report.load import epoch_label
 from entangle.report.tsne import tsne_embed
 
 # beyond this many classes a per-class legend is unreadable; colours alone remain
@@ -135,7 +136,7 @@ def tsne_figure(runs: Sequence, overlaps: Sequence[Overlap | None], class_names:
                 top.scatter(*o.coords[m].T, s=size, color=color, alpha=0.6, lw=0, label=label)
             top.legend(loc="upper right", fontsize="small", markerscale=2)
             top.set_title(
-                f"{text(run.name)}, epoch {o.epoch}: old vs new ({sample})\n"
+                f"{text(run.name)}, {epoch_label(run, o.epoch)}: old vs new ({sample})\n"
                 f"k-NN new->old: features {_fmt(o.knn_feature, 'new_to_old')}, "
                 f"map {_fmt(o.knn_map, 'new_to_old')} "
                 f"(mixed: {_fmt(o.knn_feature, 'new_to_old_chance')})",

@@ -81,13 +81,21 @@ class Estimate:
             return fmt.format(self.value)
         return f"{fmt.format(self.value)} [{fmt.format(self.low)}, {fmt.format(self.high)}]"
 
-    def sides(self) -> str:
-        """``n = 5 vs 5`` for a comparison, ``n = 5 seeds`` / ``n = 90 steps`` otherwise."""
+    def sides(self, unit: str = "seeds") -> str:
+        """``n = 5 vs 5 seeds`` for a comparison, ``n = 5 seeds`` / ``n = 90 steps`` otherwise;
+        ``unit`` names what a side counts (analysed checkpoints: ``checkpoints``)."""
         if self.method in (PAIRED, WELCH, NO_INTERVAL):
-            return f"n = {self.n} vs {self.n_b} seeds"
+            return f"n = {self.n} vs {self.n_b} {unit}"
         return f"n = {self.n} {'steps' if self.method == WITHIN_RUN else 'seeds'}"
 
-    def _how(self) -> str:
+    def _how(self, unit: str = "seeds") -> str:
+        if self.method == NO_INTERVAL and unit != "seeds":
+            return f"difference of the {unit}, {self.sides(unit)}: no between-run interval"
+        if self.method == WITHIN_RUN and not self.has_interval:
+            return (
+                f"mean of n={self.n} probed steps: too few for a within-run interval (it "
+                f"needs {2 * MIN_BATCHES})"
+            )
         if self.method == WITHIN_RUN:
             return (
                 f"95% within-run (steps) interval: batch means over n={self.n} probed steps "
@@ -105,16 +113,17 @@ class Estimate:
             )
         return f"one value (n={self.n}), no interval"
 
-    def how(self) -> str:
-        """How the interval was obtained, with n, in words (and its note, if any)."""
-        base = self._how()
+    def how(self, unit: str = "seeds") -> str:
+        """How the interval was obtained, with n, in words (and its note, if any); ``unit``
+        names what a comparison's sides count (analysed checkpoints: ``checkpoints``)."""
+        base = self._how(unit)
         return f"{base}; {self.note}" if self.note else base
 
-    def text(self, fmt: str = "{:.3f}") -> str:
+    def text(self, fmt: str = "{:.3f}", unit: str = "seeds") -> str:
         """``value [low, high] (how, n)``."""
         if math.isnan(self.value):
             return "n/a"
-        return f"{self.short(fmt)} ({self.how()})"
+        return f"{self.short(fmt)} ({self.how(unit)})"
 
     def verdict(self, fmt: str = "{:+.3f}") -> str:
         """The difference in words that follow the numbers (no sign without evidence)."""
@@ -166,8 +175,8 @@ def within_run(values, bounds: tuple[float, float] | None = None) -> Estimate:
     x = _finite(values)
     if x.size == 0:
         return Estimate(math.nan)
-    if x.size < 2 * MIN_BATCHES:
-        return Estimate(float(x.mean()), n=int(x.size))
+    if x.size < 2 * MIN_BATCHES:  # too few steps for batches: the mean, no interval
+        return Estimate(float(x.mean()), n=int(x.size), method=WITHIN_RUN)
     batches, b = _batches(x)
     k = batches.size
     half = stats.t.ppf(0.975, k - 1) * batches.std(ddof=1) / math.sqrt(k)
@@ -188,7 +197,7 @@ def within_run_rate(values) -> Estimate:
         return Estimate(math.nan)
     n, p = int(x.size), float(x.mean())
     if n < 2 * MIN_BATCHES:
-        return Estimate(p, n=n)
+        return Estimate(p, n=n, method=WITHIN_RUN)
     batches, b = _batches(x)
     k = batches.size
     var = batches.var(ddof=1) / k

@@ -24,7 +24,7 @@ import numpy as np
 
 from entangle.report.load import RunData
 from entangle.report.uncertainty import Estimate, compare
-from entangle.report.verdict_card import SettingFacts, answer_card, glance_table
+from entangle.report.verdict_card import SettingFacts, answer_card, compared_line, glance_table
 from entangle.report.verdict_detail import (
     GDC_RANGE,
     _mean,
@@ -66,6 +66,8 @@ class Verdict:
     glance: dict = field(default_factory=dict)
     # what ProbeSet SOC is, said wherever it is shown (verdict_detail.probeset_note)
     probeset: str | None = None
+    # every run an analysed checkpoint (entangle analyze): compared as they are, no seeds
+    frozen: bool = False
 
     def as_json(self) -> dict:
         """``{"headline", "card", "comparisons", "runs", "calibration"}`` (NaN as null by the
@@ -132,9 +134,12 @@ def n_probed(run: RunData) -> int:
 
 
 def window(group: list[RunData]) -> str:
-    """``first 200 training steps (90 probed)`` (a range when the seeds differ)."""
+    """``first 200 training steps (90 probed)`` (a range when the seeds differ); for an
+    analysed checkpoint ``4 gradient batches of the frozen checkpoint``."""
     counts = sorted({n_probed(r) for r in group})
     probed = str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+    if all(r.is_analysis for r in group):
+        return f"{probed} gradient batches of the frozen checkpoint"
     return f"{WINDOW} ({probed} probed)"
 
 
@@ -257,15 +262,19 @@ def compute_verdict(runs: Sequence[RunData]) -> Verdict:
     probed = [g for g in groups if has(g[0], keys.RAW)]
     baselines = [g for g in probed if coordinated(g[0]) is None]
     treated = [g for g in probed if coordinated(g[0]) is not None]
-    facts = {label(g): SettingFacts(label(g), len(g), window(g), coordination=coordinated(g[0]))
-             for g in groups}  # fmt: skip
+    # analysed checkpoints: every one gets EAGC's correction computed on its batches, none is
+    # a baseline; the checkpoints themselves are compared
+    frozen = bool(runs) and all(r.is_analysis for r in runs)
+    facts = {label(g): SettingFacts(label(g), len(g), window(g), coordination=coordinated(g[0]),
+                                    frozen=frozen) for g in groups}  # fmt: skip
     for group in groups:
         _run_rows(out, group)
     for group in probed:
         _entanglement(out, facts[label(group)], group)
     for group in treated:
-        _coordination(out, facts[label(group)], group, matching_baseline(group, baselines))
-    if not treated and len(probed) >= 2:  # no EAGC: compare the runs themselves
+        base = None if frozen else matching_baseline(group, baselines)
+        _coordination(out, facts[label(group)], group, base)
+    if (frozen or not treated) and len(probed) >= 2:  # compare the runs themselves
         for other in probed[1:]:
             fact = facts[label(other)]
             fact.baseline = label(probed[0])
@@ -276,18 +285,22 @@ def compute_verdict(runs: Sequence[RunData]) -> Verdict:
     out.probeset = probeset_note(runs)
     if out.probeset:
         out.lines.append(out.probeset)
-    top = headline(treated)
+    top = None if frozen else headline(treated)
     top_facts = None if top is None else facts[label(top)]
     if top_facts is not None and top_facts.baseline is not None:
         out.headline = {"a": top_facts.name, "b": top_facts.baseline}
     out.card = answer_card(list(facts.values()), top_facts)
+    out.frozen = frozen
+    if frozen:
+        batches = max(n_probed(r) for r in runs)
+        out.card.insert(0, compared_line(runs, batches, [r for r in runs if coordinated(r)]))
     out.glance = glance_table(list(facts.values()))
     return out
 
 
-def _add(out: Verdict, name: str, quantity: str, est: Estimate, fmt="{:.3f}") -> None:
+def _add(out: Verdict, name: str, quantity: str, est: Estimate, fmt="{:.3f}", unit="seeds"):
     if not math.isnan(est.value):  # a row the run cannot have is left out, not "n/a"
-        out.rows.append((name, quantity, est.text(fmt)))
+        out.rows.append((name, quantity, est.text(fmt, unit)))
 
 
 def _run_rows(out: Verdict, group: list[RunData]) -> None:
@@ -336,9 +349,15 @@ def _versus(out, a, b) -> dict[str, Estimate]:
         results[metric] = est
         if math.isnan(est.value):
             continue
-        win = window(a) if metric in _STEP_METRICS else "last epoch"
+        frozen = all(r.is_analysis for r in a + b)
+        last = "the checkpoint's evaluation" if frozen else "last epoch"
+        win = window(a) if metric in _STEP_METRICS else last
         out.comparisons.append(_record(est, label(a), label(b), metric, win))
-        _add(out, label(a), f"{desc}: minus {label(b)}", est, "{:+.3f}")
+        if frozen:  # a checkpoint's batches and its computed (never applied) correction
+            desc = desc.replace(WINDOW, window(a)).replace("last epoch", last)
+            desc = desc.replace("applied GDC (EAGC-corrected)", "EAGC-corrected GDC (computed)")
+        unit = "checkpoints" if frozen else "seeds"
+        _add(out, label(a), f"{desc}: minus {label(b)}", est, "{:+.3f}", unit)
     return results
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from entangle.report.uncertainty import WITHIN_RUN, Estimate
 from entangle.report.verdict_detail import EEPDiagnosis
@@ -37,11 +38,17 @@ class SettingFacts:
     baseline: str | None = None
     versus: dict[str, Estimate] = field(default_factory=dict)
     eep: EEPDiagnosis | None = None
+    # an analysed checkpoint (entangle analyze): batches of frozen weights, a computed
+    # (never applied) correction, one evaluation instead of a last epoch
+    frozen: bool = False
 
 
-def _kind(est: Estimate) -> str:
+def _kind(est: Estimate, frozen: bool = False) -> str:
+    unit = "gradient batches" if frozen else "steps"
+    if est.method == WITHIN_RUN and not est.has_interval:
+        return f"one run of {est.n} {unit}: too few for an interval"
     if est.method == WITHIN_RUN:
-        return f"one run: within-run (steps) intervals, n = {est.n} steps"
+        return f"one run: within-run ({unit}) intervals, n = {est.n} {unit}"
     return f"95% t interval, {est.sides()}" if est.has_interval else est.sides()
 
 
@@ -70,12 +77,13 @@ def _entanglement_line(probed: Sequence[SettingFacts], ref: SettingFacts) -> str
     line = (
         f"(a) Entanglement, {ref.name}: the supervised and unsupervised gradients conflict "
         f"(cos < 0) on {ref.rate.short('{:.0%}')} of the {ref.window}; raw GDC "
-        f"{ref.gdc.short()} ({_kind(ref.gdc)})"
+        f"{ref.gdc.short()} ({_kind(ref.gdc, ref.frozen)})"
     )
     if len(probed) > 1:
         seeds = "seed means, " if any(f.n_runs > 1 for f in probed) else ""
+        what = "checkpoints" if ref.frozen else "settings"
         line += (
-            f". Across all {len(probed)} settings ({seeds}same window): conflict rate "
+            f". Across the {len(probed)} {what} ({seeds}same window): conflict rate "
             f"{_spread(probed, lambda f: f.rate, '{:.0%}')}, raw GDC "
             f"{_spread(probed, lambda f: f.gdc, '{:.3f}')}"
         )
@@ -101,14 +109,14 @@ def _coordination_line(top: SettingFacts) -> str:
     return line + f"; applied GDC vs {top.baseline}: {applied.verdict()}."
 
 
-def compact(ests: Sequence[tuple[str, Estimate]]) -> str:
+def compact(ests: Sequence[tuple[str, Estimate]], unit: str = "seeds") -> str:
     """``All +0.001, Old +0.000 (no interval: n = 1 vs 1 seeds)`` or, with intervals,
     ``All: no detectable difference, +0.004 [-0.010, +0.018]; ... (95% CI, n = 5 vs 5
     seeds)``; the sides are said once when all share them."""
     ests = [(name, e) for name, e in ests if not math.isnan(e.value)]
     if not ests:
         return ""
-    sides = {e.sides() for _, e in ests}
+    sides = {e.sides(unit) for _, e in ests}
     shared = sides.pop() if len(sides) == 1 else None
     parts = []
     for name, e in ests:
@@ -119,7 +127,7 @@ def compact(ests: Sequence[tuple[str, Estimate]]) -> str:
         else:
             word = "higher" if e.value > 0 else "lower"
             text = f"{name}: {word} by {e.short('{:+.3f}')}"
-        parts.append(text if shared else f"{text} ({e.sides()})")
+        parts.append(text if shared else f"{text} ({e.sides(unit)})")
     with_ci = any(e.has_interval for _, e in ests)
     sep = "; " if with_ci else ", "
     if shared is None:
@@ -167,15 +175,35 @@ def _others_line(others: Sequence[SettingFacts]) -> str:
 
 
 def _runs_line(compared: Sequence[SettingFacts]) -> str:
-    """No coordination to judge: the runs' accuracies against the first."""
+    """No headline comparison: the runs' (checkpoints') accuracies against the first."""
     parts = []
+    unit = "checkpoints" if compared and compared[0].frozen else "seeds"
     for f in compared:
-        text = compact([(g, f.versus[k]) for g, k in _ACC if k in f.versus])
+        text = compact([(g, f.versus[k]) for g, k in _ACC if k in f.versus], unit)
         if text:
             parts.append(f"{f.name}: {text}")
     if not parts:
         return ""
-    return f"(c) Accuracy, last epoch, minus {compared[0].baseline}: " + " | ".join(parts) + "."
+    when = "each checkpoint's own evaluation" if compared[0].frozen else "last epoch"
+    return f"(c) Accuracy, {when}, minus {compared[0].baseline}: " + " | ".join(parts) + "."
+
+
+def _correction_line(corrected: Sequence[SettingFacts]) -> str:
+    """Analysed checkpoints: the correction computed on each one's batches, never applied."""
+    parts = [
+        f"{f.name} {f.change.short('{:+.3f}')}{_mark(f.change)}"
+        for f in corrected
+        if not math.isnan(f.change.value)
+    ]
+    if not parts:
+        return ""
+    mark = f"; {EXCLUDES} interval excludes 0" if corrected[0].change.has_interval else ""
+    return (
+        "(b) EAGC's correction, computed on the same gradient batches of each frozen "
+        "checkpoint (not applied), corrected - raw GDC: "
+        + "; ".join(parts)
+        + f" ({_kind(corrected[0].change, True)}{mark})."
+    )
 
 
 def _eep_line(with_eep: Sequence[SettingFacts], top: SettingFacts | None) -> str:
@@ -188,7 +216,12 @@ def _eep_line(with_eep: Sequence[SettingFacts], top: SettingFacts | None) -> str
         parts = []
         if inert:
             spread = _spread(inert, lambda f: f.eep.weight, "{:.3f}", names=False)
-            parts.append(f"inert in {len(inert)} of the other {len(rest)} (mean weight {spread})")
+            if len(rest) == 1:
+                parts.append(f"inert also in {inert[0].name} (mean weight {spread})")
+            else:
+                parts.append(
+                    f"inert in {len(inert)} of the other {len(rest)} (mean weight {spread})"
+                )
         if acts:
             parts.append(
                 "acts in "
@@ -210,7 +243,10 @@ def answer_card(facts: Sequence[SettingFacts], top: SettingFacts | None) -> list
     ref = by_name.get(top.baseline) if top is not None and top.baseline else None
     ref = ref if ref is not None and ref.rate is not None else probed[0]
     lines = [_entanglement_line(probed, ref)]
-    if top is not None:
+    if probed[0].frozen:
+        lines.append(_correction_line([f for f in probed if f.change is not None]))
+        lines.append(_runs_line([f for f in probed if f.versus]))
+    elif top is not None:
         lines.append(_coordination_line(top))
         if top.baseline is not None:
             lines.append(_accuracy_line(top))
@@ -223,6 +259,48 @@ def answer_card(facts: Sequence[SettingFacts], top: SettingFacts | None) -> list
     if with_eep:
         lines.append(_eep_line(with_eep, top))
     return [line for line in lines if line]
+
+
+def correction_of(run) -> str:
+    """What an analysed checkpoint's EAGC correction is made of (entangle/analysis)."""
+    cfg = run.config
+    beta, aga = cfg.get("eep_weight"), cfg.get("aga_weight")
+    if cfg.get("reference"):
+        return (
+            f"AGA (weight {aga}) and EEP (beta {beta}) with the conceptor and anchor of the "
+            f"reference model {Path(str(cfg['reference'])).name}"
+        )
+    return (
+        f"EEP only (beta {beta}), with the conceptor of the checkpoint's own labeled features: "
+        "no --reference model was given, so no AGA"
+    )
+
+
+def compared_line(runs, batches: int, corrected) -> str:
+    """What an ``entangle analyze`` report compares: checkpoints, their epochs, the batches.
+
+    ``batches``: gradient batches per checkpoint; ``corrected``: the runs with EAGC's
+    correction computed on them."""
+    names = ", ".join(f"{r.name} ({r.epoch_label(None)})" for r in runs)
+    cfg = runs[0].config
+    same = len({(r.config.get("data"), r.config.get("seed"), r.config.get("batch_size"))
+                for r in runs}) == 1  # fmt: skip
+    data = f"{cfg.get('data')}, {cfg.get('n_samples')} samples"
+    what = "checkpoint" if len(runs) == 1 else f"{len(runs)} checkpoints"
+    line = f"Compared: {what}, {names}, " if len(runs) > 1 else f"Analysed: {names}, "
+    line += (
+        f"on the same data ({data}) and the same {batches} gradient batches of "
+        f"{cfg.get('batch_size')} rows (seed {cfg.get('seed')}: same rows and views)"
+        if same
+        else "on differing data, seeds or batch sizes (see the run details)"
+    )
+    corrections = sorted({correction_of(r) for r in corrected})
+    if corrections:
+        line += (
+            ". The weights are frozen (no optimiser step between batches), and EAGC's "
+            "correction is computed on each batch, never applied (" + "; ".join(corrections) + ")"
+        )
+    return line + "."
 
 
 def glance_table(facts: Sequence[SettingFacts]) -> dict:

@@ -88,7 +88,7 @@ def eep_diagnosis(group, estimate) -> EEPDiagnosis | None:
     beta = 0.5 if math.isnan(beta) else beta
     if has(run, EAGC) and np.isfinite(_path(run, ENERGY, EEP_WEIGHT, "mean")).any():
         return EEPDiagnosis(
-            "during training",
+            "on the checkpoint's gradient batches" if run.is_analysis else "during training",
             estimate(group, lambda r: _path(r, ENERGY, EEP_WEIGHT, "mean")),
             estimate(group, lambda r: _path(r, ENERGY, EEP_WEIGHT, "frac_active"), SHARE),
             estimate(group, _gap),
