@@ -6,14 +6,13 @@ The tags and the writer are the live Probe's (entangle.probing.tensorboard, docs
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from entangle.probing.tensorboard import (
     EPOCH_PREFIX,
     HISTOGRAM_PREFIX,
     TensorBoardOut,
+    class_attribution,
     record_scalars,
 )
 from entangle.report.energy import aperture_of, epoch_energy
@@ -31,11 +30,11 @@ def export_run(run_dir, log_dir, *, histogram_every: int = 10) -> dict:
     """Write an existing run directory's records to a TensorBoard log directory, replacing
     an earlier export there.
 
-    Step and epoch records become the same scalars a live ``Probe(tensorboard=)`` writes, plus
-    the attribution's per-class sums named by the run's class names
-    (:func:`class_attribution`), and a custom-scalars layout overlaying raw and corrected
-    series (:func:`entangle.probing.tensorboard.overlay_layout`); docs/records.md lists the
-    tags.
+    Step and epoch records become the same scalars a live ``Probe(tensorboard=)`` writes
+    (the attribution's per-class sums named by the run's class names included:
+    :func:`entangle.probing.tensorboard.class_attribution`), and a custom-scalars layout
+    overlaying raw and corrected series (:func:`entangle.probing.tensorboard.overlay_layout`);
+    docs/records.md lists the tags.
     Per-row arrays of probed steps are not stored in a run, so the histograms here are those
     of each saved feature epoch: energy ratios (conceptor refitted on that epoch's labeled
     features, the run's aperture) and free energies per sample group, at the epoch's step.
@@ -68,44 +67,13 @@ def export_run(run_dir, log_dir, *, histogram_every: int = 10) -> dict:
     }
 
 
-def class_attribution(record: Mapping, class_names=None) -> Iterator[tuple[str, float]]:
-    """``(tag, value)`` of an attributed step's per-class shares, one series per class.
-
-    ``attribution.unsup_rows.class`` (a ``[K]`` list, skipped by ``record_scalars``) becomes
-    ``attribution/unsup_rows/class/<name>`` (the share sum as recorded) and
-    ``attribution/unsup_rows/class_per_row/<name>`` (sum over the class's unlabeled rows,
-    the report's ranking; classes without rows are left out); the same for
-    ``attribution_eagc``. ``<name>``: the run's class name (``/`` as ``_``), else the index.
-
-    Args:
-        record: a step record.
-        class_names: the run's ``config["class_names"]`` (None: indices).
-    """
-    for kind in ("attribution", "attribution_eagc"):
-        rows = (record.get(kind) or {}).get("unsup_rows") or {}
-        sums, counts = rows.get("class"), rows.get("class_rows")
-        if not isinstance(sums, list):
-            continue
-        named = isinstance(class_names, list) and len(class_names) == len(sums)
-        for i, value in enumerate(sums):
-            if not isinstance(value, int | float) or not math.isfinite(value):
-                continue
-            name = str(class_names[i]).replace("/", "_") if named else str(i)
-            yield f"{kind}/unsup_rows/class/{name}", float(value)
-            n = counts[i] if isinstance(counts, list) and i < len(counts) else None
-            if isinstance(n, int | float) and n > 0:
-                yield f"{kind}/unsup_rows/class_per_row/{name}", float(value) / n
-
-
 def _export_into(reader: RunReader, log_dir: Path, histogram_every: int) -> list[int]:
     """Write ``reader``'s records into the fresh folder ``log_dir``; the saved feature epochs."""
-    out = TensorBoardOut(log_dir, histogram_every=histogram_every)
     names = (reader.config or {}).get("class_names")
+    out = TensorBoardOut(log_dir, histogram_every=histogram_every, class_names=names)
     try:
         for record in reader.steps:
-            out.write_step(record)
-            for tag, value in class_attribution(record, names):
-                out.write_scalar(tag, value, record.get(keys.STEP, 0))
+            out.write_step(record)  # with its per-class attribution, as the live sink
         epoch_steps = {}
         for record in reader.epochs:
             out.write_epoch(record)

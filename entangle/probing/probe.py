@@ -114,7 +114,9 @@ class Probe:
         attribution_sup_side: also split the product over the rows' supervised side.
         tensorboard: a ``torch.utils.tensorboard.SummaryWriter`` or a log directory: every
             probed scalar and evaluation record is also written there under stable tags
-            (docs/records.md, "TensorBoard tags"); needs the ``[tb]`` extra.
+            (docs/records.md, "TensorBoard tags"), attribution per class too (named by
+            the run's ``config["class_names"]`` when it has them, else class indices); needs
+            the ``[tb]`` extra.
         histogram_every: with ``tensorboard``, histograms of the EEP weights and energy
             ratios of the step's rows on every ``histogram_every``-th probed step.
         config: with ``run`` a path, the run's configuration (dict or dataclass) written to
@@ -200,7 +202,7 @@ class Probe:
         self.epoch_records = self._store.epoch_records
         self._tensorboard = None
         if tensorboard is not None and main:
-            self._tensorboard = TensorBoardSink(tensorboard, histogram_every)
+            self._tensorboard = TensorBoardSink(tensorboard, histogram_every, self.run)
         self._closed = False
 
     def _parts(self) -> list[Measurement]:

@@ -77,8 +77,12 @@ class RunStore(MemoryStore):
 class TensorBoardSink:
     """Every probed scalar and evaluation record under stable tags (docs/records.md)."""
 
-    def __init__(self, target, histogram_every: int) -> None:
-        self.out = TensorBoardOut(target, histogram_every=histogram_every)
+    def __init__(self, target, histogram_every: int, run=None) -> None:
+        # the run's class names (when its config has them) name the per-class attribution
+        config = (getattr(run, "meta", None) or {}).get("config")
+        names = config.get("class_names") if isinstance(config, dict) else None
+        names = names if isinstance(names, list) and names else None
+        self.out = TensorBoardOut(target, histogram_every=histogram_every, class_names=names)
 
     def wants_histograms(self) -> bool:
         return self.out.histogram_due()

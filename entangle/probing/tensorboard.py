@@ -59,6 +59,36 @@ def record_scalars(
             yield tag, float(value)
 
 
+def class_attribution(record: Mapping, class_names=None) -> Iterator[tuple[str, float]]:
+    """``(tag, value)`` of an attributed step's per-class shares, one series per class.
+
+    ``attribution.unsup_rows.class`` (a ``[K]`` list, skipped by ``record_scalars``) becomes
+    ``attribution/unsup_rows/class/<name>`` (the share sum as recorded) and
+    ``attribution/unsup_rows/class_per_row/<name>`` (sum over the class's unlabeled rows,
+    the report's ranking; classes without rows are left out); the same for
+    ``attribution_eagc``. ``<name>``: the run's class name (``/`` as ``_``), else the index.
+
+    Args:
+        record: a step record.
+        class_names: the run's ``config["class_names"]`` (None, or a list of another
+            length: indices).
+    """
+    for kind in (keys.ATTRIBUTION, keys.ATTRIBUTION_EAGC):
+        rows = (record.get(kind) or {}).get("unsup_rows") or {}
+        sums, counts = rows.get("class"), rows.get("class_rows")
+        if not isinstance(sums, list):
+            continue
+        named = isinstance(class_names, list) and len(class_names) == len(sums)
+        for i, value in enumerate(sums):
+            if not isinstance(value, int | float) or not math.isfinite(value):
+                continue
+            name = str(class_names[i]).replace("/", "_") if named else str(i)
+            yield f"{kind}/unsup_rows/class/{name}", float(value)
+            n = counts[i] if isinstance(counts, list) and i < len(counts) else None
+            if isinstance(n, int | float) and n > 0:
+                yield f"{kind}/unsup_rows/class_per_row/{name}", float(value) / n
+
+
 def summary_writer(log_dir):
     """A ``torch.utils.tensorboard.SummaryWriter`` for ``log_dir`` (needs the [tb] extra)."""
     try:
@@ -78,9 +108,11 @@ class TensorBoardOut:
             directory (a writer is opened there and closed by :meth:`close`).
         histogram_every: write the per-row histograms (EEP weights of unlabeled rows,
             energy ratios per row group) on every ``histogram_every``-th written step record.
+        class_names: the run's class names, naming the per-class attribution series
+            (:func:`class_attribution`); None: class indices.
     """
 
-    def __init__(self, writer, *, histogram_every: int = 10) -> None:
+    def __init__(self, writer, *, histogram_every: int = 10, class_names=None) -> None:
         if int(histogram_every) < 1:
             raise EntangleValueError(
                 f"histogram_every must be a positive integer, got {histogram_every}"
@@ -95,6 +127,7 @@ class TensorBoardOut:
                 f"got {type(writer).__name__}"
             )
         self.histogram_every = int(histogram_every)
+        self.class_names = list(class_names) if class_names is not None else None
         self._steps_written = 0
         self.tags: set[str] = set()  # every scalar tag written, for the overlay layout
         self._closed = False
@@ -115,6 +148,9 @@ class TensorBoardOut:
         for tag, value in record_scalars(record):
             self.writer.add_scalar(tag, value, step)
             self.tags.add(tag)
+        # the per-class lists record_scalars skips, one named series per class
+        for tag, value in class_attribution(record, self.class_names):
+            self.write_scalar(tag, value, step)
         if rows and self.histogram_due():
             for tag, values in row_histograms(rows):
                 self.writer.add_histogram(tag, values, step)
@@ -128,7 +164,7 @@ class TensorBoardOut:
             self.tags.add(tag)
 
     def write_scalar(self, tag: str, value: float, step: int) -> None:
-        """One more scalar (an export's per-class attribution), counted for the layout."""
+        """One more scalar (a caller's own series), counted for the layout."""
         self.writer.add_scalar(tag, value, int(step))
         self.tags.add(tag)
 
