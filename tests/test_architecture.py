@@ -31,7 +31,6 @@ KNOWN_UPWARD: set[tuple[str, str]] = set()
 # without a "# long:" reason, that predate these tests; each to be split, then removed from
 # here (the lists may only shrink; a new long one is split or says why)
 KNOWN_LONG_MODULES = {
-    "entangle.analysis.run",
     "entangle.bench.gpu_check",
     "entangle.cli.train",
     "entangle.eagc",
@@ -41,8 +40,6 @@ KNOWN_LONG_MODULES = {
 KNOWN_LONG_FUNCTIONS = {
     "entangle.analysis.features:feature_record",
     "entangle.analysis.gradients:gradient_diagnostics",
-    "entangle.analysis.run:analyze",
-    "entangle.analysis.run:analyze_one",
     "entangle.bench.run:run_bench",
     "entangle.cli.ablate:ablate",
     "entangle.cli.train:train_command",
