@@ -1,13 +1,7 @@
-"""EAGC: Anchor-based Gradient Alignment (AGA) + Energy-aware Elastic Projection (EEP).
+"""The EAGC coordinator: fitting, the per-call correction, accumulation, hooks, persistence.
 
-Applied to the gradient of the hooked feature tensor z, per row, in one backward
-(docs/quantities.md, EAGC)::
-
-    g_i <- g_i - w_i C g_i + c m_i (z_i - z_i^ref)
-
-Every ``coordinate`` call computes its own weights and AGA term in the forward pass and keeps
-them in the autograd graph, so gradient accumulation, two forwards per step and DDP are exact:
-nothing is read from shared state at backward time.
+What one call decided lives in entangle/eagc/state.py, the checks in entangle/eagc/checks.py;
+the formula is in entangle/eagc/__init__.py and docs/quantities.md (EAGC).
 """
 
 from __future__ import annotations
@@ -15,119 +9,20 @@ from __future__ import annotations
 import weakref
 from collections.abc import Iterable
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 
 import torch
 
 from entangle.defaults import AGA_WEIGHT, APERTURE, EEP_WEIGHT
+from entangle.eagc.checks import check_inputs
+from entangle.eagc.state import _MODES, CoordinationState, _Accumulation, _Coordinate, loss_scale
 from entangle.errors import EntangleRuntimeError, EntangleValueError
 from entangle.metrics import conceptor as fit_conceptor
 from entangle.metrics import energy_ratio
 from entangle.metrics._tensors import compute_dtype
-from entangle.metrics.calibration import APERTURE_CRITERIA, is_auto, resolve_aperture
+from entangle.metrics.calibration import is_auto, resolve_aperture
 from entangle.metrics.energy import eep_gate
 from entangle.nn.distributed import global_sum, world_size
 from entangle.nn.features import reference_features
-
-# aperture resolution and reference features live with their kind (metrics/calibration.py,
-# nn/features.py); kept importable from here, where EAGC's users look for them
-__all__ = [
-    "APERTURE_CRITERIA",
-    "EAGC",
-    "CoordinationState",
-    "check_scaling",
-    "loss_scale",
-    "reference_features",
-    "resolve_aperture",
-]
-
-
-@dataclass
-class CoordinationState:
-    """What one ``coordinate`` call decided: the per-row EEP weights and the AGA term.
-
-    Attributes:
-        weights: ``[n]`` EEP coefficients w_i (0 for labeled rows), float32.
-        aga: ``[n, D]`` AGA term c m_i (z_i - z_i^ref) in unscaled units, or None.
-        energy: ``[n]`` energy ratios of this call's features (None when EEP is off).
-        scale: loss scale the AGA term is multiplied by (GradScaler), a 0-dim tensor or 1.0.
-        mode: ``"full"`` (P(g) + AGA, training), ``"linear"`` (P(g) only), ``"identity"``,
-            or ``"authors"`` (P(g) + AGA with ``previous_weights``: the EAGC authors'
-            diagnostic, docs/quantities.md); the Probe switches it to measure raw, corrected
-            and the authors' per-loss gradients.
-        previous_weights: the EEP weights of the previous ``coordinate`` call (None on the
-            first call, or when its row count differed): what the authors' ``compute_gdc``
-            projects with.
-        scaled: whether ``coordinate`` was given an enabled GradScaler; the Probe refuses a
-            backward whose scaling differs (the AGA term would be off by the loss scale).
-    """
-
-    weights: torch.Tensor | None
-    aga: torch.Tensor | None
-    conceptor: torch.Tensor
-    energy: torch.Tensor | None = None
-    scale: torch.Tensor | float = 1.0
-    mode: str = "full"
-    mu: torch.Tensor | None = None
-    fired: int = field(default=0)
-    scaled: bool = False
-    previous_weights: torch.Tensor | None = None
-
-    def transform(self, grad: torch.Tensor, mode: str | None = None) -> torch.Tensor:
-        """Apply the correction to a feature gradient ``[n, D]`` (any float dtype)."""
-        mode = mode or self.mode
-        if mode == "identity":
-            return grad
-        g = grad.to(self.conceptor.dtype)
-        out = g
-        weights = self.previous_weights if mode == "authors" else self.weights
-        if weights is not None:
-            # C is symmetric, so (C g_i) for every row is g @ C
-            out = out - weights[:, None] * (g @ self.conceptor)
-        if mode in ("full", "authors") and self.aga is not None:
-            out = out + self.aga * self.scale
-        return out.to(grad.dtype)
-
-
-_MODES = ("full", "linear", "identity", "authors")
-
-
-def check_scaling(features: torch.Tensor, scaler, eagc: EAGC | None = None) -> None:
-    """Refuse a backward whose loss scaling differs from the one ``coordinate`` was told.
-
-    The AGA term is added in the units of the incoming gradient: a scaler given to only one
-    of ``eagc.coordinate`` and ``probe.backward`` multiplies (or divides) it by the loss
-    scale, the reference code's AMP defect. ``features`` not coordinated (by ``eagc`` or any
-    other EAGC): nothing to check. Python-side only, no host sync.
-    """
-    state = eagc.state_for(features) if eagc is not None else None
-    if state is None:  # coordinated by an EAGC the caller was not given
-        state = getattr(features.grad_fn, "state", None)
-    if not isinstance(state, CoordinationState):
-        return
-    scaled = scaler is not None and scaler.is_enabled()
-    if scaled != state.scaled:
-        given, missing = (
-            ("probe.backward", "eagc.coordinate")
-            if scaled
-            else ("eagc.coordinate", "probe.backward")
-        )
-        raise EntangleValueError(
-            f"a GradScaler was given to {given} but not to {missing}: the AGA term would be "
-            "off by the loss scale; pass the same scaler= to both (or to neither)"
-        )
-
-
-class _Coordinate(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, features, state):
-        ctx.state = state
-        return features.view_as(features)
-
-    @staticmethod
-    def backward(ctx, grad):
-        ctx.state.fired += 1
-        return ctx.state.transform(grad), None
 
 
 class EAGC:
@@ -250,37 +145,8 @@ class EAGC:
         return eagc
 
     # ------------------------------------------------------------------ the correction
-    def _check(self, features, labeled, reference) -> torch.Tensor:
-        if features.ndim != 2:
-            raise EntangleValueError(
-                f"EAGC: features must be [n, D], got shape {tuple(features.shape)}"
-            )
-        d = self.conceptor.shape[0]
-        if features.shape[1] != d:
-            raise EntangleValueError(
-                f"EAGC: conceptor is [{d}, {d}] but features are {tuple(features.shape)}; fit "
-                "the conceptor on features of the layer you coordinate"
-            )
-        labeled = torch.as_tensor(labeled, device=features.device)
-        if labeled.ndim != 1 or labeled.shape[0] != features.shape[0]:
-            raise EntangleValueError(
-                f"EAGC: labeled mask has shape {tuple(labeled.shape)} but features are "
-                f"{tuple(features.shape)}; pass one entry per row (stack the mask for two views)"
-            )
-        if reference is not None and reference.shape != features.shape:
-            raise EntangleValueError(
-                f"EAGC: reference features have shape {tuple(reference.shape)} but features "
-                f"are {tuple(features.shape)}; run the reference model on the same inputs"
-            )
-        if reference is not None and reference.device != features.device:
-            raise EntangleValueError(
-                f"EAGC: reference features are on {reference.device} but features on "
-                f"{features.device}; run the reference model on the same device"
-            )
-        return labeled.bool()
-
     def _state(self, features, labeled, reference, *, update: bool, scale) -> CoordinationState:
-        m = self._check(features, labeled, reference)
+        m = check_inputs(self.conceptor, features, labeled, reference)
         dtype = compute_dtype(features.dtype)
         conceptor = self.conceptor.to(features.device, dtype)
         # under torch.autocast, no_grad alone would still run z @ C in half precision
@@ -530,22 +396,3 @@ class EAGC:
         eep = f"{self.eep_weight}{'' if self.adaptive else ' fixed'}" if self.eep else "off"
         parts.append(f"eep={eep}")
         return f"EAGC({', '.join(parts)})"
-
-
-class _Accumulation:
-    def __init__(self, micro_batches: int):
-        self.micro_batches = micro_batches
-        self.total: torch.Tensor | None = None
-
-    def add(self, total: torch.Tensor) -> None:
-        self.total = total if self.total is None else self.total + total
-
-
-def loss_scale(scaler, device) -> torch.Tensor | None:
-    """A GradScaler's current scale as a 0-dim device tensor, or None when nothing is scaled.
-
-    Scaling a one gives the scale without a host sync (``scaler.get_scale()`` would sync).
-    """
-    if scaler is None or not scaler.is_enabled():
-        return None
-    return scaler.scale(torch.ones((), device=device))
