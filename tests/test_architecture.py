@@ -33,7 +33,6 @@ KNOWN_UPWARD: set[tuple[str, str]] = set()
 KNOWN_LONG_MODULES = {
     "entangle.bench.gpu_check",
     "entangle.cli.train",
-    "entangle.probing.probe",
     "entangle.runs.io",
 }
 KNOWN_LONG_FUNCTIONS = {

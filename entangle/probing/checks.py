@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from entangle.errors import EntangleValueError
+from entangle.metrics.energy import SIMGCD_LOGIT_TEMPERATURE
 from entangle.probing.attribution import Attributor
+from entangle.probing.measurements import Measurement
 
 
 def check_features(features, labeled, novel, logits, eagc):
@@ -73,3 +77,44 @@ def attributor_for(groups: dict, attribution, group: str | None, sup_side: bool)
             f"attribution_group {name!r} is not a probed group; choose one of {sorted(groups)}"
         )
     return Attributor(name, groups[name], every=every, sup_side=sup_side)
+
+
+def check_every(every) -> None:
+    """``Probe(every=)`` is a positive integer."""
+    if int(every) < 1:
+        raise EntangleValueError(f"every must be a positive integer, got {every}")
+
+
+def check_coordinator(coordinator, eagc, index: dict) -> None:
+    """A gradient coordinator excludes EAGC and acts only on probed parameters (``index``)."""
+    if coordinator is not None and eagc is not None:
+        raise EntangleValueError("give Probe an eagc or a gradient coordinator, not both")
+    if coordinator is not None and any(id(p) not in index for p in coordinator.params):
+        raise EntangleValueError(
+            "the coordinator's parameters must all be in the probed groups; add them to "
+            "params (e.g. an 'all' group)"
+        )
+
+
+def temperature_of(logit_temperature: float | None) -> tuple[float, str]:
+    """``(T, source)``: the given softmax temperature, else SimGCD's (``"SimGCD default"``)."""
+    source = "given" if logit_temperature is not None else "SimGCD default"
+    if logit_temperature is None:
+        logit_temperature = SIMGCD_LOGIT_TEMPERATURE
+    if not 0 < float(logit_temperature) < math.inf:
+        raise EntangleValueError(
+            f"logit_temperature must be a positive number, got {logit_temperature}"
+        )
+    return float(logit_temperature), source
+
+
+def check_measurement(part, keys: frozenset) -> None:
+    """``part`` is a Measurement whose keys clash with none of ``keys`` (the probe's)."""
+    if not isinstance(part, Measurement):
+        raise EntangleValueError(f"add_measurement takes a Measurement, got {type(part).__name__}")
+    clash = sorted(set(part.keys) & keys)
+    if clash:
+        raise EntangleValueError(
+            f"{type(part).__name__} would write record keys the probe writes already "
+            f"{clash}; give it keys of its own"
+        )

@@ -190,6 +190,24 @@ def accuracy_fields(
     return out
 
 
+def evaluate_loader(
+    backbone, head, loader, *, rows: dict, accuracy, k: int, aperture: float, autocast=None
+) -> tuple[dict, dict]:
+    """Embed ``loader`` on the backbone's device and compute its epoch record and arrays.
+
+    ``rows``: ``labeled`` / ``novel`` / ``old_classes`` as :func:`loader_rows` takes them;
+    the rest as :func:`epoch_record` (:meth:`entangle.Probe.record_epoch`'s body).
+    """
+    param = next(backbone.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    inputs, finish = loader_rows(loader, **rows)
+    z, logits = embed_batches(backbone, head, inputs, device, autocast=autocast)
+    labels, labeled, novel = finish()
+    return epoch_record(
+        z, logits, labels, labeled, novel, accuracy=accuracy, k=k, aperture=aperture
+    )
+
+
 def write_epoch(run, epoch: int, step: int | None, record: dict, arrays: dict | None) -> dict:
     """Write one evaluation: ``{"epoch", "step"} | record`` to epochs.jsonl, arrays to features/.
 

@@ -271,3 +271,24 @@ def _share(flags: torch.Tensor, mask) -> torch.Tensor:
     if mask is None:
         return flags.float().mean()
     return (flags & mask).sum() / mask.sum().clamp_min(1)
+
+
+def enabled_parts(
+    eagc, coordinator, attributor, index, known_subspace, temperature, probeset, every
+) -> list[Measurement]:
+    """The measurements a Probe's constructor enabled, in record order.
+
+    ``temperature``: ``(T, source)`` of the free energy; the rest as the Probe holds them.
+    """
+    parts: list[Measurement] = []
+    if eagc is not None:
+        parts.append(EAGCCorrected(eagc))
+    if coordinator is not None:
+        parts.append(Coordinated())
+    parts.append(FeatureConflict())
+    if attributor is not None:
+        parts.append(Attribution(attributor, index))
+    parts.append(Energies(eagc, known_subspace, *temperature))
+    if probeset is not None:
+        parts.append(ProbeSetResults(probeset, every))
+    return parts

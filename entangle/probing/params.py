@@ -70,6 +70,15 @@ def parameter_groups(params) -> tuple[dict[str, list[torch.nn.Parameter]], bool]
     return {"params": _as_param_list(params, "params")}, False
 
 
+def distinct_params(groups: Mapping[str, list]) -> list[torch.nn.Parameter]:
+    """Every parameter of ``groups`` once, in first-seen order (groups may overlap)."""
+    seen: dict[int, torch.Tensor] = {}
+    for group in groups.values():
+        for p in group:
+            seen.setdefault(id(p), p)
+    return list(seen.values())
+
+
 def _as_param_list(value, name: str) -> list[torch.nn.Parameter]:
     if isinstance(value, torch.nn.Module):
         found = _trainable(value.parameters())

@@ -16,67 +16,40 @@ All metrics stay on the device; the record reaches the host in one sync (:meth:`
 
 from __future__ import annotations
 
-import math
 from contextlib import nullcontext
 
 import torch
 
 from entangle.defaults import APERTURE, SOC_K
 from entangle.eagc import EAGC, check_scaling, loss_scale
-from entangle.errors import EntangleRuntimeError, EntangleValueError
+from entangle.errors import EntangleRuntimeError
 from entangle.metrics.clustering import DEFAULT_PROTOCOL
-from entangle.metrics.energy import SIMGCD_LOGIT_TEMPERATURE
-from entangle.nn.distributed import is_main_process, world_size
+from entangle.nn.distributed import world_size
 from entangle.probing.backward import group_metrics, step_record
-from entangle.probing.checks import attributor_for, check_features, refuse_clash
-from entangle.probing.evaluation import embed_batches, epoch_record, loader_rows
-from entangle.probing.measurements import (
-    Attribution,
-    Coordinated,
-    EAGCCorrected,
-    Energies,
-    FeatureConflict,
-    Measurement,
-    ProbeSetResults,
+from entangle.probing.checks import (
+    attributor_for,
+    check_coordinator,
+    check_every,
+    check_features,
+    check_measurement,
+    refuse_clash,
+    temperature_of,
 )
-from entangle.probing.params import parameter_groups
-from entangle.probing.sinks import MemoryStore, RunStore, TensorBoardSink
+from entangle.probing.core_keys import CORE_KEYS, RANK_LOCAL_KEYS, RECORD_KEYS, rank_local
+from entangle.probing.counter import StepCounter
+from entangle.probing.evaluation import evaluate_loader
+from entangle.probing.measurements import Measurement, enabled_parts
+from entangle.probing.params import distinct_params, parameter_groups
+from entangle.probing.sinks import open_sinks
 from entangle.probing.step import ProbedStep, scaled
 from entangle.probing.summaries import nan_reasons, to_host
 from entangle.runs import keys as record_keys  # `keys` is also a Probe method
 
-# the core's own step-record keys; every part adds its own (docs/records.md)
-CORE_KEYS = frozenset(
-    {
-        record_keys.STEP,
-        record_keys.EPOCH,
-        record_keys.LOSSES,
-        record_keys.RAW,
-        record_keys.N_LABELED,
-        record_keys.NAN,
-        record_keys.RANK_LOCAL,
-    }
-)
-# every top-level key a step record of the probe can hold (docs/records.md)
-RECORD_KEYS = CORE_KEYS.union(
-    EAGCCorrected.keys,
-    Coordinated.keys,
-    FeatureConflict.keys,
-    Attribution.keys,
-    Energies.keys,
-    ProbeSetResults.keys,
-)
-# entries computed from this rank's rows alone under DDP (named in the record's rank_local)
-RANK_LOCAL_KEYS = (
-    record_keys.LOSSES,
-    record_keys.FEATURE,
-    record_keys.FEATURE_EAGC,
-    record_keys.ENERGY,
-    record_keys.N_LABELED,
-)
+# the record keys live in probing/core_keys.py; kept importable from here
+__all__ = ["CORE_KEYS", "RANK_LOCAL_KEYS", "RECORD_KEYS", "Probe"]
 
 
-class Probe:
+class Probe(StepCounter):
     """Measure gradient entanglement at every ``every``-th backward call.
 
     Args:
@@ -84,8 +57,8 @@ class Probe:
             groups such as ``{"last_block": last_block(backbone), "all": model}``.
         every: probe one backward call in ``every``; the others are plain backwards.
         run: a :class:`~entangle.runs.directory.RunWriter`, or a path where a new run is
-        started (and
-            finished by :meth:`close`); records are appended there (rank 0 only under DDP).
+            started (and finished by :meth:`close`); records are appended there (rank 0 only
+            under DDP).
             Without a run, records are kept in ``records``.
         eagc: the :class:`~entangle.eagc.EAGC` coordinating ``features``; its corrected
             per-loss gradients are measured too.
@@ -151,75 +124,33 @@ class Probe:
         seed: int | None = None,
         device: str | None = None,
     ) -> None:
-        if int(every) < 1:
-            raise EntangleValueError(f"every must be a positive integer, got {every}")
+        check_every(every)
         self.groups, self._named = parameter_groups(params)
-        seen: dict[int, torch.Tensor] = {}
-        for group in self.groups.values():
-            for p in group:
-                seen.setdefault(id(p), p)
-        self._params = list(seen.values())
+        self._params = distinct_params(self.groups)
         self._index = {id(p): i for i, p in enumerate(self._params)}
-        self.every = int(every)
+        super().__init__(every)
         self.eagc = eagc
-        if coordinator is not None and eagc is not None:
-            raise EntangleValueError("give Probe an eagc or a gradient coordinator, not both")
-        if coordinator is not None and any(id(p) not in self._index for p in coordinator.params):
-            raise EntangleValueError(
-                "the coordinator's parameters must all be in the probed groups; add them to "
-                "params (e.g. an 'all' group)"
-            )
+        check_coordinator(coordinator, eagc, self._index)
         self.coordinator = coordinator
         self.known_subspace = known_subspace
         self.probeset = probeset
-        source = "given" if logit_temperature is not None else "SimGCD default"
-        if logit_temperature is None:
-            logit_temperature = SIMGCD_LOGIT_TEMPERATURE
-        if not 0 < float(logit_temperature) < math.inf:
-            raise EntangleValueError(
-                f"logit_temperature must be a positive number, got {logit_temperature}"
-            )
-        self.logit_temperature = float(logit_temperature)
-        self.logit_temperature_source = source
+        self.logit_temperature, self.logit_temperature_source = temperature_of(logit_temperature)
         self.distributed = world_size() > 1 if distributed is None else distributed
         self.attributor = attributor_for(
             self.groups, attribution, attribution_group, attribution_sup_side
         )
-        self._measurements = self._parts()
-        self._calls = 0
-        self._epoch: int | None = None
+        parts = (eagc, coordinator, self.attributor, self._index, known_subspace)
+        temperature = (self.logit_temperature, self.logit_temperature_source)
+        self._measurements = enabled_parts(*parts, temperature, probeset, self.every)
         self._epochs_recorded = 0
         self.last: dict | None = None
-        # where records go: the run (rank 0 only under DDP) or memory, then TensorBoard
-        main = is_main_process()
-        if run is not None and main:
-            default = str(self._params[0].device) if self._params else None
-            self._store = RunStore(run, config=config, seed=seed, device=device, default=default)
-        else:
-            self._store = MemoryStore()
+        self._store, self._tensorboard = open_sinks(
+            run, tensorboard, histogram_every, self._params, config=config, seed=seed, device=device
+        )
         self.run = getattr(self._store, "run", None)
         self.records = self._store.records
         self.epoch_records = self._store.epoch_records
-        self._tensorboard = None
-        if tensorboard is not None and main:
-            self._tensorboard = TensorBoardSink(tensorboard, histogram_every, self.run)
         self._closed = False
-
-    def _parts(self) -> list[Measurement]:
-        """The measurements this probe's constructor enabled, in record order."""
-        parts: list[Measurement] = []
-        if self.eagc is not None:
-            parts.append(EAGCCorrected(self.eagc))
-        if self.coordinator is not None:
-            parts.append(Coordinated())
-        parts.append(FeatureConflict())
-        if self.attributor is not None:
-            parts.append(Attribution(self.attributor, self._index))
-        temperature, source = self.logit_temperature, self.logit_temperature_source
-        parts.append(Energies(self.eagc, self.known_subspace, temperature, source))
-        if self.probeset is not None:
-            parts.append(ProbeSetResults(self.probeset, self.every))
-        return parts
 
     def add_measurement(self, part: Measurement) -> Measurement:
         """Run one more :class:`~entangle.probing.measurements.Measurement` on probed steps.
@@ -227,16 +158,7 @@ class Probe:
         It runs after the built-in parts; its ``keys`` must not clash with any record key the
         probe already writes (docs/architecture.md, "Probe parts"). Returns ``part``.
         """
-        if not isinstance(part, Measurement):
-            raise EntangleValueError(
-                f"add_measurement takes a Measurement, got {type(part).__name__}"
-            )
-        clash = sorted(set(part.keys) & self.keys)
-        if clash:
-            raise EntangleValueError(
-                f"{type(part).__name__} would write record keys the probe writes already "
-                f"{clash}; give it keys of its own"
-            )
+        check_measurement(part, self.keys)
         self._measurements.append(part)
         return part
 
@@ -244,36 +166,6 @@ class Probe:
     def keys(self) -> frozenset:
         """Every top-level key this probe's step records can hold (core and parts)."""
         return CORE_KEYS.union(*(part.keys for part in self._measurements), RECORD_KEYS)
-
-    # ------------------------------------------------------------------ step counter
-    @property
-    def calls(self) -> int:
-        """How many ``backward`` calls this probe has seen (the next record's ``step``)."""
-        return self._calls
-
-    @calls.setter
-    def calls(self, value: int) -> None:
-        self.set_step(value)
-
-    def set_step(self, step: int) -> None:
-        """Set the backward-call count, e.g. to the global step when a run resumes, so
-        ``every`` and the records' steps stay aligned."""
-        if int(step) < 0:
-            raise EntangleValueError(f"step must be a non-negative integer, got {step}")
-        self._calls = int(step)
-
-    @property
-    def epoch(self) -> int | None:
-        """The epoch written into every step record (None: none written)."""
-        return self._epoch
-
-    @epoch.setter
-    def epoch(self, value: int | None) -> None:
-        self.set_epoch(value)
-
-    def set_epoch(self, epoch: int | None) -> None:
-        """Set the epoch step records carry from now on (``probe.epoch = e`` does the same)."""
-        self._epoch = None if epoch is None else int(epoch)
 
     @property
     def tensorboard(self):
@@ -307,10 +199,6 @@ class Probe:
             self._close_tensorboard()
             self._closed = True
         self.close()
-
-    def is_due(self) -> bool:
-        """Whether the next ``backward`` call will be probed."""
-        return self.calls % self.every == 0
 
     def attribution_forward(self):
         """Context for the forward of the next step: math attention when it is attributed.
@@ -377,22 +265,17 @@ class Probe:
         """
         if epoch is None:
             epoch = self.epoch if self.epoch is not None else self._epochs_recorded
-        param = next(backbone.parameters(), None)
-        device = param.device if param is not None else torch.device("cpu")
-        inputs, finish = loader_rows(loader, labeled=labeled, novel=novel, old_classes=old_classes)
-        z, logits = embed_batches(backbone, head, inputs, device, autocast=autocast)
-        labels, labeled, novel = finish()
         if aperture is None:
             aperture = getattr(self.eagc, "aperture", None) or APERTURE
-        record, arrays = epoch_record(
-            z,
-            logits,
-            labels,
-            labeled,
-            novel,
+        record, arrays = evaluate_loader(
+            backbone,
+            head,
+            loader,
+            rows={"labeled": labeled, "novel": novel, "old_classes": old_classes},
             accuracy=accuracy,
             k=k or getattr(self.probeset, "k", SOC_K),
             aperture=aperture,
+            autocast=autocast,
         )
         self._epochs_recorded += 1
         record = self._store.write_epoch(
@@ -507,11 +390,5 @@ class Probe:
         record = self.transfer(record)
         record["nan"] = nan_reasons(record)
         if self.distributed and world_size() > 1:
-            # gradient metrics are of the all-reduced (global) gradients; these entries are
-            # of this rank's rows only, and the record says so (docs/records.md)
-            record[record_keys.RANK_LOCAL] = {
-                "rank": torch.distributed.get_rank(),
-                "world_size": world_size(),
-                "keys": [k for k in RANK_LOCAL_KEYS if k in record],
-            }
+            record[record_keys.RANK_LOCAL] = rank_local(record)
         return record, ps.histograms or {}

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from entangle.errors import EntangleValueError
+from entangle.nn.distributed import is_main_process
 from entangle.probing.evaluation import write_epoch
 from entangle.probing.tensorboard import TensorBoardOut
 from entangle.runs import keys
@@ -95,3 +96,21 @@ class TensorBoardSink:
 
     def close(self) -> None:
         self.out.close()
+
+
+def open_sinks(run, tensorboard, histogram_every: int, params: list, *, config, seed, device):
+    """``(store, tensorboard_sink)`` for a Probe: the run (rank 0 only under DDP) or memory,
+    then TensorBoard (rank 0 only; None without ``tensorboard``).
+
+    ``params``: the probed parameters, whose first one's device a new run records by default.
+    """
+    main = is_main_process()
+    if run is not None and main:
+        default = str(params[0].device) if params else None
+        store = RunStore(run, config=config, seed=seed, device=device, default=default)
+    else:
+        store = MemoryStore()
+    sink = None
+    if tensorboard is not None and main:
+        sink = TensorBoardSink(tensorboard, histogram_every, getattr(store, "run", None))
+    return store, sink
