@@ -42,7 +42,6 @@ KNOWN_LONG_FUNCTIONS = {
     "entangle.cli.ablate:ablate",
     "entangle.cli.train:train_command",
     "entangle.logs.importer:import_log",
-    "entangle.report.html:render_html",
 }
 
 

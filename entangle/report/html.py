@@ -222,6 +222,27 @@ def render_html(runs, *, sections, summaries, energies, overlaps, verdict=None) 
 
     has_eagc, summary_notes = _summary_context(runs, summaries)
     frozen = all(getattr(r, "is_analysis", False) for r in runs)
+    page = _page_sections(runs, sections, summaries, energies, overlaps, has_eagc, frozen)
+    title = "entangle report: " + ", ".join(r.name for r in runs)
+    return (
+        environment()
+        .get_template("report.html")
+        .render(
+            title=title,
+            version=__version__,
+            generated=now_text(),
+            runs=[run_details(r) for r in runs],
+            banners=_banners(runs),
+            summary_rows=[start_row(runs)] + summary_rows(summaries, has_eagc, frozen),
+            summary_notes=summary_notes,
+            sections=page,
+            verdict=_verdict_context(verdict),
+        )
+    )
+
+
+def _energy_notes(runs: list[RunData], energies: dict) -> list[str]:
+    """The energy section's notes: each run's conceptor, DDP rank-local rows, epoch notes."""
     energy_notes = [
         f"{r.name}: {run_conceptor_note(r.meta)}" for r in runs if run_conceptor_note(r.meta)
     ]
@@ -238,6 +259,11 @@ def render_html(runs, *, sections, summaries, energies, overlaps, verdict=None) 
     energy_notes += [
         f"{name}, epoch {e.epoch}: {e.note}" for name, es in energies.items() for e in es if e.note
     ]
+    return energy_notes
+
+
+def _page_sections(runs, sections, summaries, energies, overlaps, has_eagc, frozen) -> list:
+    """Sections 2-6 of the page (curves, energy, overlap, comparison, attribution), numbered."""
     overlap_notes = [
         f"{r.name}: {o.note}" for r, o in zip(runs, overlaps, strict=True) if o and o.note
     ]
@@ -259,7 +285,7 @@ def render_html(runs, *, sections, summaries, energies, overlaps, verdict=None) 
                 f"(aperture from the run; quota above {IDENTITY_QUOTA} flags a near-identity "
                 "conceptor)."
             ),
-            notes=energy_notes,
+            notes=_energy_notes(runs, energies),
         ),
         _section(
             "overlap",
@@ -290,24 +316,13 @@ def render_html(runs, *, sections, summaries, energies, overlaps, verdict=None) 
                 sections["attribution"],
             )
         )
-    banners = [
+    return page
+
+
+def _banners(runs: list[RunData]) -> list[dict]:
+    """One warning banner per run that has warnings or did not finish."""
+    return [
         {"name": r.name, "warnings": r.warnings or ["no DONE file: the run did not finish"]}
         for r in runs
         if r.warnings or not r.complete
     ]
-    title = "entangle report: " + ", ".join(r.name for r in runs)
-    return (
-        environment()
-        .get_template("report.html")
-        .render(
-            title=title,
-            version=__version__,
-            generated=now_text(),
-            runs=[run_details(r) for r in runs],
-            banners=banners,
-            summary_rows=[start_row(runs)] + summary_rows(summaries, has_eagc, frozen),
-            summary_notes=summary_notes,
-            sections=page,
-            verdict=_verdict_context(verdict),
-        )
-    )
