@@ -32,7 +32,6 @@ KNOWN_UPWARD: set[tuple[str, str]] = set()
 # here (the lists may only shrink; a new long one is split or says why)
 KNOWN_LONG_MODULES = {
     "entangle.bench.gpu_check",
-    "entangle.cli.train",
     "entangle.runs.io",
 }
 KNOWN_LONG_FUNCTIONS = {
@@ -40,7 +39,6 @@ KNOWN_LONG_FUNCTIONS = {
     "entangle.analysis.gradients:gradient_diagnostics",
     "entangle.bench.run:run_bench",
     "entangle.cli.ablate:ablate",
-    "entangle.cli.train:train_command",
     "entangle.logs.importer:import_log",
 }
 

@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import math
-import shlex
-import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
 from entangle.cli.app import app
-from entangle.cli.common import console, literal, stage_progress
 from entangle.cli.options import (
     LOSS,
     Device,
@@ -26,7 +21,7 @@ from entangle.cli.options import (
     TeacherTemperature,
     WarmupTeacherTemperature,
 )
-from entangle.errors import EntangleValueError
+from entangle.cli.train_run import run_train
 from entangle.gcd.config import TrainConfig
 
 # the options' defaults are TrainConfig's (the coordinator settings' via CoordinatorConfig), read
@@ -34,6 +29,7 @@ from entangle.gcd.config import TrainConfig
 _DEFAULTS = TrainConfig()
 
 
+# long: typer reads the options from the signature (~240 lines); the body is 3
 @app.command("train")
 def train_command(
     ctx: typer.Context,
@@ -239,294 +235,7 @@ def train_command(
       entangle train runs/vit --data imagefolder:cub/ --model vit-b16 --eagc
       torchrun --nproc_per_node 4 -m entangle train runs/cub --data cub:/d/cub
     """
-    # lazy: start-up time: the command's library loads when it runs (--help stays fast)
-    from entangle.nn import distributed
-
-    if gpus > 1 and not show_config and distributed.launched_world() == 1:
-        raise typer.Exit(_relaunch(gpus))
-    # lazy: start-up time: the command's library loads when it runs (--help stays fast)
-    from entangle.gcd.train import (
-        TrainConfig,
-        check_run_dir,
-        ensure_reference,
-        prepare,
-        resolve_device,
-        train,
-    )
-
-    vit = model.startswith("vit-")
-    config = TrainConfig(
-        preset=preset,
-        data=data,
-        old_classes=old_classes,
-        labeled_fraction=labeled_fraction,
-        model=model,
-        vit_backend=vit_backend,
-        pretrained=pretrained,
-        epochs=epochs if epochs is not None else (200 if vit else 12),
-        batch_size=batch_size,
-        lr=lr,
-        lr_head=lr_head,
-        head_mlp_layers=head_mlp_layers,
-        momentum=momentum,
-        weight_decay=weight_decay,
-        sup_weight=sup_weight,
-        memax_weight=memax_weight,
-        student_temperature=student_temperature,
-        warmup_teacher_temperature=warmup_teacher_temperature,
-        teacher_temperature=teacher_temperature,
-        warmup_teacher_epochs=warmup_teacher_epochs,
-        supcon_temperature=supcon_temperature,
-        infonce_temperature=infonce_temperature,
-        start=start,
-        eagc=eagc,
-        aga=aga,
-        eep=eep,
-        adaptive=adaptive,
-        coordinator=coordinator,
-        coordinator_params=coordinator_params,
-        cagrad_c=cagrad_c,
-        nashmtl_max_norm=nashmtl_max_norm,
-        alignedmtl_scale_mode=alignedmtl_scale_mode,
-        aga_weight=aga_weight,
-        eep_weight=eep_weight,
-        aperture=aperture,
-        reference=reference,
-        reference_epochs=reference_epochs,
-        reference_lr=reference_lr,
-        probe_every=probe_every,
-        attribution=attribution,
-        device=device,
-        seed=seed,
-        accuracy=accuracy,
-        on_nan=on_nan,
-        nan_limit=nan_limit,
-        amp=amp,
-        workers=workers,
-        image_size=image_size,
-    )
-    source = {}
-    if preset is not None:
-        config, source = _apply_preset(ctx, config, preset)
-    if show_config:
-        import json
-
-        # lazy: start-up time: the command's library loads when it runs (--help stays fast)
-        from entangle.gcd.config import run_config
-
-        shown = run_config(config) | ({"preset_script": source} if preset else {})
-        typer.echo(json.dumps(shown, indent=2))
-        return
-    # a bad device, run directory or settings mismatch fails now, not after pretraining
-    device_used = resolve_device(config.device)
-    if distributed.launched_world() > 1:
-        config = _join_ranks(config, device_used)
-    main = distributed.is_main_process()
-    if not trust_checkpoint:  # refused now, not after minutes of pretraining
-        # lazy: start-up time: the command's library loads when it runs (--help stays fast)
-        from entangle.checkpoints.safe import refuse_code
-
-        for given in (config.pretrained, config.reference):
-            if given:
-                refuse_code(given)
-    if main:
-        check_run_dir(config, out)
-    try:
-        with stage_progress(quiet) if main else _silent() as progress:
-            setup = prepare(
-                config,
-                trust_checkpoint=trust_checkpoint,
-                progress=lambda stage, e, loss: progress(
-                    stage, e + 1, config.pretrain_epochs, f"loss {loss:.3f}"
-                ),
-            )
-            if main and config.needs_reference():  # shown here; train() reuses it
-                ensure_reference(
-                    config,
-                    setup,
-                    progress=lambda stage, e, loss: progress(
-                        stage, e + 1, config.reference_epochs, f"loss {loss:.3f}"
-                    ),
-                )
-            view = TrainDisplay(progress, f"train {config.variant()}", config.epochs)
-            summary = train(config, out, setup, on_step=view.step, on_epoch=view.epoch)
-    finally:
-        if distributed.world_size() > 1:
-            import torch
-
-            torch.distributed.destroy_process_group()
-    if not main:
-        return
-    for line in summary_lines(summary, out, config.data):  # a path is never broken
-        console.print(line, highlight=False, soft_wrap=True)
-
-
-class TrainDisplay:
-    """What ``entangle train`` shows while it runs: the step bar and one line per evaluation.
-
-    The bar (stderr) carries steps done, it/s, elapsed, ETA and the last loss; the loss is read
-    from the GPU at most every ``refresh_s`` seconds, and not at all when no bar is drawn. Each
-    evaluation prints one stdout line in SimGCD's log.txt wording (``Epoch E, Train ACC
-    Unlabelled_v2: All .. | Old .. | New ..``) with the epoch's mean training loss, summed on
-    the device and read once per epoch.
-    """
-
-    def __init__(self, report, stage: str, epochs: int, refresh_s: float = 0.5):
-        self.report, self.stage, self.epochs, self.refresh_s = report, stage, epochs, refresh_s
-        self.shown = report.shown
-        self.total_loss = None  # this epoch's loss sum, a device tensor
-        self.steps = 0
-        self.last_read = -math.inf
-        self.note = ""
-
-    def step(self, step: int, total: int, loss) -> None:
-        self.total_loss = loss if self.total_loss is None else self.total_loss + loss
-        self.steps += 1
-        if self.shown:
-            now = time.monotonic()
-            if now - self.last_read >= self.refresh_s or step == total:
-                self.last_read = now
-                self.note = f"loss {float(loss):.4f}"
-            self.report(self.stage, step, total, self.note)
-
-    def epoch(self, epoch: int, record: dict) -> None:
-        mean = float(self.total_loss) / self.steps if self.steps else math.nan
-        self.total_loss, self.steps = None, 0
-        for line in epoch_lines(epoch, self.epochs, mean, record):
-            self.report.print(literal(line), highlight=False)
-
-
-def epoch_lines(epoch: int, epochs: int, mean_loss: float, record: dict) -> list[str]:
-    """One evaluation in SimGCD's log.txt words: the epoch's mean loss, then All/Old/New.
-
-    ``epoch`` is 0-based, as in SimGCD's log and entangle's epochs.jsonl; ``(e of N)`` counts.
-    """
-    protocol = record.get("acc_protocol") or "v2"
-    accs = " | ".join(
-        f"{name} {_number(record.get(f'acc_{name.lower()}'))}" for name in ("All", "Old", "New")
-    )
-    accuracy = f"Epoch {epoch}, Train ACC Unlabelled_{protocol}: {accs}"
-    if record.get("nan_reason"):
-        accuracy += f" ({record['nan_reason']})"
-    loss = f"Train Epoch: {epoch} Avg Loss: {_number(mean_loss)} (epoch {epoch + 1} of {epochs})"
-    return [loss, accuracy]
-
-
-def _number(value, digits: int = 4) -> str:
-    """``value`` to ``digits`` decimals; ``nan`` for a missing or non-finite one (never dropped)."""
-    if value is None or not isinstance(value, int | float) or not math.isfinite(value):
-        return "nan"
-    return f"{value:.{digits}f}"
-
-
-def summary_lines(summary: dict, out: Path, data: str) -> list[str]:
-    """The closing lines: where the run is, its headline numbers, and the report command."""
-    shown = shlex.quote(str(out))
-    lines = [
-        f"[green]Run written:[/] [bold]{escape(str(out))}[/] ({escape(data)})",
-        "  last evaluation ({}): All {} | Old {} | New {}".format(
-            escape(str(summary.get("acc_protocol") or "v2")),
-            *(_number(summary.get(k)) for k in ("acc_all", "acc_old", "acc_new")),
-        ),
-    ]
-    early = summary.get("early_steps", 200)
-    gdc = f"  GDC first {early} steps {_number(summary.get('gdc_early'), 3)} (raw"
-    if "gdc_early_eagc" in summary:
-        gdc += f"; EAGC-corrected {_number(summary['gdc_early_eagc'], 3)}"
-    lines.append(gdc + ")")
-    lines.append(
-        f"  conflict rate {_number(summary.get('conflict_rate'), 2)}, ProbeSet SOC first "
-        f"{early} steps {_number(summary.get('soc_early'), 3)}"
-    )
-    probed = summary.get("steps_probed")
-    if probed is not None:
-        nan = summary.get("nan_steps") or 0
-        bad = f", {nan} with non-finite values" if nan else ""
-        lines.append(f"  {probed} probed steps{bad}")
-    lines.append(f"  summary in {escape(str(out / 'DONE'))}; see it with:")
-    report = shlex.quote(f"reports/{Path(out).resolve().name}")
-    lines.append(f"  entangle report {escape(shown)} --out {escape(report)}")
-    return lines
-
-
-def _apply_preset(ctx: typer.Context, config, preset: str):
-    """``config`` with the preset's values where the user left the flag at its default."""
-    import dataclasses
-
-    # lazy: start-up time: the command's library loads when it runs (--help stays fast)
-    from entangle.gcd.presets import preset_values
-
-    values = preset_values(preset, config.data)
-    source = {"preset_source": values.pop("preset_source")}
-    # a field without a flag (trainable_blocks, reference_batch_size) has no source: preset wins
-    keep = {
-        k: v
-        for k, v in values.items()
-        if getattr(ctx.get_parameter_source(k), "name", "DEFAULT") == "DEFAULT"
-    }
-    return dataclasses.replace(config, **keep), source
-
-
-def _relaunch(gpus: int) -> int:
-    """Run this very command under torchrun with ``gpus`` processes; its exit status."""
-    import subprocess
-    import sys
-
-    args = _without_gpus(sys.argv[1:])
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
-    command += [f"--nproc_per_node={gpus}", "-m", "entangle", *args]
-    console.print(
-        f"launching {gpus} processes: torchrun --nproc_per_node {gpus} -m entangle "
-        f"{escape(' '.join(args))}",
-        highlight=False,
-    )
-    return subprocess.call(command)
-
-
-def _without_gpus(argv: list[str]) -> list[str]:
-    """``argv`` minus ``--gpus N`` / ``--gpus=N`` (the launched processes must not relaunch)."""
-    out, skip = [], False
-    for arg in argv:
-        if skip:
-            skip = False
-        elif arg == "--gpus":
-            skip = True
-        elif not arg.startswith("--gpus="):
-            out.append(arg)
-    return out
-
-
-def _join_ranks(config, device):
-    """Join torchrun's process group; on CUDA this rank trains on ``cuda:LOCAL_RANK``."""
-    import dataclasses
-
-    import torch
-
-    # lazy: start-up time: the command's library loads when it runs (--help stays fast)
-    from entangle.nn import distributed
-
-    cuda = device.type == "cuda"
-    if cuda and distributed.local_rank() >= torch.cuda.device_count():
-        raise EntangleValueError(
-            f"torchrun started {distributed.launched_world()} processes but this machine has "
-            f"{torch.cuda.device_count()} CUDA device(s); lower --nproc_per_node / --gpus"
-        )
-    distributed.init_from_env(use_cuda=cuda)
-    if cuda:
-        config = dataclasses.replace(config, device=f"cuda:{distributed.local_rank()}")
-    return config
-
-
-class _silent:
-    """``stage_progress``'s stand-in on ranks other than 0 (one progress line per run)."""
-
-    def __enter__(self):
-        def report(*args, **kwargs) -> None:
-            return None
-
-        report.shown = False
-        report.print = report  # the epoch lines are rank 0's (it evaluates)
-        return report
-
-    def __exit__(self, *exc):
-        return False
+    # every option by name (ctx, out, the run options, each TrainConfig field): the signature
+    # is the one list of them, so the steps read them from here rather than restate them
+    options = dict(locals())
+    run_train(options.pop("ctx"), options)

@@ -204,7 +204,7 @@ def test_gpus_relaunches_under_torchrun_without_the_flag(monkeypatch, tmp_path):
     import subprocess
     import sys
 
-    from entangle.cli import train as train_cli
+    from entangle.cli import train_run
 
     calls = []
     monkeypatch.setattr(subprocess, "call", lambda cmd: calls.append(cmd) or 3)
@@ -216,7 +216,7 @@ def test_gpus_relaunches_under_torchrun_without_the_flag(monkeypatch, tmp_path):
     (cmd,) = calls
     assert cmd[1:5] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
     assert cmd[5:] == ["-m", "entangle", "train", str(tmp_path / "r"), "--data", "synthetic"]
-    assert train_cli._without_gpus(["a", "--gpus", "4", "b"]) == ["a", "b"]
+    assert train_run.without_gpus(["a", "--gpus", "4", "b"]) == ["a", "b"]
 
 
 @pytest.mark.slow
