@@ -176,8 +176,21 @@ def ablate(
     Exit code 0 when every cell finished, 1 when a cell failed (recorded in its FAILED file
     and in results.csv; rerun to retry), 2 for a bad spec or option.
     """
+    spec, name = grid_spec(config, example, example_coordinators, paper, root, pretrained)
+    out = grid_folder(out, name, config)
+    if dry_run:
+        console.print(cells_table(spec.cells(), spec.swept_keys()))
+        console.print(f"grid folder: [bold]{escape(str(out))}[/] (nothing run: --dry-run)")
+        return
+    launch = {"workers": workers, "launcher": launcher, "address": address}
+    launch |= {"gpus_per_cell": gpus_per_cell, "cpus_per_cell": cpus_per_cell}
+    run_and_show(spec, out, devices=devices, report=report, quiet=quiet, **launch)
+
+
+def grid_spec(config, example: bool, example_coordinators: bool, paper, root, pretrained):
+    """The grid the options name (exactly one of CONFIG, the examples, --paper) and its name."""
     # lazy: start-up time: the command's library loads when it runs (--help stays fast)
-    from entangle.ablation import example_path, load_grid, run_grid
+    from entangle.ablation import example_path, load_grid
 
     given = int(example) + int(example_coordinators) + int(config is not None) + int(bool(paper))
     if given != 1:
@@ -190,41 +203,44 @@ def ablate(
 
         if not root:
             raise EntangleValueError(f"--paper {paper} needs --root, the benchmark's folder")
-        spec = paper_grid(paper, root, **({"pretrained": pretrained} if pretrained else {}))
-        name = paper
-    elif example_coordinators:
+        return paper_grid(paper, root, **({"pretrained": pretrained} if pretrained else {})), paper
+    if example_coordinators:
         path, name = example_path("coordinators"), "example-coordinators"
     else:
         path = example_path() if example else config
         name = "example" if example else Path(path).stem
-    if not paper:
-        spec = load_grid(path)
+    return load_grid(path), name
+
+
+def grid_folder(out: Path | None, name: str, config) -> Path:
+    """``--out``, else reports/ablate/<spec name>; a name that gives no folder is refused."""
     if out is None and not name.strip("."):
         # "...toml" has the stem "..": the default folder would be reports/ itself
         raise EntangleValueError(
             f"the spec's file name {config} gives no folder name for the default "
             "reports/ablate/<spec name>: rename the spec or pass --out"
         )
-    out = out or Path("reports/ablate") / name
-    cells = spec.cells()
-    if dry_run:
-        console.print(cells_table(cells, spec.swept_keys()))
-        console.print(f"grid folder: [bold]{escape(str(out))}[/] (nothing run: --dry-run)")
-        return
-    device_list = [d.strip() for d in devices.split(",") if d.strip()] if devices else None
+    return out or Path("reports/ablate") / name
 
+
+def run_and_show(spec, out: Path, *, devices, report: bool, quiet: bool, **launch) -> None:
+    """Run the grid's cells (``launch``: run_grid's worker options), then print its tables.
+
+    Exits 1 when a cell failed (its error is in results.csv and its FAILED file).
+    """
+    # lazy: start-up time: the command's library loads when it runs (--help stays fast)
+    from entangle.ablation import run_grid
+
+    device_list = [d.strip() for d in devices.split(",") if d.strip()] if devices else None
+    total = len(spec.cells())
     with stage_progress(quiet) as show:
         result = run_grid(
             spec,
             out,
-            workers=workers,
             devices=device_list,
-            launcher=launcher,
-            address=address,
-            gpus_per_cell=gpus_per_cell,
-            cpus_per_cell=cpus_per_cell,
             report=report,
-            on_cell=CellProgress(show, len(cells)).cell,
+            on_cell=CellProgress(show, total).cell,
+            **launch,
         )
     for t in results_tables(result.rows, spec):
         console.print(t)
