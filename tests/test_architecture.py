@@ -38,7 +38,6 @@ KNOWN_LONG_FUNCTIONS = {
     "entangle.analysis.features:feature_record",
     "entangle.analysis.gradients:gradient_diagnostics",
     "entangle.bench.run:run_bench",
-    "entangle.logs.importer:import_log",
 }
 
 

@@ -250,9 +250,6 @@ def import_log(
     Raises:
         EntangleValueError: missing files, nothing readable.
     """
-    # lazy: start-up time: importing a text log needs no torch (runs.directory imports it)
-    from entangle.runs.directory import RunReader, RunWriter
-
     texts, events = _expand(files)
     notes: list[str] = []
     epochs, steps, unknown = [], [], 0
@@ -263,25 +260,56 @@ def import_log(
         unknown = sum(log.counts["unknown"] for log in logs)
         config.update(_text_config(logs))
     if events:
-        scalars = read_event_files(events)
-        if not scalars.series and not texts:
-            raise EntangleValueError(
-                f"no scalar values in {len(events)} event file(s) "
-                f"({', '.join(str(p) for p in events[:3])}); nothing to import"
-            )
-        if texts:
-            epochs, steps, more = combine_records(epochs, steps, scalars)
-            notes += more
-            config["tensorboard"] = _tensorboard_config(scalars)
-        else:
-            epochs, steps = tensorboard_records(scalars)
-            config["parse"] = _tensorboard_config(scalars)
-        if scalars.skipped:
-            notes.append(
-                "non-scalar values not imported: "
-                + ", ".join(f"{t} ({n})" for t, n in sorted(scalars.skipped.items()))
-            )
-    attached = []
+        epochs, steps, more = _read_events(events, epochs, steps, config, with_text=bool(texts))
+        notes += more
+    epochs, attached, more = _attach_all(attach, epochs, config)
+    notes += more
+    kind = "+".join(k for k, on in (("text", texts), ("tensorboard", events)) if on)
+    config["kind"] = kind
+    config["files"] = [str(p) for p in (*texts, *events)]
+    _write_run(out, config, name, epochs, steps, attached, unknown)
+    placed = [(a.path, a.epoch) for a in attached]
+    return ImportResult(Path(out), kind, len(epochs), len(steps), unknown, notes, placed)
+
+
+def _read_events(
+    events: list[Path], epochs: list, steps: list, config: dict, *, with_text: bool
+) -> tuple[list[dict], list[dict], list[str]]:
+    """The records with the event files' scalars joined (or alone); ``config`` gains their parse.
+
+    Beside a text log the scalars are combined with its records (the text log's kept where
+    they disagree); alone they are the records.
+    """
+    scalars = read_event_files(events)
+    notes: list[str] = []
+    if not scalars.series and not with_text:
+        raise EntangleValueError(
+            f"no scalar values in {len(events)} event file(s) "
+            f"({', '.join(str(p) for p in events[:3])}); nothing to import"
+        )
+    if with_text:
+        epochs, steps, notes = combine_records(epochs, steps, scalars)
+        config["tensorboard"] = _tensorboard_config(scalars)
+    else:
+        epochs, steps = tensorboard_records(scalars)
+        config["parse"] = _tensorboard_config(scalars)
+    if scalars.skipped:
+        notes.append(
+            "non-scalar values not imported: "
+            + ", ".join(f"{t} ({n})" for t, n in sorted(scalars.skipped.items()))
+        )
+    return epochs, steps, notes
+
+
+def _attach_all(attach: Sequence, epochs: list[dict], config: dict):
+    """``epochs`` with each analysis run of ``attach`` joined; the runs read and their notes.
+
+    ``config`` gains where each came from and the first one's class names and aperture.
+    """
+    # lazy: start-up time: importing a text log needs no torch (runs.directory imports it)
+    from entangle.runs.directory import RunReader
+
+    attached, notes = [], []
     for path in attach:
         one = read_attached(path, [rec["epoch"] for rec in epochs])
         epochs = attach_records(epochs, one)
@@ -294,9 +322,14 @@ def import_log(
         # the report's legends and energy read these; the analysis knew the data's classes
         first = RunReader(attached[0].path).config or {}
         config.update({k: first[k] for k in ("class_names", "aperture") if k in first})
-    kind = "+".join(k for k, on in (("text", texts), ("tensorboard", events)) if on)
-    config["kind"] = kind
-    config["files"] = [str(p) for p in (*texts, *events)]
+    return epochs, attached, notes
+
+
+def _write_run(out, config: dict, name, epochs, steps, attached, unknown: int) -> None:
+    """The run directory ``out``: the records, the attached features and the DONE summary."""
+    # lazy: start-up time: importing a text log needs no torch (runs.directory imports it)
+    from entangle.runs.directory import RunWriter
+
     with RunWriter(out, config=config, name=name) as run:
         for rec in epochs:
             run.write_epoch(rec)
@@ -308,12 +341,10 @@ def import_log(
         last = next((rec for rec in reversed(epochs) if "acc_all" in rec), {})
         run.finish(
             {
-                "imported": kind,
+                "imported": config["kind"],
                 "epochs": len(epochs),
                 "steps": len(steps),
                 "unknown_lines": unknown,
                 **{k: last[k] for k in _SUMMARY_KEYS if k in last},
             }
         )
-    placed = [(a.path, a.epoch) for a in attached]
-    return ImportResult(Path(out), kind, len(epochs), len(steps), unknown, notes, placed)
