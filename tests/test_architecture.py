@@ -35,8 +35,6 @@ KNOWN_LONG_MODULES = {
     "entangle.runs.io",
 }
 KNOWN_LONG_FUNCTIONS = {
-    "entangle.analysis.features:feature_record",
-    "entangle.analysis.gradients:gradient_diagnostics",
     "entangle.bench.run:run_bench",
 }
 

@@ -145,22 +145,7 @@ def feature_record(
     # k-means and the t-SNE map cannot run on it; their numbers are NaN with the reason
     bad_rows = int((~torch.isfinite(z).all(dim=1)).sum()) if z.ndim == 2 else 0
     why = f"{bad_rows} of {len(z)} samples have NaN or inf features (training diverged?)"
-    # k-NN overlap over the same rows in feature space and in the map: the unlabeled rows
-    # (of the map's subsample when t-SNE runs), old = unlabeled old-class rows
-    rows = torch.nonzero(unl).flatten()
-    coords = None
-    # no map of NaN rows: the k-NN overlap (NaN, with its reason) runs over every unlabeled row
-    if tsne and len(z) >= 5 and not bad_rows:
-        # lazy: entangle.report loads scipy (~2 s), needed only for a figure or report
-        from entangle.report.tsne import tsne_embed
-
-        coords, kept = tsne_embed(
-            z.numpy(), seed=seed, max_points=tsne_max_points, labels=labels.numpy()
-        )
-        arrays["tsne"], arrays["tsne_rows"] = coords, kept
-        kept = torch.as_tensor(np.asarray(kept), dtype=torch.long)
-        in_map = unl[kept]
-        rows, coords = kept[in_map], np.asarray(coords, dtype=np.float32)[in_map.numpy()]
+    rows, coords = _map_rows(z, labels, unl, tsne and not bad_rows, seed, tsne_max_points, arrays)
     record, _ = epoch_record(
         z,
         logits,
@@ -174,22 +159,13 @@ def feature_record(
     )
     if kmeans:
         pred = kmeans_predictions(z, num_classes, seed) if not bad_rows else None
-        shown = torch.zeros_like(labels) if pred is None else torch.from_numpy(pred)
-        fields = accuracy_fields(labels[unl], shown[unl], ~novel[unl], accuracy, "kmeans")
-        if pred is None:
-            fields = _nan_numbers(fields)
-            record["kmeans_nan_reason"] = why
-        else:
+        record.update(_kmeans_fields(pred, labels, unl, novel, accuracy, why))
+        if pred is not None:
             arrays["kmeans"] = pred
-        record["kmeans"] = {k: fields.pop(f"kmeans_{k}") for k in ("all", "old", "new")}
-        record.update(fields)
     if "k" in record:
         record["soc_k"] = record["k"]  # analyze's name for it (docs/quantities.md)
     if logits is not None:
-        fe = free_energy(logits.float() / logit_temperature)
-        groups = {"labeled": labeled, "unlabeled_old": unl & ~novel, "unlabeled_new": novel & unl}
-        record["free_energy"] = to_host({g: masked_summary(fe, m) for g, m in groups.items()})
-        record["free_energy_temperature"] = float(logit_temperature)
+        record.update(_free_energy_fields(logits, logit_temperature, labeled, novel))
     if "knn_overlap" in record:
         record["knn_rows"] = len(rows)
         if coords is not None:
@@ -197,3 +173,51 @@ def feature_record(
                 torch.from_numpy(coords), novel[rows], k=KNN_K, metric="euclidean"
             )
     return record, arrays
+
+
+def _map_rows(z, labels, unl, tsne: bool, seed: int, max_points: int, arrays: dict):
+    """The rows the k-NN overlap sees ``[m]`` and their t-SNE coordinates ``[m, 2]`` (or None).
+
+    The unlabeled rows, of the map's subsample when t-SNE runs (the same rows in feature space
+    and in the map); ``arrays`` gains the map (``tsne``, ``tsne_rows``). No map is made of NaN
+    rows (``tsne`` False then): the k-NN overlap (NaN, with its reason) runs over every
+    unlabeled row.
+    """
+    rows = torch.nonzero(unl).flatten()
+    if not tsne or len(z) < 5:
+        return rows, None
+    # lazy: entangle.report loads scipy (~2 s), needed only for a figure or report
+    from entangle.report.tsne import tsne_embed
+
+    coords, kept = tsne_embed(z.numpy(), seed=seed, max_points=max_points, labels=labels.numpy())
+    arrays["tsne"], arrays["tsne_rows"] = coords, kept
+    kept = torch.as_tensor(np.asarray(kept), dtype=torch.long)
+    in_map = unl[kept]
+    return kept[in_map], np.asarray(coords, dtype=np.float32)[in_map.numpy()]
+
+
+def _kmeans_fields(pred, labels, unl, novel, accuracy: Sequence[str], why: str) -> dict:
+    """k-means accuracy over the unlabeled rows: ``kmeans`` {all, old, new} and its protocols.
+
+    ``pred`` ``[n]`` cluster of each row, or None (NaN features): every number NaN, with
+    ``kmeans_nan_reason`` = ``why``.
+    """
+    shown = torch.zeros_like(labels) if pred is None else torch.from_numpy(pred)
+    fields = accuracy_fields(labels[unl], shown[unl], ~novel[unl], accuracy, "kmeans")
+    out = {}
+    if pred is None:
+        fields = _nan_numbers(fields)
+        out["kmeans_nan_reason"] = why
+    out["kmeans"] = {k: fields.pop(f"kmeans_{k}") for k in ("all", "old", "new")}
+    return out | fields
+
+
+def _free_energy_fields(logits, temperature: float, labeled, novel) -> dict:
+    """``free_energy`` of ``logits`` ``[n, K]`` at ``temperature``, summarized by group."""
+    fe = free_energy(logits.float() / temperature)
+    unl = ~labeled
+    groups = {"labeled": labeled, "unlabeled_old": unl & ~novel, "unlabeled_new": novel & unl}
+    return {
+        "free_energy": to_host({g: masked_summary(fe, m) for g, m in groups.items()}),
+        "free_energy_temperature": float(temperature),
+    }

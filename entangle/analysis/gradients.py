@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import contextmanager
+from itertools import islice
 
 import torch
 
@@ -177,46 +178,52 @@ def gradient_diagnostics(
     sampler = train_sampler(data, batch_size, seed=seed)  # SimGCD's for benchmarks
     augment = view_augment(backbone, data)
     generator = torch.Generator().manual_seed(seed * 7919 + 1)
-    was = backbone.training, head.training
-    backbone.eval()  # deterministic forward; the recipe's models have no dropout or batch norm
-    head.eval()
-    records = []
-    try:
-        with trainable_as_simgcd(backbone, head):
-            params = [p for m in (backbone, head) for p in m.parameters() if p.requires_grad]
-            groups = {"last_block": last_block(backbone), "all": params}
-            # free energy over the head's softmax logits (SimGCD: cosine / 0.1)
-            probe = Probe(
-                groups, run=run, eagc=coordinator, logit_temperature=config.student_temperature
+    with _eval_mode(backbone, head), trainable_as_simgcd(backbone, head):
+        params = [p for m in (backbone, head) for p in m.parameters() if p.requires_grad]
+        groups = {"last_block": last_block(backbone), "all": params}
+        # free energy over the head's softmax logits (SimGCD: cosine / 0.1)
+        probe = Probe(
+            groups, run=run, eagc=coordinator, logit_temperature=config.student_temperature
+        )
+        shared = _shared_prefix(backbone, reference) if reference is not None else None
+
+        def step(batch) -> dict:  # one batch's probed backward: its step record
+            return _probe_batch(
+                probe, backbone, head, batch, device, coordinator, reference, shared, epoch, config
             )
-            shared = _shared_prefix(backbone, reference) if reference is not None else None
-            total = min(batches, len(sampler))
-            for i, rows in enumerate(sampler):
-                if i >= total:
-                    break
-                batch = make_batch(data, rows, augment, generator)
-                records.append(
-                    _probe_batch(
-                        probe,
-                        backbone,
-                        head,
-                        batch,
-                        device,
-                        coordinator,
-                        reference,
-                        shared,
-                        epoch,
-                        config,
-                    )
-                )
-                for p in params:  # nothing accumulates and nothing steps
-                    p.grad = None
-                if progress is not None:
-                    progress("gradients", i + 1, total, "")
+
+        total = min(batches, len(sampler))
+        # made one at a time, only as many as are probed (each draws from ``generator``)
+        made = (make_batch(data, rows, augment, generator) for rows in islice(sampler, total))
+        return _probe_each(step, made, total, params, progress)
+
+
+def _probe_each(step, batches, total: int, params, progress: Progress | None) -> list[dict]:
+    """``step`` on each of the ``total`` ``batches``, clearing the gradients after each."""
+    records = []
+    for i, batch in enumerate(batches):
+        records.append(step(batch))
+        for p in params:  # nothing accumulates and nothing steps
+            p.grad = None
+        if progress is not None:
+            progress("gradients", i + 1, total, "")
+    return records
+
+
+@contextmanager
+def _eval_mode(backbone: torch.nn.Module, head: torch.nn.Module):
+    """Both models in eval mode for the block, then back in the modes they had.
+
+    A deterministic forward: the recipe's models have no dropout or batch norm to keep.
+    """
+    was = backbone.training, head.training
+    backbone.eval()
+    head.eval()
+    try:
+        yield
     finally:
         backbone.train(was[0])
         head.train(was[1])
-    return records
 
 
 def _check_inputs(backbone, reference, batches: int, batch_size: int) -> None:
