@@ -41,6 +41,7 @@ def build_report(
     names: Sequence[str] | None = None,
     workers: int | None = None,
     on_map: Callable[[int, int], None] | None = None,
+    cache_from: Sequence[Path] = (),
 ) -> Path:
     """Write a self-contained HTML report (plus every figure as PNG) for one or more runs.
 
@@ -55,6 +56,8 @@ def build_report(
         names: display names, one per run (default: the runs' own names).
         workers: processes for the t-SNE maps (default: the available cores).
         on_map: progress callback ``(maps done, maps in all)``.
+        cache_from: more folders whose ``cache/`` entries the report may read (keyed by
+            content and settings like its own, so a hit is the value it would compute).
 
     A second report of the same runs into the same ``out`` reuses the previous report's
     t-SNE maps and conceptor refits (``out/cache/``, keyed by the features files' content).
@@ -75,7 +78,7 @@ def build_report(
 
     previous = out if is_report_dir(out) else None
     with _one_torch_thread(), atomic_report_dir(out, generator=f"entangle {__version__}") as tmp:
-        cache = ReportCache(previous, tmp)
+        cache = ReportCache(previous, tmp, cache_from)
         digest = runs_digest(
             [run.reader.path for run in loaded],
             [run.name for run in loaded],

@@ -51,12 +51,15 @@ class ReportCache:
     Args:
         previous: the existing report folder that is about to be replaced (or None).
         target: the new report's (temporary) folder.
+        extra: more folders to read entries from (each holding ``cache/``), e.g. the maps
+            the demo computed while it trained (:mod:`entangle.report.demo`).
     """
 
-    def __init__(self, previous: Path | None, target: Path):
+    def __init__(self, previous: Path | None, target: Path, extra=()):
         self.sources = [target / CACHE_DIR]
         if previous is not None:
             self.sources.append(Path(previous) / CACHE_DIR)
+        self.sources += [Path(folder) / CACHE_DIR for folder in extra]
         self.folder = target / CACHE_DIR
         self.hits = 0
         self.misses = 0

@@ -17,10 +17,16 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import torch
+
 from entangle.errors import EntangleValueError
 from entangle.gcd.config import VARIANTS
 from entangle.gcd.train import TrainConfig, ensure_reference, prepare, train
 from entangle.report.build import build_report
+from entangle.report.cache import ReportCache
+from entangle.report.load import load_runs
+from entangle.report.precompute import ReportMaps, start_report_maps
+from entangle.runs.io import make_dir, make_temp_dir, remove_tree
 
 DEMO_CONFIG = TrainConfig(
     data="digits",
@@ -32,6 +38,54 @@ DEMO_CONFIG = TrainConfig(
 )
 # the demo's runs, in the report's order (the first is what the others are compared with)
 DEMO_VARIANTS = ("baseline", "baseline-reference", "eagc", "aga", "eep", "eagc-fixed")
+# the report's t-SNE settings, given to build_report and to the maps computed early alike, so
+# that the report finds each early map under the key it would compute it for
+TSNE_SETTINGS = {"max_points": 20000, "backend": "auto"}
+EARLY_PREFIX = ".early-maps-"
+
+
+class _EarlyMaps:
+    """The t-SNE map of each finished run, computing in a worker process while the demo
+    trains the next run, into a cache folder the report then reads (``cache_from``).
+
+    The map is keyed by the features file's content hash and the t-SNE settings
+    (:class:`entangle.report.maps.MapJob`), so the report's cache hit is exactly the map it
+    would have computed itself.
+    """
+
+    def __init__(self, out: Path, seed: int):
+        self.seed = seed
+        self.folder = make_temp_dir(make_dir(out), EARLY_PREFIX)
+        self.cache = ReportCache(None, self.folder)
+        self.inflight: list[ReportMaps] = []
+
+    def start(self, run_dir: Path) -> None:
+        maps = start_report_maps(
+            load_runs([run_dir]),
+            self.cache,
+            seed=self.seed,
+            workers=1,
+            background=True,
+            max_points=TSNE_SETTINGS["max_points"],
+            backend=TSNE_SETTINGS["backend"],
+        )
+        self.inflight.append(maps)
+
+    def finish(self) -> None:
+        """Wait for every map and store it in the cache."""
+        for maps in self.inflight:
+            maps.maps.results()
+
+    def close(self) -> None:
+        for maps in self.inflight:
+            maps.close()
+        remove_tree(self.folder)
+
+
+def _training_threads(threads: int, maps_running: bool) -> int:
+    """torch threads for a run's training: one core is left to the map worker (the worker is
+    single-threaded; two training threads beside it oversubscribe a 2-core machine)."""
+    return max(1, threads - 1) if maps_running else threads
 
 
 def _fresh_runs_dir(out: Path, force: bool) -> Path:
@@ -45,6 +99,44 @@ def _fresh_runs_dir(out: Path, force: bool) -> Path:
             )
         shutil.rmtree(runs_dir)
     return runs_dir
+
+
+def _train_runs(config, setup, runs_dir: Path, variants, early: _EarlyMaps | None, note) -> dict:
+    """Train every variant from the shared setup; each finished run's map (but the last's,
+    left to the report, whose workers draw it beside its other figures) starts in ``early``
+    while the next run trains. Returns ``{run name: summary}``."""
+    summaries = {}
+    threads = torch.get_num_threads()
+    try:
+        for i, name in enumerate(variants):
+            cfg = dataclasses.replace(config, **VARIANTS[name])
+            # a fixed rule (not whether a worker still runs) keeps the thread count, and so
+            # the run's records, the same from one demo to the next
+            torch.set_num_threads(_training_threads(threads, early is not None and i > 0))
+            summaries[name] = train(
+                cfg,
+                runs_dir / name,
+                setup,
+                name=name,
+                on_step=lambda s, total, _loss, name=name: note(f"train {name}", s, total, ""),
+            )
+            if early is not None and i < len(variants) - 1:
+                early.start(runs_dir / name)
+    finally:
+        torch.set_num_threads(threads)
+    return summaries
+
+
+def _build(runs_dir: Path, variants, out: Path, seed: int, early: _EarlyMaps | None) -> Path:
+    """The demo's report, reading the maps ``early`` computed from its cache."""
+    return build_report(
+        [runs_dir / v for v in variants],
+        out,
+        seed=seed,
+        tsne_max_points=TSNE_SETTINGS["max_points"],
+        tsne_backend=TSNE_SETTINGS["backend"],
+        cache_from=[] if early is None else [early.folder],
+    )
 
 
 def run_demo(
@@ -75,7 +167,8 @@ def run_demo(
 
     Returns:
         dict with ``summaries`` {run name: summary}, ``report`` (path or None), ``seconds``
-        (end to end), ``runs_seconds`` (until the last run finished, before the report).
+        (end to end), ``runs_seconds`` (until the last run finished, before the report; the
+        t-SNE maps of all runs but the last are computed early, while the next run trains).
     """
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown or not variants:
@@ -85,12 +178,10 @@ def run_demo(
     out = Path(out)
     runs_dir = _fresh_runs_dir(out, force)
     config = dataclasses.replace(
-        DEMO_CONFIG,
-        device=device,
-        seed=seed,
-        epochs=epochs or DEMO_CONFIG.epochs,
-        aperture=DEMO_CONFIG.aperture if aperture is None else aperture,
+        DEMO_CONFIG, device=device, seed=seed, epochs=epochs or DEMO_CONFIG.epochs
     )
+    if aperture is not None:
+        config = dataclasses.replace(config, aperture=aperture)
     started = time.perf_counter()
     note = progress or (lambda *a: None)
     setup = prepare(
@@ -102,22 +193,20 @@ def run_demo(
         setup,
         progress=lambda stage, e, loss: note(stage, e + 1, config.reference_epochs, f"{loss:.3f}"),
     )
-    summaries = {}
-    for name in variants:
-        cfg = dataclasses.replace(config, **VARIANTS[name])
-        summaries[name] = train(
-            cfg,
-            runs_dir / name,
-            setup,
-            name=name,
-            on_step=lambda s, total, _loss, name=name: note(f"train {name}", s, total, ""),
-        )
-    runs_seconds = time.perf_counter() - started
-    report_path = None
-    if report:
-        note("report", 0, 1, "")
-        report_path = build_report([runs_dir / v for v in variants], out / "report", seed=seed)
-        note("report", 1, 1, "")
+    early = _EarlyMaps(out, seed) if report and len(variants) > 1 else None
+    try:
+        summaries = _train_runs(config, setup, runs_dir, variants, early, note)
+        runs_seconds = time.perf_counter() - started
+        report_path = None
+        if report:
+            if early is not None:
+                early.finish()
+            note("report", 0, 1, "")
+            report_path = _build(runs_dir, variants, out / "report", seed, early)
+            note("report", 1, 1, "")
+    finally:
+        if early is not None:
+            early.close()
     return {
         "summaries": summaries,
         "report": report_path,

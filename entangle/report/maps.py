@@ -117,7 +117,7 @@ class MapsInFlight:
     Use as a context manager: leaving it early stops the workers and removes their folder.
     """
 
-    def __init__(self, jobs, cache, workers, on_done):
+    def __init__(self, jobs, cache, workers, on_done, background=False):
         self.jobs = list(jobs)
         self.cache = cache
         self.on_done = on_done
@@ -140,7 +140,8 @@ class MapsInFlight:
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
         workers = min(workers or available_cores(), len(self._todo))
-        if workers > 1:
+        # one worker is worth a process only when the caller has other work meanwhile
+        if workers > 1 or (background and workers == 1):
             self._start(workers)
 
     def _report(self, done: int) -> None:
@@ -236,6 +237,7 @@ def start_maps(
     *,
     workers: int | None = None,
     on_done: Callable[[int], None] | None = None,
+    background: bool = False,
 ) -> MapsInFlight:
     """Read the cached maps of ``jobs`` and start computing the others; returns at once.
 
@@ -247,8 +249,10 @@ def start_maps(
             (default: available cores; 1 computes them in this process, in ``results()``).
         on_done: called with the number of maps finished so far, once per map (from a
             watcher thread while the workers run).
+        background: compute even a single map in a worker process (the caller has other
+            work meanwhile, e.g. the demo training its next run).
     """
-    return MapsInFlight(jobs, cache, workers, on_done)
+    return MapsInFlight(jobs, cache, workers, on_done, background)
 
 
 def tsne_maps(

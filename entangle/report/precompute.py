@@ -93,7 +93,7 @@ class ReportMaps:
     """The t-SNE maps of a report's runs, computing in worker processes from
     :func:`start_report_maps` on; :meth:`overlaps` waits for them."""
 
-    def __init__(self, runs, cache, *, max_points, backend, seed, workers, on_map):
+    def __init__(self, runs, cache, *, max_points, backend, seed, workers, on_map, background):
         self.max_points, self.seed = max_points, seed
         self.backend = resolve_backend(backend)
         self.runs = list(runs)
@@ -114,7 +114,11 @@ class ReportMaps:
         total = len(self.drawable)
         progress = None if on_map is None else (lambda done: on_map(done, total))
         self.maps = start_maps(
-            [p[4] for p in self.drawable], cache, workers=workers, on_done=progress
+            [p[4] for p in self.drawable],
+            cache,
+            workers=workers,
+            on_done=progress,
+            background=background,
         )
         self._overlaps: list[Overlap | None] | None = None
 
@@ -161,6 +165,7 @@ def start_report_maps(
     seed: int,
     workers: int | None = None,
     on_map: Callable[[int, int], None] | None = None,
+    background: bool = False,
 ) -> ReportMaps:
     """Start the t-SNE map of each run's last saved epoch; returns at once.
 
@@ -170,9 +175,13 @@ def start_report_maps(
         max_points, backend, seed: t-SNE settings (:func:`entangle.report.tsne.tsne_embed`).
         workers: processes for the t-SNE maps (default: available cores).
         on_map: progress callback ``(maps done, maps in all)``.
+        background: compute even a single map in a worker process
+            (:func:`entangle.report.maps.start_maps`).
     """
     settings = {"max_points": max_points, "backend": backend, "seed": seed}
-    return ReportMaps(runs, cache, workers=workers, on_map=on_map, **settings)
+    return ReportMaps(
+        runs, cache, workers=workers, on_map=on_map, background=background, **settings
+    )
 
 
 def report_energies(
