@@ -16,20 +16,6 @@ from tests.report.fake_runs import make_run
 GENERATED = re.compile(r"Generated [^<]* by entangle")
 
 
-@pytest.fixture
-def count_maps(monkeypatch):
-    """Counts t-SNE maps computed in this process (the report runs them here with workers=1)."""
-    calls = []
-    real = tsne_module.tsne_embed
-
-    def counted(*args, **kwargs):
-        calls.append(1)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr("entangle.report.maps.tsne_embed", counted)
-    return calls
-
-
 def _html(out):
     return GENERATED.sub("Generated - by entangle", (out / "index.html").read_text())
 

@@ -3,21 +3,12 @@ report, and the report they give equals the one computed cold."""
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
-import pytest
 
 from entangle.report import build_report
-from entangle.report import tsne as tsne_module
 from entangle.report.demo import EARLY_PREFIX, TSNE_SETTINGS, _EarlyMaps, _training_threads
 from tests.report.fake_runs import make_run
-
-GENERATED = re.compile(r"Generated [^<]* by entangle")
-
-
-def _html(out):
-    return GENERATED.sub("Generated - by entangle", (out / "index.html").read_text())
+from tests.report.test_cache import _html
 
 
 def _maps(out) -> dict[str, dict[str, np.ndarray]]:
@@ -27,20 +18,6 @@ def _maps(out) -> dict[str, dict[str, np.ndarray]]:
         with np.load(path) as data:
             found[path.name] = {k: data[k] for k in data.files}
     return found
-
-
-@pytest.fixture
-def count_maps(monkeypatch):
-    """Counts t-SNE maps computed in this process (a report with workers=1 draws them here)."""
-    calls = []
-    real = tsne_module.tsne_embed
-
-    def counted(*args, **kwargs):
-        calls.append(1)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr("entangle.report.maps.tsne_embed", counted)
-    return calls
 
 
 def test_early_maps_are_the_reports_cache_hits_and_give_the_cold_report(tmp_path, count_maps):
