@@ -34,9 +34,7 @@ KNOWN_LONG_MODULES = {
     "entangle.bench.gpu_check",
     "entangle.runs.io",
 }
-KNOWN_LONG_FUNCTIONS = {
-    "entangle.bench.run:run_bench",
-}
+KNOWN_LONG_FUNCTIONS: set[str] = set()
 
 
 def test_no_cycle_between_folders():

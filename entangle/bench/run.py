@@ -134,6 +134,92 @@ def resolve_backend(model: str) -> str:
     return "timm"
 
 
+def _checked_rounds(
+    dev: torch.device,
+    batch_size: int | None,
+    probe_set_size: int | None,
+    repeats: int | None,
+    quick: bool,
+    clock: str,
+) -> int:
+    """Reject bad ``run_bench`` arguments (one clear error each); return the timed rounds."""
+    if batch_size is not None and batch_size < 2:
+        raise EntangleValueError(
+            f"batch_size must be >= 2 (labeled and unlabeled samples), got {batch_size}"
+        )
+    if probe_set_size is not None and probe_set_size < 8:
+        raise EntangleValueError(f"probe_set_size must be >= 8, got {probe_set_size}")
+    rounds = repeats if repeats is not None else (3 if quick else 7)
+    if rounds < 1:
+        raise EntangleValueError(f"repeats must be >= 1, got {rounds}")
+    if clock not in ("wall", "cpu"):
+        raise EntangleValueError(f"clock must be 'wall' or 'cpu', got {clock!r}")
+    if clock == "cpu" and dev.type != "cpu":
+        raise EntangleValueError(
+            f"clock='cpu' measures host CPU time, which misses {dev.type} work; use clock='wall'"
+        )
+    return rounds
+
+
+def _time_spec(spec, dev, rounds, sync, timer, say, result: dict) -> dict:
+    """Time one model spec's variants into ``result``; return its ``settings`` entry.
+
+    The ratios, their spreads and the per-variant milliseconds go under ``result``'s keys
+    (MLP keys with an ``mlp_`` prefix); the ProbeSet-vs-full SOC difference is the larger of
+    the one before and the one after timing (the timed steps move the weights).
+    """
+    prefix = "" if spec.name == "vit" else f"{spec.name}_"
+    say(f"{spec.name}: {spec.description}")
+    fixture = BenchFixture(spec, dev)
+    before = fixture.soc_difference()
+    variants = fixture.variants()
+    say(f"{spec.name}: timing {len(variants)} variants, {rounds} rounds")
+    times = _time_round_robin(variants, rounds, 1, sync, timer)
+    ratios, spread, ms = _summarize(times, prefix)
+    result["ratios"].update(ratios)
+    result["ratios_iqr"].update(spread)
+    result["times_ms"].update(ms)
+    diff = max(before, fixture.soc_difference())
+    result["checks"][f"{prefix}probeset_soc_max_abs_diff"] = diff
+    return {
+        "model": spec.description,
+        "batch_size": spec.batch_size,
+        "input_shape": list(spec.input_shape),
+        **fixture.dims(),
+    }
+
+
+def _set_threads(threads: int | None, quick: bool) -> int:
+    """Apply ``threads`` (1 with ``quick`` when unset); return the count to restore after."""
+    if threads is None and quick:
+        threads = 1
+    previous_threads = torch.get_num_threads()
+    if threads is not None:
+        if threads < 1:
+            raise EntangleValueError(f"threads must be >= 1, got {threads}")
+        torch.set_num_threads(int(threads))
+    return previous_threads
+
+
+def _synchronizer(dev: torch.device) -> Callable[[], None]:
+    """What the timer calls before reading the clock: waits for CUDA work, no-op elsewhere."""
+
+    def sync():
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+
+    return sync
+
+
+def _with_headline(settings: dict) -> dict:
+    """``settings`` plus the ViT's model / batch / image size at the top and the load after."""
+    settings["model"] = settings["vit"]["model"]
+    settings["batch_size"] = settings["vit"]["batch_size"]
+    settings["image_size"] = settings["vit"]["input_shape"][-1]
+    settings["load_average_after"] = _load()
+    return settings
+
+
 def run_bench(
     *,
     device: str = "auto",
@@ -177,38 +263,14 @@ def run_bench(
     """
     dev = resolve_device(device)
     backend = resolve_backend(model)
-    if batch_size is not None and batch_size < 2:
-        raise EntangleValueError(
-            f"batch_size must be >= 2 (labeled and unlabeled samples), got {batch_size}"
-        )
-    if probe_set_size is not None and probe_set_size < 8:
-        raise EntangleValueError(f"probe_set_size must be >= 8, got {probe_set_size}")
-    rounds = repeats if repeats is not None else (3 if quick else 7)
-    if rounds < 1:
-        raise EntangleValueError(f"repeats must be >= 1, got {rounds}")
-    if clock not in ("wall", "cpu"):
-        raise EntangleValueError(f"clock must be 'wall' or 'cpu', got {clock!r}")
-    if clock == "cpu" and dev.type != "cpu":
-        raise EntangleValueError(
-            f"clock='cpu' measures host CPU time, which misses {dev.type} work; use clock='wall'"
-        )
+    rounds = _checked_rounds(dev, batch_size, probe_set_size, repeats, quick, clock)
     timer = time.perf_counter if clock == "wall" else time.process_time
     specs = (
         vit_spec(backend, batch_size, quick, probe_set_size, image_size, dev),
         mlp_spec(batch_size, quick, probe_set_size),
     )
-    if threads is None and quick:
-        threads = 1
-    previous_threads = torch.get_num_threads()
-    if threads is not None:
-        if threads < 1:
-            raise EntangleValueError(f"threads must be >= 1, got {threads}")
-        torch.set_num_threads(int(threads))
-
-    def sync():
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
-
+    previous_threads = _set_threads(threads, quick)
+    sync = _synchronizer(dev)
     say = progress or (lambda message: None)
     result: dict = {"ratios": {}, "ratios_iqr": {}, "times_ms": {}, "checks": {}}
     settings: dict = {
@@ -224,32 +286,10 @@ def run_bench(
     }
     try:
         for spec in specs:
-            prefix = "" if spec.name == "vit" else f"{spec.name}_"
-            say(f"{spec.name}: {spec.description}")
-            fixture = BenchFixture(spec, dev)
-            before = fixture.soc_difference()
-            variants = fixture.variants()
-            say(f"{spec.name}: timing {len(variants)} variants, {rounds} rounds")
-            times = _time_round_robin(variants, rounds, 1, sync, timer)
-            ratios, spread, ms = _summarize(times, prefix)
-            result["ratios"].update(ratios)
-            result["ratios_iqr"].update(spread)
-            result["times_ms"].update(ms)
-            diff = max(before, fixture.soc_difference())
-            result["checks"][f"{prefix}probeset_soc_max_abs_diff"] = diff
-            settings[spec.name] = {
-                "model": spec.description,
-                "batch_size": spec.batch_size,
-                "input_shape": list(spec.input_shape),
-                **fixture.dims(),
-            }
+            settings[spec.name] = _time_spec(spec, dev, rounds, sync, timer, say, result)
     finally:
         torch.set_num_threads(previous_threads)
-    settings["model"] = settings["vit"]["model"]
-    settings["batch_size"] = settings["vit"]["batch_size"]
-    settings["image_size"] = settings["vit"]["input_shape"][-1]
-    settings["load_average_after"] = _load()
-    result["settings"] = settings
+    result["settings"] = _with_headline(settings)
     result["targets"] = {k: list(v) for k, v in TARGETS.items()}
     return result
 
