@@ -110,8 +110,9 @@ def _train_runs(config, setup, runs_dir: Path, variants, early: _EarlyMaps | Non
     try:
         for i, name in enumerate(variants):
             cfg = dataclasses.replace(config, **VARIANTS[name])
-            # a fixed rule (not whether a worker still runs) keeps the thread count, and so
-            # the run's records, the same from one demo to the next
+            # torch's CPU reductions round differently on another thread count (measured on the
+            # demo: accuracies equal, probe numbers move ~1e-7), so the count follows a fixed
+            # rule, not whether a worker still runs: one demo's records equal the next one's
             torch.set_num_threads(_training_threads(threads, early is not None and i > 0))
             summaries[name] = train(
                 cfg,
