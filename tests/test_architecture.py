@@ -31,7 +31,6 @@ KNOWN_UPWARD: set[tuple[str, str]] = set()
 # without a "# long:" reason, that predate these tests; each to be split, then removed from
 # here (the lists may only shrink; a new long one is split or says why)
 KNOWN_LONG_MODULES = {
-    "entangle.bench.gpu_check",
     "entangle.runs.io",
 }
 KNOWN_LONG_FUNCTIONS: set[str] = set()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from entangle.bench import gpu_check
+from entangle.bench import gpu_benchmark_run, gpu_check
 
 
 @pytest.mark.parametrize(
@@ -77,7 +77,7 @@ def test_output_file_is_named_and_written(tmp_path, monkeypatch, capsys):
         lambda *a, **k: {"non_probed_transfers": 0, "probed_transfers": 1},
     )
     ran = []
-    monkeypatch.setattr(gpu_check, "benchmark_run", lambda device: ran.append(device) or {})
+    monkeypatch.setattr(gpu_benchmark_run, "benchmark_run", lambda device: ran.append(device) or {})
     out = tmp_path / "check.txt"
     assert gpu_check.main(["--skip-tests", "--skip-bench", "--out", str(out)]) == 0
     assert ran == ["cuda"]  # part 4 runs unless --skip-run
@@ -85,35 +85,3 @@ def test_output_file_is_named_and_written(tmp_path, monkeypatch, capsys):
     assert printed.splitlines()[0] == f"output: {out.resolve()}"
     assert printed.splitlines()[-1] == f"output written to {out.resolve()}"
     assert out.read_text() == printed
-
-
-def test_fake_cub_tree_is_read_as_cub(tmp_path):
-    from entangle.data.benchmarks import read_benchmark
-
-    root = gpu_check.write_fake_cub(tmp_path / "cub", train_per_class=2, test_per_class=1, px=8)
-    split = read_benchmark("cub", root)
-    # SimGCD's split of 400 training images (100 SSB known classes x 2): int(0.5 * 200) labeled
-    assert split.counts()["parts"] == {"labeled": 100, "unlabeled": 300, "test": 200}
-    from PIL import Image
-
-    first = next((root / "CUB_200_2011" / "images").rglob("*.jpg"))
-    with Image.open(first) as img:
-        assert img.size == (8, 8) and img.format == "JPEG"
-
-
-@pytest.mark.extras  # torchvision's transforms
-@pytest.mark.slow
-def test_benchmark_run_tiny_form_trains_and_reports(tmp_path, monkeypatch):
-    pytest.importorskip("torchvision")
-    import tempfile
-
-    monkeypatch.setattr(tempfile, "gettempdir", lambda: str(tmp_path))
-    lines = []
-    out = gpu_check.benchmark_run("cpu", quick=True, say=lines.append)
-    assert (out["steps"], out["batch_size"]) == (2, 100)
-    (mode,) = out["modes"].values()
-    assert mode["step_s"] > 0 and mode["images_per_s"] == pytest.approx(2 * mode["samples_per_s"])
-    assert mode["peak_gpu_memory_mib"] is None and out["bf16_vs_fp16"] is None
-    text = "\n".join(lines)
-    assert "400 JPEGs" in text and "EAGC + probe every step" in text and "samples/s" in text
-    assert list(tmp_path.iterdir()) == []  # the tree and the runs are removed
