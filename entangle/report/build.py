@@ -26,8 +26,8 @@ from entangle.report.load import RunData, load_runs
 from entangle.report.output import atomic_report_dir, is_report_dir
 from entangle.report.precompute import report_energies, start_report_maps
 from entangle.report.tsne import BACKENDS
-from entangle.runs.io import utf8
 from entangle.runs.summary import checkpoint_gradient_summary, run_summary
+from entangle.runs.values import utf8
 
 
 def build_report(
@@ -104,7 +104,7 @@ def build_report(
                 cache=cache,
                 digest=digest,
             )
-        # a non-UTF-8 locale hands file names over as lone surrogates (runs/io.utf8)
+        # a non-UTF-8 locale hands file names over as lone surrogates (runs/values.utf8)
         (tmp / "index.html").write_bytes(utf8(html))
     return out / "index.html"
 

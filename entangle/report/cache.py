@@ -20,8 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from entangle.errors import EntangleValueError
-from entangle.runs.io import atomic_write, make_dir, utf8
+from entangle.runs.io import atomic_write, make_dir
 from entangle.runs.untrusted import load_npz
+from entangle.runs.values import utf8
 
 CACHE_DIR = "cache"
 # bumped when the meaning of a cached entry changes

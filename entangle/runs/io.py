@@ -35,7 +35,7 @@ from pathlib import Path
 
 from entangle.errors import EntangleRuntimeError, EntangleValueError
 from entangle.runs.values import read_jsonl as read_jsonl  # re-exported: a documented path
-from entangle.runs.values import to_jsonable
+from entangle.runs.values import to_jsonable, utf8
 
 _TMP_SUFFIX = ".tmp"  # every temporary file ends so; a resume removes the killed writer's
 FILE_MODE = 0o644
@@ -270,32 +270,8 @@ def atomic_json(path, obj: dict) -> Path:
     return atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))
 
 
-def readable(text: str) -> str:
-    """``text`` without lone surrogates, for display and for UTF-8 files.
-
-    Under a non-UTF-8 locale (``LC_ALL=C PYTHONUTF8=0``) Python decodes a file name's
-    non-ASCII bytes to lone surrogates (``"m\\udcc3\\udcb6del.pt"``), which strict UTF-8,
-    matplotlib and hashing refuse: the original bytes are decoded as UTF-8 (the name as the
-    user typed it, "mödel.pt"), and what is not UTF-8 becomes U+FFFD.
-    """
-    try:
-        text.encode("utf-8")
-        return text
-    except UnicodeEncodeError:
-        try:
-            raw = text.encode("utf-8", "surrogateescape")
-        except UnicodeEncodeError:  # a surrogate no file-name byte decodes to
-            raw = text.encode("utf-8", "surrogatepass")
-        return raw.decode("utf-8", "replace")
-
-
-def utf8(text: str) -> bytes:
-    """``text`` as UTF-8 bytes, also when it holds lone surrogates (see :func:`readable`)."""
-    return readable(text).encode("utf-8")
-
-
 def atomic_text(path, text: str) -> Path:
-    """:func:`atomic_write` of a UTF-8 text file (see :func:`utf8`)."""
+    """:func:`atomic_write` of a UTF-8 text file (see :func:`entangle.runs.values.utf8`)."""
     data = utf8(text)
     return atomic_write(path, lambda fh: fh.write(data))
 

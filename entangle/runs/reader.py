@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 
 from entangle.errors import EntangleValueError
-from entangle.runs.io import _TMP_SUFFIX, readable
+from entangle.runs.io import _TMP_SUFFIX
 from entangle.runs.untrusted import load_npz
-from entangle.runs.values import read_jsonl
+from entangle.runs.values import read_jsonl, readable
 
 SCHEMA_VERSION = 1
 
@@ -91,7 +91,7 @@ class RunReader:
 
     @property
     def name(self) -> str:
-        # a folder name under a non-UTF-8 locale holds lone surrogates (runs/io.readable)
+        # a folder name under a non-UTF-8 locale holds lone surrogates (runs/values.readable)
         return readable(self.meta.get("name") or self.path.resolve().name)
 
     @property

@@ -3,7 +3,8 @@
 :func:`to_jsonable` turns records into plain JSON values (NaN and +-inf become ``null``; the
 records' one JSON conversion); :func:`read_jsonl` reads a JSON-lines file, tolerating a torn
 last line. :func:`as_array` and :func:`check_weights_only` prepare arrays for ``.npz`` files
-and state for ``torch.save``. The writes themselves are entangle.runs.io's.
+and state for ``torch.save``. :func:`readable` and :func:`utf8` make file names decoded under a
+non-UTF-8 locale writable as UTF-8. The writes themselves are entangle.runs.io's.
 """
 
 from __future__ import annotations
@@ -17,6 +18,33 @@ import numpy as np
 import torch
 
 from entangle.errors import EntangleTypeError, EntangleValueError
+
+# ---------------------------------------------------------------- text
+
+
+def readable(text: str) -> str:
+    """``text`` without lone surrogates, for display and for UTF-8 files.
+
+    Under a non-UTF-8 locale (``LC_ALL=C PYTHONUTF8=0``) Python decodes a file name's
+    non-ASCII bytes to lone surrogates (``"m\\udcc3\\udcb6del.pt"``), which strict UTF-8,
+    matplotlib and hashing refuse: the original bytes are decoded as UTF-8 (the name as the
+    user typed it, "mödel.pt"), and what is not UTF-8 becomes U+FFFD.
+    """
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        try:
+            raw = text.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:  # a surrogate no file-name byte decodes to
+            raw = text.encode("utf-8", "surrogatepass")
+        return raw.decode("utf-8", "replace")
+
+
+def utf8(text: str) -> bytes:
+    """``text`` as UTF-8 bytes, also when it holds lone surrogates (see :func:`readable`)."""
+    return readable(text).encode("utf-8")
+
 
 # ---------------------------------------------------------------- JSON values
 
