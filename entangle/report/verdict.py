@@ -103,16 +103,38 @@ def settings(runs: Sequence[RunData]) -> list[list[RunData]]:
 
 
 def label(group: list[RunData]) -> str:
-    """The setting named by its runs: ``a``, ``a, b`` or ``baseline-s{0,1,2}`` (shared prefix)."""
+    """The setting named by its runs: ``a``, ``a, b``, ``baseline-s{0,1,2}`` (shared prefix), or
+    for ablation cells (``variant=eagc__aga_weight=0.7__seed=0``) that differ only in their seed
+    ``variant=eagc, aga_weight=0.7 (seeds 0,1,2)``."""
     import os
 
     names = [r.name for r in group]
     if len(names) == 1:
         return names[0]
+    cells = _seed_cells(names)
+    if cells is not None:
+        return cells
     prefix = os.path.commonprefix(names)
     if prefix and all(len(n) > len(prefix) for n in names):
         return prefix + "{" + ",".join(n[len(prefix) :] for n in names) + "}"
     return ", ".join(names)
+
+
+def _seed_cells(names: list[str]) -> str | None:
+    """``k=v, k=v (seeds a,b)`` when every name is an ablation cell (``k=v`` parts joined by
+    ``__``) and the cells differ in their ``seed`` part alone; else None."""
+    cells = [dict(p.split("=", 1) for p in n.split("__")) for n in names if _is_cell(n)]
+    if len(cells) != len(names) or any("seed" not in c for c in cells):
+        return None
+    shared = {k: v for k, v in cells[0].items() if k != "seed"}
+    if any({k: v for k, v in c.items() if k != "seed"} != shared for c in cells):
+        return None
+    settings = ", ".join(f"{k}={v}" for k, v in shared.items())
+    return f"{settings} (seeds {','.join(c['seed'] for c in cells)})"
+
+
+def _is_cell(name: str) -> bool:
+    return all(part.count("=") >= 1 and not part.startswith("=") for part in name.split("__"))
 
 
 def _seed(run: RunData):

@@ -303,7 +303,10 @@ def test_report_has_table_figures_and_escaped_names(tmp_path):
     data = json.loads(run.files["verdict"].read_text(encoding="utf-8"))
     assert run.files["verdict"] == run.files["report"].with_name("verdict.json")
     eagc, base = "variant=eagc__aga_weight=0.7__seed", "variant=baseline__aga_weight=0.7__seed"
-    assert data["headline"] == {"a": eagc + "={0,1}", "b": base + "={0,1}"}
+    assert data["headline"] == {
+        "a": "variant=eagc, aga_weight=0.7 (seeds 0,1)",
+        "b": "variant=baseline, aga_weight=0.7 (seeds 0,1)",
+    }
     acc = next(c for c in data["comparisons"]
                if (c["a"], c["metric"]) == (data["headline"]["a"], "acc_all_last"))  # fmt: skip
     cells = {r["name"]: r for r in data["runs"]}
@@ -312,9 +315,12 @@ def test_report_has_table_figures_and_escaped_names(tmp_path):
     assert acc["difference"] == pytest.approx(want) and acc["method"] == "paired t"
     assert (acc["n_a"], acc["n_b"]) == (2, 2) and len(data["card"]) <= 8
     grid = {s["setting"]: s for s in data["grid"]["settings"]}
-    assert grid["variant=eagc__aga_weight=1.4__seed={0,1}"]["values"] == {
+    assert grid["variant=eagc, aga_weight=1.4 (seeds 0,1)"]["values"] == {
         "variant": "eagc", "aga_weight": 1.4}  # fmt: skip
-    assert sorted(grid[base + "={0,1}"]["cells"]) == [base + "=0", base + "=1"]
+    assert sorted(grid["variant=baseline, aga_weight=0.7 (seeds 0,1)"]["cells"]) == [
+        base + "=0",
+        base + "=1",
+    ]
     summary = run.files["summary"].read_text(encoding="utf-8")
     assert summary.count("\n| ") == 4  # header + baseline, eagc 0.7, eagc 1.4
 

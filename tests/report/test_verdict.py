@@ -275,3 +275,16 @@ def test_probeset_soc_is_named_a_subset_with_its_measured_offset(tmp_path):
     other = _demo_run(tmp_path / "own-loop", {"probeset_every": None}, False, 0.0, 0.0)
     note = compute_verdict(load_runs([other])).probeset
     assert "not measured in these runs" in note
+
+
+def test_ablation_cells_of_one_setting_are_named_by_their_settings_and_seeds():
+    from types import SimpleNamespace
+
+    from entangle.report.verdict import label
+
+    cells = [SimpleNamespace(name=f"variant=eagc__aga_weight=0.7__seed={s}") for s in (0, 1, 4)]
+    assert label(cells) == "variant=eagc, aga_weight=0.7 (seeds 0,1,4)"
+    # cells that differ in more than their seed keep the run names
+    mixed = cells[:1] + [SimpleNamespace(name="variant=aga__aga_weight=0.7__seed=1")]
+    assert "(seeds" not in label(mixed)
+    assert label([SimpleNamespace(name=f"baseline-s{s}") for s in (0, 1)]) == "baseline-s{0,1}"
