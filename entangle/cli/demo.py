@@ -14,18 +14,31 @@ from entangle.cli.common import console, stage_progress
 
 
 def summary_table(summaries: dict) -> Table:
-    """Accuracy, conflict, GDC and SOC of each run as a rich table."""
+    """Accuracy, conflict, GDC and SOC of each run as a rich table that fits 80 columns with the
+    run names whole (light borders, two-line headers; the note below says what each is)."""
     table = Table(
         title="GCD on digits (old 0-4, novel 5-9): baselines from pretrained / reference "
-        "weights, EAGC variants from the reference"
+        "weights, EAGC variants from the reference",
+        box=None,
+        pad_edge=False,
+        header_style="bold",
     )
-    cols = ("run", "All", "Old", "New", "mean cos", "conflict rate")
-    cols += ("GDC (first 200)", "GDC (whole run)", "ProbeSet SOC (first 200)")
-    for col in cols:
-        table.add_column(col, justify="right" if col != "run" else "left")
+    width = max((len(name) for name in summaries), default=3)
+    table.add_column("run", no_wrap=True, min_width=width)
+    for col in (
+        "All",
+        "Old",
+        "New",
+        "mean\ncos",
+        "cos<0\nrate",
+        "GDC\n200",
+        "GDC\nrun",
+        "SOC\n200",
+    ):
+        table.add_column(col, justify="right", no_wrap=True)
     for name, s in summaries.items():
         table.add_row(
-            name,
+            escape(name),
             *(f"{s.get(k, float('nan')):.3f}" for k in ("acc_all", "acc_old", "acc_new")),
             f"{s.get('cos_mean', float('nan')):+.3f}",
             f"{s.get('conflict_rate', float('nan')):.2f}",
@@ -87,8 +100,9 @@ def demo(
         )
     console.print(summary_table(result["summaries"]))
     console.print(
-        "mean cos / conflict rate / GDC: raw gradients of the last block; GDC and ProbeSet "
-        "SOC over the first 200 steps (the paper's window) and GDC over the whole run."
+        "All/Old/New: clustering accuracy after the last epoch; mean cos, cos<0 rate (the "
+        "conflict rate) and GDC: raw gradients of the last block; '200': the first 200 training "
+        "steps (the paper's window), 'run': the whole run; SOC: ProbeSet SOC."
     )
     if result["report"]:
         console.print(f"report: [bold]{escape(str(result['report']))}[/]", highlight=False)
