@@ -6,7 +6,7 @@ functions that use them.
 
 from __future__ import annotations
 
-import importlib
+from entangle.lazy_exports import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -28,15 +28,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS) + ["__version__"]
 
 
-def __getattr__(name: str):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'entangle' has no attribute {name!r}")
-    mod = importlib.import_module(module)
-    value = mod if module.endswith(name) else getattr(mod, name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

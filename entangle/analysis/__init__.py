@@ -4,7 +4,7 @@ The names load on first use: the ``analyze`` command's options import only
 :mod:`entangle.analysis.config`, not the analysis and its checkpoint loaders.
 """
 
-import importlib
+from entangle.lazy_exports import lazy_exports
 
 _EXPORTS = {
     "AnalysisResult": "entangle.analysis.run",
@@ -18,14 +18,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'entangle.analysis' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -7,17 +7,11 @@ process (``entangle.report.tsne_worker``) starts without importing torch.
 
 from __future__ import annotations
 
-import importlib
+from entangle.lazy_exports import lazy_exports
 
 _EXPORTS = {"build_report": "entangle.report.build", "tsne_embed": "entangle.report.tsne"}
 
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'entangle.report' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

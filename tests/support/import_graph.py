@@ -28,6 +28,7 @@ from pathlib import Path
 LAYERS = {
     "errors": 0,
     "defaults": 0,
+    "lazy_exports": 0,
     "metrics": 0,
     "nn": 0,
     "runs": 0,
