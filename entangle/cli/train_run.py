@@ -119,7 +119,11 @@ def train_run(config, out: Path, *, trust_checkpoint: bool, quiet: bool) -> dict
                     ),
                 )
             view = TrainDisplay(progress, f"train {config.variant()}", config.epochs)
-            return train(config, out, setup, on_step=view.step, on_epoch=view.epoch)
+            summary = train(config, out, setup, on_step=view.step, on_epoch=view.epoch)
+        # every rank past its last collective before any tears its sockets down: gloo aborts
+        # (SIGABRT) a rank whose peer closes a connection under it (no graceful shutdown)
+        distributed.barrier()
+        return summary
     finally:
         if distributed.world_size() > 1:
             import torch
