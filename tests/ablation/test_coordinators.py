@@ -6,7 +6,7 @@ import pytest
 
 from entangle.ablation import example_path, load_grid, parse_grid, run_grid
 from entangle.runs.directory import RunReader
-from tests.ablation.test_ablation import TINY
+from tests.ablation.tiny import TINY
 
 pytestmark = [pytest.mark.extras]
 pytest.importorskip("torchjd")

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import math
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 import entangle.ablation.report as ablation_report_module
 from entangle.ablation.report import ablation_report
 from entangle.ablation.results import aggregate
+from entangle.ablation.runner import run_grid
 from entangle.ablation.spec import parse_grid
+from tests.ablation.tiny import TINY
 
 HOSTILE = "eagc <b>&'\""
 
@@ -76,3 +80,49 @@ def test_the_page_keeps_its_order_verdict_table_figures_failures_settings(page):
     # value cells right-aligned: the settings column is not
     assert "<tr><td>baseline</td><td class=n>2</td>" in page
     assert page.count("<tr><td><code>variant=") == 4  # one row per cell
+
+
+def test_report_has_table_figures_and_escaped_names(tmp_path):
+    spec = parse_grid(
+        {
+            "base": TINY,
+            "grid": [
+                {"variant": ["baseline", "eagc"], "seed": [0, 1]},
+                {"variant": ["eagc"], "aga_weight": [1.4], "seed": [0, 1]},
+            ],
+        },
+        source="<grid & co>",
+    )
+    run = run_grid(spec, tmp_path / "g")
+    page = run.files["report"].read_text(encoding="utf-8")
+    assert "&lt;grid &amp; co&gt;" in page and "<grid & co>" not in page
+    assert page.count("data:image/png;base64,") == 3  # bars, aga_weight sensitivity, steps
+    assert "Sensitivity to aga_weight" in page
+    # the verdict opens the page and summarises seeds of one setting across seeds
+    assert page.index("<h2>Verdict</h2>") < page.index("<table>")
+    assert "n = 2 vs 2 seeds" in page  # seed means compared, n on each side
+    assert "variant=eagc__aga_weight=1.4__seed=1" in page
+    # verdict.json beside report.html: the run report's schema plus the grid's settings
+    data = json.loads(run.files["verdict"].read_text(encoding="utf-8"))
+    assert run.files["verdict"] == run.files["report"].with_name("verdict.json")
+    eagc, base = "variant=eagc__aga_weight=0.7__seed", "variant=baseline__aga_weight=0.7__seed"
+    assert data["headline"] == {
+        "a": "variant=eagc, aga_weight=0.7 (seeds 0,1)",
+        "b": "variant=baseline, aga_weight=0.7 (seeds 0,1)",
+    }
+    acc = next(c for c in data["comparisons"]
+               if (c["a"], c["metric"]) == (data["headline"]["a"], "acc_all_last"))  # fmt: skip
+    cells = {r["name"]: r for r in data["runs"]}
+    want = np.mean([cells[f"{eagc}={k}"]["acc_all_last"] - cells[f"{base}={k}"]["acc_all_last"]
+                    for k in (0, 1)])  # fmt: skip
+    assert acc["difference"] == pytest.approx(want) and acc["method"] == "paired t"
+    assert (acc["n_a"], acc["n_b"]) == (2, 2) and len(data["card"]) <= 8
+    grid = {s["setting"]: s for s in data["grid"]["settings"]}
+    assert grid["variant=eagc, aga_weight=1.4 (seeds 0,1)"]["values"] == {
+        "variant": "eagc", "aga_weight": 1.4}  # fmt: skip
+    assert sorted(grid["variant=baseline, aga_weight=0.7 (seeds 0,1)"]["cells"]) == [
+        base + "=0",
+        base + "=1",
+    ]
+    summary = run.files["summary"].read_text(encoding="utf-8")
+    assert summary.count("\n| ") == 4  # header + baseline, eagc 0.7, eagc 1.4
