@@ -18,7 +18,7 @@ from torch import nn
 from entangle.errors import EntangleTypeError
 from entangle.models.heads import GCDHead
 from entangle.models.vit import VisionTransformer
-from entangle.runs.io import atomic_write, make_dir, write_point
+from entangle.runs.io import atomic_write, make_dir
 
 ENTANGLE_CHECKPOINT_VERSION = 1
 
@@ -85,5 +85,4 @@ def save_checkpoint(
         "meta": meta,
     }
     make_dir(path.parent)
-    write_point(f"checkpoint:{path.stem}")
     return atomic_write(path, lambda fh: torch.save(payload, fh))

@@ -44,18 +44,6 @@ _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _DIRECTORY = getattr(os, "O_DIRECTORY", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
-# Fault injection (docs/reliability.md): when set, called with the name of each write point
-# of a run ("steps", "epochs", "features", "checkpoint:last", "checkpoint:model",
-# "checkpoint:reference", "DONE") just before it writes, so a test can kill the writer there.
-fault_hook = None
-
-
-def write_point(name: str) -> None:
-    """Announce a write point to :data:`fault_hook` (nothing happens when it is unset)."""
-    if fault_hook is not None:
-        fault_hook(name)
-
-
 # ---------------------------------------------------------------- safe writes
 
 

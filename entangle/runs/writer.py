@@ -31,7 +31,6 @@ from entangle.runs.io import (
     refuse_symlink,
     remove_file,
     write_error,
-    write_point,
 )
 from entangle.runs.lock import RunLock
 from entangle.runs.reader import SCHEMA_VERSION, RunReader
@@ -213,7 +212,6 @@ class RunWriter:
                 f"{fname}: a record must be a dict, got {type(record).__name__}"
             )
         # one write per record, so a kill leaves at most one torn last line
-        write_point(fname.partition(".")[0])
         fh = self._files[fname]
         try:
             fh.write((dumps_record(record) + "\n").encode("utf-8"))
@@ -274,7 +272,6 @@ class RunWriter:
         for key, value in extra_arrays.items():
             arrays[key] = as_array(value, key)
         target = self.path / "features" / f"epoch_{int(epoch):03d}.npz"
-        write_point("features")
         atomic_write(target, lambda fh: np.savez(fh, **arrays))
         return target
 
@@ -303,7 +300,6 @@ class RunWriter:
             raise EntangleTypeError(f"checkpoint state must be a dict, got {type(state).__name__}")
         check_weights_only(state, "state")
         target = self.checkpoint_path(name)
-        write_point(f"checkpoint:{target.stem}")
         atomic_write(target, lambda fh: torch.save(state, fh))
         return target
 
@@ -323,7 +319,6 @@ class RunWriter:
         self._close_files()
         self._finished = True
         try:
-            write_point("DONE")
             atomic_json(self.path / "DONE", {"end_time": _now(), "summary": summary or {}})
         finally:
             self._lock.release()

@@ -1,14 +1,23 @@
 """Training survives a kill at every write point, diverging runs stop cleanly.
 
-The kill is injected through ``entangle.runs.io.fault_hook`` (docs/reliability.md): the hook
-raises at the last occurrence of a write point (the final epoch's), after leaving what a
-real SIGKILL there would leave (a torn record line, a half-written temporary file).
+The kill is injected here, in the test, at the audited write primitives of entangle.runs.io
+(docs/reliability.md): every atomic write of a run (``atomic_write``, ``atomic_json``) passes
+through ``io._write_temp`` and every record is one ``write`` on a file ``open_append`` opened,
+so wrapping those two sees each write, and its write point is read off the target path
+(:func:`write_point`). At the last occurrence of a point (the final epoch's) the wrapper leaves
+what a SIGKILL there would leave (the first half of the record line, a half-written temporary
+file) and raises.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import math
+import os
+from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,6 +26,7 @@ import torch
 from entangle.errors import EntangleRuntimeError, EntangleValueError
 from entangle.gcd.train import WALL_CLOCK_KEYS, TrainConfig, prepare, train
 from entangle.runs import io as runio
+from entangle.runs import writer as runwriter
 from entangle.runs.directory import RunReader
 
 # probing and the probe set once per run: the kill test is about the writes, not the probe
@@ -42,10 +52,77 @@ POINTS = (
     "checkpoint:reference",
     "DONE",
 )
+# written by a run too, not killed at: run.json (its creation; a resume rewrites it)
+OTHER_WRITES = ("run.json",)
 
 
 class Killed(BaseException):
     """Stands for SIGKILL: no ``except Exception`` handler of the code under test sees it."""
+
+
+def write_point(path) -> str:
+    """The write point of a file of a run: ``epochs.jsonl`` -> "epochs",
+    ``checkpoints/last.pt`` -> "checkpoint:last", ``features/epoch_002.npz`` -> "features",
+    ``DONE`` -> "DONE", ``run.json`` -> "run.json"."""
+    path = Path(path)
+    if path.parent.name == "checkpoints":
+        return f"checkpoint:{path.stem}"
+    if path.parent.name == "features":
+        return "features"
+    return path.stem if path.suffix == ".jsonl" else path.name
+
+
+class WritePoints:
+    """The writes of a run counted by write point; the ``occurrence``-th at ``kill`` is killed."""
+
+    def __init__(self, kill: str | None = None, occurrence: int = 0):
+        self.seen: Counter = Counter()
+        self.kill, self.occurrence = kill, occurrence
+
+    def killed_at(self, path) -> bool:
+        point = write_point(path)
+        self.seen[point] += 1
+        return point == self.kill and self.seen[point] == self.occurrence
+
+
+class _Appends:
+    """A record file of :func:`entangle.runs.io.open_append` whose killed write is torn."""
+
+    def __init__(self, fh, path, points: WritePoints):
+        self._fh, self._path, self._points = fh, path, points
+
+    def write(self, data: bytes) -> int:
+        if self._points.killed_at(self._path):
+            self._fh.write(data[: len(data) // 2])  # a torn last line, as a SIGKILL leaves
+            self._fh.flush()
+            raise Killed
+        return self._fh.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self._fh, name)
+
+
+@contextlib.contextmanager
+def watched_writes(points: WritePoints):
+    """Route a run's writes through ``points`` (restored on exit, also after a kill)."""
+    write_temp, open_append = runio._write_temp, runwriter.open_append
+
+    def write_temp_or_die(path, dfd, write):
+        if points.killed_at(path):
+            buf = io.BytesIO()
+            write(buf)
+            data = buf.getvalue()
+            _, fd = runio._temp_in(dfd, path.name)  # half written when the kill came
+            os.write(fd, data[: len(data) // 2])
+            os.close(fd)
+            raise Killed
+        return write_temp(path, dfd, write)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(runio, "_write_temp", write_temp_or_die)
+        # RunWriter opens its record files through the name it imported
+        mp.setattr(runwriter, "open_append", lambda path: _Appends(open_append(path), path, points))
+        yield points
 
 
 @pytest.fixture(scope="module")
@@ -60,34 +137,10 @@ def whole(setup, tmp_path_factory):
     return path
 
 
-def _count_points(setup, tmp_path) -> dict:
-    seen: dict[str, int] = {}
-    runio.fault_hook = lambda name: seen.__setitem__(name, seen.get(name, 0) + 1)
-    try:
+def _count_points(setup, tmp_path) -> Counter:
+    with watched_writes(WritePoints()) as points:
         train(FAST, tmp_path / "count", setup)
-    finally:
-        runio.fault_hook = None
-    return seen
-
-
-def _kill_at(point: str, occurrence: int, run_dir):
-    seen = {"n": 0}
-
-    def hook(name):
-        if name != point:
-            return
-        seen["n"] += 1
-        if seen["n"] == occurrence:
-            # what a SIGKILL at this point leaves behind
-            if point in ("steps", "epochs"):
-                with open(run_dir / f"{point}.jsonl", "ab") as fh:
-                    fh.write(b'{"step": 99, "tor')
-            else:
-                folder = run_dir / ("features" if point == "features" else "checkpoints")
-                (folder / f".{point.partition(':')[2] or point}.half.tmp").write_bytes(b"\0" * 9)
-            raise Killed
-
-    return hook
+    return points.seen
 
 
 def _numbers(records):
@@ -140,17 +193,19 @@ def assert_same_run(got, want):
 @pytest.mark.slow
 def test_a_kill_at_every_write_point_resumes_to_the_uninterrupted_run(setup, whole, tmp_path):
     counts = _count_points(setup, tmp_path)
-    assert set(POINTS) <= set(counts), counts
+    assert set(counts) == {*POINTS, *OTHER_WRITES}, counts  # a new write point needs a kill
+    assert counts["epochs"] == FAST.epochs and counts["DONE"] == 1, counts
     for point in POINTS:
         run_dir = tmp_path / point.replace(":", "-")
-        runio.fault_hook = _kill_at(point, counts[point], run_dir)  # the final epoch's write
-        try:
+        with watched_writes(WritePoints(point, counts[point])) as points:  # the final epoch's
             with pytest.raises(Killed):
                 train(FAST, run_dir, setup)
-        finally:
-            runio.fault_hook = None
+        assert points.seen[point] == counts[point]
         assert not RunReader(run_dir).complete
         train(FAST, run_dir, setup)
+        # the resume found and repaired what the kill left
+        repaired = RunReader(run_dir).meta["resumed_at"][-1]
+        assert ("dropped_torn_bytes" if point in ("steps", "epochs") else "removed_tmp") in repaired
         assert_same_run(run_dir, whole)
 
 
@@ -188,12 +243,8 @@ def test_a_corrupt_last_checkpoint_on_resume_is_one_clear_line(setup, tmp_path):
     from entangle.checkpoints import CheckpointError
 
     config = dataclasses.replace(FAST, epochs=1, eagc=False)
-    runio.fault_hook = _kill_at("DONE", 1, tmp_path / "run")
-    try:
-        with pytest.raises(Killed):
-            train(config, tmp_path / "run", setup)
-    finally:
-        runio.fault_hook = None
+    with watched_writes(WritePoints("DONE", 1)), pytest.raises(Killed):
+        train(config, tmp_path / "run", setup)
     last = tmp_path / "run" / "checkpoints" / "last.pt"
     last.write_bytes(last.read_bytes()[:200])
     with pytest.raises(CheckpointError, match="truncated or corrupt") as info:
