@@ -183,8 +183,7 @@ def _feature_record(z, logits, data, config: AnalyzeConfig) -> tuple[dict, dict]
         seed=config.seed,
         tsne_max_points=config.tsne_max_points,
         accuracy=config.accuracy,
-        # the head's softmax temperature (SimGCD's 0.1 once the loss settings exist)
-        logit_temperature=getattr(config, "student_temperature", 1.0),
+        logit_temperature=config.student_temperature,  # the head's softmax temperature
     )
 
 
