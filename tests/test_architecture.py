@@ -49,7 +49,6 @@ KNOWN_UNMIRRORED: set[str] = {
     "analysis/gradients.py",
     "analysis/inputs.py",
     "analysis/one.py",
-    "analysis/run.py",
     "bench/models.py",
     "bench/report_time.py",
     "bench/tsne.py",
