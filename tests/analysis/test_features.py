@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -108,3 +109,28 @@ def test_nan_features_give_nan_knn_shares_and_chance_levels():
     assert knn["new_to_old"] != knn["new_to_old"] and knn["old_to_new"] != knn["old_to_new"]
     assert knn["new_to_old_chance"] == pytest.approx(30 / (70 - 1))
     assert "features hold NaN" in analyzed["nan_reason"]
+
+
+def test_knn_overlap_uses_the_same_rows_in_feature_space_and_in_the_map():
+    from entangle.analysis.features import feature_record
+    from entangle.defaults import KNN_K
+    from entangle.metrics import knn_overlap
+
+    g = torch.Generator().manual_seed(0)
+    n = 240
+    labels = torch.arange(n) % 6
+    z = torch.randn(n, 8, generator=g) + labels[:, None].float()
+    labeled = (labels < 3) & (torch.arange(n) % 2 == 0)
+    novel = labels >= 3
+    record, arrays = feature_record(
+        z, None, labels, labeled, novel, num_classes=6, kmeans=False, tsne_max_points=120
+    )
+    kept = torch.as_tensor(np.asarray(arrays["tsne_rows"]))
+    rows = kept[~labeled[kept]]
+    # before: feature space over every unlabeled row, the map over every kept row (labeled too)
+    assert record["knn_rows"] == len(rows) < int((~labeled).sum())
+    want = knn_overlap(z[rows], novel[rows], k=KNN_K)
+    assert record["knn_overlap"] == pytest.approx(want)
+    coords = torch.from_numpy(np.asarray(arrays["tsne"], dtype=np.float32))[~labeled[kept]]
+    want_map = knn_overlap(coords, novel[rows], k=KNN_K, metric="euclidean")
+    assert record["knn_overlap_tsne"] == pytest.approx(want_map)
