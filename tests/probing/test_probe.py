@@ -321,13 +321,6 @@ def test_frozen_group_is_refused(models):
         Probe([backbone.stem.weight])
 
 
-def test_last_block_picks_the_last_trainable_block(models):
-    backbone, _ = models
-    assert last_block(backbone) == list(backbone.blocks[-1].parameters())
-    backbone.blocks[-1].requires_grad_(False)
-    assert last_block(backbone) == list(backbone.blocks[-2].parameters())
-
-
 def test_records_go_to_the_run(models, tmp_path):
     backbone, head = models
     x, y, labeled, novel = toy_batch()
