@@ -85,9 +85,6 @@ KNOWN_UNMIRRORED: set[str] = {
     "report/tsne_worker.py",
     "report/verdict_card.py",
     "report/verdict_detail.py",
-    "runs/reader.py",
-    "runs/records.py",
-    "runs/writer.py",
 }
 
 
