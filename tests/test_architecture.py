@@ -65,7 +65,6 @@ KNOWN_UNMIRRORED: set[str] = {
     "cli/import_log.py",
     "cli/options.py",
     "cli/splits.py",
-    "cli/train_display.py",
     "cli/train_run.py",
     "data/augment.py",
     "data/batches.py",

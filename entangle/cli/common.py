@@ -15,6 +15,7 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.table import Column
 from rich.text import Text
 
 # User text (paths, run and class names, echoed log lines) is printed literally: rich would turn
@@ -57,7 +58,11 @@ class EtaColumn(TimeRemainingColumn):
 
 
 class RateColumn(ProgressColumn):
-    """Steps per second over rich's recent window (``? it/s`` before the second update)."""
+    """Steps per second over rich's recent window (``? it/s`` before the second update).
+
+    A stage whose steps have a known number of images (its task field ``images_per_step``,
+    training: the global batch) shows images per second instead.
+    """
 
     def render(self, task) -> Text:
         if task.total is None:
@@ -65,6 +70,9 @@ class RateColumn(ProgressColumn):
         speed = task.finished_speed or task.speed
         if speed is None:  # finished at once (a cached stage) has no rate to show
             return Text("" if task.finished else "? it/s", style="progress.data.speed")
+        images = task.fields.get("images_per_step") or 0
+        if images > 0:
+            return Text(f"{speed * images:,.0f} img/s", style="progress.data.speed")
         if speed < 1:  # a slow ViT step reads better as seconds per step
             return Text(f"{1 / speed:.1f} s/it", style="progress.data.speed")
         return Text(f"{speed:.1f} it/s", style="progress.data.speed")
@@ -79,6 +87,35 @@ def progress_shown(quiet: bool = False) -> bool:
     return not quiet and err_console.is_terminal
 
 
+class NoteColumn(ProgressColumn):
+    """The stage's note (last loss, last accuracy), cut with an ellipsis, never wrapped."""
+
+    def render(self, task) -> Text:
+        return Text(str(task.fields.get("note", "")), no_wrap=True, overflow="ellipsis")
+
+
+def progress_columns() -> tuple[ProgressColumn, ...]:
+    """A stage bar's columns: stage, bar, count, rate, elapsed, ETA, note.
+
+    Every column but the note is unwrappable, so on a narrow terminal (80 columns) rich
+    shortens the bar and cuts the note instead of folding the counts and times onto a
+    second line.
+    """
+
+    def whole() -> Column:
+        return Column(no_wrap=True)
+
+    return (
+        TextColumn("[bold]{task.description}", table_column=whole()),
+        BarColumn(bar_width=24),
+        CountColumn(table_column=whole()),
+        RateColumn(table_column=whole()),
+        TimeElapsedColumn(table_column=whole()),
+        EtaColumn(table_column=whole()),
+        NoteColumn(),
+    )
+
+
 @contextmanager
 def stage_progress(quiet: bool = False):
     """A rich progress display on stderr and a ``report(stage, done, total, note)`` callback.
@@ -87,22 +124,18 @@ def stage_progress(quiet: bool = False):
     :func:`progress_shown` is False (the callback still works, as a no-op display).
     """
     progress = Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(bar_width=24),
-        CountColumn(),
-        RateColumn(),
-        TimeElapsedColumn(),
-        EtaColumn(),
-        TextColumn("{task.fields[note]}"),
+        *progress_columns(),
         console=err_console,
         transient=False,
         disable=not progress_shown(quiet),
     )
     tasks: dict[str, int] = {}
 
-    def report(stage: str, done: int, total: int, note: str = "") -> None:
+    def report(stage: str, done: int, total: int, note: str = "", images_per_step: int = 0):
         if stage not in tasks:
-            tasks[stage] = progress.add_task(stage, total=total, note=note)
+            tasks[stage] = progress.add_task(
+                stage, total=total, note=note, images_per_step=images_per_step
+            )
         progress.update(tasks[stage], completed=done, total=total, note=note)
 
     shown = progress_shown(quiet)

@@ -15,20 +15,25 @@ from entangle.cli.common import literal
 class TrainDisplay:
     """What ``entangle train`` shows while it runs: the step bar and one line per evaluation.
 
-    The bar (stderr) carries steps done, it/s, elapsed, ETA and the last loss; the loss is read
-    from the GPU at most every ``refresh_s`` seconds, and not at all when no bar is drawn. Each
-    evaluation prints one stdout line in SimGCD's log.txt wording (``Epoch E, Train ACC
-    Unlabelled_v2: All .. | Old .. | New ..``) with the epoch's mean training loss, summed on
-    the device and read once per epoch.
+    The bar (stderr) carries steps done, images/s (``images_per_step`` images on all ranks per
+    step; it/s when 0), elapsed, ETA and a note: the last loss and, after the first
+    evaluation, its All accuracy and, on CUDA, the epoch's peak GPU memory. The loss
+    is read from the GPU at most every ``refresh_s`` seconds, and not at all when no bar is
+    drawn. Each evaluation prints one stdout line in SimGCD's log.txt wording (``Epoch E,
+    Train ACC Unlabelled_v2: All .. | Old .. | New ..``) with the epoch's mean training loss,
+    summed on the device and read once per epoch.
     """
 
-    def __init__(self, report, stage: str, epochs: int, refresh_s: float = 0.5):
+    def __init__(
+        self, report, stage: str, epochs: int, refresh_s: float = 0.5, images_per_step: int = 0
+    ):
         self.report, self.stage, self.epochs, self.refresh_s = report, stage, epochs, refresh_s
+        self.images_per_step = images_per_step
         self.shown = report.shown
         self.total_loss = None  # this epoch's loss sum, a device tensor
         self.steps = 0
         self.last_read = -math.inf
-        self.note = ""
+        self.note, self.evaluated = "", ""
 
     def step(self, step: int, total: int, loss) -> None:
         self.total_loss = loss if self.total_loss is None else self.total_loss + loss
@@ -37,14 +42,24 @@ class TrainDisplay:
             now = time.monotonic()
             if now - self.last_read >= self.refresh_s or step == total:
                 self.last_read = now
-                self.note = f"loss {float(loss):.4f}"
-            self.report(self.stage, step, total, self.note)
+                self.note = f"loss {float(loss):.4f}{self.evaluated}"
+            self.report(self.stage, step, total, self.note, images_per_step=self.images_per_step)
 
     def epoch(self, epoch: int, record: dict) -> None:
         mean = float(self.total_loss) / self.steps if self.steps else math.nan
         self.total_loss, self.steps = None, 0
+        self.evaluated = progress_evaluation(record)
         for line in epoch_lines(epoch, self.epochs, mean, record):
             self.report.print(literal(line), highlight=False)
+
+
+def progress_evaluation(record: dict) -> str:
+    """The bar note's part from the last evaluation: its All accuracy and peak GPU memory."""
+    note = f" All {_number(record.get('acc_all'), 3)}"
+    peak = record.get("peak_gpu_memory_mib")
+    if isinstance(peak, int | float) and math.isfinite(peak):
+        note += f" {peak / 1024:.1f}GiB"
+    return note
 
 
 def epoch_lines(epoch: int, epochs: int, mean_loss: float, record: dict) -> list[str]:

@@ -118,7 +118,12 @@ def train_run(config, out: Path, *, trust_checkpoint: bool, quiet: bool) -> dict
                         stage, e + 1, config.reference_epochs, f"loss {loss:.3f}"
                     ),
                 )
-            view = TrainDisplay(progress, f"train {config.variant()}", config.epochs)
+            view = TrainDisplay(
+                progress,
+                f"train {config.variant()}",
+                config.epochs,
+                images_per_step=config.batch_size * distributed.world_size(),
+            )
             summary = train(config, out, setup, on_step=view.step, on_epoch=view.epoch)
         # every rank past its last collective before any tears its sockets down: gloo aborts
         # (SIGABRT) a rank whose peer closes a connection under it (no graceful shutdown)
