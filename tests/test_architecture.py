@@ -54,7 +54,6 @@ KNOWN_UNMIRRORED: set[str] = {
     "checkpoints/layouts/get.py",
     "checkpoints/layouts/simgcd.py",
     "checkpoints/layouts/sptnet.py",
-    "checkpoints/layouts/vit.py",
     "checkpoints/pretrained.py",
     "checkpoints/rebuild.py",
     "checkpoints/registry.py",
