@@ -59,8 +59,6 @@ KNOWN_UNMIRRORED: set[str] = {
     "data/images.py",
     "data/samplers.py",
     "data/sources.py",
-    "models/vit_clip.py",
-    "models/vit_common.py",
     "report/load.py",
     "report/plot_curves.py",
     "report/plot_energy.py",

@@ -21,7 +21,6 @@ from entangle.models.vit import (
     ViTConfig,
     build_vit,
     infer_vit_config,
-    resample_pos_embed,
 )
 
 
@@ -174,29 +173,6 @@ def test_pretrained_wrong_architecture_lists_shape_mismatch(tmp_path):
     with pytest.raises(CheckpointError, match="shape mismatches") as info:
         load_pretrained_vit(build_vit("vit-tiny-test"), tmp_path / "w.pth")
     assert "blocks.0.mlp.fc1.weight: file (128, 64) vs model (256, 64)" in str(info.value)
-
-
-def test_resample_same_grid_is_identity_and_keeps_cls():
-    pos = torch.randn(1, 1 + 16, 8)
-    assert resample_pos_embed(pos, (4, 4)) is pos
-    out = resample_pos_embed(pos, (6, 5))
-    assert out.shape == (1, 1 + 30, 8)
-    torch.testing.assert_close(out[:, 0], pos[:, 0], rtol=0, atol=0)
-
-
-def test_resample_reproduces_a_linear_field_inside_the_grid():
-    # bicubic (Keys) interpolation is exact on linear functions away from the border
-    old, new = 6, 12
-    rows = torch.arange(old, dtype=torch.float64).repeat_interleave(old)
-    cols = torch.arange(old, dtype=torch.float64).repeat(old)
-    field = torch.stack([2 * rows + 1, -cols], dim=-1).float()
-    pos = torch.cat([torch.zeros(1, 2), field])[None]
-    out = resample_pos_embed(pos, (new, new))[0, 1:].reshape(new, new, 2)
-    centre = (torch.arange(new) + 0.5) * old / new - 0.5  # source coordinate of each new cell
-    inner = slice(3, new - 3)
-    r, c = torch.meshgrid(centre[inner], centre[inner], indexing="ij")
-    torch.testing.assert_close(out[inner, inner, 0], (2 * r + 1).float(), rtol=0, atol=1e-4)
-    torch.testing.assert_close(out[inner, inner, 1], (-c).float(), rtol=0, atol=1e-4)
 
 
 def test_other_input_size_uses_resampled_position_embedding(tmp_path):
