@@ -1,4 +1,4 @@
-"""Benchmark readers: splits, class maps and the sampler against the public code's procedure."""
+"""Benchmark readers: splits and class maps against the public code's procedure."""
 
 from __future__ import annotations
 
@@ -6,32 +6,13 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from entangle.cli.app import app
 from entangle.data import class_splits as cs
 from entangle.data.benchmarks import read_benchmark
-from entangle.data.datasets import (
-    BalancedBatchSampler,
-    WeightedGCDSampler,
-    load_source,
-    train_sampler,
-)
-from entangle.errors import EntangleValueError
+from entangle.data.datasets import load_source
 from tests.support import benchmark_trees as trees
-
-# CVMI-Lab/SimGCD data/ssb_splits/*.pkl, read with pickle.load: list lengths, the first ids
-# and the sums of the lists (a typo anywhere in class_splits.py changes a sum)
-SSB = {
-    "CUB": {"known": (100, (150, 70, 34, 178, 199), 10154), "hard": 34, "medium": 34, "easy": 32},
-    "AIRCRAFT": {"known": (50, (0, 1, 2, 3, 4), 2066), "hard": 13, "medium": 17, "easy": 20},
-    "SCARS": {"known": (98, (1, 11, 25, 38, 46), 12244), "hard": 7, "medium": 15, "easy": 76},
-}
-# herbarium_19_class_splits.pkl: 341 'Old' (first 113, 378, 303, 504, 301; sum 116254), 342 'New'
-HERB_OLD = (341, (113, 378, 303, 504, 301), 116254)
-# SimGCD data/imagenet.py: np.random.seed(0); np.sort(np.random.choice(range(1000), 100, False))
-IMAGENET100_FIRST = (1, 14, 27, 31, 45, 55, 77, 103, 108, 141)
 
 
 def simgcd_labeled_rows(old_rows: list) -> set:
@@ -42,20 +23,6 @@ def simgcd_labeled_rows(old_rows: list) -> set:
     idx = np.random.choice(range(len(old_rows)), replace=False, size=size)  # noqa: NPY002
     np.random.set_state(state)  # noqa: NPY002
     return {old_rows[i] for i in idx}
-
-
-def test_class_lists_are_the_ssb_pickles():
-    for prefix, want in SSB.items():
-        known = getattr(cs, f"{prefix}_KNOWN")
-        assert (len(known), known[:5], sum(known)) == want["known"]
-        for part in ("hard", "medium", "easy"):
-            assert len(getattr(cs, f"{prefix}_UNKNOWN_{part.upper()}")) == want[part]
-    old = cs.HERBARIUM19_OLD
-    assert (len(old), old[:5], sum(old)) == HERB_OLD and len(cs.HERBARIUM19_NEW) == 342
-    assert set(old).isdisjoint(cs.HERBARIUM19_NEW) and set(old) | set(cs.HERBARIUM19_NEW) == set(
-        range(683)
-    )
-    assert cs.IMAGENET100_CLASSES[:10] == IMAGENET100_FIRST
 
 
 def test_cub_split_matches_simgcd(tmp_path):
@@ -146,29 +113,6 @@ def test_herbarium_uses_string_sorted_folders(tmp_path):
     assert [split.class_names[c] for c in split.old_classes[:2]] == ["20", "439"]
 
 
-def test_herbarium_kaggle_json_layout_is_named_not_read(tmp_path):
-    (tmp_path / "train").mkdir()
-    (tmp_path / "train" / "metadata.json").write_text("{}")
-    with pytest.raises(EntangleValueError, match=r"Kaggle's original layout.*small-train/"):
-        read_benchmark("herbarium19", tmp_path)
-
-
-def test_missing_and_malformed_files_say_which(tmp_path):
-    with pytest.raises(EntangleValueError, match=r"images\.txt.*CUB_200_2011/\{images\.txt"):
-        read_benchmark("cub", tmp_path)
-    root = trees.cub_tree(tmp_path / "c")
-    (root / "CUB_200_2011" / "image_class_labels.txt").write_text("1 x\n")
-    with pytest.raises(EntangleValueError, match="lacks a class|not an integer"):
-        read_benchmark("cub", root)
-    bad = tmp_path / "s" / "devkit"
-    bad.mkdir(parents=True)
-    (bad / "cars_train_annos.mat").write_bytes(b"not a mat file")
-    with pytest.raises(EntangleValueError, match="cars_train_annos.mat"):
-        read_benchmark("scars", tmp_path / "s")
-    with pytest.raises(EntangleValueError, match="published class split"):
-        load_source(f"cub:{root}", old_classes="5")
-
-
 def test_splits_cli_json_and_table(tmp_path):
     root = trees.aircraft_tree(tmp_path)
     out = CliRunner().invoke(app, ["splits", f"aircraft:{root}", "--json"])
@@ -181,33 +125,3 @@ def test_splits_cli_json_and_table(tmp_path):
     assert "labeled 50, unlabeled 150" in table.output
     bad = CliRunner().invoke(app, ["splits", f"cub:{tmp_path / 'none'}"])
     assert bad.exit_code != 0
-
-
-def test_weighted_sampler_weights_and_ranks():
-    labeled = torch.tensor([True] * 30 + [False] * 90)
-    s = WeightedGCDSampler(labeled, 16, seed=1)
-    # SimGCD train.py: 1 per labeled, label_len / unlabelled_len per unlabeled; n draws
-    assert s.weights[:30].eq(1).all() and torch.allclose(
-        s.weights[30:], torch.tensor(30 / 90.0).double()
-    )
-    assert len(s) == 120 // 16 and all(b.numel() == 16 for b in s)
-    s.set_epoch(3)
-    first, again = torch.cat(list(s)), torch.cat(list(s))
-    assert torch.equal(first, again)
-    share = np.mean(
-        [
-            labeled[torch.cat(list(WeightedGCDSampler(labeled, 8, seed=k)))].float().mean()
-            for k in range(40)
-        ]
-    )
-    assert abs(share - 0.5) < 0.05  # equal weight mass: half the draws labeled on average
-    r1 = WeightedGCDSampler(labeled, 8, rank=1, world_size=2)
-    assert torch.equal(r1.weights, s.weights[1::2]) and len(r1) == 60 // 8
-    assert all((b % 2 == 1).all() for b in r1)
-
-
-def test_train_sampler_picks_by_source(tmp_path):
-    data = load_source(f"cifar10:{trees.cifar_tree(tmp_path, 'cifar10')}")
-    assert isinstance(train_sampler(data, 8), WeightedGCDSampler)
-    data.benchmark = None  # any other source keeps entangle's balanced sampler
-    assert isinstance(train_sampler(data, 8), BalancedBatchSampler)

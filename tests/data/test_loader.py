@@ -11,7 +11,6 @@ import torch
 
 from entangle.data.augment import gcd_transform
 from entangle.data.datasets import (
-    default_workers,
     epoch_batches,
     eval_batches,
     eval_inputs,
@@ -102,11 +101,6 @@ def test_train_records_identical_with_workers_0_and_2(tmp_path):
     assert a.config["workers"] == 0 and b.config["workers"] == 2
     assert a.config["image_size"] == 32
     assert eval_inputs(setup.data, [0, 1]).shape == (2, 3, 32, 32)  # evaluation at 32 px too
-
-
-def test_default_workers_from_the_cores():
-    assert default_workers(2) == 0 and default_workers(3) == 0
-    assert default_workers(4) == 2 and default_workers(16) == 8 and default_workers(64) == 8
 
 
 def test_torchvision_transforms_on_cub_layout(tmp_path):
