@@ -51,12 +51,9 @@ KNOWN_UNMIRRORED: set[str] = {
     "cli/options.py",
     "cli/splits.py",
     "cli/train_run.py",
-    "report/load.py",
-    "report/plot_curves.py",
     "report/plot_energy.py",
     "report/plot_overlap.py",
     "report/precompute.py",
-    "report/tsne_worker.py",
     "report/verdict_card.py",
     "report/verdict_detail.py",
 }
