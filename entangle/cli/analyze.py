@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Annotated
@@ -13,7 +12,7 @@ from rich.table import Table
 
 from entangle.analysis.config import AnalyzeConfig
 from entangle.cli.app import app
-from entangle.cli.common import console, stage_progress
+from entangle.cli.common import console, print_json, stage_progress
 from entangle.cli.options import (
     LOSS,
     Device,
@@ -294,10 +293,7 @@ def _print_json(result) -> None:
             for a in result.analyses
         ],
     }
-    from entangle.runs.io import to_jsonable  # lazy: start-up time (torch; --help stays fast)
-
-    # the records' one JSON conversion: NaN/inf as null, tensors and numpy values as lists
-    typer.echo(json.dumps(to_jsonable(payload, "analyze --json"), allow_nan=False, indent=2))
+    print_json(payload, "analyze --json")  # NaN/inf as null, tensors and arrays as lists
 
 
 def _print_result(result, config, grad: bool) -> None:

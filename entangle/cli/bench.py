@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -10,7 +9,7 @@ import typer
 from rich.table import Table
 
 from entangle.cli.app import app
-from entangle.cli.common import console, err_console
+from entangle.cli.common import console, err_console, print_json
 from entangle.errors import EntangleValueError
 
 
@@ -134,7 +133,7 @@ def bench(
             progress(f"report of a run with {report_rows} feature rows, both t-SNE backends")
         result["report"] = bench_report(n_rows=report_rows)
     if json_output:
-        typer.echo(json.dumps(result, indent=2))
+        print_json(result, "bench --json")
         return
     s = result["settings"]
     console.print(
@@ -183,7 +182,7 @@ def _report_mode(demo_runs, rounds: int, json_output: bool, progress) -> None:
         )
     result = bench_demo(rounds=rounds, demo_folder=demo_runs, progress=progress)
     if json_output:
-        typer.echo(json.dumps(result, indent=2))
+        print_json(result, "bench --json")
         return
     if "demo_s" in result:
         console.print(
@@ -221,7 +220,7 @@ def _scaling_mode(quick: bool, rounds: int, out, json_output: bool, progress) ->
         png = figure_bytes(scaling_figure(result), False)[0]
         atomic_write(out / "scaling.png", lambda fh: fh.write(png))
     if json_output:
-        typer.echo(json.dumps(result, indent=2))
+        print_json(result, "bench --json")
         return
     for name, points in result["curves"].items():
         cells = []
@@ -237,7 +236,7 @@ def _memory_mode(device: str, quick: bool, json_output: bool, progress) -> None:
 
     result = run_memory(device=device, quick=quick, progress=progress)
     if json_output:
-        typer.echo(json.dumps(result, indent=2))
+        print_json(result, "bench --json")
         return
     s = result["settings"]
     console.print(

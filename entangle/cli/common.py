@@ -1,9 +1,10 @@
-"""Shared bits of the CLI: consoles and progress display."""
+"""Shared bits of the CLI: consoles, progress display and ``--json`` output."""
 
 from __future__ import annotations
 
 from contextlib import contextmanager
 
+import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import (
@@ -26,6 +27,14 @@ console = Console(emoji=False)
 err_console = Console(stderr=True, emoji=False)
 
 
+def print_json(value, where: str, *, indent: int | None = 2) -> None:
+    """Print ``value`` as JSON through entangle's one encoder (NaN/inf as null, valid JSON)."""
+    # lazy: start-up time: the encoder's module loads torch (--help stays fast)
+    from entangle.runs.values import json_text
+
+    typer.echo(json_text(value, where, indent=indent))
+
+
 def literal(text: object) -> Text:
     """``text`` as rich shows it verbatim: no markup, no emoji codes, no highlighting."""
     return Text(str(text))
@@ -36,6 +45,7 @@ __all__ = [
     "err_console",
     "escape",
     "literal",
+    "print_json",
     "progress_shown",
     "stage_progress",
 ]

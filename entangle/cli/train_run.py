@@ -12,7 +12,7 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
-from entangle.cli.common import console, stage_progress
+from entangle.cli.common import console, print_json, stage_progress
 from entangle.cli.train_display import Silent, TrainDisplay, summary_lines
 from entangle.errors import EntangleValueError
 
@@ -56,13 +56,11 @@ def build_config(fields: dict):
 
 def show_config(config, source: dict) -> None:
     """``--show-config``: the resolved config (and the preset's script, if any) as JSON."""
-    import json
-
     # lazy: start-up time: the command's library loads when it runs (--help stays fast)
     from entangle.gcd.config import run_config
 
     shown = run_config(config) | ({"preset_script": source} if config.preset else {})
-    typer.echo(json.dumps(shown, indent=2))
+    print_json(shown, "--show-config")
 
 
 def check_before_training(config, out: Path, trust_checkpoint: bool):

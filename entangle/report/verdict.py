@@ -36,9 +36,9 @@ from entangle.report.verdict_detail import (
     setting_estimate,
 )
 from entangle.runs import keys
-from entangle.runs.io import to_jsonable
 from entangle.runs.records import gradient_series, step_axis
 from entangle.runs.summary import EARLY_STEPS, accuracy_summary
+from entangle.runs.values import json_text
 
 # config fields that do not define a setting: runs differing only here are seeds of one
 _NOT_SETTING = ("seed", "device", "class_names")
@@ -83,9 +83,7 @@ class Verdict:
 
 def verdict_json(verdict: Verdict) -> str:
     """verdict.json's text (docs/records.md): NaN and infinities written as null."""
-    import json
-
-    return json.dumps(to_jsonable(verdict.as_json(), "verdict.json"), allow_nan=False, indent=2)
+    return json_text(verdict.as_json(), "verdict.json")
 
 
 def setting_key(run: RunData) -> str:

@@ -25,7 +25,6 @@ Reading is not restricted: a symlinked input the user named is read as usual.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import secrets
 import shutil
@@ -34,8 +33,9 @@ import tempfile
 from pathlib import Path
 
 from entangle.errors import EntangleRuntimeError, EntangleValueError
+from entangle.runs.values import json_text, utf8
 from entangle.runs.values import read_jsonl as read_jsonl  # re-exported: a documented path
-from entangle.runs.values import to_jsonable, utf8
+from entangle.runs.values import to_jsonable as to_jsonable  # re-exported: a documented path
 
 _TMP_SUFFIX = ".tmp"  # every temporary file ends so; a resume removes the killed writer's
 FILE_MODE = 0o644
@@ -254,7 +254,7 @@ def atomic_write(path, write) -> Path:
 
 def atomic_json(path, obj: dict) -> Path:
     """:func:`atomic_write` of ``obj`` as indented JSON (NaN/inf as null)."""
-    text = json.dumps(to_jsonable(obj), allow_nan=False, indent=2) + "\n"
+    text = json_text(obj) + "\n"
     return atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))
 
 

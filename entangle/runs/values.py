@@ -1,9 +1,10 @@
 """What entangle writes may hold: JSON values, JSON lines read back, arrays, checkpoint state.
 
 :func:`to_jsonable` turns records into plain JSON values (NaN and +-inf become ``null``; the
-records' one JSON conversion); :func:`read_jsonl` reads a JSON-lines file, tolerating a torn
-last line. :func:`as_array` and :func:`check_weights_only` prepare arrays for ``.npz`` files
-and state for ``torch.save``. :func:`readable` and :func:`utf8` make file names decoded under a
+records' one JSON conversion) and :func:`json_text` into JSON text (entangle's one JSON
+encoder); :func:`read_jsonl` reads a JSON-lines file, tolerating a torn last line.
+:func:`as_array` and :func:`check_weights_only` prepare arrays for ``.npz`` files and state
+for ``torch.save``. :func:`readable` and :func:`utf8` make file names decoded under a
 non-UTF-8 locale writable as UTF-8. The writes themselves are entangle.runs.io's.
 """
 
@@ -86,9 +87,26 @@ def to_jsonable(value, where: str = "record"):
     )
 
 
-def dumps_record(record: dict) -> str:
+def json_text(value, where: str = "record", *, indent: int | None = 2, separators=None) -> str:
+    """``value`` as JSON text: the one encoder of what entangle writes or prints as JSON.
+
+    :func:`to_jsonable` first, so NaN and +-inf come out as ``null`` and the text is always
+    valid JSON (``json.dumps`` alone would write the invalid ``NaN``).
+
+    Args:
+        value: what :func:`to_jsonable` accepts.
+        where: the key path, for the error message.
+        indent, separators: as ``json.dumps``'s (default: indented by 2).
+    """
     # allow_nan=False: to_jsonable already mapped NaN/inf to None, so this only guards bugs
-    return json.dumps(to_jsonable(record), allow_nan=False, separators=(",", ":"))
+    return json.dumps(
+        to_jsonable(value, where), allow_nan=False, indent=indent, separators=separators
+    )
+
+
+def dumps_record(record: dict) -> str:
+    """One record as a compact line of JSON (:func:`json_text`)."""
+    return json_text(record, indent=None, separators=(",", ":"))
 
 
 def read_jsonl(path) -> tuple[list[dict], list[str]]:

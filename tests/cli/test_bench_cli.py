@@ -91,3 +91,23 @@ def test_bench_report_names_a_folder_without_runs(tmp_path, capsys, monkeypatch)
         main()
     assert info.value.code == 2
     assert "has no runs/ folder" in capsys.readouterr().err
+
+
+def test_bench_json_writes_a_nan_as_null_like_every_entangle_record(monkeypatch):
+    """A NaN in a result (a variant that could not be measured) is valid JSON: null, as in
+    run records, not json.dumps's NaN."""
+    import entangle.bench.memory
+
+    def run_memory(**kwargs):
+        return {"settings": {"device": "cpu"}, "working_mb": {"plain": math.nan}, "ok": 1.5}
+
+    monkeypatch.setattr(entangle.bench.memory, "run_memory", run_memory)
+    result = runner.invoke(app, ["bench", "--memory", "--json"])
+    assert result.exit_code == 0, result.output
+
+    def refuse(constant):
+        raise ValueError(f"invalid JSON constant {constant}")
+
+    data = json.loads(result.stdout, parse_constant=refuse)
+    assert data == {"settings": {"device": "cpu"}, "working_mb": {"plain": None}, "ok": 1.5}
+    assert result.stdout == json.dumps(data, indent=2) + "\n"  # indented as before

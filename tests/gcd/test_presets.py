@@ -106,3 +106,13 @@ def test_dinov2_show_config_applies_the_head_lr_and_the_mlp_head(tmp_path):
     assert out.exit_code == 0, out.output
     cfg = json.loads(out.output)
     assert (cfg["lr_head"], cfg["head_mlp_layers"]) == (0.5, 0)  # the flags won
+
+
+def test_show_config_is_the_indented_json_of_run_json_config(tmp_path):
+    """--show-config prints through entangle's one JSON encoder, byte for byte json.dumps's
+    indented text for the plain values a config holds."""
+    from entangle.gcd.config import TrainConfig, run_config
+
+    out = CliRunner().invoke(app, ["train", str(tmp_path / "r"), "--show-config"])
+    assert out.exit_code == 0, out.output
+    assert out.output == json.dumps(run_config(TrainConfig()), indent=2) + "\n"
