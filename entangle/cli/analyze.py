@@ -116,7 +116,7 @@ def _print_formats(value: bool) -> None:
         raise typer.Exit()
 
 
-# long: typer reads the options from the signature (~100 lines); the body is ~45
+# long: typer reads the options from the signature (~100 lines); the body is 3
 @app.command("analyze")
 def analyze_command(
     out: Annotated[Path, typer.Option(help="Output folder: one run per checkpoint + report/.")],
@@ -235,38 +235,30 @@ def analyze_command(
       entangle analyze run/checkpoints/model.pt --data imagefolder:cub/ --out an/
       entangle analyze --list-formats
     """
-    # lazy: start-up time: the command's library loads when it runs (--help stays fast)
-    from entangle.analysis import AnalyzeConfig, analyze
+    # every option by name: the signature is the one list of them, so the steps read them
+    # from here rather than restate them
+    options = dict(locals())
+    config = analyze_config(options)
+    run_analyze(options["checkpoints"] or [], options["out"], config, options["as_json"])
 
-    config = AnalyzeConfig(
-        data=data,
-        old_classes=old_classes,
-        labeled_fraction=labeled_fraction,
-        labeled_split=None if labeled_split is None else str(labeled_split),
-        reference=reference,
-        grad_batches=grad_batches,
-        batch_size=batch_size,
-        device=device,
-        max_samples=max_samples,
-        tsne=tsne,
-        grad=grad,
-        kmeans=kmeans,
-        report=report,
-        trust_checkpoint=trust_checkpoint,
-        model=model,
-        seed=seed,
-        accuracy=accuracy,
-        checkpoint_format=format,
-        head_file=head,
-        sup_weight=sup_weight,
-        memax_weight=memax_weight,
-        student_temperature=student_temperature,
-        warmup_teacher_temperature=warmup_teacher_temperature,
-        teacher_temperature=teacher_temperature,
-        warmup_teacher_epochs=warmup_teacher_epochs,
-        supcon_temperature=supcon_temperature,
-        infonce_temperature=infonce_temperature,
-    )
+
+# the command's options that are not AnalyzeConfig fields, and those named otherwise there
+RUN_OPTIONS = ("out", "checkpoints", "list_formats", "as_json")
+RENAMED = {"format": "checkpoint_format", "head": "head_file"}
+
+
+def analyze_config(options: dict) -> AnalyzeConfig:
+    """The AnalyzeConfig of the command's options (by name, as the signature has them)."""
+    fields = {RENAMED.get(k, k): v for k, v in options.items() if k not in RUN_OPTIONS}
+    if fields["labeled_split"] is not None:
+        fields["labeled_split"] = str(fields["labeled_split"])
+    return AnalyzeConfig(**fields)
+
+
+def run_analyze(checkpoints: list[Path], out: Path, config: AnalyzeConfig, as_json: bool) -> None:
+    """Analyse ``checkpoints`` into ``out``; print each layout found, then the summary."""
+    # lazy: start-up time: the command's library loads when it runs (--help stays fast)
+    from entangle.analysis import analyze
 
     def loaded(path: str, ckpt) -> None:
         if not as_json:
@@ -275,11 +267,11 @@ def analyze_command(
             console.print(line, highlight=False)
 
     if as_json:
-        _print_json(analyze(checkpoints or [], out, config, on_loaded=loaded))
+        _print_json(analyze(checkpoints, out, config, on_loaded=loaded))
         return
     with stage_progress() as progress:
-        result = analyze(checkpoints or [], out, config, progress=progress, on_loaded=loaded)
-    _print_result(result, config, grad)
+        result = analyze(checkpoints, out, config, progress=progress, on_loaded=loaded)
+    _print_result(result, config, config.grad)
 
 
 def _print_json(result) -> None:

@@ -146,3 +146,42 @@ def test_format_option_reaches_the_loader(ckpt, tmp_path):
     assert ok.exit_code == 0, ok.output
     bad = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "b"), "--format", "simgcd"])
     assert bad.exit_code != 0 and "not a simgcd checkpoint" in str(bad.exception)
+
+
+def test_analyze_options_reach_the_config_by_name(monkeypatch, tmp_path):
+    """Every option is an AnalyzeConfig field (two renamed) or steers the run: what the
+    command hands to analyze() is the config its options spell out."""
+    import dataclasses
+    import inspect
+
+    from entangle.analysis.config import AnalyzeConfig
+    from entangle.cli import analyze as command
+
+    params = inspect.signature(command.analyze_command).parameters
+    fields = {f.name for f in dataclasses.fields(AnalyzeConfig)}
+    named = {command.RENAMED.get(p, p) for p in params if p not in command.RUN_OPTIONS}
+    assert len(named) >= 25 and named <= fields
+
+    seen = {}
+
+    def analyze(checkpoints, out, config, **kwargs):
+        seen.update(checkpoints=checkpoints, out=out, config=config)
+        raise SystemExit(0)
+
+    import entangle.analysis
+
+    monkeypatch.setattr(entangle.analysis, "analyze", analyze)
+    split = tmp_path / "labeled.txt"
+    args = ["analyze", "--out", str(tmp_path / "an"), "--format", "simgcd", "--head", "h.pt"]
+    args += ["--labeled-split", str(split), "--no-grad", "--memax-weight", "3", "--seed", "4"]
+    result = CliRunner().invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    assert seen["checkpoints"] == [] and seen["out"] == tmp_path / "an"
+    assert seen["config"] == AnalyzeConfig(
+        checkpoint_format="simgcd",
+        head_file="h.pt",
+        labeled_split=str(split),
+        grad=False,
+        memax_weight=3.0,
+        seed=4,
+    )

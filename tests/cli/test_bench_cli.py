@@ -111,3 +111,31 @@ def test_bench_json_writes_a_nan_as_null_like_every_entangle_record(monkeypatch)
     data = json.loads(result.stdout, parse_constant=refuse)
     assert data == {"settings": {"device": "cpu"}, "working_mb": {"plain": None}, "ok": 1.5}
     assert result.stdout == json.dumps(data, indent=2) + "\n"  # indented as before
+
+
+@pytest.mark.parametrize("mode", ["--report", "--scaling"])
+def test_bench_rounds_below_one_is_refused_before_any_timing(mode, tmp_path, capsys, monkeypatch):
+    import sys
+
+    from entangle.cli.app import main
+
+    # a --demo-runs without runs/ would be refused too: --rounds is checked first, as always
+    argv = ["entangle", "bench", mode, "--rounds", "0", "--demo-runs", str(tmp_path)]
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit) as info:
+        main()
+    assert info.value.code == 2
+    assert "--rounds must be at least 1, got 0" in capsys.readouterr().err
+
+
+def test_bench_memory_does_not_read_rounds(monkeypatch):
+    """--memory wins over --scaling and times no rounds: --rounds 0 is not its concern."""
+    import entangle.bench.memory
+
+    def run_memory(**kwargs):
+        return {"settings": {}, "working_mb": {}}
+
+    monkeypatch.setattr(entangle.bench.memory, "run_memory", run_memory)
+    result = runner.invoke(app, ["bench", "--memory", "--scaling", "--rounds", "0", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {"settings": {}, "working_mb": {}}
