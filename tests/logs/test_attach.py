@@ -220,7 +220,7 @@ def test_the_summary_table_shows_the_checkpoints_gradient_batches_labelled(folde
     ) in pages["plain"].replace("&#39;", "'")
 
 
-# tests/analysis/test_analyze.py's small settings: a real analysis in seconds
+# tests/analysis/digits.py's small settings: a real analysis in seconds
 SMALL = {"max_samples": 160, "grad_batches": 2, "batch_size": 24, "tsne": False, "report": False}
 
 

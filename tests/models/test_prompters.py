@@ -1,5 +1,5 @@
 """SPTNet's prompters and the prompted backbone (its values are checked against an
-independent computation in tests/checkpoints/test_layouts.py)."""
+independent computation in tests/checkpoints/layouts/test_sptnet.py)."""
 
 from __future__ import annotations
 

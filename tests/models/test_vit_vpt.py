@@ -1,5 +1,5 @@
 """PromptCAL's VPT ViT: copies, entangle checkpoints and the block protocol (its forward is
-checked against PromptCAL's, written out, in tests/checkpoints/test_layouts.py)."""
+checked against PromptCAL's, written out, in tests/checkpoints/layouts/test_vit.py)."""
 
 from __future__ import annotations
 
