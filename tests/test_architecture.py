@@ -138,7 +138,8 @@ def test_every_unit_has_a_layer():
 
 def test_model_builders_never_import_checkpoints():
     edges = import_graph.build(ROOT).edges()
-    for builder in ("entangle.models.vit", "entangle.models.heads", "entangle.models.backbones"):
+    builders = ("vit", "heads", "backbones", "registry")
+    for builder in (f"entangle.models.{name}" for name in builders):
         assert not any(t.startswith("entangle.checkpoints") for t in edges[builder]), builder
 
 

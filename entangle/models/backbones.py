@@ -11,6 +11,10 @@ The protocol (shared with the ViT in ``entangle.models.vit``):
 
 Because the split point between ``embed + blocks[:i]`` and ``blocks[i:] + pool`` means the same
 thing for every backbone, frozen-prefix sharing and cached probe sets work on any of them.
+
+``build_backbone(name, **kw)`` (re-exported from ``entangle.models.registry``) builds any
+registered backbone by name: ``"digits-mlp"`` (``ResidualMLP``, registered here) or a
+``"vit-..."`` name (``entangle.models.vit.build_vit``); see docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -19,7 +23,9 @@ import torch
 from torch import nn
 
 from entangle.errors import EntangleTypeError, EntangleValueError
-from entangle.models.vit import build_vit
+from entangle.models.registry import build_backbone, register_backbone
+
+__all__ = ["ResidualMLP", "ResidualMLPBlock", "build_backbone", "freeze_prefix"]
 
 
 class ResidualMLPBlock(nn.Module):
@@ -35,6 +41,7 @@ class ResidualMLPBlock(nn.Module):
         return h + self.fc2(nn.functional.gelu(self.fc1(self.norm(h))))
 
 
+@register_backbone("digits-mlp")
 class ResidualMLP(nn.Module):
     """A small pre-norm residual MLP on flattened inputs, following the block protocol.
 
@@ -87,30 +94,6 @@ class ResidualMLP(nn.Module):
         for block in self.blocks:
             h = block(h)
         return self.pool(h)
-
-
-BACKBONES = ("digits-mlp", "vit-*")
-
-
-def build_backbone(name: str, **kw) -> nn.Module:
-    """Build a backbone by name.
-
-    Args:
-        name: ``"digits-mlp"`` (``ResidualMLP``; pass ``in_dim`` for inputs other than 8x8
-            digits, e.g. ``in_dim=32`` for the synthetic source) or a ``"vit-..."`` name,
-            forwarded to ``entangle.models.vit.build_vit`` (needs the ``vit`` extra).
-        **kw: constructor arguments.
-
-    Returns:
-        an ``nn.Module`` following the block protocol.
-    """
-    if not isinstance(name, str):
-        raise EntangleTypeError(f"backbone name must be a string, got {type(name).__name__}")
-    if name == "digits-mlp":
-        return ResidualMLP(**kw)
-    if name.startswith("vit-"):
-        return build_vit(name, **kw)
-    raise EntangleValueError(f"unknown backbone {name!r}; known: {', '.join(BACKBONES)}")
 
 
 def freeze_prefix(backbone: nn.Module, trainable_blocks: int = 1) -> int:

@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from entangle.errors import EntangleValueError
+from entangle.models.registry import register_backbone
 from entangle.models.vit_common import (
     VIT_CONFIGS,
     ViTConfig,
@@ -262,6 +263,7 @@ def infer_vit_config(
     )
 
 
+@register_backbone("vit-*", members=VIT_CONFIGS)
 def build_vit(name: str, *, img_size: int | None = None, backend: str = "auto") -> nn.Module:
     """Build a ViT backbone that follows the entangle backbone protocol.
 
