@@ -47,7 +47,6 @@ KNOWN_LONG_FUNCTIONS: set[str] = set()
 KNOWN_UNMIRRORED: set[str] = {
     "report/plot_energy.py",
     "report/verdict_card.py",
-    "report/verdict_detail.py",
 }
 
 
