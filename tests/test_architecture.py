@@ -46,7 +46,6 @@ KNOWN_LONG_FUNCTIONS: set[str] = set()
 # shrink: a new module comes with its mirrored test file)
 KNOWN_UNMIRRORED: set[str] = {
     "report/plot_energy.py",
-    "report/verdict_card.py",
 }
 
 
