@@ -6,7 +6,8 @@ Every signature, dataclass field and CLI option with these defaults reads them f
 importing it costs nothing (``--help`` reads the loss defaults without importing torch).
 """
 
-from dataclasses import dataclass
+import inspect
+from dataclasses import dataclass, fields
 
 # conceptor aperture of the EAGC authors' scripts (tuned on DINO ViT-B/16 features)
 APERTURE = 2.0
@@ -27,8 +28,9 @@ KNN_K = 10
 class SimGCDLoss:
     """Weights and temperatures of the SimGCD objective; every default is SimGCD's.
 
-    :class:`entangle.gcd.losses.LossConfig` is this class plus its checks; ``TrainConfig``,
-    ``AnalyzeConfig`` and the ``train`` / ``analyze`` options read their defaults from here.
+    :class:`entangle.gcd.losses.LossConfig` is this class plus its checks; ``TrainConfig`` and
+    ``AnalyzeConfig`` take these fields through :func:`with_simgcd_loss` and the ``train`` /
+    ``analyze`` options read their defaults from here.
 
     Attributes:
         sup_weight: w, the weight of the supervised part (``1 - w`` for the unsupervised).
@@ -54,3 +56,49 @@ class SimGCDLoss:
 
 
 SIMGCD_LOSS = SimGCDLoss()
+
+
+def with_simgcd_loss(*, after: str | None = None):
+    """Class decorator, applied under ``@dataclass``: :class:`SimGCDLoss`'s fields become
+    fields of the class, so ``TrainConfig`` and ``AnalyzeConfig`` declare none of them.
+
+    They go in :class:`SimGCDLoss`'s order right after field ``after`` (at the end without
+    it), so the fields' order, and with it run.json's key order, stays as it was. A loss field
+    the class declares itself keeps its own type and default at its place in that order
+    (``TrainConfig.warmup_teacher_epochs = None``: scaled to the run's epochs).
+
+    Example:
+        >>> @dataclass
+        ... @with_simgcd_loss(after="lr")
+        ... class Config:
+        ...     lr: float = 0.1
+        ...     seed: int = 0
+        >>> [f.name for f in fields(Config)][:3]
+        ['lr', 'sup_weight', 'memax_weight']
+    """
+
+    def insert(cls):
+        own = inspect.get_annotations(cls)
+        if after is not None and after not in own:
+            raise TypeError(f"{cls.__name__} has no field {after!r} for the SimGCD loss fields")
+        loss = {f.name: f for f in fields(SimGCDLoss)}
+        annotations = {}
+
+        def add_loss_fields():
+            for name, f in loss.items():
+                # the type as a string, like the annotations of a module with postponed ones
+                annotations[name] = own.get(name, getattr(f.type, "__name__", f.type))
+                if name not in own:
+                    setattr(cls, name, f.default)
+
+        for name, annotation in own.items():
+            if name not in loss:
+                annotations[name] = annotation
+            if name == after:
+                add_loss_fields()
+        if after is None:
+            add_loss_fields()
+        cls.__annotations__ = annotations
+        return cls
+
+    return insert

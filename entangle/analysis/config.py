@@ -14,8 +14,8 @@ from entangle.defaults import (
     APERTURE,
     EEP_WEIGHT,
     LABELED_FRACTION,
-    SIMGCD_LOSS,
     SOC_K,
+    with_simgcd_loss,
 )
 from entangle.errors import EntangleValueError
 from entangle.gcd.losses import LossConfig
@@ -23,6 +23,7 @@ from entangle.metrics.clustering import DEFAULT_PROTOCOL, accuracy_protocols
 
 
 @dataclass
+@with_simgcd_loss()
 class AnalyzeConfig:
     """Settings of ``entangle analyze`` (stored in each run's run.json)."""
 
@@ -54,15 +55,8 @@ class AnalyzeConfig:
     # checkpoint layout forced instead of detected, and a separate head file (docs/checkpoints.md)
     checkpoint_format: str | None = None
     head_file: str | None = None
-    # the objective the gradient diagnostics differentiate (defaults: SimGCD's)
-    sup_weight: float = SIMGCD_LOSS.sup_weight
-    memax_weight: float = SIMGCD_LOSS.memax_weight
-    student_temperature: float = SIMGCD_LOSS.student_temperature
-    warmup_teacher_temperature: float = SIMGCD_LOSS.warmup_teacher_temperature
-    teacher_temperature: float = SIMGCD_LOSS.teacher_temperature
-    warmup_teacher_epochs: int = SIMGCD_LOSS.warmup_teacher_epochs
-    supcon_temperature: float = SIMGCD_LOSS.supcon_temperature
-    infonce_temperature: float = SIMGCD_LOSS.infonce_temperature
+    # then the objective the gradient diagnostics differentiate: defaults.SimGCDLoss's fields
+    # (@with_simgcd_loss), SimGCD's defaults
 
     def __post_init__(self):
         self.accuracy = accuracy_protocols(self.accuracy)

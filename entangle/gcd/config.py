@@ -15,6 +15,7 @@ from entangle.defaults import (
     LABELED_FRACTION,
     SIMGCD_LOSS,
     SOC_K,
+    with_simgcd_loss,
 )
 from entangle.errors import EntangleValueError
 from entangle.gcd.losses import LossConfig
@@ -32,6 +33,7 @@ STARTS = ("auto", "pretrained", "reference")
 
 
 @dataclass
+@with_simgcd_loss(after="weight_decay")
 class TrainConfig:
     """Every setting of a GCD training run (stored in run.json).
 
@@ -70,14 +72,9 @@ class TrainConfig:
     lr_head: float | None = None
     momentum: float = 0.9
     weight_decay: float = 5e-5
-    sup_weight: float = SIMGCD_LOSS.sup_weight
-    memax_weight: float = SIMGCD_LOSS.memax_weight
-    student_temperature: float = SIMGCD_LOSS.student_temperature
-    warmup_teacher_temperature: float = SIMGCD_LOSS.warmup_teacher_temperature
-    teacher_temperature: float = SIMGCD_LOSS.teacher_temperature
+    # here: the SimGCD objective's fields, defaults.SimGCDLoss's (@with_simgcd_loss), but
+    # train's own warm-up: None scales SimGCD's 30 of 200 epochs to the run
     warmup_teacher_epochs: int | None = None
-    supcon_temperature: float = SIMGCD_LOSS.supcon_temperature
-    infonce_temperature: float = SIMGCD_LOSS.infonce_temperature
     start: str = "auto"
     eagc: bool = False
     aga: bool = True
