@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib.util
+import io
 import subprocess
 import sys
 import time
@@ -49,6 +50,7 @@ from entangle.models.backbones import ResidualMLP
 from entangle.models.heads import GCDHead
 from entangle.probing.params import last_block
 from entangle.probing.probe import Probe
+from entangle.runs.io import open_append
 
 
 def _tiny_step_parts(device: torch.device):
@@ -234,8 +236,14 @@ def main(argv: list[str] | None = None) -> int:
         print("error: no CUDA device here; run python -m entangle.bench.gpu_check on a GPU machine")
         return 2
     out = Path(args.out)
+    try:  # the audited primitive: a symlink at --out is refused, never written through
+        handle = open_append(out)
+    except EntangleError as exc:
+        print(f"error: {exc}")
+        return 2
+    handle.truncate(0)  # an earlier check's copy is replaced (appends go to the new end)
     with (
-        out.open("w", encoding="utf-8") as file,
+        io.TextIOWrapper(handle, encoding="utf-8", line_buffering=True) as file,
         contextlib.redirect_stdout(_Tee(sys.stdout, file)),
     ):
         print(f"output: {out.resolve()}")

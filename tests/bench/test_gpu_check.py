@@ -85,3 +85,26 @@ def test_output_file_is_named_and_written(tmp_path, monkeypatch, capsys):
     assert printed.splitlines()[0] == f"output: {out.resolve()}"
     assert printed.splitlines()[-1] == f"output written to {out.resolve()}"
     assert out.read_text() == printed
+
+
+def test_a_symlinked_output_file_is_refused_and_its_target_kept(tmp_path, monkeypatch, capsys):
+    # issue 19: --out was opened with open("w"), which truncated whatever the link pointed at
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(gpu_check, "_checks", lambda args: print("checked") or 0)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    out = tmp_path / "gpu_check.txt"
+    out.symlink_to(victim)
+    assert gpu_check.main(["--out", str(out)]) == 2
+    assert victim.read_text() == "precious\n"
+    (line,) = capsys.readouterr().out.strip().splitlines()
+    assert line.startswith("error: ") and str(out) in line and "symlink" in line
+
+
+def test_the_output_file_replaces_an_earlier_one(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(gpu_check, "_checks", lambda args: print("checked") or 0)
+    out = tmp_path / "gpu_check.txt"
+    out.write_text("an earlier, longer check's output\n" * 3)
+    assert gpu_check.main(["--out", str(out)]) == 0
+    assert out.read_text() == capsys.readouterr().out
