@@ -42,12 +42,18 @@ def test_any_command_line_ends_in_a_result_or_one_line(tmp_path, capsys, monkeyp
     """Hostile argument lists (issue 19): known options with values of any kind, unknown
     options, repeated and missing values, for commands that stop before heavy work
     (``train --show-config``, ``ablate --dry-run``, ``report`` of a missing run): exit 0, or
-    exit 2 with one line; never a traceback."""
+    exit 2 with one line; never a traceback, and nothing written: these commands name no
+    folder they may write, so the working folder and the temporary folder stay as they were."""
+    import tempfile
+
     from hypothesis import HealthCheck, given, settings
     from hypothesis import strategies as st
 
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))  # temp files land inside
     (tmp_path / "grid.toml").write_text('[base]\ndata = "synthetic"\n[grid]\nseed = [0, 1]\n')
+    before = _tree(tmp_path)
     options = st.sampled_from(
         ["--lr", "--epochs", "--seed", "--data", "--model", "--old-classes", "--aperture",
          "--coordinator", "--on-nan", "--nan-limit", "--amp", "--preset", "--accuracy",
@@ -80,5 +86,21 @@ def test_any_command_line_ends_in_a_result_or_one_line(tmp_path, capsys, monkeyp
         if info.value.code == 2:
             lines = captured.err.strip().splitlines()
             assert len(lines) == 1 and lines[0].startswith("error: "), (argv, captured.err)
+        assert _tree(tmp_path) == before, argv
 
     check()
+
+
+def _tree(root) -> dict:
+    """Every entry under ``root``, but hypothesis' own database: a link's target, a file's
+    bytes, or "folder"."""
+    tree = {}
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root)
+        if rel.parts[0] == ".hypothesis":
+            continue
+        if path.is_symlink():
+            tree[str(rel)] = ("link", os.readlink(path))
+        else:
+            tree[str(rel)] = path.read_bytes() if path.is_file() else "folder"
+    return tree
