@@ -13,6 +13,7 @@ weights (the reference code compares runs from different starts, see docs/protoc
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -37,6 +38,7 @@ from entangle.nn.distributed import (
 )
 from entangle.probing.evaluation import write_epoch
 from entangle.runs.directory import RunReader, RunWriter
+from entangle.runs.io import make_dir
 
 # re-exported: the recipe's public names all live at entangle.gcd.train
 __all__ = [
@@ -134,18 +136,14 @@ def check_run_dir(config: TrainConfig, run_dir, *, ranks: int | None = None) -> 
             other settings or another world size.
     """
     run_dir = Path(run_dir)
-    try:  # created now, so a read-only place or a too-long name fails before pretraining
-        if run_dir.exists() and not run_dir.is_dir():
-            raise EntangleValueError(
-                f"{run_dir} is a file, not a run directory; choose a new or unfinished run "
-                "directory"
-            )
-        run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
+    # os.path: a name too long to stat is no file (make_dir then says it cannot be created)
+    if os.path.isfile(run_dir) and not os.path.islink(run_dir):
         raise EntangleValueError(
-            f"cannot create the run directory {run_dir} ({exc.strerror or exc}); choose "
-            "another, writable location"
-        ) from None
+            f"{run_dir} is a file, not a run directory; choose a new or unfinished run directory"
+        )
+    # created now, through the audited primitive, so a read-only place, a too-long name or a
+    # symlink (refused, never written through) fails before pretraining
+    make_dir(run_dir, what="run directory")
     if not (run_dir / "run.json").exists():
         return False
     if (run_dir / "DONE").exists():

@@ -12,7 +12,7 @@ recipe (gcd/) and then report/'s build_report.
 from __future__ import annotations
 
 import dataclasses
-import shutil
+import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -91,13 +91,13 @@ def _training_threads(threads: int, maps_running: bool) -> int:
 def _fresh_runs_dir(out: Path, force: bool) -> Path:
     """``out/runs``, emptied when ``force``; an earlier demo's runs are never mixed in."""
     runs_dir = out / "runs"
-    if runs_dir.exists():
+    if os.path.lexists(runs_dir):
         if not force:
             raise EntangleValueError(
                 f"{runs_dir} already holds demo runs; pass --force to replace them or choose "
                 "another --out"
             )
-        shutil.rmtree(runs_dir)
+        remove_tree(runs_dir)  # a symlink there is refused, never emptied
     return runs_dir
 
 
@@ -176,7 +176,8 @@ def run_demo(
         raise EntangleValueError(
             f"demo variants {unknown or '(none)'} unknown; choose from {', '.join(VARIANTS)}"
         )
-    out = Path(out)
+    # the demo's folder, never a symlink: its runs/ and report/ would be written into the target
+    out = make_dir(Path(out))
     runs_dir = _fresh_runs_dir(out, force)
     config = dataclasses.replace(
         DEMO_CONFIG, device=device, seed=seed, epochs=epochs or DEMO_CONFIG.epochs

@@ -104,11 +104,12 @@ def _open_in(path: Path, flags: int, mode: int = FILE_MODE) -> int:
     return fd
 
 
-def make_dir(path, *, parents: bool = True) -> Path:
+def make_dir(path, *, parents: bool = True, what: str = "folder") -> Path:
     """Create folder ``path`` (mode 0o755) or accept an existing one; never a symlink.
 
     ``parents`` creates missing parents as ``mkdir -p`` does; parents that already exist may
-    be symlinks (the user named that location), the folder itself may not.
+    be symlinks (the user named that location), the folder itself may not. ``what`` names
+    the folder in the error ("cannot create the run directory ...").
 
     Raises:
         SymlinkRefused: ``path`` is a symlink.
@@ -124,7 +125,7 @@ def make_dir(path, *, parents: bool = True) -> Path:
         pass
     except OSError as exc:
         raise EntangleValueError(
-            f"cannot create the folder {path} ({exc.strerror or exc}); choose another, "
+            f"cannot create the {what} {path} ({exc.strerror or exc}); choose another, "
             "writable location"
         ) from None
     st = os.lstat(path)

@@ -1,11 +1,14 @@
 """Every path entangle writes, enumerated from the code, refuses a planted symlink (issue 19).
 
-One pass runs each command (train, a resumed train, analyze, report, ablate, import-log,
-export tensorboard) on tiny settings with a recorder around every write primitive of
-:mod:`entangle.runs.io`, wherever a module imported it: the paths it saw are the write paths.
-Then, for each path, the same command runs again from the same starting state with a
-symlink planted there, pointing at a victim file (or folder) outside: the victim must stay as
-it was and the command must end in one line, exit 2, naming the symlink.
+One pass runs each command (train, a resumed train, analyze, report fresh and over an earlier
+one, export tensorboard, import-log plain / --attach / --analyze, ablate without and with its
+report and with a failing cell, demo fresh and --force, bench --scaling --out) on tiny settings
+with a recorder around every write primitive of :mod:`entangle.runs.io`, wherever a module
+imported it: the paths it saw are the write paths, and they must be the ones
+docs/reliability.md lists (``python -m tests.support.write_paths`` prints them). Then, for
+each path, the same command runs again from the same starting state with a symlink planted
+there, pointing at a victim file (or folder) outside: the victim must stay as it was and the
+command must end in one line, exit 2, naming the symlink.
 
 Temporary names are random (``.NAME.<hex>.tmp``, ``.out.tmp-<hex>``): nothing can be planted
 at them, and their exclusive creation is tested in tests/runs/test_io.py.
@@ -46,7 +49,10 @@ PRIMITIVES = {
     "replace_dir": (1, "dir"),  # (new, out): out is replaced
     "FileLock": (0, "file"),
 }
-RANDOM_NAME = re.compile(r"(\.tmp$|\.tmp-|tmp-[0-9a-f]{6,}|/\.[^/]+\.[0-9a-f]{8,})")
+# (.old-: mkdtemp's 8 random characters, the name replace_dir moves an old output to)
+RANDOM_NAME = re.compile(
+    r"(\.tmp$|\.tmp-|tmp-[0-9a-f]{6,}|/\.[^/]+\.[0-9a-f]{8,}|\.old-[a-z0-9_]{8}$)"
+)
 
 
 @functools.lru_cache(maxsize=1)
@@ -66,14 +72,27 @@ def _import_everything() -> None:
             pass
 
 
+def _missing_parents(path: Path) -> list[Path]:
+    """The folders above ``path`` that do not exist yet (``make_dir`` creates them)."""
+    missing = []
+    for parent in path.parents:
+        if os.path.lexists(parent):
+            break
+        missing.append(parent)
+    return missing
+
+
 def _recording(monkeypatch, seen: set):
     """Wrap each primitive in :mod:`entangle.runs.io` and in every module that imported it."""
     _import_everything()
     for name, (index, kind) in PRIMITIVES.items():
         original = getattr(runio, name)
 
-        def wrapper(*args, __original=original, __index=index, __kind=kind, **kwargs):
-            seen.add((str(Path(args[__index]).absolute()), __kind))
+        def wrapper(*args, __original=original, __index=index, __kind=kind, __name=name, **kwargs):
+            path = Path(args[__index]).absolute()
+            seen.add((str(path), __kind))
+            if __name == "make_dir" and kwargs.get("parents", True):
+                seen.update((str(p), "dir") for p in _missing_parents(path))  # mkdir -p
             return __original(*args, **kwargs)
 
         if isinstance(original, type):  # FileLock: record, then build the real one
@@ -117,28 +136,29 @@ def setup_resume(work: Path, monkeypatch) -> list[str]:
     return TRAIN
 
 
-@functools.lru_cache(maxsize=1)
 def _finished_run() -> Path:
+    return _finished("train") / "run"
+
+
+@functools.cache
+def _finished(scenario: str) -> Path:
+    """The work folder of ``scenario`` run once to its end (shared by its plantings)."""
     import atexit
     import tempfile
 
-    folder = Path(tempfile.mkdtemp(prefix="entangle-finished-"))
-    atexit.register(shutil.rmtree, folder, True)  # shared by the resume's plantings
+    folder = Path(tempfile.mkdtemp(prefix=f"entangle-finished-{scenario}-"))
+    atexit.register(shutil.rmtree, folder, True)
     mp = pytest.MonkeyPatch()
     try:
-        _tiny_prepare(mp)
-        cwd = os.getcwd()
-        os.chdir(folder)
-        try:
-            mp.setattr(sys, "argv", ["entangle", *TRAIN])
-            with pytest.raises(SystemExit) as info:
-                main()
-            assert info.value.code == 0
-        finally:
-            os.chdir(cwd)
+        mp.chdir(folder)
+        argv = SCENARIOS[scenario](folder, mp)
+        mp.setattr(sys, "argv", ["entangle", *argv])
+        with pytest.raises(SystemExit) as info:
+            main()
+        assert info.value.code == EXIT_CODES.get(scenario, 0)
     finally:
         mp.undo()
-    return folder / "run"
+    return folder
 
 
 def setup_analyze(work: Path, monkeypatch) -> list[str]:
@@ -200,15 +220,129 @@ def setup_ablate(work: Path, monkeypatch) -> list[str]:
     return ["ablate", "grid.toml", "--out", "grid", "--no-report"]
 
 
+def setup_ablate_report(work: Path, monkeypatch) -> list[str]:
+    """The grid with its report: report.html, verdict.json, results.csv, summary.md."""
+    (work / "grid.toml").write_text(GRID, encoding="utf-8")
+    return ["ablate", "grid.toml", "--out", "grid", "-q"]
+
+
+def setup_ablate_failed(work: Path, monkeypatch) -> list[str]:
+    """A grid whose one cell fails (unknown data, refused inside the cell): its FAILED file."""
+    (work / "grid.toml").write_text(GRID.replace('"synthetic"', '"nosuch"'), encoding="utf-8")
+    return ["ablate", "grid.toml", "--out", "grid", "-q"]
+
+
+def _simgcd_folder(work: Path) -> Path:
+    """A SimGCD-style run folder: log.txt and checkpoints/model.pt (a digits model)."""
+    from tests.logs.log_samples import SIMGCD_LOG
+    from tests.logs.test_attach import _digits_checkpoint
+
+    folder = work / "exp"
+    (folder / "checkpoints").mkdir(parents=True)
+    (folder / "log.txt").write_text(SIMGCD_LOG + "\n", encoding="utf-8")
+    _digits_checkpoint(folder / "checkpoints" / "model.pt", epoch=1)
+    return folder
+
+
+def setup_import_log_attach(work: Path, monkeypatch) -> list[str]:
+    from tests.logs.test_attach import make_analysis
+
+    _simgcd_folder(work)
+    make_analysis(work / "an" / "model", work / "exp" / "checkpoints" / "model.pt")
+    return ["import-log", "exp", "--out", "imp", "--attach", "an/model"]
+
+
+def setup_import_log_analyze(work: Path, monkeypatch) -> list[str]:
+    """--analyze: analyze of the folder's model.pt into imp-analysis, attached to imp."""
+    import entangle.analysis as analysis
+    from tests.logs.test_attach import SMALL
+
+    _simgcd_folder(work)
+    real = analysis.analyze
+
+    def small(ckpts, out, config, **kwargs):
+        return real(ckpts, out, dataclasses.replace(config, **SMALL), **kwargs)
+
+    monkeypatch.setattr(analysis, "analyze", small)
+    return ["import-log", "exp", "--out", "imp", "--analyze", "digits"]
+
+
+def _tiny_demo(monkeypatch) -> None:
+    """The demo without pretraining, one reference epoch and a small probe set."""
+    import entangle.report.demo as demo
+
+    tiny = dataclasses.replace(
+        demo.DEMO_CONFIG,
+        pretrain_epochs=0,
+        reference_epochs=1,
+        probe_every=8,
+        probeset_every=100,
+        probeset_size=100,
+        soc_k=4,
+    )
+    monkeypatch.setattr(demo, "DEMO_CONFIG", tiny)
+    monkeypatch.setitem(demo.TSNE_SETTINGS, "max_points", 100)  # the report's t-SNE: small
+
+
+DEMO = ["demo", "--out", "d", "--device", "cpu", "--epochs", "1", "--variants", "baseline"]
+
+
+def setup_demo(work: Path, monkeypatch) -> list[str]:
+    _tiny_demo(monkeypatch)
+    return DEMO
+
+
+def setup_demo_force(work: Path, monkeypatch) -> list[str]:
+    """--force over an earlier demo: its runs/ are replaced."""
+    _tiny_demo(monkeypatch)
+    shutil.copytree(_finished("demo") / "d", work / "d", symlinks=True)
+    return [*DEMO, "--force"]
+
+
+_SCALING: dict = {}  # the one real timing's result
+
+
+def setup_bench_scaling(work: Path, monkeypatch) -> list[str]:
+    """--scaling --out: its figure and numbers; the timing (~40 s) runs once, then is reused."""
+    from entangle.bench import scaling
+
+    real = scaling.run_scaling
+
+    def once(**kwargs):
+        if "result" not in _SCALING:
+            _SCALING["result"] = real(**kwargs)
+        return _SCALING["result"]
+
+    monkeypatch.setattr(scaling, "run_scaling", once)
+    return ["bench", "--scaling", "--quick", "--rounds", "1", "--out", "sc"]
+
+
+def setup_report_again(work: Path, monkeypatch) -> list[str]:
+    """A report over an earlier one: its cache/ is read, the folder replaced."""
+    _fake_run(work / "src")
+    shutil.copytree(_finished("report") / "rep", work / "rep", symlinks=True)
+    return ["report", "src", "--out", "rep"]
+
+
 SCENARIOS = {
     "train": setup_train,
     "train-resume": setup_resume,
     "analyze": setup_analyze,
     "report": setup_report,
+    "report-again": setup_report_again,
     "export-tensorboard": setup_export,
     "import-log": setup_import_log,
+    "import-log-attach": setup_import_log_attach,
+    "import-log-analyze": setup_import_log_analyze,
     "ablate": setup_ablate,
+    "ablate-report": setup_ablate_report,
+    "ablate-failed": setup_ablate_failed,
+    "demo": setup_demo,
+    "demo-force": setup_demo_force,
+    "bench-scaling": setup_bench_scaling,
 }
+# the exit code of each scenario's own run (1: a cell failed, recorded in FAILED)
+EXIT_CODES = {"ablate-failed": 1}
 
 
 def _run(argv, capsys, monkeypatch) -> tuple[int, str]:
@@ -270,7 +404,7 @@ def _write_paths(scenario, tmp_path, capsys) -> list[tuple[str, str]]:
             code, err = _run(argv, capsys, mp)
         finally:
             _audit["paths"] = None
-    assert code == 0, err
+    assert code == EXIT_CODES.get(scenario, 0), err
     primitive = {p for p, _ in seen}
     around = [
         rel
@@ -290,6 +424,34 @@ def _write_paths(scenario, tmp_path, capsys) -> list[tuple[str, str]]:
             continue  # outside the work folder (a cache elsewhere) or a random temp name
         inside.append((rel, kind))
     return sorted(set(inside))
+
+
+DOCS = Path(__file__).parents[2] / "docs" / "reliability.md"
+DOCS_SECTION = ("<!-- write-paths -->", "<!-- /write-paths -->")
+
+
+def docs_line(scenario: str, paths: list[tuple[str, str]]) -> str:
+    """The docs' entry for ``scenario``: its write paths, folders ending in ``/``."""
+    names = [f"`{rel}/`" if kind == "dir" else f"`{rel}`" for rel, kind in paths]
+    lines, line = [], f"- `{scenario}`:"
+    for name in names:
+        if len(line) + len(name) + 2 > 96:
+            lines.append(line + ",")
+            line = "  " + name
+        else:
+            line += (" " if line.endswith(":") else ", ") + name
+    return "\n".join([*lines, line])
+
+
+def documented() -> dict[str, list[str]]:
+    """``{scenario: its write paths}`` as docs/reliability.md lists them."""
+    text = DOCS.read_text(encoding="utf-8")
+    section = text.split(DOCS_SECTION[0])[1].split(DOCS_SECTION[1])[0]
+    entries = {}
+    for item in re.split(r"^- ", section, flags=re.M)[1:]:
+        name, _, rest = item.partition(":")
+        entries[name.strip("` ")] = re.findall(r"`([^`]+)`", rest)
+    return entries
 
 
 def _victims(root: Path) -> tuple[Path, Path]:
@@ -316,10 +478,40 @@ def _plant(path: Path, target: Path) -> None:
     path.symlink_to(target)
 
 
-@pytest.mark.parametrize("scenario", list(SCENARIOS))
+# a minute or more on a 2-core machine: a full run (training, analyze, a report) per path
+SLOW = {"report-again", "import-log-analyze", "ablate-report", "demo", "demo-force"}
+SLOW |= {"bench-scaling"}  # its one real timing (~40 s), reused by the plantings
+
+
+# a run folder a slow command writes through RunWriter, as train does (planted in "train",
+# "analyze" and "ablate"): recorded and listed in full, planted at the folder itself only
+PLANTED_IN_ANOTHER = {
+    "demo": "d/runs/baseline",
+    "demo-force": "d/runs/baseline",
+    "import-log-analyze": "imp-analysis/model",
+    "ablate-report": "grid/cells/seed=0",
+}
+
+# an earlier output the command deletes as a whole (demo --force: the old runs/): a symlink
+# planted inside it is removed with it, never followed, and the command goes on
+REMOVED_WITH = {"demo-force": "d/runs"}
+
+
+@pytest.mark.parametrize(
+    "scenario",
+    [pytest.param(s, marks=pytest.mark.slow) if s in SLOW else s for s in SCENARIOS],
+)
 def test_a_symlink_at_any_write_path_is_refused_and_its_target_kept(scenario, tmp_path, capsys):
     paths = _write_paths(scenario, tmp_path, capsys)
     assert paths, "the recorder saw no write"
+    listed = [f"{rel}/" if kind == "dir" else rel for rel, kind in paths]
+    assert listed == documented().get(scenario), (
+        f"docs/reliability.md's write paths of {scenario} are not the recorded ones; "
+        f"the entry is:\n{docs_line(scenario, paths)}"
+    )
+    below = PLANTED_IN_ANOTHER.get(scenario)
+    if below:
+        paths = [(rel, kind) for rel, kind in paths if not rel.startswith(below + "/")]
     for i, (rel, kind) in enumerate(paths):
         victims = tmp_path / f"victims{i}"
         victim_file, victim_dir = _victims(victims)
@@ -332,6 +524,10 @@ def test_a_symlink_at_any_write_path_is_refused_and_its_target_kept(scenario, tm
             _plant(work / rel, victim_dir if kind == "dir" else victim_file)
             code, err = _run(argv, capsys, mp)
         assert _state(victims) == before, f"{scenario}: a symlink at {rel} let {err!r} write"
+        if rel.startswith(REMOVED_WITH.get(scenario, "//") + "/"):
+            assert code == EXIT_CODES.get(scenario, 0), f"{scenario}, symlink at {rel}: {err}"
+            assert not (work / rel).is_symlink()
+            continue
         lines = err.strip().splitlines()
         assert code == 2 and len(lines) == 1, f"{scenario}, symlink at {rel}: {code} {err}"
         # refused as a symlink, or (a fresh folder that already holds the planted entry, a
@@ -339,3 +535,36 @@ def test_a_symlink_at_any_write_path_is_refused_and_its_target_kept(scenario, tm
         # way the line names what is in the way
         named = "symlink" in lines[0] or any(part in lines[0] for part in Path(rel).parts)
         assert named and "Traceback" not in err, lines[0]
+
+
+# ---------------------------------------------------------------- refused before the work
+
+
+def test_demo_force_over_a_symlinked_runs_folder_is_refused_and_its_target_kept(
+    tmp_path, capsys, monkeypatch
+):
+    # before: shutil.rmtree on the link, an OSError traceback (a write around entangle.runs.io)
+    victim_file, victim_dir = _victims(tmp_path / "victims")
+    before = _state(tmp_path / "victims")
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "runs").symlink_to(victim_dir)
+    monkeypatch.chdir(tmp_path)
+    code, err = _run([*DEMO, "--force"], capsys, monkeypatch)
+    assert _state(tmp_path / "victims") == before
+    (line,) = err.strip().splitlines()
+    assert code == 2 and "d/runs is a symlink" in line
+
+
+def test_a_symlinked_run_directory_is_refused_before_pretraining(tmp_path, capsys, monkeypatch):
+    # before: refused by RunWriter only after prepare (minutes of pretraining on real data)
+    import entangle.gcd.train as recipe
+
+    prepared = []
+    monkeypatch.setattr(recipe, "prepare", lambda *a, **k: prepared.append(1))
+    victim_file, victim_dir = _victims(tmp_path / "victims")
+    (tmp_path / "run").symlink_to(victim_dir)
+    monkeypatch.chdir(tmp_path)
+    code, err = _run(TRAIN, capsys, monkeypatch)
+    (line,) = err.strip().splitlines()
+    assert code == 2 and "run is a symlink" in line and prepared == []
+    assert sorted(p.name for p in victim_dir.iterdir()) == ["keep.txt"]
