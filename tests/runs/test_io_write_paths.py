@@ -568,3 +568,28 @@ def test_a_symlinked_run_directory_is_refused_before_pretraining(tmp_path, capsy
     (line,) = err.strip().splitlines()
     assert code == 2 and "run is a symlink" in line and prepared == []
     assert sorted(p.name for p in victim_dir.iterdir()) == ["keep.txt"]
+
+
+@pytest.mark.slow  # two reports
+def test_an_earlier_report_full_of_symlinks_is_replaced_and_no_target_changes(
+    tmp_path, capsys, monkeypatch
+):
+    """Every file of an earlier report, and its cache/ folder, a symlink to a victim: the new
+    report reads no entry through them, replaces the folder, and removes the links unfollowed."""
+    victim_file, victim_dir = _victims(tmp_path / "victims")
+    (victim_dir / "tsne-planted.npz").write_bytes(b"precious\n")
+    before = _state(tmp_path / "victims")
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    argv = setup_report_again(work, monkeypatch)
+    planted = [p for p in sorted((work / "rep").rglob("*")) if p.is_file()]
+    assert any(p.parent.name == "cache" for p in planted)  # the earlier report had a cache
+    for path in planted:
+        _plant(path, victim_file)
+    _plant(work / "rep" / "cache", victim_dir)
+    code, err = _run(argv, capsys, monkeypatch)
+    assert code == 0, err
+    assert _state(tmp_path / "victims") == before
+    assert [p for p in (work / "rep").rglob("*") if p.is_symlink()] == []
+    assert (work / "rep" / "cache").is_dir()
