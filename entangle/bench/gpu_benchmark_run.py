@@ -22,6 +22,9 @@ from entangle.runs.io import atomic_text, atomic_write, make_dir, make_temp_dir,
 # steps of 40 (SimGCD's weighted sampler draws n per epoch, last batch dropped); the reference
 # model trains one epoch on the 400 labeled samples
 RUN_STEPS, RUN_TRAIN_PER_CLASS, RUN_PX = 20, 4, 224
+# the lighter form, where the check's time budget has no room for the full one: 2 training
+# images per class, so 10 steps of the same batch of 40
+RUN_LIGHT_TRAIN_PER_CLASS = 2
 
 
 def write_fake_cub(root, *, train_per_class: int, test_per_class: int, px: int, seed: int = 0):
@@ -61,7 +64,7 @@ def write_fake_cub(root, *, train_per_class: int, test_per_class: int, px: int, 
     return Path(root)
 
 
-def benchmark_run(device, *, quick: bool = False, say=print) -> dict:
+def benchmark_run(device, *, quick: bool = False, light: bool = False, say=print) -> dict:
     """Part 4: the training loop on a fake CUB tree under fp16 and bf16, timed and printed.
 
     Each amp mode trains one epoch of ``RUN_STEPS`` steps (EAGC, probe on every step,
@@ -70,6 +73,8 @@ def benchmark_run(device, *, quick: bool = False, say=print) -> dict:
     from the end of step 1 to the end of the last step, synchronised at those two points,
     divided by the steps between (the first step's warm-up left out). ``quick``: a tiny form
     for the CPU tests (ViT tiny at 32 px, 1 training image per class, 2 steps, amp off).
+    ``light``: half the training images, so half the steps of the same batch (the GPU check's
+    lighter settings).
 
     Returns:
         ``{"steps", "batch_size", "modes": {amp: {"nonfinite_loss_run", "step_s",
@@ -78,8 +83,8 @@ def benchmark_run(device, *, quick: bool = False, say=print) -> dict:
     import tempfile
 
     dev = torch.device(device)
-    per_class = 1 if quick else RUN_TRAIN_PER_CLASS
-    steps = 2 if quick else RUN_STEPS
+    per_class = 1 if quick else RUN_LIGHT_TRAIN_PER_CLASS if light else RUN_TRAIN_PER_CLASS
+    steps = 2 if quick else RUN_STEPS * per_class // RUN_TRAIN_PER_CLASS
     batch = 200 * per_class // steps
     tmp = make_temp_dir(tempfile.gettempdir(), "entangle-gpu-check-")
     try:

@@ -1,7 +1,8 @@
 """One command that checks the GPU path where there is a GPU: ``python -m
 entangle.bench.gpu_check``.
 
-Four parts, up to about ten minutes on one modern GPU (see docs/reliability.md):
+Four parts inside one time budget (``--budget-s``, default 300 s: five minutes on one GPU; see
+docs/reliability.md):
 
 1. the ``gpu``-marked tests (``pytest -m gpu``, from a repository checkout);
 2. a probed and a non-probed EAGC step under ``torch.cuda.set_sync_debug_mode("error")``,
@@ -9,15 +10,21 @@ Four parts, up to about ten minutes on one modern GPU (see docs/reliability.md):
    ``EAGC.coordinate`` or ``Probe.backward`` raises, except the probed step's one allowed
    device-to-host transfer (``to_host``), which is counted;
 3. the bench modes on CUDA (:func:`bench_modes`): ``entangle bench``'s step ratios at the
-   CUDA defaults (ViT-B/16, 224 px, batch 64, 3 rounds) with each variant's images/s and the
-   run's peak GPU memory, then ``entangle bench --memory`` on the device (each variant's
-   ``max_memory_allocated`` above the fixture, ViT-S/16 112 px batch 32). ``--report`` and
-   ``--scaling`` are left out: their t-SNE and report parts run on the CPU;
+   CUDA defaults (ViT-B/16, 224 px, batch 64, 3 rounds; 1 when lighter) with each variant's
+   images/s and the run's peak GPU memory, then ``entangle bench --memory`` on the device
+   (each variant's ``max_memory_allocated`` above the fixture, ViT-S/16 112 px batch 32).
+   ``--report`` and ``--scaling`` are left out: their t-SNE and report parts run on the CPU;
 4. a benchmark-shaped run (:func:`entangle.bench.gpu_benchmark_run.benchmark_run`):
    ``entangle train``'s loop on a fake CUB-200-2011 tree it writes itself (random 224 px JPEGs
    in the published layout), ViT-B/16 from random init, EAGC with the probe on every step, 20
-   steps under fp16 (GradScaler) and again under bf16: steady-state step time, their ratio,
-   samples/s and peak GPU memory.
+   steps under fp16 (GradScaler) and again under bf16 (10 steps when lighter): steady-state
+   step time, their ratio, samples/s and peak GPU memory.
+
+Before each part starts, the time left is compared with the part's estimated cost (``PARTS``,
+:mod:`entangle.bench.time_budget`), keeping back the cheapest form of the parts after it: it
+runs at its full settings when they fit, at lighter ones when those fit, and is skipped with a
+printed note otherwise; the gpu-marked tests get the time left as their timeout. The verdict
+line says the seconds used against the budget.
 
 Everything printed also goes to the file ``--out`` names (default ``gpu_check.txt``), named
 in the first and last lines. Runs from a plain checkout (``PYTHONPATH=. python3 -m
@@ -43,8 +50,9 @@ import torch
 from entangle.bench import gpu_benchmark_run
 from entangle.bench import memory as memory_bench
 from entangle.bench import run as run_bench_module
+from entangle.bench.time_budget import Part, Plan, TimeBudget
 from entangle.eagc import EAGC
-from entangle.errors import EntangleError, EntangleRuntimeError
+from entangle.errors import EntangleError
 from entangle.gcd.losses import LossConfig, gcd_losses
 from entangle.models.backbones import ResidualMLP
 from entangle.models.heads import GCDHead
@@ -146,16 +154,15 @@ def _sync_mode(mode: str | None):
         torch.cuda.set_sync_debug_mode(previous)
 
 
-def _section(title: str) -> float:
+def _section(title: str) -> None:
     print(f"\n== {title}", flush=True)
-    return time.perf_counter()
 
 
-def bench_modes(device, *, quick: bool = False, say=print) -> dict:
+def bench_modes(device, *, quick: bool = False, repeats: int = 3, say=print) -> dict:
     """``entangle bench`` and ``bench --memory`` on ``device``, printed and returned.
 
-    Step ratios as ``entangle bench`` defines them (3 rounds after a warm-up; ViT-B/16 at
-    224 px, batch 64 on CUDA), images/s of each variant (two views per sample, so
+    Step ratios as ``entangle bench`` defines them (``repeats`` timed rounds after a warm-up;
+    ViT-B/16 at 224 px, batch 64 on CUDA), images/s of each variant (two views per sample, so
     ``2 * batch`` images per step; the probe-set variants embed the probe set instead), the
     peak device memory of the timing run, and each variant's working memory above the
     fixture with its ratio to the plain step's (:func:`entangle.bench.memory.run_memory`).
@@ -173,7 +180,7 @@ def bench_modes(device, *, quick: bool = False, say=print) -> dict:
     t = time.perf_counter()
     if cuda:
         torch.cuda.reset_peak_memory_stats(dev)
-    result = run_bench_module.run_bench(device=str(dev), repeats=3, quick=quick)
+    result = run_bench_module.run_bench(device=str(dev), repeats=repeats, quick=quick)
     peak = torch.cuda.max_memory_allocated(dev) / 2**30 if cuda else None
     settings = result["settings"]
     say(f"step ratios: {settings['model']}")
@@ -220,6 +227,31 @@ class _Tee:
         self.stream.flush()
 
 
+# each part's estimated seconds on one H200-class GPU, at its full settings and its lighter
+# ones: guesses, the split has not been measured on a GPU (docs/reliability.md); the default
+# budget is their sum at full settings with a little to spare
+PARTS = {
+    "tests": Part("the gpu-marked tests", full_s=60),
+    "steps": Part("the probed EAGC steps", full_s=20),
+    "bench": Part(
+        "the bench modes", full_s=90, light_s=45, light="1 timed bench round instead of 3"
+    ),
+    "run": Part(
+        "the benchmark-shaped run",
+        full_s=120,
+        light_s=70,
+        light="10 steps of batch 40 instead of 20 (2 training images per class, not 4)",
+    ),
+}
+DEFAULT_BUDGET_S = 300.0
+TITLES = {
+    "tests": "gpu-marked tests (pytest -m gpu)",
+    "steps": "probed EAGC steps, sync debug mode 'error' (fp16 + GradScaler, bf16)",
+    "bench": "bench modes on the device (entangle bench, bench --memory)",
+    "run": "benchmark-shaped run: fake CUB tree, ViT-B/16, EAGC + probe, fp16 / bf16",
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m entangle.bench.gpu_check", description=__doc__)
     parser.add_argument("--device", default="cuda", help="CUDA device (default cuda)")
@@ -229,9 +261,18 @@ def main(argv: list[str] | None = None) -> int:
         "--skip-run", action="store_true", help="skip the benchmark-shaped training run"
     )
     parser.add_argument(
+        "--budget-s",
+        type=float,
+        default=DEFAULT_BUDGET_S,
+        help=f"seconds for the whole check (default {DEFAULT_BUDGET_S:.0f}); a part that "
+        "would not fit runs lighter or is skipped, with a note",
+    )
+    parser.add_argument(
         "--out", default="gpu_check.txt", help="file for a copy of the output (gpu_check.txt)"
     )
     args = parser.parse_args(argv)
+    if not args.budget_s > 0:
+        parser.error(f"--budget-s must be > 0, got {args.budget_s}")
     if not torch.cuda.is_available():
         print("error: no CUDA device here; run python -m entangle.bench.gpu_check on a GPU machine")
         return 2
@@ -253,65 +294,89 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _checks(args) -> int:
-    failures = []
-    start = time.perf_counter()
+    """The four parts in order, each planned against the one budget before it starts."""
+    budget = TimeBudget(args.budget_s, time.perf_counter)
     print(f"torch {torch.__version__}, {torch.cuda.get_device_name(args.device)}")
-
-    if not args.skip_tests and importlib.util.find_spec("pytest") is None:
-        _section("gpu-marked tests (pytest -m gpu)")
+    print(f"time budget: {budget.total_s:.0f} s (--budget-s)")
+    keys = [k for k in PARTS if not getattr(args, f"skip_{k}", False)]
+    if "tests" in keys and importlib.util.find_spec("pytest") is None:
+        _section(TITLES["tests"])
         print("skipped: pytest is not installed here (pip install pytest to run them)")
-    elif not args.skip_tests:
-        t = _section("gpu-marked tests (pytest -m gpu)")
-        root = Path(__file__).resolve().parents[2]  # the checkout (entangle/bench/..)
+        keys.remove("tests")
+    runners = {"tests": _gpu_tests, "steps": _strict_steps, "bench": _bench, "run": _run}
+    failures: list[str] = []
+    skipped: list[str] = []
+    for i, key in enumerate(keys):
+        _section(TITLES[key])
+        t = budget.clock()
+        plan = budget.plan(PARTS[key], [PARTS[k] for k in keys[i + 1 :]])
+        print(plan.note, flush=True)
+        if plan.runs:
+            failures += runners[key](args, plan)
+            print(f"({budget.clock() - t:.0f} s)")
+        else:
+            skipped.append(PARTS[key].name)
+    passed = "all GPU checks that ran passed" if skipped else "all GPU checks passed"
+    verdict = "FAILED: " + ", ".join(failures) if failures else passed
+    if skipped:
+        verdict += f" (skipped, no time left in the budget: {', '.join(skipped)})"
+    print(f"\n{verdict}; {budget.summary()}")
+    return 1 if failures else 0
+
+
+def _gpu_tests(args, plan: Plan) -> list[str]:
+    root = Path(__file__).resolve().parents[2]  # the checkout (entangle/bench/..)
+    try:
         done = subprocess.run(
             [sys.executable, "-m", "pytest", "-q", "-m", "gpu", str(root / "tests")],
             cwd=root,
-            timeout=180,
+            timeout=plan.allowed_s,  # this part's share of the budget
             check=False,
         )
-        if done.returncode != 0:
-            failures.append("gpu-marked tests")
-        print(f"({time.perf_counter() - t:.0f} s)")
+    except subprocess.TimeoutExpired:
+        print(f"FAILED: the tests were still running after {plan.allowed_s:.0f} s, stopped")
+        return ["gpu-marked tests (timed out)"]
+    return [] if done.returncode == 0 else ["gpu-marked tests"]
 
+
+def _strict_steps(args, plan: Plan) -> list[str]:
+    failures = []
     for label, dtype, scaler in (
         ("fp16 autocast + GradScaler", torch.float16, True),
         ("bf16 autocast", torch.bfloat16, False),
     ):
-        t = _section(f"probed EAGC step, sync debug mode 'error', {label}")
         try:
             counts = probed_steps(args.device, dtype=dtype, scaler=scaler, strict=True)
         except RuntimeError as exc:  # set_sync_debug_mode("error") raises RuntimeError
             failures.append(f"host sync in the step ({label})")
-            print(f"FAILED: {str(exc).splitlines()[0]}")
+            print(f"{label}: FAILED: {str(exc).splitlines()[0]}")
         else:
             ok = counts == {"non_probed_transfers": 0, "probed_transfers": 1}
             if not ok:
                 failures.append(f"transfer budget ({label})")
-            print(f"{'ok' if ok else 'FAILED'}: {counts} ({time.perf_counter() - t:.1f} s)")
+            print(f"{label}: {'ok' if ok else 'FAILED'}: {counts}")
+    return failures
 
-    if not args.skip_bench:
-        _section("bench modes on the device (entangle bench, bench --memory)")
-        try:
-            bench_modes(args.device)
-        except (EntangleError, RuntimeError) as exc:  # e.g. CUDA out of memory
-            failures.append("bench modes")
-            print(f"FAILED: {str(exc).splitlines()[0]}")
 
-    if not getattr(args, "skip_run", False):
-        t = _section("benchmark-shaped run: fake CUB tree, ViT-B/16, EAGC + probe, fp16 / bf16")
-        try:
+def _bench(args, plan: Plan) -> list[str]:
+    try:
+        bench_modes(args.device, repeats=1 if plan.mode == "light" else 3)
+    except (EntangleError, RuntimeError) as exc:  # e.g. CUDA out of memory
+        print(f"FAILED: {str(exc).splitlines()[0]}")
+        return ["bench modes"]
+    return []
+
+
+def _run(args, plan: Plan) -> list[str]:
+    try:
+        if plan.mode == "light":
+            gpu_benchmark_run.benchmark_run(args.device, light=True)
+        else:
             gpu_benchmark_run.benchmark_run(args.device)
-        except (EntangleError, RuntimeError) as exc:  # e.g. CUDA out of memory
-            failures.append("benchmark-shaped run")
-            print(f"FAILED: {str(exc).splitlines()[0]}")
-        print(f"({time.perf_counter() - t:.0f} s)")
-
-    took = time.perf_counter() - start
-    print(
-        f"\n{'FAILED: ' + ', '.join(failures) if failures else 'all GPU checks passed'} "
-        f"in {took:.0f} s"
-    )
-    return 1 if failures else 0
+    except (EntangleError, RuntimeError) as exc:  # e.g. CUDA out of memory
+        print(f"FAILED: {str(exc).splitlines()[0]}")
+        return ["benchmark-shaped run"]
+    return []
 
 
 if __name__ == "__main__":
@@ -319,7 +384,4 @@ if __name__ == "__main__":
         sys.exit(main())
     except EntangleError as exc:
         print(f"error: {exc}")
-        sys.exit(2)
-    except subprocess.TimeoutExpired as exc:
-        print(f"error: {EntangleRuntimeError(f'timed out: {exc.cmd}')}")
         sys.exit(2)

@@ -1,6 +1,12 @@
-"""The GPU check's step runs (on the CPU here) and keeps the transfer budget."""
+"""The GPU check's step runs (on the CPU here) and keeps the transfer budget; its time budget
+on a planted clock: parts lighter or skipped with a note; the script's timeout."""
 
 from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -108,3 +114,107 @@ def test_the_output_file_replaces_an_earlier_one(tmp_path, monkeypatch, capsys):
     out.write_text("an earlier, longer check's output\n" * 3)
     assert gpu_check.main(["--out", str(out)]) == 0
     assert out.read_text() == capsys.readouterr().out
+
+
+def _fake_gpu_and_clock(monkeypatch) -> SimpleNamespace:
+    """A CUDA device that is not there, and the check's clock planted (no timed assertions)."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "fake GPU")
+    clock = SimpleNamespace(now=500.0)
+    monkeypatch.setattr(gpu_check, "time", SimpleNamespace(perf_counter=lambda: clock.now))
+    return clock
+
+
+def _plant_parts(monkeypatch, clock, *, steps_s: float, bench_s: float = 0.0) -> list:
+    """The parts after the tests, planted: each takes its seconds on the clock, calls logged."""
+    calls = []
+
+    def steps(*args, **kwargs):
+        clock.now += steps_s / 2  # fp16, then bf16
+        return {"non_probed_transfers": 0, "probed_transfers": 1}
+
+    def bench(device, **kwargs):
+        clock.now += bench_s
+        calls.append(("bench", kwargs))
+
+    monkeypatch.setattr(gpu_check, "probed_steps", steps)
+    monkeypatch.setattr(gpu_check, "bench_modes", bench)
+    monkeypatch.setattr(
+        gpu_benchmark_run, "benchmark_run", lambda device, **kw: calls.append(("run", kw))
+    )
+    return calls
+
+
+def test_parts_past_the_budget_are_skipped_with_a_note(tmp_path, monkeypatch, capsys):
+    clock = _fake_gpu_and_clock(monkeypatch)
+    calls = _plant_parts(monkeypatch, clock, steps_s=300)  # the steps spend the whole budget
+    assert gpu_check.main(["--skip-tests", "--out", str(tmp_path / "check.txt")]) == 0
+    assert calls == []
+    lines = capsys.readouterr().out.splitlines()
+    for name, needs in (("the bench modes", 45), ("the benchmark-shaped run", 70)):
+        assert f"skipped: 0 s of the 300 s budget left, and {name} needs about {needs} s" in lines
+    assert lines[-2] == (
+        "all GPU checks that ran passed (skipped, no time left in the budget: the bench "
+        "modes, the benchmark-shaped run); 300 s used of the 300 s budget"
+    )
+
+
+def test_parts_run_lighter_where_the_full_settings_would_not_fit(tmp_path, monkeypatch, capsys):
+    clock = _fake_gpu_and_clock(monkeypatch)
+    calls = _plant_parts(monkeypatch, clock, steps_s=150, bench_s=45)
+    out = tmp_path / "check.txt"
+    assert gpu_check.main(["--skip-tests", "--out", str(out)]) == 0
+    # 150 s left: 80 after the run's lighter 70, so the bench's 1 round; then 105 s for the run
+    assert calls == [("bench", {"repeats": 1}), ("run", {"light": True})]
+    printed = capsys.readouterr().out
+    assert "150 s of the 300 s budget left; lighter settings: 1 timed bench round" in printed
+    assert "105 s of the 300 s budget left; lighter settings: 10 steps of batch 40" in printed
+    assert printed.splitlines()[-2] == "all GPU checks passed; 195 s used of the 300 s budget"
+
+
+def test_full_settings_within_the_budget_and_the_budget_flag(tmp_path, monkeypatch, capsys):
+    clock = _fake_gpu_and_clock(monkeypatch)
+    calls = _plant_parts(monkeypatch, clock, steps_s=10, bench_s=80)
+    argv = ["--skip-tests", "--budget-s", "600", "--out", str(tmp_path / "check.txt")]
+    assert gpu_check.main(argv) == 0
+    assert calls == [("bench", {"repeats": 3}), ("run", {})]  # run: the function's defaults
+    assert capsys.readouterr().out.splitlines()[-2].endswith("90 s used of the 600 s budget")
+    with pytest.raises(SystemExit):
+        gpu_check.main(["--budget-s", "0"])
+    assert "--budget-s must be > 0" in capsys.readouterr().err
+
+
+def test_the_tests_get_the_time_left_as_their_timeout(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("pytest")
+    clock = _fake_gpu_and_clock(monkeypatch)
+    _plant_parts(monkeypatch, clock, steps_s=10)
+    timeouts = []
+
+    def still_running(cmd, **kwargs):
+        timeouts.append(kwargs["timeout"])
+        clock.now += kwargs["timeout"]
+        raise subprocess.TimeoutExpired(cmd, kwargs["timeout"])
+
+    monkeypatch.setattr(gpu_check.subprocess, "run", still_running)
+    argv = ["--skip-bench", "--skip-run", "--out", str(tmp_path / "check.txt")]
+    assert gpu_check.main(argv) == 1
+    assert timeouts == [280]  # 300 s less the 20 the steps keep back
+    lines = capsys.readouterr().out.splitlines()
+    assert "FAILED: the tests were still running after 280 s, stopped" in lines
+    assert lines[-2] == "FAILED: gpu-marked tests (timed out); 290 s used of the 300 s budget"
+
+
+@pytest.mark.parametrize(
+    ("args", "limit"), [([], "360"), (["--budget-s", "120"], "180"), (["--budget-s=90.5"], "150")]
+)
+def test_the_script_times_out_a_minute_after_the_budget(tmp_path, args, limit):
+    """scripts/gpu_check.sh with a planted `timeout` that prints what it was asked to run."""
+    fake = tmp_path / "timeout"
+    fake.write_text('#!/usr/bin/env bash\necho "$@"\n')
+    fake.chmod(0o755)
+    script = Path(__file__).resolve().parents[2] / "scripts" / "gpu_check.sh"
+    env = {**os.environ, "PATH": f"{tmp_path}{os.pathsep}{os.environ['PATH']}"}
+    done = subprocess.run(
+        ["bash", str(script), *args], capture_output=True, text=True, env=env, check=True
+    )
+    assert done.stdout.split() == [limit, "python", "-m", "entangle.bench.gpu_check", *args]
