@@ -210,7 +210,7 @@ def summarize_subspace(z, labeled, novel, k: int = SOC_K, aperture: float = APER
 
 
 def _summarize_subspace(z, labeled, novel, k: int, aperture: float) -> dict:
-    # one thin SVD per set: the conceptor's factors give the energies and the spectrum, and
+    # one decomposition per set: the conceptor's factors give the energies and the spectrum, and
     # SOC and the principal angles share the old set's basis (docs/performance.md)
     old, new = z[labeled], z[novel]
     c = ConceptorFactors(old, aperture)

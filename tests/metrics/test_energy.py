@@ -165,12 +165,17 @@ def test_energy_ratio_is_in_unit_interval(n, dim, aperture, seed):
 
 
 def test_conceptor_factors_equal_the_matrix_route():
-    # the probe set's SVD route against the eigh-based conceptor, energy_ratio, spectrum
+    # the probe set's Gram route against the eigh-based conceptor, energy_ratio, spectrum
     from entangle.metrics.energy import ConceptorFactors
 
     g = torch.Generator().manual_seed(3)
-    for n, d in ((20, 48), (80, 12)):  # fewer rows than dims (rank-deficient R) and more
+    # fewer rows than dims (rank-deficient R: the [N, N] Gram route), more, and fewer with
+    # repeated and zero rows (directions whose singular value is 0 or rounding noise)
+    for n, d, repeated in ((20, 48, False), (80, 12, False), (20, 48, True)):
         old = torch.randn(n, d, generator=g, dtype=torch.float64) * torch.linspace(0.1, 3, d)
+        if repeated:
+            old[5:10] = old[0]
+            old[10:12] = 0.0
         z = torch.randn(30, d, generator=g, dtype=torch.float64)
         z[4] = 0.0
         f = ConceptorFactors(old, 1.7)
