@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from entangle.bench.models import BenchFixture, mlp_spec
-from entangle.bench.run import _time_round_robin
+from entangle.bench.run import _load, _time_round_robin
 from entangle.metrics import knn_overlap
 from entangle.models.backbones import build_backbone, freeze_prefix
 from entangle.probing.probe import Probe
@@ -36,8 +36,8 @@ BATCHES = ((32, 128, 512), (8, 16))
 GROUPS = ((1, 2, 4), (1, 2))
 PROBE_SETS = ((256, 1024, 4096), (32, 64))
 DIMS = ((64, 128, 256, 512), (16, 32))
-KNN_POINTS = ((1000, 5000, 20000), (200, 400))
-TSNE_POINTS = ((1000, 2000, 5000), (100,))
+KNN_POINTS = ((1000, 5000, 20000, 100000), (200, 400))
+TSNE_POINTS = ((1000, 5000, 20000), (100,))
 
 
 def _spec(batch=None, probe_set=None, dim=128, blocks=1, depth=4):
@@ -90,9 +90,18 @@ def run_scaling(
     """Every curve of the module docstring on the CPU (one thread), as lists of points.
 
     Returns:
-        ``{"curves": {name: [{"x": ..., <ratio keys>...}, ...]}, "settings": {...}}``.
+        ``{"curves": {name: [{"x": ..., <ratio keys>...}, ...]}, "load": [{"stage", "load"}],
+        "settings": {...}}``; ``load`` is ``os.getloadavg()`` as each point starts.
     """
-    say = progress or (lambda message: None)
+    loads = [{"stage": "start", "load": _load()}]
+
+    def say(message: str) -> None:
+        # the 1/5/15-minute load average as each curve point starts: the ratios are taken
+        # side by side, but the seconds of k-NN and t-SNE move with the load
+        loads.append({"stage": message.removeprefix("scaling: "), "load": _load()})
+        if progress is not None:
+            progress(message)
+
     pick = 1 if quick else 0
     device = torch.device("cpu")
     previous = torch.get_num_threads()
@@ -140,8 +149,10 @@ def run_scaling(
         _points(curves, pick, rounds, plain_s, say)
     finally:
         torch.set_num_threads(previous)
+    loads.append({"stage": "end", "load": _load()})
     return {
         "curves": curves,
+        "load": loads,
         "settings": {
             "device": "cpu",
             "threads": 1,
@@ -161,7 +172,8 @@ def _points(curves, pick, rounds, plain_s, say) -> None:
         say(f"scaling: k-NN overlap of {n} points")
         x = torch.from_numpy(rng.normal(size=(n, 128)).astype(np.float32))
         novel = torch.arange(n) % 2 == 0
-        s = _seconds(lambda x=x, novel=novel: knn_overlap(x, novel), rounds)
+        # brute force is quadratic: 100k points take about a minute, timed once
+        s = _seconds(lambda x=x, novel=novel: knn_overlap(x, novel), rounds if n <= 20000 else 1)
         curves["knn_vs_points"].append({"x": n, "seconds": s, "plain_steps": s / plain_s})
     for n in TSNE_POINTS[pick]:
         say(f"scaling: t-SNE map of {n} points")

@@ -35,6 +35,10 @@ def test_quick_scaling_writes_every_curve_and_its_figure(tmp_path):
     # ratios are measured times side by side; their size is the benchmark's claim, not the
     # test's (one quick round on a busy machine can put a probed step below a plain one)
     assert all(p["ratio"] > 0.0 for p in curves["probe_vs_batch"])
+    # the load average beside the timings: at the start, as each point starts, at the end
+    stages = [entry["stage"] for entry in data["load"]]
+    assert stages[0] == "start" and stages[-1] == "end" and "batch 8" in stages
+    assert len(stages) == 2 + sum(len(xs) for xs in expected_x.values()) - len(scaling.BATCHES[1])
     assert (tmp_path / "scaling.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "probe_vs_batch" in result.output
 
