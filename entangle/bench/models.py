@@ -27,6 +27,9 @@ from entangle.probing.params import last_block
 from entangle.probing.probe import Probe
 from entangle.probing.probeset import ProbeSet, full_embedding, summarize_subspace
 
+# rows the memory bench's subsample variant attributes per step (of the batch's 2 x batch)
+ATTRIBUTION_ROWS = 8
+
 
 @dataclass
 class BenchSpec:
@@ -138,6 +141,10 @@ class BenchFixture:
         self.probe_every_step = Probe({"last_block": self.probed}, every=1)
         self.probe_every_10 = Probe({"last_block": self.probed}, every=10)
         self.probe_attribution = Probe({"last_block": self.probed}, every=1, attribution=True)
+        # the cheaper mode: a seeded subsample of rows, one per-row backward each
+        self.probe_attribution_rows = Probe(
+            {"last_block": self.probed}, attribution=True, attribution_rows=ATTRIBUTION_ROWS
+        )
         self.coordinators = _coordinators(self.params)
 
     def _batch(self, g: torch.Generator, old_classes: int) -> dict:
@@ -258,6 +265,11 @@ class BenchFixture:
             f"coordinator_{name}": (lambda c=c: self.coordinated(c), 1)
             for name, c in self.coordinators.items()
         }
+
+    def memory_variants(self) -> dict[str, tuple[Callable[[], object], int]]:
+        """:meth:`variants` and the attribution of a row subsample (memory bench only)."""
+        rows = (lambda: self.probe_step(self.probe_attribution_rows), 1)
+        return self.variants() | {"probe_attribution_rows": rows}
 
     def dims(self) -> dict:
         trainable = sum(p.numel() for p in self.params)

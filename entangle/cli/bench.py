@@ -72,7 +72,9 @@ def bench(
         Path | None,
         typer.Option(help="With --report: an existing `entangle demo --out` folder to use."),
     ] = None,
-    rounds: Annotated[int, typer.Option(help="With --report / --scaling: rounds (median).")] = 3,
+    rounds: Annotated[
+        int, typer.Option(help="With --report / --scaling / --memory: rounds (median).")
+    ] = 3,
     scaling: Annotated[
         bool,
         typer.Option(
@@ -110,7 +112,7 @@ def bench(
         _report_mode(demo_runs, rounds, json_output, progress)
         return
     if memory:
-        _memory_mode(device, quick, json_output, progress)
+        _memory_mode(device, quick, rounds, json_output, progress)
         return
     if scaling:
         _scaling_mode(quick, rounds, out, json_output, progress)
@@ -236,11 +238,11 @@ def _scaling_mode(quick: bool, rounds: int, out, json_output: bool, progress) ->
         console.print(f"{name}: " + "; ".join(cells), highlight=False)
 
 
-def _memory_mode(device: str, quick: bool, json_output: bool, progress) -> None:
+def _memory_mode(device: str, quick: bool, rounds: int, json_output: bool, progress) -> None:
     # lazy: start-up time: the command's library loads when it runs (--help stays fast)
     from entangle.bench.memory import run_memory
 
-    result = run_memory(device=device, quick=quick, progress=progress)
+    result = run_memory(device=device, quick=quick, progress=progress, rounds=rounds)
     if json_output:
         print_json(result, "bench --json")
         return

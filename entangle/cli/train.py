@@ -147,6 +147,9 @@ def train_command(
     attribution: Annotated[
         int, typer.Option(help="Per-sample conflict attribution every N probed steps; 0: off.")
     ] = _DEFAULTS.attribution,
+    attribution_rows: Annotated[
+        int, typer.Option(help="Attribute a seeded subsample of N rows (less memory); 0: all.")
+    ] = _DEFAULTS.attribution_rows,
     device: Device = _DEFAULTS.device,
     seed: Annotated[int, typer.Option(help="Random seed.", min=0, max=2**32 - 1)] = _DEFAULTS.seed,
     accuracy: Annotated[

@@ -166,6 +166,7 @@ def _probe(config, data, run, backbone, params, ref: _Reference, coordinator, lo
         probeset=probeset,
         attribution=config.attribution,
         attribution_group="last_block",
+        attribution_rows=config.attribution_rows or None,
         logit_temperature=loss_config.student_temperature,
     )
 

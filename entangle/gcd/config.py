@@ -102,6 +102,9 @@ class TrainConfig:
     reference_weight_decay: float = 1e-4
     probe_every: int = 1
     attribution: int = 1  # attribute every N-th probed step (docs/attribution.md); 0: off
+    # rows attributed per attributed step, a seeded subsample with a plain probe's memory
+    # (docs/attribution.md, "A subsample of rows"); 0: every row
+    attribution_rows: int = 0
     probeset_every: int = 10
     probeset_size: int = 512
     soc_k: int = SOC_K
@@ -132,6 +135,10 @@ class TrainConfig:
         self.aperture = _aperture_setting(self.aperture)
         if self.attribution < 0:
             raise EntangleValueError(f"attribution must be >= 0 (0: off), got {self.attribution}")
+        if self.attribution_rows < 0:
+            raise EntangleValueError(
+                f"attribution_rows must be >= 0 (0: every row), got {self.attribution_rows}"
+            )
         for name in _NON_NEGATIVE:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)):

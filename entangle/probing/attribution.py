@@ -252,7 +252,8 @@ def attribution_summary(
     return out
 
 
-def _dot(a: list, b: list) -> torch.Tensor:
+def group_dot(a: list, b: list) -> torch.Tensor:
+    """<a, b> over a group's parameters in float64 (None entries count as zero)."""
     parts = [
         (x.double().reshape(-1) @ y.double().reshape(-1))
         for x, y in zip(a, b, strict=True)
@@ -271,15 +272,34 @@ class Attributor:
         top: most conflicting rows kept per step.
         sup_side: also split over the rows' supervised side (s_j); one more product per
             step, so off by default.
+        rows: None (default): every row, through :class:`RowJacobian`. An int m: a seeded
+            subsample of m rows per attributed step, one per-row backward each
+            (probing/attribution_rows.py), without the double-backward graph's memory;
+            not with ``sup_side``.
     """
 
     def __init__(
-        self, group: str, params: list, *, every: int = 1, top: int = 8, sup_side: bool = False
+        self,
+        group: str,
+        params: list,
+        *,
+        every: int = 1,
+        top: int = 8,
+        sup_side: bool = False,
+        rows: int | None = None,
     ) -> None:
         if int(every) < 1:
             raise EntangleValueError(f"attribution every must be >= 1, got {every}")
+        if rows is not None and int(rows) < 1:
+            raise EntangleValueError(f"attribution_rows must be >= 1 (None: all rows), got {rows}")
+        if rows is not None and sup_side:
+            raise EntangleValueError(
+                "attribution_sup_side needs every row (its products use g_U, known only after "
+                "the training backward); drop attribution_rows or attribution_sup_side"
+            )
         self.group, self.params, self.every, self.top = group, list(params), int(every), top
         self.sup_side = bool(sup_side)
+        self.rows = None if rows is None else int(rows)
         self._checked = False
 
     def is_due(self, probed: int) -> bool:
@@ -290,8 +310,18 @@ class Attributor:
         return probed % self.every == 0
 
     def forward_context(self, probed: int | None):
-        """Math attention for the forward of an attributed step (``probed`` None: not probed)."""
-        return math_attention() if probed is not None and self.is_due(probed) else nullcontext()
+        """Math attention for the forward of an attributed step (``probed`` None: not probed).
+
+        A subsample's per-row backwards need no double backward: fused kernels stay.
+        """
+        due = probed is not None and self.rows is None and self.is_due(probed)
+        return math_attention() if due else nullcontext()
+
+    def check(self, features: torch.Tensor) -> None:
+        """:func:`check_rows_independent`, once: a loop's graph keeps its structure."""
+        if not self._checked:
+            check_rows_independent(features, self.params)
+            self._checked = True
 
     def prepare(
         self, features: torch.Tensor, probed: int, at: torch.Tensor | None = None
@@ -302,10 +332,7 @@ class Attributor:
         """
         if not self.is_due(probed):
             return None
-        if not self._checked:
-            # the graph's structure does not change between steps of one loop: check once
-            check_rows_independent(features, self.params)
-            self._checked = True
+        self.check(features)
         return RowJacobian(features, self.params, at)
 
     def measure(self, jac: RowJacobian, g_s: list, g_u: list, feat_s, feat_u, **rows) -> dict:
@@ -323,18 +350,44 @@ class Attributor:
             when the decomposition holds), ``unsup_rows`` (r_i shares aggregated) and
             ``sup_rows`` (s_j shares by row group; with ``sup_side`` only).
         """
-        ss, uu, su = _dot(g_s, g_s), _dot(g_u, g_u), _dot(g_s, g_u)
-        denom = (ss * uu).sqrt().to(feat_u.device)
-        safe = torch.where(denom > 0, denom, 1.0)
         r = row_products(jac.jvp(g_s), feat_u)
+        s = row_products(jac.jvp(g_u), feat_s) if self.sup_side else None
+        return self.result(r, g_s, g_u, s=s, **rows)
+
+    def result(
+        self, r, g_s: list, g_u: list, *, s=None, chosen=None, of=None, seed=None, **rows
+    ) -> dict:
+        """The record entry from the products r_i (and s_j) of :meth:`measure`.
+
+        ``chosen``: None when ``r`` has every row, else the ``[m]`` batch positions of its
+        rows, a subsample of ``of`` rows drawn with ``seed``: its shares are the full
+        computation's for those rows, summed over them only, and the entry says so
+        (``subsample``).
+        """
+        ss, uu, su = group_dot(g_s, g_s), group_dot(g_u, g_u), group_dot(g_s, g_u)
+        denom = (ss * uu).sqrt().to(r.device)
+        safe = torch.where(denom > 0, denom, 1.0)
         nan = float("nan")  # a Python scalar: no host-to-device copy
         r_share = torch.where(denom > 0, r / safe, nan)
-        su = su.to(r.device)
-        closure = torch.where(su != 0, r.sum() / torch.where(su != 0, su, 1.0), nan)
-        out = {"closure": closure, "unsup_rows": attribution_summary(r_share, top=self.top, **rows)}
-        if self.sup_side:
-            s = row_products(jac.jvp(g_u), feat_s)
+        out: dict = {}
+        if chosen is None or len(chosen) == of:  # the closure check needs every row
+            su = su.to(r.device)
+            out["closure"] = torch.where(su != 0, r.sum() / torch.where(su != 0, su, 1.0), nan)
+        if chosen is not None:
+            rows = _restricted(rows, chosen)
+            out["subsample"] = {"rows": len(chosen), "of": of, "batch_rows": chosen, "seed": seed}
+        out["unsup_rows"] = attribution_summary(r_share, top=self.top, **rows)
+        if s is not None:
             s_share = torch.where(denom > 0, s / safe, nan)
             labeled, novel = rows.get("labeled"), rows.get("novel")
             out["sup_rows"] = attribution_summary(s_share, labeled=labeled, novel=novel, top=0)
         return out
+
+
+def _restricted(rows: dict, chosen: torch.Tensor) -> dict:
+    """The per-row masks and ids at the ``chosen`` batch positions; top rows named by them."""
+    out = {
+        k: (v[chosen.to(v.device)] if isinstance(v, torch.Tensor) else v) for k, v in rows.items()
+    }
+    out["index"] = chosen if rows.get("index") is None else out["index"]
+    return out

@@ -67,7 +67,9 @@ def refuse_clash(extra: dict, own) -> None:
         )
 
 
-def attributor_for(groups: dict, attribution, group: str | None, sup_side: bool):
+def attributor_for(
+    groups: dict, attribution, group: str | None, sup_side: bool, rows: int | None = None
+):
     if attribution is False or attribution is None or attribution == 0:
         return None
     every = 1 if attribution is True else int(attribution)
@@ -76,7 +78,7 @@ def attributor_for(groups: dict, attribution, group: str | None, sup_side: bool)
         raise EntangleValueError(
             f"attribution_group {name!r} is not a probed group; choose one of {sorted(groups)}"
         )
-    return Attributor(name, groups[name], every=every, sup_side=sup_side)
+    return Attributor(name, groups[name], every=every, sup_side=sup_side, rows=rows)
 
 
 def check_every(every) -> None:

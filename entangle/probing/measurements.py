@@ -22,10 +22,13 @@ A new measurement is one subclass with ``keys`` and the hooks it needs, listed i
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import torch
 
 from entangle.metrics import energy_ratio, free_energy
 from entangle.probing.attribution import Attributor
+from entangle.probing.attribution_rows import chosen_rows, row_products_of
 from entangle.probing.step import ProbedStep, feature_conflict, grads, minus, row_groups
 from entangle.probing.summaries import masked_summary
 from entangle.runs import keys as record_keys  # `keys` is each measurement's attribute
@@ -124,21 +127,29 @@ class FeatureConflict(Measurement):
 class Attribution(Measurement):
     """Exact per-row shares of cos(g_S, g_U) on one group (docs/attribution.md).
 
-    On a due step its Jacobian pass yields the group's raw g_S, so it supplies the raw
-    supervised gradients and the core skips its own pass; the Jacobian lives only from
-    ``supervised`` to ``measure`` of the same step.
+    Every row: on a due step its Jacobian pass yields the group's raw g_S, so it supplies the
+    raw supervised gradients and the core skips its own pass; the Jacobian lives only from
+    ``supervised`` to ``measure`` of the same step. A subsample (``attributor.rows``): the
+    core takes the raw gradients, and ``prepare`` takes one per-row backward per chosen row
+    (and with EAGC one more for the corrected shares) before the training backward.
     """
 
     keys = frozenset({record_keys.ATTRIBUTION, record_keys.ATTRIBUTION_EAGC})
 
-    def __init__(self, attributor: Attributor, index: dict) -> None:
+    def __init__(self, attributor: Attributor, index: dict, eagc=None) -> None:
         self.attributor = attributor
         self._index = index  # id(param) -> position in ps.params
+        self.eagc = eagc
         self._jac = None
+        self._rows = None
+
+    def _pick(self, values: list) -> list:
+        return [values[self._index[id(p)]] for p in self.attributor.params]
 
     def supervised(self, ps: ProbedStep) -> list | None:
-        self._jac = None  # never a Jacobian of an earlier step that raised before measure
-        if ps.features is None:
+        # never a Jacobian (or rows) of an earlier step that raised before measure
+        self._jac, self._rows = None, None
+        if ps.features is None or self.attributor.rows is not None:
             return None
         sup = ps.scaled(ps.sup)
         inputs = ps.params + [ps.features]
@@ -158,23 +169,52 @@ class Attribution(Measurement):
             feat_sup
         ]
 
+    def prepare(self, ps: ProbedStep) -> None:
+        """A subsample's per-row products, while the forward graph is alive."""
+        att = self.attributor
+        if att.rows is None or ps.features is None or not att.is_due(ps.probed):
+            return
+        feat = ps.features
+        if ps.raw_unsup is not None:  # EAGC: the raw pass took dL_unsup/dz
+            feat_u = ps.raw_unsup[-1]
+        else:
+            (feat_u,) = grads(ps.scaled(ps.unsup), [feat])
+        if feat_u is None:
+            return
+        att.check(feat)
+        rows = chosen_rows(feat.shape[0], att.rows, ps.step)
+        pairs = [(self._pick(ps.raw_sup), feat_u)]
+        if ps.state is not None:
+            pairs.append((self._pick(ps.corrected_sup), ps.state.transform(feat_u, "linear")))
+        identity = nullcontext() if ps.state is None else self.eagc.measuring(ps.state, "identity")
+        with identity:
+            products = row_products_of(feat, att.params, pairs, rows)
+        self._rows = (rows.to(feat.device), products)
+
     def measure(self, ps: ProbedStep, record: dict) -> None:
         jac, self._jac = self._jac, None
-        if jac is None or ps.features is None:
+        chosen, self._rows = self._rows, None
+        if (jac is None and chosen is None) or ps.features is None:
             return
         rows = _attribution_rows(ps.rows, ps.labeled, ps.novel, ps.logits)
-        group = [self._index[id(p)] for p in self.attributor.params]
-
-        def pick(values):
-            return [values[i] for i in group]
-
-        record[record_keys.ATTRIBUTION] = self.attributor.measure(
+        att, pick = self.attributor, self._pick
+        c_total = None if ps.state is None else minus(ps.total, ps.corrected_sup)
+        if chosen is not None:
+            sub = {"chosen": chosen[0], "of": ps.features.shape[0], "seed": ps.step}
+            raw = att.result(chosen[1][0], pick(ps.raw_sup), pick(ps.raw_u), **sub, **rows)
+            record[record_keys.ATTRIBUTION] = raw
+            if ps.state is not None:
+                corrected = att.result(
+                    chosen[1][1], pick(ps.corrected_sup), pick(c_total), **sub, **rows
+                )
+                record[record_keys.ATTRIBUTION_EAGC] = corrected
+            return
+        record[record_keys.ATTRIBUTION] = att.measure(
             jac, pick(ps.raw_sup), pick(ps.raw_u), ps.g_s, ps.g_u, **rows
         )
         if ps.state is not None:
             c_s, c_u = ps.corrected_feature_grads()
-            c_total = minus(ps.total, ps.corrected_sup)
-            record[record_keys.ATTRIBUTION_EAGC] = self.attributor.measure(
+            record[record_keys.ATTRIBUTION_EAGC] = att.measure(
                 jac, pick(ps.corrected_sup), pick(c_total), c_s, c_u, **rows
             )
 
@@ -287,7 +327,7 @@ def enabled_parts(
         parts.append(Coordinated())
     parts.append(FeatureConflict())
     if attributor is not None:
-        parts.append(Attribution(attributor, index))
+        parts.append(Attribution(attributor, index, eagc))
     parts.append(Energies(eagc, known_subspace, *temperature))
     if probeset is not None:
         parts.append(ProbeSetResults(probeset, every))

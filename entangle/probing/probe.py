@@ -85,6 +85,9 @@ class Probe(StepCounter):
             docs/attribution.md): True on every probed step, an int N on every N-th.
         attribution_group: the attributed group's name (default: the first group).
         attribution_sup_side: also split the product over the rows' supervised side.
+        attribution_rows: None (default): every row. An int m: a seeded subsample of m rows
+            per attributed step, exact for those rows, with the memory of a plain probe
+            (docs/attribution.md, "A subsample of rows"; the record's ``subsample``).
         tensorboard: a ``torch.utils.tensorboard.SummaryWriter`` or a log directory: every
             probed scalar and evaluation record is also written there under stable tags
             (docs/records.md, "TensorBoard tags"), attribution per class too (named by
@@ -118,6 +121,7 @@ class Probe(StepCounter):
         attribution: bool | int = False,
         attribution_group: str | None = None,
         attribution_sup_side: bool = False,
+        attribution_rows: int | None = None,
         tensorboard=None,
         histogram_every: int = 10,
         config=None,
@@ -137,7 +141,7 @@ class Probe(StepCounter):
         self.logit_temperature, self.logit_temperature_source = temperature_of(logit_temperature)
         self.distributed = world_size() > 1 if distributed is None else distributed
         self.attributor = attributor_for(
-            self.groups, attribution, attribution_group, attribution_sup_side
+            self.groups, attribution, attribution_group, attribution_sup_side, attribution_rows
         )
         parts = (eagc, coordinator, self.attributor, self._index, known_subspace)
         temperature = (self.logit_temperature, self.logit_temperature_source)
