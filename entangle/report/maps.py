@@ -23,7 +23,13 @@ from pathlib import Path
 import numpy as np
 
 from entangle.report.cache import ReportCache, cache_key
-from entangle.report.tsne import available_cores, resolve_backend, schedule, tsne_embed
+from entangle.report.tsne import (
+    available_cores,
+    neighbors,
+    resolve_backend,
+    schedule,
+    tsne_embed,
+)
 from entangle.report.tsne_worker import result_path, write_job
 
 
@@ -41,13 +47,16 @@ class MapJob:
     def key(self) -> str | None:
         if self.digest is None:
             return None
+        points = min(self.max_points, int(self.features.shape[0]))
         settings = {
             "rows": int(self.features.shape[0]),
             "seed": self.seed,
             "max_points": self.max_points,
             "backend": self.backend,
             # the optimiser's iterations: a map cached under another schedule is not this one
-            "schedule": list(schedule(min(self.max_points, int(self.features.shape[0])))),
+            "schedule": list(schedule(points)),
+            # exact or approximate neighbours: the affinities differ
+            "neighbors": neighbors(points),
             "versions": _versions(self.backend),
         }
         return cache_key("tsne", self.digest, settings)

@@ -39,6 +39,24 @@ def test_tsne_embed_is_seeded_and_separates_blobs(backend):
     assert np.array_equal(nearest, lab)
 
 
+def test_small_maps_reach_opentsne_with_exact_neighbours(monkeypatch):
+    openTSNE = pytest.importorskip("openTSNE")
+    from entangle.report import tsne
+
+    seen = []
+
+    class Recording(openTSNE.TSNE):
+        def __init__(self, **kwargs):
+            seen.append(kwargs)
+            super().__init__(**kwargs)
+
+    monkeypatch.setattr(openTSNE, "TSNE", Recording)
+    x = np.random.default_rng(0).normal(size=(40, 8))
+    tsne_embed(x, seed=0, max_points=40, backend="opentsne")
+    assert seen[-1]["neighbors"] == "exact"
+    assert tsne.neighbors(tsne.EXACT_NEIGHBORS_MAX_POINTS + 1) == "auto"
+
+
 def test_tsne_embed_rejects_bad_input():
     x = np.zeros((10, 3))
     with pytest.raises(EntangleValueError, match="backend"):
