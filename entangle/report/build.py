@@ -246,8 +246,9 @@ def _render(runs: list[RunData], tmp: Path, *, pdf, energies, overlaps, cache, d
             runs, maker, name, only, tmp=tmp, pdf=pdf, cache=cache, digest=digest, note=note
         )
 
-    sections = _sections(runs, fig, energies, overlaps, probeset_note(runs) or "")
+    # the verdict needs no map: computed while the workers still run
     verdict = compute_verdict(runs)
+    sections = _sections(runs, fig, energies, overlaps, probeset_note(runs) or "")
     (tmp / "verdict.json").write_bytes(utf8(verdict_json(verdict)))
     return html.render_html(
         runs,

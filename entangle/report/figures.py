@@ -112,7 +112,7 @@ def figure_bytes(fig, pdf: bool) -> tuple[bytes, bytes | None]:
 
 
 def palette_png(png: bytes, colors: int = PNG_COLORS) -> bytes:
-    """``png`` as an optimised palette PNG of ``colors`` colours (no dithering), same dpi."""
+    """``png`` as a palette PNG of ``colors`` colours (no dithering), same dpi."""
     from PIL import Image  # matplotlib's own dependency
 
     with Image.open(io.BytesIO(png)) as img:
@@ -121,12 +121,15 @@ def palette_png(png: bytes, colors: int = PNG_COLORS) -> bytes:
 
 
 def _palette(rgb, colors: int, dpi) -> bytes:
-    """A PIL RGB image as an optimised ``colors``-colour palette PNG (no dithering)."""
+    """A PIL RGB image as a ``colors``-colour palette PNG (no dithering)."""
     from PIL import Image
 
     small = rgb.quantize(colors=colors, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
     out = io.BytesIO()
-    small.save(out, format="PNG", optimize=True, dpi=dpi)
+    # zlib's default level, not optimize=True (level 9): on the two-run test report's ten
+    # figures 0.18 s of CPU instead of 0.99 s for 9% more bytes (686 kB vs 630 kB); the
+    # median-cut palette stays (FASTOCTREE was 6x faster but turned white into 254 grey)
+    small.save(out, format="PNG", dpi=dpi)
     return out.getvalue()
 
 

@@ -157,8 +157,20 @@ def _image(item) -> np.ndarray:
     return img
 
 
+# a sample's cell in the figure (data units of its run's axes): the image in a unit square,
+# its two caption lines above it
+CELL_COLS = 8
+CAPTION_HEIGHT = 0.5
+FRAME = {"fill": False, "edgecolor": "0.8", "linewidth": 1.0}
+
+
 def conflicting_samples_figure(runs: Sequence):
-    """A grid of the most conflicting samples' images per run (None without image data)."""
+    """A grid of the most conflicting samples' images per run (None without image data).
+
+    One axes per run holds all its samples' images (placed by ``extent``) and captions: a
+    panel per image made 96 axes for the demo's six runs, and their tick and text layout
+    was most of the figure's cost (measured in docs/performance.md).
+    """
     panels = []
     for run in runs:
         images, labels, names = dataset_images(run.config)
@@ -167,26 +179,48 @@ def conflicting_samples_figure(runs: Sequence):
             panels.append((run, images, labels, names, rows))
     if not panels:
         return None
-    cols = 8
+    from matplotlib.patches import Rectangle
+
+    heights = [math.ceil(len(p[4]) / CELL_COLS) for p in panels]
     with style():
-        n_rows = sum(math.ceil(len(p[4]) / cols) for p in panels)
-        fig, axes = new_figure(n_rows, cols, panel=(1.3, 1.5))
-        r = 0
-        for run, images, labels, names, rows in panels:
+        # 1.3 x 1.5 inches a sample, as when each had its own panel
+        height = 1.5 * sum(heights) / len(panels)
+        fig, axes = new_figure(len(panels), 1, panel=(1.3 * CELL_COLS, height))
+        axes[0, 0].get_gridspec().set_height_ratios(heights)
+        for ax, n_rows, (run, images, labels, names, rows) in zip(
+            axes[:, 0], heights, panels, strict=True
+        ):
+            cell = 1.0 + CAPTION_HEIGHT
             for k, (index, share, count, is_labeled) in enumerate(rows):
-                ax = axes[r + k // cols, k % cols]
                 img = _image(images[index])
-                ax.imshow(img, cmap="gray_r" if img.ndim == 2 else None)
+                left = float(k % CELL_COLS)
+                top = (n_rows - k // CELL_COLS) * cell - CAPTION_HEIGHT
+                # the image keeps its aspect inside the unit square below its caption, framed
+                h, w = img.shape[:2]
+                scale = 0.88 / max(h, w)
+                dx, dy = (1.0 - w * scale) / 2, (1.0 - h * scale) / 2
+                ax.add_patch(Rectangle((left + dx, top - 1 + dy), w * scale, h * scale, **FRAME))
+                ax.imshow(
+                    img,
+                    cmap="gray_r" if img.ndim == 2 else None,
+                    extent=(left + dx, left + 1 - dx, top - 1 + dy, top - dy),
+                )
                 label = names[int(labels[index])] if names is not None else "?"
                 mark = "L" if is_labeled else "U"
-                ax.set_title(f"#{index} {text(label, 8)} {mark}\n{share:+.3f} x{count}", fontsize=6)
-            for k in range(len(rows), math.ceil(len(rows) / cols) * cols):
-                axes[r + k // cols, k % cols].set_visible(False)
-            for k in range(0, len(rows), cols):
-                axes[r + k // cols, 0].set_ylabel(text(run.name, 14), fontsize=7)
-            r += math.ceil(len(rows) / cols)
-        for ax in axes.flat:
+                ax.text(
+                    left + 0.5,
+                    top + 0.05,
+                    f"#{index} {text(label, 8)} {mark}\n{share:+.3f} x{count}",
+                    ha="center",
+                    va="bottom",
+                    fontsize=6,
+                )
+            ax.set_xlim(-0.05, CELL_COLS + 0.05)
+            ax.set_ylim(-0.05, n_rows * cell)
+            ax.set_aspect("equal")
             ax.set_xticks([])
             ax.set_yticks([])
+            ax.grid(False)
+            ax.set_ylabel(text(run.name, 14), fontsize=7)
         fig.suptitle("Most conflicting samples (summed share of cos over the steps they top)")
         return fig

@@ -36,7 +36,13 @@ def test_figures(tmp_path):
     assert plot_attribution.class_attribution_figure(runs) is not None
     assert plot_attribution.conflicting_samples_figure(runs) is None  # synthetic: no images
     digits = _run(tmp_path / "d", data="digits")
-    assert plot_attribution.conflicting_samples_figure(digits) is not None
+    fig = plot_attribution.conflicting_samples_figure(digits)
+    # one axes per run holds every sample's image and caption (not a panel per image)
+    (ax,) = fig.axes
+    top = plot_attribution.top_samples(digits[0])
+    assert len(ax.images) == len(top) == 3
+    captions = [t.get_text() for t in ax.texts]
+    assert [c.split()[0] for c in captions] == [f"#{t[0]}" for t in top]
 
 
 def _ten_class_run(path):
