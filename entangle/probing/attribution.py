@@ -23,6 +23,9 @@ from entangle.errors import EntangleRuntimeError, EntangleValueError
 # autograd nodes whose output rows mix the batch when they run in training mode
 _ROW_COUPLING_NODES = ("BatchNorm",)
 
+# the entry of a subsampled attribution: {"rows", "of", "batch_rows", "seed"} (docs/records.md)
+SUBSAMPLE = "subsample"
+
 
 def check_rows_independent(features: torch.Tensor, params: list[torch.Tensor]) -> None:
     """Refuse graphs where rows interact between ``params`` and ``features``.
@@ -375,7 +378,7 @@ class Attributor:
             out["closure"] = torch.where(su != 0, r.sum() / torch.where(su != 0, su, 1.0), nan)
         if chosen is not None:
             rows = _restricted(rows, chosen)
-            out["subsample"] = {"rows": len(chosen), "of": of, "batch_rows": chosen, "seed": seed}
+            out[SUBSAMPLE] = {"rows": len(chosen), "of": of, "batch_rows": chosen, "seed": seed}
         out["unsup_rows"] = attribution_summary(r_share, top=self.top, **rows)
         if s is not None:
             s_share = torch.where(denom > 0, s / safe, nan)

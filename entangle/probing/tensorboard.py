@@ -22,6 +22,8 @@ from pathlib import Path
 import torch
 
 from entangle.errors import EntangleTypeError, EntangleValueError
+from entangle.probing.attribution import SUBSAMPLE
+from entangle.probing.attribution_rows import subsample_label, subsample_words
 from entangle.runs import keys
 
 # top-level record keys that are the x axis, bookkeeping or a setting, not measured values
@@ -34,6 +36,8 @@ SINGLETON_PREFIX = keys.STEP
 # the applied update's series beside the raw one: EAGC's corrected gradients, the EAGC
 # authors' weighting, a torchjd coordinator's (docs/records.md)
 APPLIED_KINDS = (keys.EAGC, keys.EAGC_AUTHORS, keys.COORDINATED)
+# the text summary of a subsampled attribution (the scalar tags stay the full set's)
+SUBSAMPLE_TEXT_TAG = f"{keys.ATTRIBUTION}/{SUBSAMPLE}"
 
 
 def record_scalars(
@@ -129,6 +133,7 @@ class TensorBoardOut:
         self.histogram_every = int(histogram_every)
         self.class_names = list(class_names) if class_names is not None else None
         self._steps_written = 0
+        self._subsample: str | None = None  # the last subsample label written as text
         self.tags: set[str] = set()  # every scalar tag written, for the overlay layout
         self._closed = False
 
@@ -151,10 +156,31 @@ class TensorBoardOut:
         # the per-class lists record_scalars skips, one named series per class
         for tag, value in class_attribution(record, self.class_names):
             self.write_scalar(tag, value, step)
+        self._write_subsample(record, step)
         if rows and self.histogram_due():
             for tag, values in row_histograms(rows):
                 self.writer.add_histogram(tag, values, step)
         self._steps_written += 1
+
+    def _write_subsample(self, record: Mapping, step: int) -> None:
+        """A text summary at :data:`SUBSAMPLE_TEXT_TAG` when a subsampled attribution starts
+        or its rows change: the ``attribution/...`` series then cover those rows only."""
+        entry = (record.get(keys.ATTRIBUTION) or {}).get(SUBSAMPLE)
+        add_text = getattr(self.writer, "add_text", None)
+        if not isinstance(entry, Mapping) or not callable(add_text):
+            return
+        label = subsample_label([entry])
+        if label == self._subsample:
+            return
+        self._subsample = label
+        words = subsample_words(label)
+        add_text(
+            SUBSAMPLE_TEXT_TAG,
+            f"{words[0].upper()}{words[1:]}: every {keys.ATTRIBUTION}/ and "
+            f"{keys.ATTRIBUTION_EAGC}/ sum, group and class series covers those rows only, so "
+            "unsup_rows/sum is part of cos(g_S, g_U), not it (docs/attribution.md).",
+            step,
+        )
 
     def write_epoch(self, record: Mapping) -> None:
         """Scalars of one evaluation record under ``epoch/``, at its ``step`` (else its epoch)."""
@@ -235,7 +261,8 @@ def overlay_layout(tags) -> dict:
       per parameter group;
     - per-row feature-gradient conflict ``feature/...`` with ``feature_eagc/...``;
     - attribution sums ``attribution/unsup_rows/sum`` and ``.../group/<rows>`` with
-      ``attribution_eagc/...`` (not per class);
+      ``attribution_eagc/...`` (not per class), in a category marked ``(row subsample)``
+      when the run's attribution covers a subsample (``attribution/subsample/rows`` written);
     - the evaluations' ``epoch/acc_all``, ``acc_old``, ``acc_new`` and the step losses.
 
     Args:
@@ -260,7 +287,10 @@ def overlay_layout(tags) -> dict:
             category = f"gradient conflict {group}: raw vs applied".replace("  ", " ")
             add(category, f"{key} ({', '.join(_kinds(tags, rest))})", [tag, *applied])
         elif head == keys.FEATURE or (head == keys.ATTRIBUTION and _attribution_sum(rest)):
-            add(f"{head} raw vs EAGC", f"{rest} (raw, eagc)", [tag, f"{head}_eagc/{rest}"])
+            # a subsampled run's sums are over its chosen rows: the category says so
+            sub = head == keys.ATTRIBUTION and f"{head}/{SUBSAMPLE}/rows" in tags
+            category = f"{head} raw vs EAGC{' (row subsample)' if sub else ''}"
+            add(category, f"{rest} (raw, eagc)", [tag, f"{head}_eagc/{rest}"])
     accuracy = [f"{EPOCH_PREFIX}/acc_{part}" for part in ("all", "old", "new")]
     add("accuracy and losses", "accuracy All / Old / New", accuracy)
     add("accuracy and losses", "losses sup / unsup", ["losses/sup", "losses/unsup"])

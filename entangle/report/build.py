@@ -215,8 +215,11 @@ def _sections(runs: list[RunData], fig, energies, overlaps, soc_note: str) -> di
             [fig(plot_curves.comparison_figure, "comparison_curves")] if len(runs) > 1 else []
         ),
         "attribution": [
-            fig(plot_attribution.class_attribution_figure, "class_attribution", attributed),
-            fig(plot_attribution.conflicting_samples_figure, "conflicting_samples", attributed),
+            fig(maker, name, attributed, note=plot_attribution.subsample_note(attributed[0]))
+            for maker, name in (
+                (plot_attribution.class_attribution_figure, "class_attribution"),
+                (plot_attribution.conflicting_samples_figure, "conflicting_samples"),
+            )
         ],
     }
     # the worker processes computed the maps while the figures above were drawn

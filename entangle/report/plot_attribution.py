@@ -8,6 +8,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from entangle.data.sources import read_source
+from entangle.probing.attribution import SUBSAMPLE
+from entangle.probing.attribution_rows import subsample_label, subsample_words
 from entangle.report.figures import colors, new_figure, no_data, smooth, style, suptitle, text
 from entangle.report.verdict_detail import class_matrix, class_name, class_ranking
 from entangle.runs.keys import ATTRIBUTION, ATTRIBUTION_EAGC
@@ -26,6 +28,43 @@ def _attributed_steps(run, kind: str) -> np.ndarray:
 
 def has_attribution(runs: Sequence) -> bool:
     return any(class_matrix(r)[0].size for r in runs)
+
+
+def run_subsample(run) -> str | None:
+    """``"8 of 64"``: the rows a run's attributed steps cover when subsampled, else None.
+
+    A run whose attributed steps are only partly subsampled (resumed with another
+    ``attribution_rows``) says on how many.
+    """
+    attributed = [s for s in run.steps if isinstance(dig(s, ATTRIBUTION, "unsup_rows"), dict)]
+    entries = [e for s in attributed if isinstance(e := dig(s, ATTRIBUTION, SUBSAMPLE), dict)]
+    if not entries:
+        return None
+    label = subsample_label(entries)
+    if len(entries) < len(attributed):
+        label += (
+            f" (on {len(entries)} of {len(attributed)} attributed steps, every row on the rest)"
+        )
+    return label
+
+
+def subsample_note(runs: Sequence) -> str:
+    """Caption words for the attribution figures when a run's shares cover a row subsample
+    (docs/attribution.md, "A subsample of rows"); "" when every run attributes every row."""
+    labels = [run_subsample(run) for run in runs]
+    if not any(labels):
+        return ""
+    if len(set(labels)) == 1:
+        words = subsample_words(labels[0])
+    else:  # runs differ: each run's rows
+        each = "; ".join(
+            f"{run.name}: {label or 'every row'}" for run, label in zip(runs, labels, strict=True)
+        )
+        words = f"{subsample_words()} ({each})"
+    return (
+        f" {words[0].upper()}{words[1:]}. Every share sum, class share and top list covers "
+        "those rows only, so the shares sum to part of the cosine, not to it."
+    )
 
 
 def top_classes(run, top: int = TOP_CLASSES) -> tuple[list[int], list[int]]:

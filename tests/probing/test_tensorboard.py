@@ -5,11 +5,10 @@ from __future__ import annotations
 import math
 
 import pytest
-import torch
 
-from entangle import Probe, RunReader, last_block
+from entangle import RunReader
 from entangle.logs.tensorboard_out import export_run
-from tests.support.toy import toy_batch, toy_losses, toy_models
+from tests.support.toy import attributed_toy_run
 
 # "/" inside a class name would open a TensorBoard sub-section: written "_"
 CLASS_NAMES = ["cat", "dog/wolf", "owl", "newt"]
@@ -23,27 +22,12 @@ def _read(log_dir) -> dict[str, list[tuple[int, float]]]:
     return {t: [(e.step, e.value) for e in acc.Scalars(t)] for t in acc.Tags()["scalars"]}
 
 
-def _attributed(tmp_path, name: str, config: dict | None, steps: int = 3):
+def _attributed(tmp_path, name: str, config: dict | None, steps: int = 3, rows=None):
     """A toy run probed with class attribution on every step, live TensorBoard beside it."""
-    backbone, head = toy_models()
-    x, y, labeled, novel = toy_batch(n=16, n_labeled=6)
-    probe = Probe(
-        {"last_block": last_block(backbone)},
-        run=tmp_path / name,
-        config=config,
-        attribution=True,
-        tensorboard=tmp_path / f"tb-{name}",
+    tb = tmp_path / f"tb-{name}"
+    return attributed_toy_run(
+        tmp_path / name, steps=steps, config=config, tensorboard=tb, rows=rows
     )
-    opt = torch.optim.SGD(backbone.parameters(), lr=0.05)
-    for _ in range(steps):
-        z = backbone(x)
-        sup, unsup, logits = toy_losses(head, z, y, labeled)
-        opt.zero_grad()
-        probe.backward(sup, unsup, features=z, labeled=labeled, novel=novel, logits=logits,
-                       targets=y)  # fmt: skip
-        opt.step()
-    probe.close()
-    return tmp_path / name
 
 
 @pytest.mark.extras
@@ -84,3 +68,52 @@ def test_without_class_names_the_series_are_class_indices(tmp_path):
     live = _read(tmp_path / "tb-bare")
     tags = sorted(t for t in live if t.startswith("attribution/unsup_rows/class/"))
     assert tags == [f"attribution/unsup_rows/class/{i}" for i in range(4)]
+
+
+def _texts(log_dir) -> dict[str, list[tuple[int, str]]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(log_dir), size_guidance={"tensors": 0})
+    acc.Reload()
+    out = {}
+    for tag in acc.Tags()["tensors"]:
+        if tag.endswith("/text_summary"):
+            events = acc.Tensors(tag)
+            out[tag.removesuffix("/text_summary")] = [
+                (e.step, e.tensor_proto.string_val[0].decode()) for e in events
+            ]
+    return out
+
+
+@pytest.mark.extras
+def test_a_subsampled_attribution_says_so_and_a_full_one_keeps_its_tags(tmp_path):
+    """The sums of a subsample cover its rows only: a text summary says which (live and
+    exported), the overlay category is marked; a full-set run writes neither."""
+    pytest.importorskip("tensorboard")
+    from entangle.probing.tensorboard import SUBSAMPLE_TEXT_TAG, overlay_layout
+
+    full = _attributed(tmp_path, "full", None, steps=2)
+    sub = _attributed(tmp_path, "sub", None, steps=2, rows=5)
+    assert all(s["attribution"]["subsample"]["rows"] == 5 for s in RunReader(sub).steps)
+    want = "Attribution over a subsample: 5 of 16 rows per attributed step (seeded by step)"
+    export_run(sub, tmp_path / "exported-sub")
+    for log_dir in (tmp_path / "tb-sub", tmp_path / "exported-sub"):
+        (text,) = _texts(log_dir)[SUBSAMPLE_TEXT_TAG]  # once: the rows did not change
+        assert text[0] == 0 and text[1].startswith(want), text
+        assert "attribution_eagc/" in text[1]
+    assert _texts(tmp_path / "tb-full") == {}
+    live_full, live_sub = _read(tmp_path / "tb-full"), _read(tmp_path / "tb-sub")
+    # the sums keep their tags; the subsample adds only its own rows/of/seed series
+    assert set(live_sub) - set(live_full) == {
+        f"attribution/subsample/{key}" for key in ("rows", "of", "seed")
+    }
+    assert not any("subsample" in t for t in live_full)
+    assert dict(live_sub["attribution/subsample/of"]) == {0: 16.0, 1: 16.0}
+    assert "attribution raw vs EAGC (row subsample)" in overlay_layout(
+        {*live_sub, "attribution_eagc/unsup_rows/sum"}
+    )
+    full_layout = overlay_layout({*live_full, "attribution_eagc/unsup_rows/sum"})
+    assert "attribution raw vs EAGC" in full_layout
+    assert not any("subsample" in c for c in full_layout)
+    export_run(full, tmp_path / "exported-full")
+    assert _texts(tmp_path / "exported-full") == {}

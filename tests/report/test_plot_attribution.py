@@ -99,3 +99,57 @@ def test_ten_classes_show_the_top_five_and_the_rest_summed(tmp_path):
         ext = item.get_window_extent(renderer)
         assert ext.x0 >= box.x0 - 1 and ext.x1 <= box.x1 + 1, item
         assert ext.y0 >= box.y0 - 1 and ext.y1 <= box.y1 + 1, item
+
+
+def _captions(index) -> dict[str, str]:
+    """``{figure id: caption text}`` of a built report page (without title and file name)."""
+    import html
+    import re
+
+    page = index.read_text(encoding="utf-8")
+    found = re.findall(
+        r'id="fig-([a-z_]+)".*?<figcaption><strong>.*?</strong>(.*?)\(<code>', page, flags=re.S
+    )
+    return {name: html.unescape(re.sub(r"<[^>]+>", "", text)).strip() for name, text in found}
+
+
+def test_subsampled_attribution_says_so_in_the_report_and_a_full_one_is_unchanged(tmp_path):
+    """Sums over a subsample of rows are not the cosine's: the captions say which rows, per
+    run when the runs differ; a full-set run's caption is the template's word for word."""
+    import re
+
+    from entangle.report import build_report
+    from entangle.report.build import figure_texts
+    from tests.support.toy import attributed_toy_run
+
+    full = attributed_toy_run(tmp_path / "full", steps=2)
+    sub = attributed_toy_run(tmp_path / "sub", steps=2, rows=5)
+    words = "Attribution over a subsample: 5 of 16 rows per attributed step (seeded by step)."
+    one = _captions(build_report([sub], tmp_path / "report-sub"))
+    for name in ("class_attribution", "conflicting_samples"):
+        if name in one:  # the samples grid needs image data: toy rows have none
+            assert words in one[name], one[name]
+    assert "class_attribution" in one and "covers those rows only" in one["class_attribution"]
+
+    plain = _captions(build_report([full], tmp_path / "report-full"))
+    template = " ".join(figure_texts()["class_attribution"]["caption"].split())
+    assert " ".join(plain["class_attribution"].split()) == template
+    assert "subsample" not in plain["class_attribution"]
+
+    both = _captions(build_report([sub, full], tmp_path / "report-both"))["class_attribution"]
+    assert re.search(r"subsample of rows per attributed step \(seeded by step\) "
+                     r"\(sub: 5 of 16; full: every row\)", both), both  # fmt: skip
+
+
+def test_partly_subsampled_run_says_on_how_many_steps(tmp_path):
+    with RunWriter(tmp_path / "r", config={"data": "synthetic"}) as w:
+        for step in range(3):
+            entry = {"unsup_rows": {"class": [0.1, -0.2], "class_rows": [1.0, 1.0]}}
+            if step:
+                entry["subsample"] = {"rows": 4 + step, "of": 32, "batch_rows": [], "seed": step}
+            w.write_step({"step": step, "attribution": entry})
+        w.finish({})
+    (run,) = load_runs([tmp_path / "r"])
+    assert plot_attribution.run_subsample(run) == (
+        "5-6 of 32 (on 2 of 3 attributed steps, every row on the rest)"
+    )

@@ -63,3 +63,33 @@ def toy_models(seed: int = 0, classes: int = 4):
     backbone = ToyBackbone().double()
     head = torch.nn.Linear(backbone.feature_dim, classes).double()
     return backbone, head
+
+
+def attributed_toy_run(run, *, steps: int = 3, config=None, tensorboard=None, rows=None):
+    """A toy run directory (16 rows, 6 labeled) probed with class attribution on every step.
+
+    ``rows``: ``attribution_rows`` (a seeded subsample of that many rows; None every row);
+    ``tensorboard``: a live TensorBoard log directory beside it, if given.
+    """
+    from entangle import Probe, last_block
+
+    backbone, head = toy_models()
+    x, y, labeled, novel = toy_batch(n=16, n_labeled=6)
+    probe = Probe(
+        {"last_block": last_block(backbone)},
+        run=run,
+        config=config,
+        attribution=True,
+        attribution_rows=rows,
+        tensorboard=tensorboard,
+    )
+    opt = torch.optim.SGD(backbone.parameters(), lr=0.05)
+    for _ in range(steps):
+        z = backbone(x)
+        sup, unsup, logits = toy_losses(head, z, y, labeled)
+        opt.zero_grad()
+        probe.backward(sup, unsup, features=z, labeled=labeled, novel=novel, logits=logits,
+                       targets=y)  # fmt: skip
+        opt.step()
+    probe.close()
+    return run
