@@ -209,7 +209,13 @@ def grid_spec(config, example: bool, example_coordinators: bool, paper, root, pr
     else:
         path = example_path() if example else config
         name = "example" if example else Path(path).stem
-    return load_grid(path), name
+    spec = load_grid(path)
+    if example or example_coordinators:
+        # the shipped spec's path is inside the installed package: the report's heading
+        # names the command that ran it instead
+        flag = "--example-coordinators" if example_coordinators else "--example"
+        spec.source = f"entangle ablate {flag} ({Path(path).name})"
+    return spec, name
 
 
 def grid_folder(out: Path | None, name: str, config) -> Path:

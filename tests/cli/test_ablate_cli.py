@@ -247,3 +247,16 @@ def test_cell_progress_counts_only_the_cells_trained_now():
         ("cells", 1, 3, "1 done before"),
     ]
     assert "skipped[/] a" in lines[0] and lines[1].endswith("b 12 s")
+
+
+def test_the_shipped_grids_are_named_by_the_command_not_the_install_path(tmp_path):
+    from entangle.cli.ablate import grid_spec
+
+    spec, name = grid_spec(None, True, False, None, None, None)
+    assert (spec.source, name) == ("entangle ablate --example (digits.toml)", "example")
+    spec, name = grid_spec(None, False, True, None, None, None)
+    assert spec.source == "entangle ablate --example-coordinators (coordinators.toml)"
+    given = tmp_path / "mine.toml"
+    given.write_text(example_path().read_text(encoding="utf-8"), encoding="utf-8")
+    spec, name = grid_spec(given, False, False, None, None, None)
+    assert (spec.source, name) == (str(given), "mine")  # a user's spec keeps its path
