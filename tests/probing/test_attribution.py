@@ -13,25 +13,7 @@ from entangle.errors import EntangleRuntimeError, EntangleValueError
 from entangle.metrics import conceptor
 from entangle.probing.attribution import RowJacobian, check_rows_independent, row_products
 from entangle.probing.params import last_block
-from tests.support.toy import toy_batch, toy_losses, toy_models
-
-
-def _step(probe, backbone, head, x, y, labeled, novel, eagc=None, ref=None):
-    z = backbone(x)
-    if eagc is not None:
-        z = eagc.coordinate(z, labeled, ref)
-    sup, unsup, logits = toy_losses(head, z, y, labeled)
-    index = torch.arange(100, 100 + x.shape[0])
-    return probe.backward(
-        sup,
-        unsup,
-        features=z,
-        labeled=labeled,
-        novel=novel,
-        logits=logits,
-        targets=y,
-        index=index,
-    )
+from tests.support.toy import toy_batch, toy_losses, toy_models, toy_step
 
 
 def _products(g_s, g_u):
@@ -50,7 +32,7 @@ def test_shares_sum_to_cosine(group):
         attribution_group=group,
         attribution_sup_side=True,
     )
-    record = _step(probe, backbone, head, x, y, labeled, novel)
+    record = toy_step(probe, backbone, head, x, y, labeled, novel)
     att = record["attribution"]
     cos = record["raw"][group]["cos"]
     assert att["closure"] == pytest.approx(1.0, rel=1e-6)
@@ -151,12 +133,12 @@ def test_batchnorm_in_train_mode_is_refused():
     x, y, labeled, novel = toy_batch()
     probe = Probe({"block": backbone.blocks[0]}, attribution=True)
     with pytest.raises(EntangleValueError, match="rows interact.*BatchNorm"):
-        _step(probe, backbone, head, x, y, labeled, novel)
+        toy_step(probe, backbone, head, x, y, labeled, novel)
     # in eval mode the block's rows are independent; the prefix's batch statistics do not
     # depend on theta, so train-mode BatchNorm there is fine
     backbone.blocks[0][1].eval()
     probe = Probe({"block": backbone.blocks[0]}, attribution=True)
-    record = _step(probe, backbone, head, x, y, labeled, novel)
+    record = toy_step(probe, backbone, head, x, y, labeled, novel)
     assert record["attribution"]["unsup_rows"]["sum"] == pytest.approx(
         record["raw"]["block"]["cos"]
     )
@@ -167,7 +149,7 @@ def test_group_reaching_loss_outside_features_is_refused():
     x, y, labeled, novel = toy_batch()
     probe = Probe([*backbone.parameters(), *head.parameters()], attribution=True)
     with pytest.raises(EntangleValueError, match="do not reach features"):
-        _step(probe, backbone, head, x, y, labeled, novel)
+        toy_step(probe, backbone, head, x, y, labeled, novel)
 
 
 def test_check_needs_a_graph():
@@ -183,7 +165,7 @@ def test_eagc_corrected_shares_sum_to_corrected_cosine():
         c = conceptor(ref[labeled].float()).double()
     eagc = EAGC(c, 0.5, eep_weight=1.0)
     probe = Probe({"last": last_block(backbone)}, eagc=eagc, attribution=True)
-    record = _step(probe, backbone, head, x, y, labeled, novel, eagc=eagc, ref=ref)
+    record = toy_step(probe, backbone, head, x, y, labeled, novel, eagc=eagc, ref=ref)
     raw, corrected = record["attribution"], record["attribution_eagc"]
     assert raw["unsup_rows"]["sum"] == pytest.approx(record["raw"]["last"]["cos"], rel=1e-6)
     assert corrected["unsup_rows"]["sum"] == pytest.approx(record["eagc"]["last"]["cos"], rel=1e-6)
@@ -200,12 +182,12 @@ def test_every_n_probed_steps_and_training_gradient_untouched():
     for p_ in (plain, probe):
         for p in backbone.parameters():
             p.grad = None
-        _step(p_, backbone, head, x, y, labeled, novel)
+        toy_step(p_, backbone, head, x, y, labeled, novel)
         grads.append([p.grad.clone() for p in backbone.parameters()])
     for a, b in zip(*grads, strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
-    second = _step(probe, backbone, head, x, y, labeled, novel)
-    third = _step(probe, backbone, head, x, y, labeled, novel)
+    second = toy_step(probe, backbone, head, x, y, labeled, novel)
+    third = toy_step(probe, backbone, head, x, y, labeled, novel)
     assert "attribution" not in second and "attribution" in third
     assert "sup_rows" not in third["attribution"]  # the supervised side is opt-in
 
@@ -232,7 +214,7 @@ def test_fused_attention_gets_a_clear_error_and_the_math_context_works(monkeypat
     x, y, labeled, novel = toy_batch()
     probe = Probe({"block": backbone.blocks[0]}, attribution=True)
     with probe.attribution_forward():
-        record = _step(probe, backbone, head, x, y, labeled, novel)
+        record = toy_step(probe, backbone, head, x, y, labeled, novel)
     assert record["attribution"]["closure"] == pytest.approx(1.0, rel=1e-6)
 
     def no_double_backward(*args, **kwargs):
@@ -320,7 +302,7 @@ def test_attributed_step_measures_the_same_gradients_as_an_unattributed_one(grou
         # a fresh coordinator each time: mu moves with every coordinate call
         eagc = EAGC(c, 0.5, eep_weight=1.0) if with_eagc else None
         probe = Probe(probed, eagc=eagc, attribution=attribution)
-        records.append(_step(probe, backbone, head, x, y, labeled, novel, eagc=eagc, ref=ref))
+        records.append(toy_step(probe, backbone, head, x, y, labeled, novel, eagc=eagc, ref=ref))
     plain, attributed = records
     assert "attribution" in attributed and "attribution" not in plain
     for kind in ("raw", "eagc") if with_eagc else ("raw",):

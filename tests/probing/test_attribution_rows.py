@@ -14,18 +14,7 @@ from entangle.metrics import conceptor
 from entangle.probing.attribution import RowJacobian, row_products
 from entangle.probing.attribution_rows import chosen_rows, row_products_of
 from entangle.probing.params import last_block
-from tests.support.toy import toy_batch, toy_losses, toy_models
-
-
-def _step(probe, backbone, head, x, y, labeled, novel, eagc=None, ref=None):
-    z = backbone(x)
-    if eagc is not None:
-        z = eagc.coordinate(z, labeled, ref)
-    sup, unsup, logits = toy_losses(head, z, y, labeled)
-    index = torch.arange(100, 100 + x.shape[0])
-    return probe.backward(
-        sup, unsup, features=z, labeled=labeled, novel=novel, logits=logits, targets=y, index=index
-    )
+from tests.support.toy import toy_batch, toy_losses, toy_models, toy_step
 
 
 def _full_shares(backbone, head, x, y, labeled):
@@ -72,7 +61,7 @@ def test_subsample_record_is_the_full_computation_restricted_to_its_rows():
     x, y, labeled, novel = toy_batch(n=16, n_labeled=6)
     shares = _full_shares(backbone, head, x, y, labeled)
     probe = Probe({"last": last_block(backbone)}, attribution=True, attribution_rows=6)
-    record = _step(probe, backbone, head, x, y, labeled, novel)
+    record = toy_step(probe, backbone, head, x, y, labeled, novel)
     att = record["attribution"]
     sub = att["subsample"]
     rows = torch.tensor(sub["batch_rows"])
@@ -100,9 +89,9 @@ def test_subsample_record_is_the_full_computation_restricted_to_its_rows():
 def test_all_rows_by_per_row_backwards_equal_the_row_jacobian_record():
     backbone, head = toy_models()
     x, y, labeled, novel = toy_batch()
-    full = _step(Probe(backbone, attribution=True), backbone, head, x, y, labeled, novel)
+    full = toy_step(Probe(backbone, attribution=True), backbone, head, x, y, labeled, novel)
     every_row = Probe(backbone, attribution=True, attribution_rows=100)
-    rows = _step(every_row, backbone, head, x, y, labeled, novel)
+    rows = toy_step(every_row, backbone, head, x, y, labeled, novel)
     a, b = full["attribution"], rows["attribution"]
     assert b["subsample"]["rows"] == b["subsample"]["of"] == 12
     assert b["closure"] == pytest.approx(a["closure"], rel=1e-9)
@@ -123,7 +112,7 @@ def test_eagc_corrected_subsample_equals_the_full_corrected_shares():
         probe = Probe(
             {"last": last_block(backbone)}, eagc=eagc, attribution=True, attribution_rows=rows
         )
-        records.append(_step(probe, backbone, head, x, y, labeled, novel, eagc=eagc, ref=ref))
+        records.append(toy_step(probe, backbone, head, x, y, labeled, novel, eagc=eagc, ref=ref))
     full, every, some = (r["attribution_eagc"] for r in records)
     assert every["unsup_rows"]["sum"] == pytest.approx(full["unsup_rows"]["sum"], rel=1e-9)
     assert every["closure"] == pytest.approx(1.0, rel=1e-6)
@@ -151,7 +140,7 @@ def test_subsample_leaves_the_training_gradient_and_metrics_untouched():
             p.grad = None
         attributed = rows is not None
         probe = Probe({"last": last_block(backbone)}, attribution=attributed, attribution_rows=rows)
-        record = _step(probe, backbone, head, x, y, labeled, novel)
+        record = toy_step(probe, backbone, head, x, y, labeled, novel)
         out.append((record, [p.grad.clone() for p in backbone.parameters()]))
     (plain, g_plain), (sub, g_sub) = out
     for a, b in zip(g_plain, g_sub, strict=True):

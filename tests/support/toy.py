@@ -65,6 +65,18 @@ def toy_models(seed: int = 0, classes: int = 4):
     return backbone, head
 
 
+def toy_step(probe, backbone, head, x, y, labeled, novel, eagc=None, ref=None):
+    """One probed toy step (EAGC's coordination when given); rows are named 100, 101, ..."""
+    z = backbone(x)
+    if eagc is not None:
+        z = eagc.coordinate(z, labeled, ref)
+    sup, unsup, logits = toy_losses(head, z, y, labeled)
+    index = torch.arange(100, 100 + x.shape[0])
+    return probe.backward(
+        sup, unsup, features=z, labeled=labeled, novel=novel, logits=logits, targets=y, index=index
+    )
+
+
 def attributed_toy_run(run, *, steps: int = 3, config=None, tensorboard=None, rows=None):
     """A toy run directory (16 rows, 6 labeled) probed with class attribution on every step.
 
