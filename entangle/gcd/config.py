@@ -102,7 +102,7 @@ class TrainConfig:
     reference_weight_decay: float = 1e-4
     probe_every: int = 1
     attribution: int = 1  # attribute every N-th probed step (docs/attribution.md); 0: off
-    # rows attributed per attributed step, a seeded subsample with a plain probe's memory
+    # rows attributed per attributed step, a seeded subsample without the double-backward graph
     # (docs/attribution.md, "A subsample of rows"); 0: every row
     attribution_rows: int = 0
     probeset_every: int = 10
