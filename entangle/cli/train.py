@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+import entangle.models  # noqa: F401  (fills the registry that backbone_names reads)
 from entangle.cli.app import app
 from entangle.cli.options import (
     LOSS,
@@ -23,10 +24,13 @@ from entangle.cli.options import (
 )
 from entangle.cli.train_run import run_train
 from entangle.gcd.config import TrainConfig
+from entangle.models.registry import backbone_names
 
 # the options' defaults are TrainConfig's (the coordinator settings' via CoordinatorConfig), read
 # here so that each is written once; options without a TrainConfig twin keep their own
 _DEFAULTS = TrainConfig()
+# the names come from the backbone registry, so a registered backbone shows up here
+_MODEL_HELP = "Backbone: " + " | ".join(backbone_names()) + "."
 
 
 # long: typer reads the options from the signature (~195 lines); the body is 4
@@ -43,9 +47,7 @@ def train_command(
     ] = _DEFAULTS.data,
     old_classes: OldClasses = None,
     labeled_fraction: LabeledFraction = _DEFAULTS.labeled_fraction,
-    model: Annotated[str, typer.Option(help="digits-mlp | vit-s16 | vit-b16 | vit-tiny-test")] = (
-        _DEFAULTS.model
-    ),
+    model: Annotated[str, typer.Option(help=_MODEL_HELP)] = _DEFAULTS.model,
     vit_backend: Annotated[
         str,
         typer.Option(help="ViT implementation: auto/builtin (torch only) or timm ([vit] extra)."),

@@ -158,6 +158,19 @@ def test_every_command_help_shows_real_examples_within_80_columns(command, monke
     assert max(len(line) for line in result.output.splitlines()) <= 80
 
 
+def test_train_help_lists_every_registered_backbone(monkeypatch):
+    # the --model help is read from the registry, so a backbone registered anywhere shows up
+    from entangle.models.registry import backbone_names
+
+    monkeypatch.setenv("COLUMNS", "200")
+    result = CliRunner().invoke(app, ["train", "--help"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    names = backbone_names()
+    assert {"digits-mlp", "vit-s16", "vit-b14-dinov2"} <= set(names)
+    for name in names:
+        assert name in result.output, name
+
+
 @pytest.mark.slow
 def test_gpus_2_on_cpu_trains_one_run_written_by_rank_0(tmp_path):
     # the real launch: torchrun, two gloo processes, rank 0 writing and printing
