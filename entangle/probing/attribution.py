@@ -19,12 +19,10 @@ from contextlib import contextmanager, nullcontext
 import torch
 
 from entangle.errors import EntangleRuntimeError, EntangleValueError
+from entangle.runs import keys
 
 # autograd nodes whose output rows mix the batch when they run in training mode
 _ROW_COUPLING_NODES = ("BatchNorm",)
-
-# the entry of a subsampled attribution: {"rows", "of", "batch_rows", "seed"} (docs/records.md)
-SUBSAMPLE = "subsample"
 
 
 def check_rows_independent(features: torch.Tensor, params: list[torch.Tensor]) -> None:
@@ -378,7 +376,12 @@ class Attributor:
             out["closure"] = torch.where(su != 0, r.sum() / torch.where(su != 0, su, 1.0), nan)
         if chosen is not None:
             rows = _restricted(rows, chosen)
-            out[SUBSAMPLE] = {"rows": len(chosen), "of": of, "batch_rows": chosen, "seed": seed}
+            out[keys.ATTRIBUTION_SUBSAMPLE] = {
+                "rows": len(chosen),
+                "of": of,
+                "batch_rows": chosen,
+                "seed": seed,
+            }
         out["unsup_rows"] = attribution_summary(r_share, top=self.top, **rows)
         if s is not None:
             s_share = torch.where(denom > 0, s / safe, nan)

@@ -17,25 +17,6 @@ from entangle.errors import EntangleValueError
 from entangle.probing.attribution import group_dot
 
 
-def subsample_label(entries) -> str:
-    """``"8 of 64"`` (``"6-8 of 48-64"`` when steps differ) from ``subsample`` entries."""
-
-    def span(key: str) -> str:
-        values = sorted({int(e[key]) for e in entries if isinstance(e.get(key), int | float)})
-        if not values:
-            return "?"
-        return str(values[0]) if len(values) == 1 else f"{values[0]}-{values[-1]}"
-
-    return f"{span('rows')} of {span('of')}"
-
-
-def subsample_words(label: str | None = None) -> str:
-    """What a subsampled attribution's numbers cover, as the report and TensorBoard say it;
-    ``label``: :func:`subsample_label` (None: the rows are named elsewhere)."""
-    rows = f": {label} rows" if label else " of rows"
-    return f"attribution over a subsample{rows} per attributed step (seeded by step)"
-
-
 def chosen_rows(n: int, m: int, step: int) -> torch.Tensor:
     """The batch positions attributed on step ``step``: ``[min(m, n)]`` int64, ascending.
 

@@ -22,9 +22,8 @@ from pathlib import Path
 import torch
 
 from entangle.errors import EntangleTypeError, EntangleValueError
-from entangle.probing.attribution import SUBSAMPLE
-from entangle.probing.attribution_rows import subsample_label, subsample_words
 from entangle.runs import keys
+from entangle.runs.subsample import subsample_label, subsample_words
 
 # top-level record keys that are the x axis, bookkeeping or a setting, not measured values
 # (``k``: the SOC subspace dimension of an evaluation); epochs.jsonl keeps them
@@ -37,7 +36,7 @@ SINGLETON_PREFIX = keys.STEP
 # authors' weighting, a torchjd coordinator's (docs/records.md)
 APPLIED_KINDS = (keys.EAGC, keys.EAGC_AUTHORS, keys.COORDINATED)
 # the text summary of a subsampled attribution (the scalar tags stay the full set's)
-SUBSAMPLE_TEXT_TAG = f"{keys.ATTRIBUTION}/{SUBSAMPLE}"
+SUBSAMPLE_TEXT_TAG = f"{keys.ATTRIBUTION}/{keys.ATTRIBUTION_SUBSAMPLE}"
 
 
 def record_scalars(
@@ -165,7 +164,7 @@ class TensorBoardOut:
     def _write_subsample(self, record: Mapping, step: int) -> None:
         """A text summary at :data:`SUBSAMPLE_TEXT_TAG` when a subsampled attribution starts
         or its rows change: the ``attribution/...`` series then cover those rows only."""
-        entry = (record.get(keys.ATTRIBUTION) or {}).get(SUBSAMPLE)
+        entry = (record.get(keys.ATTRIBUTION) or {}).get(keys.ATTRIBUTION_SUBSAMPLE)
         add_text = getattr(self.writer, "add_text", None)
         if not isinstance(entry, Mapping) or not callable(add_text):
             return
@@ -288,7 +287,7 @@ def overlay_layout(tags) -> dict:
             add(category, f"{key} ({', '.join(_kinds(tags, rest))})", [tag, *applied])
         elif head == keys.FEATURE or (head == keys.ATTRIBUTION and _attribution_sum(rest)):
             # a subsampled run's sums are over its chosen rows: the category says so
-            sub = head == keys.ATTRIBUTION and f"{head}/{SUBSAMPLE}/rows" in tags
+            sub = head == keys.ATTRIBUTION and f"{head}/{keys.ATTRIBUTION_SUBSAMPLE}/rows" in tags
             category = f"{head} raw vs EAGC{' (row subsample)' if sub else ''}"
             add(category, f"{rest} (raw, eagc)", [tag, f"{head}_eagc/{rest}"])
     accuracy = [f"{EPOCH_PREFIX}/acc_{part}" for part in ("all", "old", "new")]

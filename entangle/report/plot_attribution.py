@@ -8,12 +8,11 @@ from collections.abc import Sequence
 import numpy as np
 
 from entangle.data.sources import read_source
-from entangle.probing.attribution import SUBSAMPLE
-from entangle.probing.attribution_rows import subsample_label, subsample_words
 from entangle.report.figures import colors, new_figure, no_data, smooth, style, suptitle, text
 from entangle.report.verdict_detail import class_matrix, class_name, class_ranking
 from entangle.runs.keys import ATTRIBUTION, ATTRIBUTION_EAGC
 from entangle.runs.records import as_float, dig, step_axis
+from entangle.runs.subsample import run_subsample, subsample_words
 
 TOP_SAMPLES = 16
 # class lines drawn per run; ten or more overlapping lines are unreadable, the rest are summed
@@ -28,24 +27,6 @@ def _attributed_steps(run, kind: str) -> np.ndarray:
 
 def has_attribution(runs: Sequence) -> bool:
     return any(class_matrix(r)[0].size for r in runs)
-
-
-def run_subsample(run) -> str | None:
-    """``"8 of 64"``: the rows a run's attributed steps cover when subsampled, else None.
-
-    A run whose attributed steps are only partly subsampled (resumed with another
-    ``attribution_rows``) says on how many.
-    """
-    attributed = [s for s in run.steps if isinstance(dig(s, ATTRIBUTION, "unsup_rows"), dict)]
-    entries = [e for s in attributed if isinstance(e := dig(s, ATTRIBUTION, SUBSAMPLE), dict)]
-    if not entries:
-        return None
-    label = subsample_label(entries)
-    if len(entries) < len(attributed):
-        label += (
-            f" (on {len(entries)} of {len(attributed)} attributed steps, every row on the rest)"
-        )
-    return label
 
 
 def subsample_note(runs: Sequence) -> str:

@@ -37,6 +37,8 @@ N_LABELED = "n_labeled"
 RANK_LOCAL = "rank_local"  # under DDP: which entries are of this rank's rows alone
 FEATURE, FEATURE_EAGC = "feature", "feature_eagc"  # per-row feature conflict, raw / corrected
 ATTRIBUTION, ATTRIBUTION_EAGC = "attribution", "attribution_eagc"
+# inside ATTRIBUTION: the rows a subsampled attribution covered ({"rows", "of", ...})
+ATTRIBUTION_SUBSAMPLE = "subsample"
 ENERGY = "energy"  # {"ratio": {group: summary}, "eep_weight": summary, ...}
 ENERGY_RATIO, EEP_WEIGHT = "ratio", "eep_weight"  # inside ENERGY
 EAGC_MU = "eagc_mu"

@@ -126,6 +126,10 @@ def test_subsampled_attribution_says_so_in_the_report_and_a_full_one_is_unchange
     sub = attributed_toy_run(tmp_path / "sub", steps=2, rows=5)
     words = "Attribution over a subsample: 5 of 16 rows per attributed step (seeded by step)."
     one = _captions(build_report([sub], tmp_path / "report-sub"))
+    verdict = (tmp_path / "report-sub" / "index.html").read_text(encoding="utf-8")
+    # the verdict's ranking line says which rows its shares cover
+    assert re.search(r"pull hardest against the supervised direction[^<]*; attribution over a "
+                     r"subsample: 5 of 16 rows per attributed step", verdict), verdict  # fmt: skip
     for name in ("class_attribution", "conflicting_samples"):
         if name in one:  # the samples grid needs image data: toy rows have none
             assert words in one[name], one[name]
@@ -139,17 +143,3 @@ def test_subsampled_attribution_says_so_in_the_report_and_a_full_one_is_unchange
     both = _captions(build_report([sub, full], tmp_path / "report-both"))["class_attribution"]
     assert re.search(r"subsample of rows per attributed step \(seeded by step\) "
                      r"\(sub: 5 of 16; full: every row\)", both), both  # fmt: skip
-
-
-def test_partly_subsampled_run_says_on_how_many_steps(tmp_path):
-    with RunWriter(tmp_path / "r", config={"data": "synthetic"}) as w:
-        for step in range(3):
-            entry = {"unsup_rows": {"class": [0.1, -0.2], "class_rows": [1.0, 1.0]}}
-            if step:
-                entry["subsample"] = {"rows": 4 + step, "of": 32, "batch_rows": [], "seed": step}
-            w.write_step({"step": step, "attribution": entry})
-        w.finish({})
-    (run,) = load_runs([tmp_path / "r"])
-    assert plot_attribution.run_subsample(run) == (
-        "5-6 of 32 (on 2 of 3 attributed steps, every row on the rest)"
-    )

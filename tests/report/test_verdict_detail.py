@@ -19,6 +19,7 @@ from entangle.report.verdict_detail import (
     has,
     has_row_counts,
     setting_estimate,
+    subsample_clause,
 )
 
 
@@ -55,6 +56,24 @@ def test_class_ranking_puts_the_class_that_pulls_hardest_first():
     no_counts = [_step([0.1, -0.5, 0.0]) for _ in range(6)]
     assert class_ranking([_run(no_counts)])[0][1].value == -0.5  # summed shares
     assert class_ranking([_run([{"step": 0}])]) == []
+
+
+def test_a_subsampled_attribution_says_its_rows_in_the_verdict_line():
+    def sub(step, rows):
+        entry = _step([0.1, -0.5], rows=[1, 3])
+        entry["attribution"]["subsample"] = {"rows": rows, "of": 16, "batch_rows": [], "seed": step}
+        return entry
+
+    full = _run([_step([0.1, -0.5], rows=[1, 3]) for _ in range(4)])
+    assert subsample_clause([full]) == ""
+    eight = _run([sub(s, 8) for s in range(4)])
+    assert subsample_clause([eight, eight]) == (
+        "; attribution over a subsample: 8 of 16 rows per attributed step (seeded by step), "
+        "so the shares cover those rows only"
+    )
+    eight.name, full.name = "s0", "s1"
+    mixed = subsample_clause([eight, full])
+    assert "(s0: 8 of 16, s1: every row)" in mixed and "cover those rows only" in mixed
 
 
 def test_class_name_uses_the_ground_truth_name_only_for_classes():
