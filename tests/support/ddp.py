@@ -110,6 +110,7 @@ def worker(rank: int, init_file: str, out_dir: str, run_dir: str) -> None:
     try:
         out = {"probe": _probe_scenario(rank, run_dir), "eagc": _eagc_scenario(rank)}
         torch.save(out, Path(out_dir) / f"rank{rank}.pt")
+        dist.barrier()  # gloo aborts a rank whose peer tears down first (no graceful close)
     finally:
         dist.destroy_process_group()
 

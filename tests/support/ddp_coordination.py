@@ -42,5 +42,6 @@ def worker(rank: int, init_file: str, out_dir: str) -> None:
             records.append(probe.backward(sup, unsup, features=z, labeled=labeled))
             grads.append([p.grad.clone() for p in params])
         torch.save({"grads": grads, "records": records}, Path(out_dir) / f"rank{rank}.pt")
+        dist.barrier()  # gloo aborts a rank whose peer tears down first (no graceful close)
     finally:
         dist.destroy_process_group()

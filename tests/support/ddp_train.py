@@ -66,5 +66,6 @@ def worker(rank: int, init_file: str, root: str, kill_step: int) -> None:
         except Killed:
             pass
         train(dataclasses.replace(CONFIG), Path(root) / "resumed")
+        dist.barrier()  # gloo aborts a rank whose peer tears down first (no graceful close)
     finally:
         dist.destroy_process_group()
