@@ -43,6 +43,7 @@ from entangle.models.vit_common import (
     backbone_features,
     resample_pos_embed,
 )
+from entangle.nn.class_token import class_token_attention, reads_class_token_only
 
 __all__ = [
     "VIT_CONFIGS",
@@ -138,6 +139,16 @@ class Block(nn.Module):
         x = x + self.ls1(self.attn(self.norm1(x)))
         return x + self.ls2(self.mlp(self.norm2(x)))
 
+    def forward_class_token(self, x: torch.Tensor) -> torch.Tensor:
+        """``forward(x)[:, :1]`` computed on the class token's row: ``[n, T, D] -> [n, 1, D]``.
+
+        k and v on every row, q and everything after the attention on row 0; equal to
+        ``forward`` up to float rounding (:mod:`entangle.nn.class_token`).
+        """
+        a = class_token_attention(self.attn.qkv, self.norm1(x), self.attn.num_heads)
+        h = x[:, :1] + self.ls1(self.attn.proj(a))
+        return h + self.ls2(self.mlp(self.norm2(h)))
+
 
 class VisionTransformer(nn.Module):
     """ViT backbone returning the final-norm CLS token ``z [n, D]`` (the feature EAGC hooks).
@@ -209,6 +220,7 @@ class VisionTransformer(nn.Module):
             tokens = torch.cat([tokens[:, :1], regs, tokens[:, 1:]], dim=1)
         return tokens
 
+    @reads_class_token_only
     def pool(self, h: torch.Tensor) -> torch.Tensor:
         """Final LayerNorm, then the CLS token: ``[n, T, D] -> [n, D]``."""
         return self.norm(h)[:, 0]

@@ -12,6 +12,7 @@ from torch import nn
 
 from entangle.errors import EntangleValueError
 from entangle.models.vit_common import ViTConfig, backbone_features, resample_pos_embed
+from entangle.nn.class_token import reads_class_token_only
 
 # timm architecture names with the same key layout as our configs (DINO v1 style only:
 # timm stores DINOv2 registers as ``reg_token`` with a different pos_embed layout)
@@ -52,6 +53,7 @@ class TimmViT(nn.Module):
         pos = resample_pos_embed(self.pos_embed, (x.shape[2] // p, x.shape[3] // p))
         return self.norm_pre(self.pos_drop(tokens + pos))
 
+    @reads_class_token_only
     def pool(self, h: torch.Tensor) -> torch.Tensor:
         """Final LayerNorm, then the CLS token: ``[n, T, D] -> [n, D]``."""
         return self.norm(h)[:, 0]

@@ -2,7 +2,8 @@
 
 Backbones are cut by :mod:`entangle.nn.splits`: entangle's protocol (``embed``, ``blocks``,
 ``pool``), timm's ``VisionTransformer`` (register tokens included) and the DINO / DINOv2
-torch.hub ViTs are recognised; ``run_suffix(run_prefix(x, i), i)`` equals ``forward(x)``.
+torch.hub ViTs are recognised; ``run_suffix(run_prefix(x, i), i)`` equals ``forward(x)``, and
+``suffix_features`` (no autograd) equals it up to float rounding.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import torch
 
 from entangle.errors import EntangleRuntimeError, EntangleValueError
+from entangle.nn.class_token import class_token_row
 from entangle.nn.splits import BackboneSplit, find_split, split_of, suffix_parameters
 
 SHARED_FALLBACK = (
@@ -73,6 +75,24 @@ def run_suffix(backbone: torch.nn.Module, h: torch.Tensor, split_at: int) -> tor
     return split.pool(h)
 
 
+def suffix_features(backbone: torch.nn.Module, h: torch.Tensor, split_at: int) -> torch.Tensor:
+    """:func:`run_suffix`'s features for callers that need nothing else (no autograd, eval).
+
+    With class-token pooling (``BackboneSplit.class_token_pool``) and a recognised last
+    block, that block runs on the class token's row only (:mod:`entangle.nn.class_token`):
+    equal to :func:`run_suffix` up to float rounding, not bit for bit. Anything else (autograd
+    on, training mode, other pooling, an unknown block) runs :func:`run_suffix` itself.
+    """
+    split = check_protocol(backbone)
+    blocks = split.blocks[split_at:]
+    row = class_token_row(blocks[-1]) if split.class_token_pool and len(blocks) else None
+    if row is None:
+        return run_suffix(backbone, h, split_at)
+    for block in blocks[:-1]:
+        h = block(h)
+    return split.pool(row(h))
+
+
 class SharedPrefix:
     """Run the frozen prefix shared by a live and a reference backbone once, then fork.
 
@@ -80,7 +100,9 @@ class SharedPrefix:
     re-checked whenever a prefix parameter's version counter, storage or identity changes,
     i.e. after an in-place update, ``p.data = ...`` or a replaced parameter; writes through
     ``p.data.<op>_()`` bypass the version counter and are not seen). The reference suffix
-    runs without autograd, and must be in eval mode (``reference.eval()``).
+    runs without autograd, and must be in eval mode (``reference.eval()``); its features come
+    from :func:`suffix_features` (with class-token pooling, the last block on the class
+    token's row: equal to ``reference(x)`` up to float rounding, docs/performance.md).
 
     Args:
         live: the backbone being trained.
@@ -159,5 +181,5 @@ class SharedPrefix:
             self._verify()
         with torch.no_grad():
             h = run_prefix(self.live, x, self.split_at)
-            z_ref = run_suffix(self.reference, h, self.split_at)
+            z_ref = suffix_features(self.reference, h, self.split_at)
         return run_suffix(self.live, h, self.split_at), z_ref

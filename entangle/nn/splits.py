@@ -40,6 +40,9 @@ class BackboneSplit:
         blocks: the block container (``nn.ModuleList`` or ``nn.Sequential``).
         pool: ``h -> z [n, D]``, everything after the last block.
         pool_modules: the modules ``pool`` uses; their parameters belong to the suffix.
+        class_token_pool: ``pool`` reads only row 0 of ``h`` (the class token) through a
+            per-token norm, so ``pool(h[:, :1]) == pool(h)`` and the last block may run on
+            that row alone (:mod:`entangle.nn.class_token`).
     """
 
     layout: str
@@ -47,11 +50,17 @@ class BackboneSplit:
     blocks: nn.Module
     pool: Callable[[torch.Tensor], torch.Tensor]
     pool_modules: tuple[nn.Module, ...]
+    class_token_pool: bool = False
 
 
 def _modules(backbone: nn.Module, *names: str) -> tuple[nn.Module, ...]:
     found = (getattr(backbone, name, None) for name in names)
     return tuple(m for m in found if isinstance(m, nn.Module))
+
+
+def _per_token(norm) -> bool:
+    """Whether ``norm`` acts on each token alone (so it commutes with taking row 0)."""
+    return isinstance(norm, nn.LayerNorm | nn.Identity)
 
 
 def _is_blocks(value) -> bool:
@@ -63,8 +72,10 @@ def _entangle(m: nn.Module) -> BackboneSplit | None:
         return None
     if not _is_blocks(getattr(m, "blocks", None)):
         return None
-    # the protocol's final norm lives beside the blocks under the name `norm`
-    return BackboneSplit("entangle", m.embed, m.blocks, m.pool, _modules(m, "norm"))
+    # the protocol's final norm lives beside the blocks under the name `norm`; a pool marked
+    # with reads_class_token_only declares it reads row 0 alone
+    token = bool(getattr(m.pool, "reads_class_token_only", False))
+    return BackboneSplit("entangle", m.embed, m.blocks, m.pool, _modules(m, "norm"), token)
 
 
 def _timm(m: nn.Module) -> BackboneSplit | None:
@@ -82,7 +93,14 @@ def _timm(m: nn.Module) -> BackboneSplit | None:
         return m.forward_head(m.norm(h))
 
     heads = _modules(m, "norm", "fc_norm", "attn_pool", "head_drop", "head")
-    return BackboneSplit("timm", embed, m.blocks, pool, heads)
+    # timm's own pooling of the class token: global_pool='token', no attention pool
+    token = (
+        type(m).__module__.startswith("timm.")
+        and getattr(m, "global_pool", None) == "token"
+        and getattr(m, "attn_pool", None) is None
+        and _per_token(m.norm)
+    )
+    return BackboneSplit("timm", embed, m.blocks, pool, heads, token)
 
 
 def _dinov2(m: nn.Module) -> BackboneSplit | None:
@@ -101,6 +119,7 @@ def _dinov2(m: nn.Module) -> BackboneSplit | None:
         m.blocks,
         pool,
         _modules(m, "norm", "head"),
+        _per_token(m.norm),
     )
 
 
@@ -114,7 +133,8 @@ def _dino(m: nn.Module) -> BackboneSplit | None:
         # DINO's forward returns the normed class token; its `head` is not applied
         return m.norm(h)[:, 0]
 
-    return BackboneSplit("dino", m.prepare_tokens, m.blocks, pool, _modules(m, "norm"))
+    norm = _modules(m, "norm")
+    return BackboneSplit("dino", m.prepare_tokens, m.blocks, pool, norm, _per_token(m.norm))
 
 
 # tried in order; the explicit protocol first, so a user's module written to it always wins

@@ -21,7 +21,7 @@ from entangle.nn.prefix import (
     first_trainable_block,
     prefix_fingerprint,
     run_prefix,
-    run_suffix,
+    suffix_features,
 )
 from entangle.probing.summaries import QUANTILES, masked_summary, to_host
 
@@ -136,7 +136,10 @@ class ProbeSet:
             # the prefix was modified in place (or replaced): the cache is stale
             self._cache = self._embed_prefix(backbone)
         return _in_batches(
-            backbone, self._cache, self.batch_size, lambda h: run_suffix(backbone, h, self.split_at)
+            backbone,
+            self._cache,
+            self.batch_size,
+            lambda h: suffix_features(backbone, h, self.split_at),
         )
 
     def evaluate(self, backbone: torch.nn.Module | None = None) -> dict:
