@@ -12,7 +12,7 @@ from entangle.report.figures import colors, new_figure, no_data, smooth, style, 
 from entangle.report.verdict_detail import class_matrix, class_name, class_ranking
 from entangle.runs.keys import ATTRIBUTION, ATTRIBUTION_EAGC
 from entangle.runs.records import as_float, dig, step_axis
-from entangle.runs.subsample import run_subsample, subsample_words
+from entangle.runs.subsample import runs_subsample_words
 
 TOP_SAMPLES = 16
 # class lines drawn per run; ten or more overlapping lines are unreadable, the rest are summed
@@ -32,16 +32,9 @@ def has_attribution(runs: Sequence) -> bool:
 def subsample_note(runs: Sequence) -> str:
     """Caption words for the attribution figures when a run's shares cover a row subsample
     (docs/attribution.md, "A subsample of rows"); "" when every run attributes every row."""
-    labels = [run_subsample(run) for run in runs]
-    if not any(labels):
+    words = runs_subsample_words(runs)
+    if not words:
         return ""
-    if len(set(labels)) == 1:
-        words = subsample_words(labels[0])
-    else:  # runs differ: each run's rows
-        each = "; ".join(
-            f"{run.name}: {label or 'every row'}" for run, label in zip(runs, labels, strict=True)
-        )
-        words = f"{subsample_words()} ({each})"
     return (
         f" {words[0].upper()}{words[1:]}. Every share sum, class share and top list covers "
         "those rows only, so the shares sum to part of the cosine, not to it."

@@ -18,7 +18,7 @@ from entangle.metrics.calibration import is_inert
 from entangle.report.uncertainty import Estimate, across_seeds, within_run, within_run_rate
 from entangle.runs.keys import ATTRIBUTION, ATTRIBUTION_EAGC, EAGC, EEP_WEIGHT, ENERGY, ENERGY_RATIO
 from entangle.runs.records import as_float, dig, gradient_series
-from entangle.runs.subsample import run_subsample, subsample_words
+from entangle.runs.subsample import runs_subsample_words
 
 SHARE = (0.0, 1.0)
 GDC_RANGE = (0.0, 2.0)  # GDC = 1 - cos(g_S, g_S + g_U)
@@ -241,14 +241,9 @@ def attribution_lines(out, group, name) -> list[str]:
 def subsample_clause(group) -> str:
     """``"; attribution over a subsample: 8 of 64 rows per attributed step ..."`` when a
     run of ``group`` attributed a row subsample (its shares cover those rows only), else ""."""
-    labels = [run_subsample(run) for run in group]
-    if not any(labels):
-        return ""
-    if len(set(labels)) == 1:
-        return f"; {subsample_words(labels[0])}, so the shares cover those rows only"
-    pairs = zip(group, labels, strict=True)
-    each = ", ".join(f"{run.name}: {label or 'every row'}" for run, label in pairs)
-    return f"; {subsample_words()} ({each}), so the shares cover those rows only"
+    # ", " between runs: "; " already separates the line's clauses
+    words = runs_subsample_words(group, sep=", ")
+    return f"; {words}, so the shares cover those rows only" if words else ""
 
 
 def has(run, kind) -> bool:

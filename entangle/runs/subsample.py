@@ -31,6 +31,19 @@ def subsample_words(label: str | None = None) -> str:
     return f"attribution over a subsample{rows} per attributed step (seeded by step)"
 
 
+def runs_subsample_words(runs, sep: str = "; ") -> str:
+    """:func:`subsample_words` for a set of runs: "" when each attributes every row, the one
+    label when they agree, else each run's rows (``name: label``, joined by ``sep``)."""
+    labels = [run_subsample(run) for run in runs]
+    if not any(labels):
+        return ""
+    if len(set(labels)) == 1:
+        return subsample_words(labels[0])
+    pairs = zip(runs, labels, strict=True)
+    each = sep.join(f"{run.name}: {label or 'every row'}" for run, label in pairs)
+    return f"{subsample_words()} ({each})"
+
+
 def run_subsample(run) -> str | None:
     """``"8 of 64"``: the rows a run's attributed steps cover when subsampled, else None.
 

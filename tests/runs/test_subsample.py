@@ -6,7 +6,12 @@ from types import SimpleNamespace
 
 from entangle.report.load import load_runs
 from entangle.runs.directory import RunWriter
-from entangle.runs.subsample import run_subsample, subsample_label, subsample_words
+from entangle.runs.subsample import (
+    run_subsample,
+    runs_subsample_words,
+    subsample_label,
+    subsample_words,
+)
 
 
 def test_label_spans_the_rows_and_batch_sizes_of_its_entries():
@@ -21,6 +26,21 @@ def test_label_spans_the_rows_and_batch_sizes_of_its_entries():
 def test_a_run_attributing_every_row_has_no_subsample():
     steps = [{"attribution": {"unsup_rows": {"class": [0.1]}}}, {"step": 3}]
     assert run_subsample(SimpleNamespace(steps=steps)) is None
+
+
+def test_a_set_of_runs_says_one_label_when_they_agree_and_each_run_when_not():
+    def run(name, rows):
+        entry = {"unsup_rows": {"class": [0.1]}}
+        if rows:
+            entry["subsample"] = {"rows": rows, "of": 16}
+        return SimpleNamespace(name=name, steps=[{"attribution": entry}])
+
+    assert runs_subsample_words([run("a", 0), run("b", 0)]) == ""
+    assert runs_subsample_words([run("a", 4), run("b", 4)]) == subsample_words("4 of 16")
+    assert runs_subsample_words([run("a", 4), run("b", 0)], sep=", ") == (
+        "attribution over a subsample of rows per attributed step (seeded by step) "
+        "(a: 4 of 16, b: every row)"
+    )
 
 
 def test_partly_subsampled_run_says_on_how_many_steps(tmp_path):
