@@ -84,13 +84,13 @@ def suffix_features(backbone: torch.nn.Module, h: torch.Tensor, split_at: int) -
     on, training mode, other pooling, an unknown block) runs :func:`run_suffix` itself.
     """
     split = check_protocol(backbone)
-    blocks = split.blocks[split_at:]
-    row = class_token_row(blocks[-1]) if split.class_token_pool and len(blocks) else None
-    if row is None:
-        return run_suffix(backbone, h, split_at)
-    for block in blocks[:-1]:
+    blocks = list(split.blocks[split_at:])
+    row = class_token_row(blocks[-1]) if split.class_token_pool and blocks else None
+    if row is not None:
+        blocks[-1] = row
+    for block in blocks:
         h = block(h)
-    return split.pool(row(h))
+    return split.pool(h)
 
 
 class SharedPrefix:
