@@ -7,7 +7,6 @@ from typing import Annotated
 
 import typer
 
-import entangle.models  # noqa: F401  (fills the registry that backbone_names reads)
 from entangle.cli.app import app
 from entangle.cli.options import (
     LOSS,
@@ -29,7 +28,8 @@ from entangle.models.registry import backbone_names
 # the options' defaults are TrainConfig's (the coordinator settings' via CoordinatorConfig), read
 # here so that each is written once; options without a TrainConfig twin keep their own
 _DEFAULTS = TrainConfig()
-# the names come from the backbone registry, so a registered backbone shows up here
+# the names come from the backbone registry (importing it runs entangle/models/__init__.py,
+# which registers the built-ins), so a registered backbone shows up here
 _MODEL_HELP = "Backbone: " + " | ".join(backbone_names()) + "."
 
 
