@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 
 from entangle.errors import EntangleValueError
-from entangle.probing.attribution import group_dot
+from entangle.probing.attribution import as_float64, group_dot
 
 
 def chosen_rows(n: int, m: int, step: int) -> torch.Tensor:
@@ -48,11 +48,12 @@ def row_products_of(
         gradient does not reach a parameter contributes 0 for it.
     """
     out = torch.zeros(len(pairs), len(rows), dtype=torch.float64, device=features.device)
+    pairs = [(as_float64(tangent), cotangent) for tangent, cotangent in pairs]  # once, not per row
     for k, i in enumerate(torch.as_tensor(rows).tolist()):
         for p, (tangent, cotangent) in enumerate(pairs):
             one = torch.zeros_like(features)
             one[i] = cotangent[i].to(features.dtype)
             # row i's own gradient of the group (a per-sample gradient), freed after the dot
             own = torch.autograd.grad(features, params, one, retain_graph=True, allow_unused=True)
-            out[p, k] = group_dot(list(tangent), list(own)).to(out.device)
+            out[p, k] = group_dot(tangent, list(own)).to(out.device)
     return out
