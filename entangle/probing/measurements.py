@@ -155,15 +155,18 @@ class Attribution(Measurement):
         inputs = ps.params + [ps.features]
         if not self.attributor.is_due(ps.probed):
             return grads(sup, inputs)
-        (feat_sup,) = grads(sup, [ps.features])
+        # the row Jacobian's create-graph pass, taken at u = dL_sup/dz, yields the attributed
+        # group's g_S as its value, so only the parameters outside it need a backward of sup;
+        # it is the same call that yields dL_sup/dz (one pass through the head, not two: each
+        # gradient is the same sum in the same order, so the same numbers)
+        in_group = {id(p) for p in self.attributor.params}
+        rest = [p for p in ps.params if id(p) not in in_group]
+        *rest_values, feat_sup = grads(sup, rest + [ps.features])
         if feat_sup is None:  # not in the graph: the core says so (or sup has no rows)
             return grads(sup, inputs)
-        # the row Jacobian's create-graph pass, taken at u = dL_sup/dz, yields the attributed
-        # group's g_S as its value, so only the parameters outside it need another backward
         jac = self.attributor.prepare(ps.features, ps.probed, at=feat_sup)
         group = {id(p): value for p, value in zip(jac.params, jac.value, strict=True)}
-        rest = [p for p in ps.params if id(p) not in group]
-        rest_grads = dict(zip(map(id, rest), grads(sup, rest), strict=True)) if rest else {}
+        rest_grads = dict(zip(map(id, rest), rest_values, strict=True))
         self._jac = jac
         return [group[id(p)] if id(p) in group else rest_grads[id(p)] for p in ps.params] + [
             feat_sup
