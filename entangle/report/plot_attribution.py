@@ -234,6 +234,7 @@ def conflicting_samples_figure(runs: Sequence):
             ax.set_xticks([])
             ax.set_yticks([])
             ax.grid(False)
-            ax.set_ylabel(text(run.name, 14), fontsize=7)
+            # the whole run name (up to text()'s limit): 14 characters cut 'baseline-reference'
+            ax.set_ylabel(text(run.name), fontsize=8)
         fig.suptitle("Most conflicting samples (summed share of cos over the steps they top)")
         return fig
