@@ -48,19 +48,143 @@ def style():
 
     rc = {**sns.axes_style("whitegrid"), **sns.plotting_context("notebook", font_scale=0.85)}
     rc["axes.prop_cycle"] = matplotlib.cycler(color=colors(10))
+    # titles at a fixed height over their axes: matplotlib's automatic title placement
+    # measured every axes' ticks again at each draw (no panel has ticks on top)
+    rc["axes.titley"] = 1.0
     with matplotlib.rc_context(rc):
         yield
 
 
 def new_figure(nrows: int, ncols: int, *, panel=(4.6, 3.2), **subplot_kw):
-    """A ``Figure`` with an Agg canvas and a 2-D array of axes ``[nrows, ncols]``."""
+    """A ``Figure`` with an Agg canvas and a 2-D array of axes ``[nrows, ncols]``.
+
+    Laid out by :func:`grid_layout` when drawn (margins measured once from its texts), not by
+    matplotlib's constrained layout, whose two passes over every axes' ticks and texts were
+    ~60% of a figure's drawing time (docs/performance.md).
+    """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(panel[0] * ncols, panel[1] * nrows), layout="constrained")
+    fig = Figure(figsize=(panel[0] * ncols, panel[1] * nrows), layout=_grid_engine())
     FigureCanvasAgg(fig)
     axes = fig.subplots(nrows, ncols, squeeze=False, **subplot_kw)
     return fig, axes
+
+
+def _grid_engine():
+    """A matplotlib ``LayoutEngine`` that runs :func:`grid_layout` before each draw."""
+    from matplotlib.layout_engine import LayoutEngine
+
+    class GridLayout(LayoutEngine):
+        _adjust_compatible = True
+        _colorbar_gridspec = True
+
+        def execute(self, fig):
+            grid_layout(fig)
+
+    return GridLayout()
+
+
+# room in points beside what is measured: between a text and its neighbour, at the edges
+_PAD = 4.0
+_EDGE = 8.0
+
+
+def grid_layout(fig) -> None:
+    """Place a one-gridspec figure's axes with ``subplots_adjust`` so nothing overlaps.
+
+    Measured once per draw, in points: the suptitle, each panel's title and axis labels,
+    the y tick labels (one tick pass on the y axis only), legends placed below their axes;
+    the x tick labels' height is taken from their font size. Margins and gaps are the
+    largest need over the panels of a row or column edge.
+    """
+    import matplotlib as mpl
+
+    axes = [ax for ax in fig.axes if ax.get_subplotspec() is not None]
+    if not axes:
+        return
+    renderer = fig._get_renderer()  # the PDF canvas has no get_renderer
+    to_pt = 72.0 / fig.dpi
+    width, height = fig.get_figwidth() * 72.0, fig.get_figheight() * 72.0
+    gs = axes[0].get_subplotspec().get_gridspec()
+    nrows, ncols = gs.get_geometry()
+    xtick = mpl.rcParams["xtick.major.size"] + mpl.rcParams["xtick.major.pad"]
+    xtick_font = mpl.font_manager.FontProperties(size=mpl.rcParams["xtick.labelsize"])
+    # one tick label line, with room for a mathtext exponent
+    xtick += 1.4 * xtick_font.get_size_in_points()
+
+    def extent(artist) -> float:
+        """The height of a text artist in points (0 when empty or hidden)."""
+        if not artist.get_visible() or not artist.get_text():
+            return 0.0
+        return artist.get_window_extent(renderer).height * to_pt
+
+    top_need = [0.0] * nrows  # above each row's axes: titles
+    bottom_need = [0.0] * nrows  # below: x tick labels, x label, legends below the axes
+    left_need = [0.0] * ncols  # left of each column's axes: y tick labels and label
+    right_need = [0.0] * ncols  # right of each column's axes: legends placed beside them
+    for ax in axes:
+        ss = ax.get_subplotspec()
+        row0, row1 = ss.rowspan.start, ss.rowspan.stop - 1
+        col0, col1 = ss.colspan.start, ss.colspan.stop - 1
+        title = max(extent(t) for t in (ax.title, ax._left_title, ax._right_title))
+        if title:
+            title += mpl.rcParams["axes.titlepad"]
+        top_need[row0] = max(top_need[row0], title)
+        box = ax.get_window_extent(renderer)
+        below = 0.0
+        overhang = 0.0  # of rotated x tick labels, left of the axes
+        if _rotated_xticks(ax):  # long rotated labels (the ablation's settings): measure them
+            xbox = ax.xaxis.get_tightbbox(renderer)
+            if xbox is not None:
+                below = max(0.0, (box.y0 - xbox.y0) * to_pt)
+                overhang = max(0.0, (box.x0 - xbox.x0) * to_pt)
+        else:
+            if ax.xaxis.get_tick_params().get("labelbottom", True) and len(ax.get_xticks()):
+                below += xtick
+            label = extent(ax.xaxis.label)
+            if label:
+                below += label + ax.xaxis.labelpad
+        legend = ax.get_legend()
+        if legend is not None:  # anchored outside the axes (below, or beside on the right)
+            reach = legend.get_window_extent(renderer)
+            below = max(below, (box.y0 - reach.y0) * to_pt)
+            right_need[col1] = max(right_need[col1], (reach.x1 - box.x1) * to_pt)
+        bottom_need[row1] = max(bottom_need[row1], below)
+        ybox = ax.yaxis.get_tightbbox(renderer)
+        left = overhang if ybox is None else max(overhang, (box.x0 - ybox.x0) * to_pt)
+        left_need[col0] = max(left_need[col0], left)
+    sup = fig._suptitle
+    if sup is not None:  # its top at the figure's top margin, not matplotlib's y=0.98
+        sup.set_y(1 - _EDGE / height)
+    top = _EDGE + (extent(sup) + _PAD if sup is not None else 0.0) + top_need[0]
+    bottom = _EDGE + bottom_need[-1]
+    left = _EDGE + left_need[0]
+    # the last x tick label sticks out by half its width
+    right = _EDGE + max(6.0, right_need[-1] + _PAD)
+    hgap = max([0.0] + [bottom_need[r] + top_need[r + 1] for r in range(nrows - 1)]) + _PAD
+    wgap = max([0.0] + [right_need[c] + left_need[c + 1] for c in range(ncols - 1)]) + 2 * _PAD
+    # subplots_adjust's gaps are fractions of the mean axes size
+    axes_h = (height - top - bottom - hgap * (nrows - 1)) / nrows
+    axes_w = (width - left - right - wgap * (ncols - 1)) / ncols
+    if axes_h <= 0 or axes_w <= 0:  # texts bigger than the figure: leave matplotlib's
+        return
+    fig.subplots_adjust(
+        left=left / width,
+        right=1 - right / width,
+        bottom=bottom / height,
+        top=1 - top / height,
+        wspace=wgap / axes_w,
+        hspace=hgap / axes_h,
+    )
+
+
+def _rotated_xticks(ax) -> bool:
+    """Whether any visible x tick label of ``ax`` is turned away from horizontal."""
+    return any(
+        tick.label1.get_visible() and tick.label1.get_rotation() % 180
+        for tick in ax.xaxis.get_major_ticks()
+    )
 
 
 def suptitle(fig, title: str) -> None:
@@ -97,12 +221,10 @@ def figure_bytes(fig, pdf: bool) -> tuple[bytes, bytes | None]:
     PNG only for :func:`palette_png` to decode it again. Same bytes; measured on the demo's
     training curves 2.59 -> 2.46 s of CPU, conflict curves 1.60 -> 1.37 s.
     """
-    from PIL import Image  # matplotlib's own dependency
-
     fig.set_dpi(DPI)
     fig.canvas.draw()
     rgba = np.asarray(fig.canvas.buffer_rgba())
-    png = _palette(Image.fromarray(rgba).convert("RGB"), PNG_COLORS, (DPI, DPI))
+    png = _palette(rgba, PNG_COLORS, (DPI, DPI))
     vector = None
     if pdf:
         pdf_buf = io.BytesIO()
@@ -117,14 +239,36 @@ def palette_png(png: bytes, colors: int = PNG_COLORS) -> bytes:
 
     with Image.open(io.BytesIO(png)) as img:
         dpi = img.info.get("dpi", (DPI, DPI))
-        return _palette(img.convert("RGB"), colors, dpi)
+        return _palette(np.asarray(img.convert("RGB")), colors, dpi)
 
 
-def _palette(rgb, colors: int, dpi) -> bytes:
-    """A PIL RGB image as a ``colors``-colour palette PNG (no dithering)."""
+def _palette(pixels: np.ndarray, colors: int, dpi) -> bytes:
+    """An ``[h, w, 3 or 4]`` uint8 RGB(A) image (alpha ignored) as a palette PNG, no dither.
+
+    The median-cut palette of ``colors`` colours is chosen on every third pixel of every third
+    row, and each distinct colour of the image goes to its nearest palette colour through one
+    lookup table. PIL's median cut over all pixels took 0.1-1.0 s of CPU per demo figure
+    (5.5 s over the demo report's 11), this 2.2 s, at a mean colour error no larger
+    (tests/report/test_figures.py).
+    """
     from PIL import Image
 
-    small = rgb.quantize(colors=colors, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    sample = Image.fromarray(np.ascontiguousarray(pixels[::3, ::3, :3]))
+    median_cut, no_dither = Image.Quantize.MEDIANCUT, Image.Dither.NONE
+    chosen = sample.quantize(colors=colors, method=median_cut, dither=no_dither)
+    table = np.asarray(chosen.getpalette()[: 3 * colors], dtype=np.int32).reshape(-1, 3)
+    codes = (pixels[..., 0].astype(np.int32) << 16) | (pixels[..., 1].astype(np.int32) << 8)
+    codes |= pixels[..., 2]
+    present = np.zeros(1 << 24, dtype=bool)
+    present[codes] = True
+    seen = np.flatnonzero(present)
+    seen_rgb = np.stack([seen >> 16, (seen >> 8) & 255, seen & 255], axis=1)
+    lut = np.zeros(1 << 24, dtype=np.uint8)
+    for lo in range(0, seen.shape[0], 4096):  # [chunk, colors] distances, bounded memory
+        d = ((seen_rgb[lo : lo + 4096, None, :] - table[None, :, :]) ** 2).sum(axis=2)
+        lut[seen[lo : lo + 4096]] = d.argmin(axis=1)
+    small = Image.frombytes("P", (codes.shape[1], codes.shape[0]), lut[codes].tobytes())
+    small.putpalette(table.astype(np.uint8).tobytes())
     out = io.BytesIO()
     # zlib's default level, not optimize=True (level 9): on the two-run test report's ten
     # figures 0.18 s of CPU instead of 0.99 s for 9% more bytes (686 kB vs 630 kB); the
