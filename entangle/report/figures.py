@@ -184,7 +184,7 @@ def _rotated_xticks(ax) -> bool:
 
     Only labels set with ``set_xticks(ticks, labels, rotation=...)`` are rotated, and those
     sit on a ``FixedLocator``: other axes are not asked for their ticks, which would run the
-    locator and build tick artists before the draw (2.2 s under cProfile over the demo's 11 figures).
+    locator and build tick artists before the draw (2.2 s under cProfile, the demo's figures).
     """
     from matplotlib.ticker import FixedLocator
 
