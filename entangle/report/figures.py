@@ -98,27 +98,13 @@ def grid_layout(fig) -> None:
     the x tick labels' height is taken from their font size. Margins and gaps are the
     largest need over the panels of a row or column edge.
     """
-    import matplotlib as mpl
-
     axes = [ax for ax in fig.axes if ax.get_subplotspec() is not None]
     if not axes:
         return
     renderer = fig._get_renderer()  # the PDF canvas has no get_renderer
     to_pt = 72.0 / fig.dpi
     width, height = fig.get_figwidth() * 72.0, fig.get_figheight() * 72.0
-    gs = axes[0].get_subplotspec().get_gridspec()
-    nrows, ncols = gs.get_geometry()
-    xtick = mpl.rcParams["xtick.major.size"] + mpl.rcParams["xtick.major.pad"]
-    xtick_font = mpl.font_manager.FontProperties(size=mpl.rcParams["xtick.labelsize"])
-    # one tick label line, with room for a mathtext exponent
-    xtick += 1.4 * xtick_font.get_size_in_points()
-
-    def extent(artist) -> float:
-        """The height of a text artist in points (0 when empty or hidden)."""
-        if not artist.get_visible() or not artist.get_text():
-            return 0.0
-        return artist.get_window_extent(renderer).height * to_pt
-
+    nrows, ncols = axes[0].get_subplotspec().get_gridspec().get_geometry()
     top_need = [0.0] * nrows  # above each row's axes: titles
     bottom_need = [0.0] * nrows  # below: x tick labels, x label, legends below the axes
     left_need = [0.0] * ncols  # left of each column's axes: y tick labels and label
@@ -127,37 +113,16 @@ def grid_layout(fig) -> None:
         ss = ax.get_subplotspec()
         row0, row1 = ss.rowspan.start, ss.rowspan.stop - 1
         col0, col1 = ss.colspan.start, ss.colspan.stop - 1
-        title = max(extent(t) for t in (ax.title, ax._left_title, ax._right_title))
-        if title:
-            title += mpl.rcParams["axes.titlepad"]
-        top_need[row0] = max(top_need[row0], title)
-        box = ax.get_window_extent(renderer)
-        below = 0.0
-        overhang = 0.0  # of rotated x tick labels, left of the axes
-        if _rotated_xticks(ax):  # long rotated labels (the ablation's settings): measure them
-            xbox = ax.xaxis.get_tightbbox(renderer)
-            if xbox is not None:
-                below = max(0.0, (box.y0 - xbox.y0) * to_pt)
-                overhang = max(0.0, (box.x0 - xbox.x0) * to_pt)
-        else:
-            if ax.xaxis.get_tick_params().get("labelbottom", True) and len(ax.get_xticks()):
-                below += xtick
-            label = extent(ax.xaxis.label)
-            if label:
-                below += label + ax.xaxis.labelpad
-        legend = ax.get_legend()
-        if legend is not None:  # anchored outside the axes (below, or beside on the right)
-            reach = legend.get_window_extent(renderer)
-            below = max(below, (box.y0 - reach.y0) * to_pt)
-            right_need[col1] = max(right_need[col1], (reach.x1 - box.x1) * to_pt)
+        above, below, left, right = _axes_needs(ax, renderer, to_pt)
+        top_need[row0] = max(top_need[row0], above)
         bottom_need[row1] = max(bottom_need[row1], below)
-        ybox = ax.yaxis.get_tightbbox(renderer)
-        left = overhang if ybox is None else max(overhang, (box.x0 - ybox.x0) * to_pt)
         left_need[col0] = max(left_need[col0], left)
+        right_need[col1] = max(right_need[col1], right)
     sup = fig._suptitle
     if sup is not None:  # its top at the figure's top margin, not matplotlib's y=0.98
         sup.set_y(1 - _EDGE / height)
-    top = _EDGE + (extent(sup) + _PAD if sup is not None else 0.0) + top_need[0]
+    sup_need = _text_height(sup, renderer, to_pt) + _PAD if sup is not None else 0.0
+    top = _EDGE + sup_need + top_need[0]
     bottom = _EDGE + bottom_need[-1]
     left = _EDGE + left_need[0]
     # the last x tick label sticks out by half its width
@@ -176,6 +141,59 @@ def grid_layout(fig) -> None:
         top=1 - top / height,
         wspace=wgap / axes_w,
         hspace=hgap / axes_h,
+    )
+
+
+def _text_height(artist, renderer, to_pt: float) -> float:
+    """The height of a text artist in points (0 when empty or hidden)."""
+    if not artist.get_visible() or not artist.get_text():
+        return 0.0
+    return artist.get_window_extent(renderer).height * to_pt
+
+
+def _axes_needs(ax, renderer, to_pt: float) -> tuple[float, float, float, float]:
+    """Room in points one axes needs outside its box: ``(above, below, left, right)``."""
+    import matplotlib as mpl
+
+    title = max(
+        _text_height(t, renderer, to_pt) for t in (ax.title, ax._left_title, ax._right_title)
+    )
+    above = title + mpl.rcParams["axes.titlepad"] if title else 0.0
+    box = ax.get_window_extent(renderer)
+    below = 0.0
+    overhang = 0.0  # of rotated x tick labels, left of the axes
+    if _rotated_xticks(ax):  # long rotated labels (the ablation's settings): measure them
+        xbox = ax.xaxis.get_tightbbox(renderer)
+        if xbox is not None:
+            below = max(0.0, (box.y0 - xbox.y0) * to_pt)
+            overhang = max(0.0, (box.x0 - xbox.x0) * to_pt)
+    else:
+        if ax.xaxis.get_tick_params().get("labelbottom", True) and len(ax.get_xticks()):
+            below += _xtick_height()
+        label = _text_height(ax.xaxis.label, renderer, to_pt)
+        if label:
+            below += label + ax.xaxis.labelpad
+    right = 0.0
+    legend = ax.get_legend()
+    if legend is not None:  # anchored outside the axes (below, or beside on the right)
+        reach = legend.get_window_extent(renderer)
+        below = max(below, (box.y0 - reach.y0) * to_pt)
+        right = (reach.x1 - box.x1) * to_pt
+    ybox = ax.yaxis.get_tightbbox(renderer)
+    left = overhang if ybox is None else max(overhang, (box.x0 - ybox.x0) * to_pt)
+    return above, below, left, right
+
+
+def _xtick_height() -> float:
+    """Points below the axes for one line of x tick labels, from the tick rcParams."""
+    import matplotlib as mpl
+
+    size = mpl.font_manager.FontProperties(size=mpl.rcParams["xtick.labelsize"])
+    # one tick label line, with room for a mathtext exponent
+    return (
+        mpl.rcParams["xtick.major.size"]
+        + mpl.rcParams["xtick.major.pad"]
+        + 1.4 * size.get_size_in_points()
     )
 
 
